@@ -1,0 +1,5 @@
+//! sea-orm models for reelgen's tables. Models only: queries live in `reelgen::store::db`.
+
+pub mod api_key;
+pub mod idempotency;
+pub mod video;

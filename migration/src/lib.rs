@@ -1,0 +1,21 @@
+//! reelgen's schema, as ordered migrations. `reelgen migrate` (and `serve` at start) applies them;
+//! `cargo run -p migration -- up|down|status` works too.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_create_videos;
+mod m20261126_000002_create_api_keys;
+mod m20261126_000003_create_idempotency;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_000001_create_videos::Migration),
+            Box::new(m20261126_000002_create_api_keys::Migration),
+            Box::new(m20261126_000003_create_idempotency::Migration),
+        ]
+    }
+}

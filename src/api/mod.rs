@@ -1,0 +1,147 @@
+//! HTTP routes: one module per feature, mounted by [`configure`]. [`ROUTES`] lists every
+//! route the server answers (the OpenAPI test checks each one is documented).
+
+pub mod catalog;
+pub mod ops;
+pub mod videos;
+
+use actix_web::{HttpResponse, web};
+use utoipa::OpenApi;
+
+use crate::error::{ApiError, FieldError, Problem};
+use crate::http;
+
+pub struct RouteInfo {
+    pub method: &'static str,
+    pub path: &'static str,
+}
+
+macro_rules! routes {
+    ($($method:literal $path:literal),* $(,)?) => {
+        pub const ROUTES: &[RouteInfo] = &[$(RouteInfo { method: $method, path: $path }),*];
+    };
+}
+
+routes! {
+    "POST" "/api/v1/videos",
+    "GET" "/api/v1/videos",
+    "POST" "/api/v1/videos/batch",
+    "GET" "/api/v1/videos/{id}",
+    "DELETE" "/api/v1/videos/{id}",
+    "POST" "/api/v1/videos/{id}/cancel",
+    "GET" "/api/v1/videos/{id}/file",
+    "HEAD" "/api/v1/videos/{id}/file",
+    "GET" "/api/v1/videos/{id}/thumbnail",
+    "GET" "/api/v1/avatars",
+    "GET" "/api/v1/voices",
+    "GET" "/api/v1/backgrounds",
+    "GET" "/health",
+    "GET" "/health/live",
+    "GET" "/health/ready",
+    "GET" "/metrics",
+    "GET" "/openapi.json",
+    "GET" "/docs",
+    "GET" "/",
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "reelgen", description = "Self-hosted AI avatar video generation: submit a script, watch it render, download the MP4."),
+    paths(
+        videos::create, videos::list, videos::batch, videos::get, videos::delete, videos::cancel,
+        videos::file, videos::thumbnail,
+        catalog::avatars, catalog::voices, catalog::backgrounds,
+        ops::health, ops::live, ops::ready, ops::metrics, openapi_json, docs, index,
+    ),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "videos", description = "Create, list, cancel, delete and download videos"),
+        (name = "catalog", description = "Avatars, voices and backgrounds"),
+        (name = "ops", description = "Health, metrics and documentation"),
+    )
+)]
+pub struct ApiDoc;
+
+/// This OpenAPI document
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, content_type = "application/json", description = "OpenAPI 3.1")))]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// Interactive API documentation (Swagger UI, served offline)
+#[utoipa::path(get, path = "/docs", tag = "ops", responses((status = 308, description = "redirects to /docs/")))]
+pub async fn docs() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// The browser app
+#[utoipa::path(get, path = "/", tag = "ops", responses((status = 200, content_type = "text/html", description = "the app")))]
+pub async fn index(
+    state: web::Data<crate::state::AppState>,
+) -> Result<actix_files::NamedFile, ApiError> {
+    actix_files::NamedFile::open_async(state.config.static_dir.join("index.html"))
+        .await
+        .map_err(|_| ApiError::NotFound("page"))
+}
+
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    test_hooks: bool,
+    bench: bool,
+    static_dir: &std::path::Path,
+) {
+    let mut api = web::scope("/api/v1")
+        .wrap(actix_web::middleware::from_fn(http::api_guard))
+        .service(
+            web::resource("/videos")
+                .route(web::post().to(videos::create))
+                .route(web::get().to(videos::list)),
+        )
+        .service(web::resource("/videos/batch").route(web::post().to(videos::batch)))
+        .service(
+            web::resource("/videos/{id}")
+                .route(web::get().to(videos::get))
+                .route(web::delete().to(videos::delete)),
+        )
+        .service(web::resource("/videos/{id}/cancel").route(web::post().to(videos::cancel)))
+        .service(
+            web::resource("/videos/{id}/file")
+                .route(web::get().to(videos::file))
+                .route(web::head().to(videos::file)),
+        )
+        .service(web::resource("/videos/{id}/thumbnail").route(web::get().to(videos::thumbnail)))
+        .service(web::resource("/avatars").route(web::get().to(catalog::avatars)))
+        .service(web::resource("/voices").route(web::get().to(catalog::voices)))
+        .service(web::resource("/backgrounds").route(web::get().to(catalog::backgrounds)));
+    if bench {
+        api =
+            api.service(web::resource("/_bench/ceiling").route(web::get().to(ops::bench_ceiling)));
+    }
+    if test_hooks {
+        api = api
+            .service(web::resource("/_debug/panic").route(web::post().to(ops::debug_panic)))
+            .service(
+                web::resource("/_debug/crash/{actor}").route(web::post().to(ops::debug_crash)),
+            );
+    }
+    cfg.service(api)
+        .service(web::resource("/health").route(web::get().to(ops::health)))
+        .service(web::resource("/health/live").route(web::get().to(ops::live)))
+        .service(web::resource("/health/ready").route(web::get().to(ops::ready)))
+        .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(web::resource("/openapi.json").route(web::get().to(openapi_json)))
+        .service(web::resource("/docs").route(web::get().to(docs)))
+        .service(
+            utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
+        )
+        .service(web::resource("/").route(web::get().to(index)))
+        .service(actix_files::Files::new("/static", static_dir).prefer_utf8(true));
+}
+
+/// Default service: any unmatched path is a problem+json 404.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound)
+}

@@ -1,0 +1,701 @@
+//! Videos (SPEC §3): create, batch, list, get, cancel, delete, file and thumbnail.
+//! Every handler acts for the request's [`Principal`]; another tenant's id is 404.
+//! GETs go through the response cache (ETag, 304); every write invalidates what it changes.
+
+use std::collections::HashMap;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use entity::video;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::domain::{self, BATCH_MAX, VideoParams, VideoStatus};
+use crate::error::{ApiError, FieldError, Problem};
+use crate::http::{json_body, json_with_etag, to_cached};
+use crate::state::AppState;
+use crate::store::db::{
+    self, CancelOutcome, InsertOutcome, ListCursor, StoreError, StoredResponse,
+};
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Db(sea_orm::DbErr::ConnectionAcquire(_)) => {
+                ApiError::Unavailable("database pool exhausted".into())
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VideoError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VideoLinks {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub events: String,
+}
+
+/// The Video object of SPEC §3.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VideoView {
+    pub id: Uuid,
+    pub title: String,
+    pub status: VideoStatus,
+    pub progress: f64,
+    pub frames_done: i64,
+    pub frames_total: i64,
+    pub duration_s: f64,
+    pub queue_position: Option<u64>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub error: Option<VideoError>,
+    pub video_url: Option<String>,
+    pub thumbnail_url: Option<String>,
+    pub size_bytes: Option<i64>,
+    #[schema(value_type = VideoParams)]
+    pub params: Value,
+    pub links: VideoLinks,
+}
+
+impl VideoView {
+    pub fn from_model(m: video::Model, queue_position: Option<u64>) -> Self {
+        let status: VideoStatus = m.status.parse().unwrap_or(VideoStatus::Failed);
+        let base = format!("/api/v1/videos/{}", m.id);
+        let done = status == VideoStatus::Completed;
+        Self {
+            id: m.id,
+            title: m.title,
+            status,
+            progress: m.progress,
+            frames_done: m.frames_done,
+            frames_total: m.frames_total,
+            duration_s: m.duration_s,
+            queue_position,
+            created_at: m.created_at,
+            started_at: m.started_at,
+            completed_at: m.completed_at,
+            error: m.error_code.map(|code| VideoError {
+                code,
+                message: m.error_message.unwrap_or_default(),
+            }),
+            video_url: done.then(|| format!("{base}/file")),
+            thumbnail_url: done.then(|| format!("{base}/thumbnail")),
+            size_bytes: m.size_bytes,
+            params: m.params,
+            links: VideoLinks {
+                events: format!("{base}/ws"),
+                self_: base,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VideoList {
+    pub data: Vec<VideoView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VideoBatch {
+    pub data: Vec<VideoView>,
+}
+
+/// A create body for the docs (the server validates the raw JSON to report every field).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CreateVideo {
+    pub script: String,
+    pub title: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub avatar: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub voice: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub background: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub dimension: Option<Value>,
+    pub fps: Option<u32>,
+    pub captions: Option<bool>,
+    pub quality: Option<String>,
+    pub callback_url: Option<String>,
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CreateBatch {
+    pub videos: Vec<CreateVideo>,
+}
+
+// ---- idempotency ------------------------------------------------------------------------------
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(raw) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    match raw.to_str() {
+        Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Ok(Some(k.trim().to_string())),
+        _ => Err(ApiError::Validation(vec![FieldError::new(
+            "Idempotency-Key",
+            "invalid_idempotency_key",
+            "must be 1 to 255 visible ASCII characters",
+        )])),
+    }
+}
+
+fn request_hash(req: &HttpRequest, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(req.method().as_str());
+    h.update(b" ");
+    h.update(req.path());
+    h.update(b"\n");
+    h.update(body);
+    hex::encode(h.finalize())
+}
+
+fn replay(stored: &StoredResponse, hash: &str) -> Result<HttpResponse, ApiError> {
+    if stored.request_hash != hash {
+        return Err(ApiError::conflict(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        ));
+    }
+    let status =
+        actix_web::http::StatusCode::from_u16(stored.status).map_err(ApiError::internal)?;
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header(("Idempotent-Replayed", "true"));
+    if let Some(loc) = &stored.location {
+        res.insert_header((header::LOCATION, loc.as_str()));
+    }
+    Ok(res.body(stored.body.clone()))
+}
+
+/// Inserts accepted videos (with the idempotency record when keyed) and builds the 202.
+async fn accept(
+    state: &AppState,
+    req: &HttpRequest,
+    who: &Principal,
+    raw: &[u8],
+    rows: Vec<video::Model>,
+    single: bool,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(req)?;
+    let hash = request_hash(req, raw);
+    if let Some(k) = &key {
+        if let Some(stored) = db::find_idempotent(&state.db, &who.tenant, k).await? {
+            return replay(&stored, &hash);
+        }
+    }
+    let count = rows.len() as u64;
+    let location = single.then(|| {
+        format!(
+            "/api/v1/videos/{}",
+            rows.first().map(|r| r.id).unwrap_or_default()
+        )
+    });
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let views: Vec<VideoView> = rows
+        .iter()
+        .cloned()
+        .map(|m| VideoView::from_model(m, None))
+        .collect();
+    let body = if single {
+        serde_json::to_string(&views.first())
+    } else {
+        serde_json::to_string(&VideoBatch { data: views })
+    }
+    .map_err(ApiError::internal)?;
+    let stored = StoredResponse {
+        request_hash: hash.clone(),
+        status: 202,
+        location: location.clone(),
+        body,
+    };
+    let idem = key
+        .as_deref()
+        .map(|k| (who.tenant.as_str(), k, stored.clone()));
+    match db::insert_videos(&state.db, rows, idem).await? {
+        InsertOutcome::Replay(prev) => return replay(&prev, &hash),
+        InsertOutcome::Inserted => {}
+    }
+    state.cache.invalidate_tenant(&who.tenant);
+    state
+        .metrics
+        .jobs_total
+        .with_label_values(&["queued"])
+        .inc_by(count);
+    tracing::info!(tenant = %who.tenant, count = ids.len(), "videos accepted");
+
+    // Answer with queue positions filled in (the stored replay keeps the first answer).
+    let fresh = fetch_views(state, &who.tenant, &ids).await?;
+    let body = if single {
+        serde_json::to_vec(&fresh.first())
+    } else {
+        serde_json::to_vec(&VideoBatch { data: fresh })
+    }
+    .map_err(ApiError::internal)?;
+    let mut res = HttpResponse::Accepted();
+    res.insert_header((header::CONTENT_TYPE, "application/json"));
+    if let Some(loc) = location {
+        res.insert_header((header::LOCATION, loc));
+    }
+    Ok(res.body(body))
+}
+
+async fn fetch_views(
+    state: &AppState,
+    tenant: &str,
+    ids: &[Uuid],
+) -> Result<Vec<VideoView>, ApiError> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(m) = db::get_video(&state.db, tenant, *id).await? {
+            rows.push(m);
+        }
+    }
+    let positions = db::queue_positions(&state.db, &rows).await?;
+    Ok(rows
+        .into_iter()
+        .zip(positions)
+        .map(|(m, p)| VideoView::from_model(m, p))
+        .collect())
+}
+
+fn random_seed() -> u64 {
+    rand::random::<u64>()
+}
+
+// ---- handlers ---------------------------------------------------------------------------------
+
+/// Create a video
+///
+/// Accepts a script and queues a talking-avatar video. Only `script` is required.
+#[utoipa::path(post, path = "/api/v1/videos", tag = "videos",
+    request_body = CreateVideo,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for the same body")),
+    responses(
+        (status = 202, description = "accepted and queued", body = VideoView, headers(("Location" = String))),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Principal,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (value, raw) = json_body(&req, payload, state.config.max_body_bytes).await?;
+    let params = domain::parse_video_request(&value, &state.catalog, "", random_seed())
+        .map_err(ApiError::Validation)?;
+    let row = db::new_video(&who.tenant, &params)?;
+    accept(&state, &req, &who, &raw, vec![row], true).await
+}
+
+/// Create up to 50 videos at once
+///
+/// All-or-nothing: if any item is invalid, none is accepted and every error is reported
+/// with its `videos[i].` path.
+#[utoipa::path(post, path = "/api/v1/videos/batch", tag = "videos",
+    request_body = CreateBatch,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 202, body = VideoBatch),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn batch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Principal,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (value, raw) = json_body(&req, payload, state.config.max_body_bytes).await?;
+    let items = match &value {
+        Value::Object(o) => {
+            let mut errors: Vec<FieldError> = o
+                .keys()
+                .filter(|k| *k != "videos")
+                .map(|k| {
+                    FieldError::new(k.clone(), "unknown_field", "unknown field; allowed: videos")
+                })
+                .collect();
+            match o.get("videos") {
+                Some(Value::Array(a))
+                    if (1..=BATCH_MAX).contains(&a.len()) && errors.is_empty() =>
+                {
+                    a
+                }
+                Some(Value::Array(a)) if !(1..=BATCH_MAX).contains(&a.len()) => {
+                    errors.push(FieldError::new(
+                        "videos",
+                        "invalid_batch",
+                        format!("must hold 1 to {BATCH_MAX} videos (got {})", a.len()),
+                    ));
+                    return Err(ApiError::Validation(errors));
+                }
+                Some(Value::Array(_)) => return Err(ApiError::Validation(errors)),
+                _ => {
+                    errors.push(FieldError::new(
+                        "videos",
+                        "invalid_batch",
+                        "must be an array of video requests",
+                    ));
+                    return Err(ApiError::Validation(errors));
+                }
+            }
+        }
+        _ => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "body",
+                "invalid_body",
+                "must be a JSON object {\"videos\": [...]}",
+            )]));
+        }
+    };
+    let mut all_errors = Vec::new();
+    let mut params: Vec<VideoParams> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match domain::parse_video_request(
+            item,
+            &state.catalog,
+            &format!("videos[{i}]."),
+            random_seed(),
+        ) {
+            Ok(p) => params.push(p),
+            Err(mut e) => all_errors.append(&mut e),
+        }
+    }
+    if !all_errors.is_empty() {
+        return Err(ApiError::Validation(all_errors));
+    }
+    let rows = params
+        .iter()
+        .map(|p| db::new_video(&who.tenant, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    accept(&state, &req, &who, &raw, rows, false).await
+}
+
+struct ListQuery {
+    status: Option<VideoStatus>,
+    limit: u64,
+    cursor: Option<ListCursor>,
+}
+
+fn encode_cursor(c: &ListCursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", c.created_at.timestamp_micros(), c.id))
+}
+
+fn decode_cursor(s: &str) -> Option<ListCursor> {
+    let raw = URL_SAFE_NO_PAD.decode(s).ok()?;
+    let text = std::str::from_utf8(&raw).ok()?;
+    let (micros, id) = text.split_once(':')?;
+    Some(ListCursor {
+        created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id: id.parse().ok()?,
+    })
+}
+
+fn parse_list_query(qs: &str) -> Result<ListQuery, ApiError> {
+    let mut q = ListQuery {
+        status: None,
+        limit: 20,
+        cursor: None,
+    };
+    let mut errors = Vec::new();
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(qs.as_bytes()) {
+        if seen.insert(k.to_string(), ()).is_some() {
+            errors.push(FieldError::new(
+                k.to_string(),
+                "invalid_query",
+                "given more than once",
+            ));
+            continue;
+        }
+        match k.as_ref() {
+            "status" => match v.parse::<VideoStatus>() {
+                Ok(s) => q.status = Some(s),
+                Err(()) => errors.push(FieldError::new(
+                    "status",
+                    "invalid_status",
+                    "must be one of queued, rendering, completed, failed, cancelled",
+                )),
+            },
+            "limit" => match v.parse::<u64>() {
+                Ok(n) if (1..=100).contains(&n) => q.limit = n,
+                _ => errors.push(FieldError::new(
+                    "limit",
+                    "invalid_limit",
+                    "must be an integer from 1 to 100",
+                )),
+            },
+            "cursor" => match decode_cursor(&v) {
+                Some(c) => q.cursor = Some(c),
+                None => errors.push(FieldError::new(
+                    "cursor",
+                    "invalid_cursor",
+                    "must be a next_cursor returned by this endpoint",
+                )),
+            },
+            other => errors.push(FieldError::new(
+                other.to_string(),
+                "unknown_parameter",
+                "unknown query parameter; allowed: status, limit, cursor",
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(q)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// List videos, newest first
+#[utoipa::path(get, path = "/api/v1/videos", tag = "videos",
+    params(
+        ("status" = Option<String>, Query, description = "queued | rendering | completed | failed | cancelled"),
+        ("limit" = Option<u32>, Query, description = "1–100, default 20"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses((status = 200, body = VideoList), (status = 304, description = "If-None-Match matched"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Principal,
+) -> Result<HttpResponse, ApiError> {
+    let q = parse_list_query(req.query_string())?;
+    let resource = format!(
+        "list?s={}&l={}&c={}",
+        q.status.map_or("", VideoStatus::as_str),
+        q.limit,
+        q.cursor.as_ref().map(encode_cursor).unwrap_or_default()
+    );
+    let key = state.cache.key(&who.tenant, &resource);
+    if let Some(hit) = state.cache.get(&key) {
+        return Ok(json_with_etag(&req, &hit));
+    }
+    let (rows, next) = db::list_videos(&state.db, &who.tenant, q.status, q.cursor, q.limit).await?;
+    let positions = db::queue_positions(&state.db, &rows).await?;
+    let page = VideoList {
+        data: rows
+            .into_iter()
+            .zip(positions)
+            .map(|(m, p)| VideoView::from_model(m, p))
+            .collect(),
+        next_cursor: next.as_ref().map(encode_cursor),
+    };
+    let cached = to_cached(&page)?;
+    state.cache.put(key, cached.clone());
+    Ok(json_with_etag(&req, &cached))
+}
+
+/// Get one video
+#[utoipa::path(get, path = "/api/v1/videos/{id}", tag = "videos",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = VideoView), (status = 304, description = "If-None-Match matched"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let key = state.cache.key(&who.tenant, &format!("video/{id}"));
+    if let Some(hit) = state.cache.get(&key) {
+        return Ok(json_with_etag(&req, &hit));
+    }
+    let view = fetch_views(&state, &who.tenant, &[id])
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound("video"))?;
+    let cached = to_cached(&view)?;
+    state.cache.put(key, cached.clone());
+    Ok(json_with_etag(&req, &cached))
+}
+
+/// Cancel a queued or rendering video
+#[utoipa::path(post, path = "/api/v1/videos/{id}/cancel", tag = "videos",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = VideoView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "already finished", body = Problem, content_type = "application/problem+json")))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    match db::cancel_video(&state.db, &who.tenant, id).await? {
+        CancelOutcome::NotFound => Err(ApiError::NotFound("video")),
+        CancelOutcome::AlreadyFinished(status) => Err(ApiError::conflict(
+            "video_finished",
+            format!("the video is already {status}"),
+        )),
+        CancelOutcome::Cancelled(model) => {
+            state.cache.invalidate_tenant(&who.tenant);
+            state.cache.invalidate_all();
+            state
+                .metrics
+                .jobs_total
+                .with_label_values(&["cancelled"])
+                .inc();
+            Ok(HttpResponse::Ok().json(VideoView::from_model(model, None)))
+        }
+    }
+}
+
+/// Delete a video and its files
+#[utoipa::path(delete, path = "/api/v1/videos/{id}", tag = "videos",
+    params(("id" = Uuid, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let Some(status) = db::delete_video(&state.db, &who.tenant, id).await? else {
+        return Err(ApiError::NotFound("video"));
+    };
+    state.cache.invalidate_tenant(&who.tenant);
+    if status == VideoStatus::Queued {
+        state.cache.invalidate_all();
+    }
+    if let Err(e) = state.files.remove_video(id).await {
+        tracing::warn!(%id, error = %e, "video files could not be removed");
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn completed_file(
+    state: &AppState,
+    who: &Principal,
+    id: Uuid,
+    path: std::path::PathBuf,
+    what: &'static str,
+) -> Result<actix_files::NamedFile, ApiError> {
+    let model = db::get_video(&state.db, &who.tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound("video"))?;
+    let status: VideoStatus = model.status.parse().unwrap_or(VideoStatus::Failed);
+    if status != VideoStatus::Completed {
+        return Err(ApiError::conflict(
+            if what == "file" {
+                "video_not_ready"
+            } else {
+                "thumbnail_not_ready"
+            },
+            format!("the video is {status}; its {what} exists once it is completed"),
+        ));
+    }
+    actix_files::NamedFile::open_async(&path)
+        .await
+        .map_err(|_| ApiError::NotFound("file"))
+}
+
+/// Download the finished MP4
+///
+/// Supports `Range` (206), `HEAD` and `ETag`. 409 while the video is not completed.
+#[utoipa::path(get, path = "/api/v1/videos/{id}/file", tag = "videos",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, content_type = "video/mp4", description = "the MP4"),
+        (status = 206, description = "a range of it"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 416, body = Problem, content_type = "application/problem+json")))]
+pub async fn file(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let f = completed_file(&state, &who, id, state.files.video_file(id), "file").await?;
+    let disposition = header::ContentDisposition {
+        disposition: header::DispositionType::Attachment,
+        parameters: vec![header::DispositionParam::Filename(format!("{id}.mp4"))],
+    };
+    Ok(
+        f.set_content_type("video/mp4".parse().map_err(ApiError::internal)?)
+            .set_content_disposition(disposition)
+            .into_response(&req),
+    )
+}
+
+/// The poster frame
+#[utoipa::path(get, path = "/api/v1/videos/{id}/thumbnail", tag = "videos",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, content_type = "image/jpeg", description = "poster frame"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn thumbnail(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let f = completed_file(
+        &state,
+        &who,
+        id,
+        state.files.thumbnail_file(id),
+        "thumbnail",
+    )
+    .await?;
+    Ok(f.into_response(&req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_rejected() {
+        let c = ListCursor {
+            created_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("valid"),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(decode_cursor(&encode_cursor(&c)), Some(c));
+        assert_eq!(decode_cursor("garbage!"), None);
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("12:nope")), None);
+    }
+
+    #[test]
+    fn list_query_is_strict() {
+        assert!(parse_list_query("limit=100&status=queued").is_ok());
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=x",
+            "status=done",
+            "cursor=zz",
+            "foo=1",
+            "limit=1&limit=2",
+        ] {
+            assert!(parse_list_query(bad).is_err(), "{bad}");
+        }
+    }
+}

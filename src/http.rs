@@ -1,0 +1,292 @@
+//! HTTP plumbing shared by every route: the two middlewares and the body/ETag helpers.
+//!
+//! * [`edge`] wraps the whole app: admission (`MAX_CONCURRENT_REQUESTS`, else 503), catching a
+//!   panicking handler (500, the worker and the process go on), rewriting any error response
+//!   that is not problem+json yet (routing 404/405, payload errors) into one, and the HTTP
+//!   metrics labelled by route *pattern*.
+//! * [`api_guard`] wraps `/api`: authentication into a [`Principal`] and the GCRA rate limit
+//!   with `RateLimit-*` headers on every response (429 + `Retry-After` when exhausted).
+
+use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use serde_json::Value;
+
+use crate::actors::cache_manager::Cached;
+use crate::auth::{self, Principal};
+use crate::error::{ApiError, PROBLEM_JSON, problem_for_status};
+use crate::state::AppState;
+
+/// Requests in flight, for admission control.
+#[derive(Default)]
+pub struct InFlight(AtomicUsize);
+
+struct InFlightGuard<'a>(&'a AtomicUsize);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn is_problem(res: &HttpResponse<impl MessageBody>) -> bool {
+    res.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
+}
+
+/// App-wide middleware: admission, panic catching, problem+json, metrics.
+pub async fn edge(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let started = Instant::now();
+    let method = method_label(req.method());
+    // Computed before the call: the request must stay uniquely owned while it is routed.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let m = state.metrics.clone();
+    let observe = |status: u16| {
+        m.http_requests_total
+            .with_label_values(&[method, &route, &status.to_string()])
+            .inc();
+        m.http_request_duration_seconds
+            .with_label_values(&[method, &route])
+            .observe(started.elapsed().as_secs_f64());
+        if state.config.enable_tracing {
+            tracing::info!(
+                method,
+                route,
+                status,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "request"
+            );
+        }
+    };
+
+    let in_flight = state.in_flight.0.fetch_add(1, Ordering::Relaxed) + 1;
+    let _guard = InFlightGuard(&state.in_flight.0);
+    state.metrics.http_requests_in_flight.set(in_flight as i64);
+
+    let res: ServiceResponse<BoxBody> = if in_flight > state.config.max_concurrent_requests {
+        req.into_response(ApiError::Overloaded.error_response())
+    } else {
+        match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+            Ok(Ok(res)) => res.map_into_boxed_body(),
+            Ok(Err(err)) => {
+                // The server renders it (our errors as problem+json); count it here.
+                observe(err.as_response_error().status_code().as_u16());
+                return Err(err);
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let err = ApiError::internal(format!("handler panicked: {what}"));
+                observe(500);
+                return Err(err.into());
+            }
+        }
+    };
+
+    let res = if res.status().as_u16() >= 400 && !is_problem(res.response()) {
+        let status = res.status();
+        let mut problem = problem_for_status(status).error_response();
+        // Keep headers such as Allow and Retry-After that the original response carried.
+        for (name, value) in res.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                problem.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED
+            && !problem.headers().contains_key(header::ALLOW)
+        {
+            if let Some(allow) = allowed_methods(res.request()) {
+                problem.headers_mut().insert(header::ALLOW, allow);
+            }
+        }
+        res.into_response(problem)
+    } else {
+        res
+    };
+
+    observe(res.status().as_u16());
+    Ok(res)
+}
+
+/// The `Allow` header of a route, from the route table.
+fn allowed_methods(req: &HttpRequest) -> Option<HeaderValue> {
+    let pattern = req.match_pattern()?;
+    let methods: Vec<&str> = crate::api::ROUTES
+        .iter()
+        .filter(|r| r.path == pattern)
+        .map(|r| r.method)
+        .collect();
+    if methods.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&methods.join(", ")).ok()
+}
+
+fn set_rate_headers(
+    headers: &mut actix_web::http::header::HeaderMap,
+    d: &crate::actors::rate_limiter::Decision,
+) {
+    headers.insert(
+        header::HeaderName::from_static("ratelimit-limit"),
+        HeaderValue::from(d.limit),
+    );
+    headers.insert(
+        header::HeaderName::from_static("ratelimit-remaining"),
+        HeaderValue::from(d.remaining),
+    );
+    headers.insert(
+        header::HeaderName::from_static("ratelimit-reset"),
+        HeaderValue::from(d.reset_s),
+    );
+}
+
+/// `/api` middleware: authentication and rate limiting.
+pub async fn api_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(ApiError::internal("application state missing").into());
+    };
+    let principal: Principal = match state.auth.authenticate(req.request()).await {
+        Ok(p) => p,
+        Err(e) => return Ok(req.into_response(e.error_response())),
+    };
+    let decision = state.limiter.check(&principal.rate_key);
+    if !decision.allowed {
+        state.metrics.rate_limited_total.inc();
+        let mut res = ApiError::RateLimited {
+            retry_after_s: decision.retry_after_s,
+        }
+        .error_response();
+        set_rate_headers(res.headers_mut(), &decision);
+        return Ok(req.into_response(res));
+    }
+    auth::attach(req.request(), principal);
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    set_rate_headers(res.headers_mut(), &decision);
+    Ok(res)
+}
+
+/// Content-Type check, size limit and JSON parse of a request body. Returns the value and
+/// the raw bytes (for idempotency hashing).
+pub async fn json_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<(Value, Bytes), ApiError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json"))
+    {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::MalformedJson(format!("body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok((value, body))
+}
+
+/// A strong ETag of a body.
+pub fn etag_of(body: &[u8]) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    format!("\"{:016x}{:08x}\"", h.finish(), body.len())
+}
+
+fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
+}
+
+/// A JSON response with ETag, answering 304 when `If-None-Match` matches.
+pub fn json_with_etag(req: &HttpRequest, cached: &Cached) -> HttpResponse {
+    let etag = HeaderValue::from_str(&cached.etag).unwrap_or(HeaderValue::from_static("\"0\""));
+    if if_none_match(req, &cached.etag) {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+        .insert_header((header::VARY, "X-Api-Key, Authorization"))
+        .body(cached.body.clone())
+}
+
+/// Serialises a value into a cacheable response body with its ETag.
+pub fn to_cached(value: &impl serde::Serialize) -> Result<Arc<Cached>, ApiError> {
+    let body = Bytes::from(serde_json::to_vec(value).map_err(ApiError::internal)?);
+    Ok(Arc::new(Cached {
+        etag: etag_of(&body),
+        body,
+    }))
+}

@@ -1,0 +1,221 @@
+//! reelgen: a self-hosted AI avatar video generation server.
+//!
+//! This crate holds everything; `main.rs` only parses the command line. [`Application::build`]
+//! assembles the service from a [`config::Config`]: database (migrated before any traffic),
+//! subsystem actors under their supervisor, and the actix-web server bound to its port
+//! (port 0 picks a free one; [`Application::port`] tells which).
+
+pub mod actors;
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, middleware, web};
+use parking_lot::RwLock;
+
+use actors::cache_manager::CacheHandle;
+use actors::health_checker::{
+    CacheCheck, DatabaseCheck, DiskCheck, HealthCheck, QueueCheck, RunNow,
+};
+use actors::rate_limiter::GcraTable;
+use actors::{ActorSeeds, Actors};
+use assets::Catalog;
+use config::{Config, Environment};
+use state::{AppState, Listings};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::db::StoreError),
+    #[error(transparent)]
+    Catalog(#[from] assets::CatalogError),
+    #[error(transparent)]
+    Metrics(#[from] telemetry::MetricsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Free space below which the disk check fails.
+const MIN_FREE_DISK: u64 = 256 * 1024 * 1024;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Connects, migrates, starts the actors and binds the server. Needs the actix runtime.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let metrics = Arc::new(telemetry::Metrics::new()?);
+        let db = store::db::connect(&config).await?;
+        store::db::migrate(&db).await?;
+        let catalog = Arc::new(Catalog::embedded()?);
+        let files = store::files::Files::new(&config.data_dir);
+        std::fs::create_dir_all(files.root()).map_err(|e| {
+            StartError::Other(format!("cannot create {}: {e}", files.root().display()))
+        })?;
+
+        let cache = CacheHandle::new(
+            config.memory_cache_size_mb,
+            config.cache_ttl,
+            metrics.clone(),
+        );
+        let limiter = Arc::new(GcraTable::new(config.rate_limit_per_minute));
+        let latest_sample = Arc::new(RwLock::new(None));
+        let checks: Vec<Arc<dyn HealthCheck>> = vec![
+            Arc::new(DatabaseCheck(db.clone())),
+            Arc::new(QueueCheck {
+                db: db.clone(),
+                metrics: metrics.clone(),
+            }),
+            Arc::new(CacheCheck(cache.clone())),
+            Arc::new(DiskCheck {
+                dir: config.data_dir.clone(),
+                min_free_bytes: MIN_FREE_DISK,
+            }),
+        ];
+        let actors = Actors::start(ActorSeeds {
+            limiter: limiter.clone(),
+            cache: cache.clone(),
+            latest_sample: latest_sample.clone(),
+            checks,
+            metrics_interval: config.metrics_interval,
+            health_interval: config
+                .metrics_interval
+                .clamp(Duration::from_millis(500), Duration::from_secs(10)),
+            metrics: metrics.clone(),
+        });
+        actors.watch(Duration::from_secs(1));
+        if let Err(e) = actors.health_checker().send(RunNow).await {
+            tracing::warn!(error = %e, "initial health checks did not run");
+        }
+        spawn_janitor(db.clone());
+
+        let listings = Listings {
+            avatars: http::to_cached(&api::catalog::CatalogList {
+                data: catalog.avatars.clone(),
+            })
+            .map_err(|e| StartError::Other(e.to_string()))?,
+            voices: http::to_cached(&api::catalog::CatalogList {
+                data: catalog.voices.clone(),
+            })
+            .map_err(|e| StartError::Other(e.to_string()))?,
+            backgrounds: http::to_cached(&api::catalog::CatalogList {
+                data: catalog.backgrounds.clone(),
+            })
+            .map_err(|e| StartError::Other(e.to_string()))?,
+        };
+        let bench_body = config.bench_routes.then(|| bench::ceiling_body());
+
+        let addr = format!("{}:{}", config.host, config.port);
+        let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?
+            .port();
+
+        let auth = auth::Authenticator::new(&config, db.clone());
+        let state = web::Data::new(AppState {
+            config: config.clone(),
+            db,
+            cache,
+            limiter,
+            actors,
+            auth,
+            catalog,
+            files,
+            metrics,
+            latest_sample,
+            in_flight: http::InFlight::default(),
+            listings,
+            bench_body,
+        });
+
+        let test_hooks = config.environment == Environment::Test;
+        let bench = config.bench_routes;
+        let static_dir = config.static_dir.clone();
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(web::PathConfig::default().error_handler(error::extractors::path))
+                .app_data(web::QueryConfig::default().error_handler(error::extractors::query))
+                .app_data(web::JsonConfig::default().error_handler(error::extractors::json))
+                .wrap(middleware::from_fn(http::edge))
+                .wrap(middleware::Compress::default())
+                .configure(|cfg| api::configure(cfg, test_hooks, bench, &static_dir))
+                .default_service(web::to(api::not_found))
+        })
+        .workers(config.workers)
+        .backlog(4096)
+        .max_connections(config.max_concurrent_requests.max(1024))
+        .shutdown_timeout(10)
+        .listen(listener)
+        .map_err(|e| StartError::Other(e.to_string()))?
+        .run();
+        tracing::info!(port, auth = ?config.auth_mode, db = if config.is_sqlite() { "sqlite" } else { "postgres" }, "reelgen listening");
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state (tests and benchmarks read metrics and actors through it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM (graceful: in-flight requests finish).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// A handle to stop the server.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+/// Hourly removal of expired idempotency records.
+fn spawn_janitor(db: store::db::Db) {
+    actix::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match store::db::purge_idempotency(&db).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+            }
+        }
+    });
+}
