@@ -1,0 +1,208 @@
+//! `spawn_app()`: a real reelgen server on port 0 with its own database — a fresh SQLite file
+//! in a temporary `DATA_DIR`, or a fresh PostgreSQL database on the server at
+//! `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`), dropped when the
+//! test ends (even when it fails).
+
+use std::path::PathBuf;
+
+use reelgen::Application;
+use reelgen::config::{Config, Sources};
+use reelgen::state::AppState;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: actix_web::web::Data<AppState>,
+    pub data_dir: PathBuf,
+    pg_database: Option<String>,
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    match url.rfind('/') {
+        Some(i) => format!("{}/{db}", &url[..i]),
+        None => format!("{url}/{db}"),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Backend::Sqlite, &[]).await
+}
+
+pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let data_dir = std::env::temp_dir().join(format!("reelgen-test-{}", Uuid::new_v4()));
+    let data_dir_s = data_dir.display().to_string();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("DATA_DIR", &data_dir_s),
+        ("ENVIRONMENT", "test"),
+        ("WORKERS", "2"),
+        ("METRICS_INTERVAL", "0.5"),
+        ("RATE_LIMIT_PER_MINUTE", "100000"),
+    ];
+    let mut pg_database = None;
+    let pg_url;
+    if backend == Backend::Postgres {
+        let admin = postgres_admin_url();
+        let name = format!("reelgen_t_{}", Uuid::new_v4().simple());
+        let conn = Database::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL at {admin} is not reachable (the test command starts it): {e}")
+        });
+        conn.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        let _ = conn.close().await;
+        pg_url = with_database(&admin, &name);
+        pairs.push(("DATABASE_URL", &pg_url));
+        pg_database = Some(name);
+    }
+    pairs.extend_from_slice(extra);
+    let config = Config::load(&Sources::from_pairs(pairs)).expect("test config is valid");
+    let app = Application::build(config)
+        .await
+        .expect("application starts");
+    let port = app.port();
+    let state = app.state();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        state,
+        data_dir,
+        pg_database,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if let Some(name) = self.pg_database.take() {
+            // Drop runs outside async context: use a private runtime on its own thread.
+            let admin = postgres_admin_url();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let conn = Database::connect(&admin).await.ok()?;
+                    conn.execute_unprepared(&format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    ))
+                    .await
+                    .ok()?;
+                    conn.close().await.ok()
+                })
+            })
+            .join();
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a video from `body` and returns the Video object (asserting 202).
+    pub async fn create_video(&self, body: Value) -> Value {
+        let res = self.post_json("/api/v1/videos", &body).await;
+        assert_eq!(res.status(), 202, "create failed: {:?}", res.text().await);
+        res.json().await.expect("json")
+    }
+
+    pub async fn create_script(&self, script: &str) -> Value {
+        self.create_video(json!({"script": script})).await
+    }
+
+    /// Creates an API key for `tenant` straight in the database; returns the plain key.
+    pub async fn api_key(&self, tenant: &str) -> String {
+        let key = reelgen::auth::generate_key();
+        reelgen::store::db::create_api_key(
+            &self.state.db,
+            entity::api_key::Model {
+                id: Uuid::now_v7(),
+                name: format!("test {tenant}"),
+                tenant: tenant.into(),
+                key_hash: key.hash,
+                prefix: key.prefix,
+                created_at: reelgen::store::db::now(),
+                revoked_at: None,
+            },
+        )
+        .await
+        .expect("create key");
+        key.plain
+    }
+
+    /// The value of one Prometheus sample line, e.g. `reelgen_cache_hits_total`.
+    pub async fn metric(&self, line_prefix: &str) -> Option<f64> {
+        let text = self.get("/metrics").await.text().await.ok()?;
+        text.lines()
+            .find(|l| l.starts_with(line_prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+/// Asserts a problem+json response and returns its body.
+pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(
+        res.status().as_u16(),
+        status,
+        "status for expected code {code}"
+    );
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content-type {ct}"
+    );
+    let body: Value = res.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["type"].is_string() && body["title"].is_string(),
+        "{body}"
+    );
+    body
+}

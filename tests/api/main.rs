@@ -1,0 +1,27 @@
+//! Integration tests: a real server per test (SQLite, or PostgreSQL where marked `postgres`).
+
+mod helpers;
+
+mod cli;
+mod hostile;
+mod ops;
+mod tenancy;
+mod videos;
+
+/// Runs an async test body against both backends: `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use $crate::helpers::Backend;
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+            #[actix_web::test]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await
+            }
+        }
+    )*};
+}

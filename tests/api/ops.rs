@@ -1,0 +1,219 @@
+//! SPEC §5 operations: health, readiness, liveness, metrics, OpenAPI and docs; supervision.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use reelgen::actors::health_checker::{HealthCheck, RegisterCheck};
+use serde_json::Value;
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[actix_web::test]
+async fn health_and_readiness_report_every_check() {
+    let app = spawn_app().await;
+    let h: Value = app.get("/health").await.json().await.expect("json");
+    assert_eq!(h["status"], "ok");
+    let live = app.get("/health/live").await;
+    assert_eq!(live.status(), 200);
+    let ready: Value = app.get("/health/ready").await.json().await.expect("json");
+    let names: Vec<&str> = ready["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["database", "queue", "cache", "disk"]);
+}
+
+struct Failing;
+
+impl HealthCheck for Failing {
+    fn name(&self) -> &'static str {
+        "encoder"
+    }
+    fn check(&self) -> BoxFuture<'static, Result<String, String>> {
+        async { Err("no H.264 encoder could be instantiated".to_string()) }.boxed()
+    }
+}
+
+#[actix_web::test]
+async fn a_failing_registered_check_makes_ready_503_with_detail() {
+    let app = spawn_app().await;
+    app.state
+        .actors
+        .health_checker()
+        .send(RegisterCheck(Arc::new(Failing)))
+        .await
+        .expect("register");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let res = app.get("/health/ready").await;
+    assert_eq!(res.headers()["retry-after"], "5");
+    let body = assert_problem(res, 503, "unavailable").await;
+    let enc = body["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "encoder")
+        .cloned()
+        .expect("encoder");
+    assert_eq!(enc["ok"], false);
+    assert_eq!(enc["detail"], "no H.264 encoder could be instantiated");
+    assert!(body["detail"].as_str().expect("detail").contains("encoder"));
+    // Liveness is a different question: the process is not wedged.
+    assert_eq!(app.get("/health/live").await.status(), 200);
+}
+
+#[actix_web::test]
+async fn metrics_use_route_patterns_and_count_cache_and_requests() {
+    let app = spawn_app().await;
+    let id = app.create_script("Metrics.").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    for _ in 0..3 {
+        assert_eq!(app.get(&format!("/api/v1/videos/{id}")).await.status(), 200);
+    }
+    let text = app.get("/metrics").await.text().await.expect("text");
+    for name in [
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "reelgen_jobs_total",
+        "reelgen_jobs_in_flight",
+        "reelgen_queue_depth",
+        "reelgen_frames_rendered_total",
+        "reelgen_render_fps",
+        "reelgen_encode_seconds_bucket",
+        "reelgen_cache_hits_total",
+        "reelgen_cache_misses_total",
+        "reelgen_rate_limited_total",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(text.contains(name), "missing {name}");
+    }
+    assert!(text.contains(r#"route="/api/v1/videos/{id}""#));
+    assert!(!text.contains(&id), "raw ids never appear as labels");
+    assert_eq!(
+        app.metric(r#"http_requests_total{method="GET",route="/api/v1/videos/{id}",status="200"}"#)
+            .await,
+        Some(3.0)
+    );
+    assert_eq!(app.metric("reelgen_cache_hits_total").await, Some(2.0));
+    assert_eq!(
+        app.metric(r#"reelgen_jobs_total{status="queued"}"#).await,
+        Some(1.0)
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.metric("reelgen_queue_depth").await, Some(1.0));
+}
+
+#[actix_web::test]
+async fn openapi_documents_every_route_and_docs_are_served_offline() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.expect("json");
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3.1"));
+    for r in reelgen::api::ROUTES {
+        let method = r.method.to_lowercase();
+        let method = if method == "head" {
+            "get".to_string()
+        } else {
+            method
+        };
+        assert!(
+            doc["paths"][r.path][&method].is_object(),
+            "{} {} is not documented",
+            r.method,
+            r.path
+        );
+    }
+    let docs = app.get("/docs").await;
+    assert_eq!(docs.status(), 308);
+    let ui = app.get("/docs/").await;
+    assert_eq!(ui.status(), 200);
+    assert!(ui.text().await.expect("html").contains("swagger"));
+    let index = app.get("/").await;
+    assert_eq!(index.status(), 200);
+    assert!(index.text().await.expect("html").contains("reelgen"));
+}
+
+#[actix_web::test]
+async fn responses_are_compressed_by_accept_encoding() {
+    let app = spawn_app().await;
+    for enc in ["gzip", "br", "zstd"] {
+        let res = app
+            .client
+            .get(app.url("/api/v1/voices"))
+            .header("Accept-Encoding", enc)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-encoding"], enc);
+    }
+}
+
+#[actix_web::test]
+async fn a_panicking_handler_gets_500_and_the_server_goes_on() {
+    let app = spawn_app().await;
+    let kept = app.create_script("Survive.").await;
+    for _ in 0..3 {
+        let res = app
+            .client
+            .post(app.url("/api/v1/_debug/panic"))
+            .send()
+            .await
+            .expect("send");
+        let body = assert_problem(res, 500, "internal_error").await;
+        assert!(
+            !body["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("panic requested"),
+            "no internals leak"
+        );
+    }
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    let got: Value = app
+        .get(&format!(
+            "/api/v1/videos/{}",
+            kept["id"].as_str().expect("id")
+        ))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(got["id"], kept["id"]);
+}
+
+#[actix_web::test]
+async fn the_supervisor_restarts_a_crashed_actor() {
+    let app = spawn_app().await;
+    for actor in [
+        "health_checker",
+        "rate_limiter",
+        "cache_manager",
+        "resource_monitor",
+    ] {
+        let res = app
+            .client
+            .post(app.url(&format!("/api/v1/_debug/crash/{actor}")))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 202);
+        let line = format!("reelgen_actor_restarts_total{{actor=\"{actor}\"}}");
+        let mut restarted = false;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if app.metric(&line).await == Some(1.0) {
+                restarted = true;
+                break;
+            }
+        }
+        assert!(restarted, "{actor} was not restarted");
+        assert_eq!(app.get("/health/live").await.status(), 200, "{actor}");
+    }
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+}
