@@ -32,11 +32,12 @@ use crate::state::AppState;
 #[derive(Default)]
 pub struct InFlight(AtomicUsize);
 
-struct InFlightGuard<'a>(&'a AtomicUsize);
+struct InFlightGuard<'a>(&'a AtomicUsize, &'a prometheus::IntGauge);
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.dec();
     }
 }
 
@@ -93,8 +94,8 @@ pub async fn edge(
     };
 
     let in_flight = state.in_flight.0.fetch_add(1, Ordering::Relaxed) + 1;
-    let _guard = InFlightGuard(&state.in_flight.0);
-    state.metrics.http_requests_in_flight.set(in_flight as i64);
+    state.metrics.http_requests_in_flight.inc();
+    let _guard = InFlightGuard(&state.in_flight.0, &state.metrics.http_requests_in_flight);
 
     let res: ServiceResponse<BoxBody> = if in_flight > state.config.max_concurrent_requests {
         req.into_response(ApiError::Overloaded.error_response())
@@ -130,10 +131,9 @@ pub async fn edge(
         }
         if status == StatusCode::METHOD_NOT_ALLOWED
             && !problem.headers().contains_key(header::ALLOW)
+            && let Some(allow) = allowed_methods(res.request())
         {
-            if let Some(allow) = allowed_methods(res.request()) {
-                problem.headers_mut().insert(header::ALLOW, allow);
-            }
+            problem.headers_mut().insert(header::ALLOW, allow);
         }
         res.into_response(problem)
     } else {

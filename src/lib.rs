@@ -126,7 +126,7 @@ impl Application {
             })
             .map_err(|e| StartError::Other(e.to_string()))?,
         };
-        let bench_body = config.bench_routes.then(|| bench::ceiling_body());
+        let bench_body = config.bench_routes.then(bench::ceiling_body);
 
         let addr = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {

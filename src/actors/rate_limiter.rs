@@ -34,8 +34,11 @@ pub struct Decision {
     pub retry_after_s: u64,
 }
 
+/// One shard: key → theoretical arrival time (ns since the table's origin).
+type Shard = Mutex<HashMap<Box<str>, u64>>;
+
 pub struct GcraTable {
-    shards: Box<[Mutex<HashMap<Box<str>, u64>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
     origin: Instant,
     limit: u32,

@@ -186,6 +186,27 @@ fn replay(stored: &StoredResponse, hash: &str) -> Result<HttpResponse, ApiError>
     Ok(res.body(stored.body.clone()))
 }
 
+/// A stored response whose request may still be in flight (empty body): waits up to two
+/// seconds for the first request to finish so that a concurrent retry replays its answer.
+async fn settled(
+    state: &AppState,
+    tenant: &str,
+    key: &str,
+    mut stored: StoredResponse,
+) -> Result<StoredResponse, ApiError> {
+    for _ in 0..100 {
+        if !stored.body.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        match db::find_idempotent(&state.db, tenant, key).await? {
+            Some(s) => stored = s,
+            None => break,
+        }
+    }
+    Ok(stored)
+}
+
 /// Inserts accepted videos (with the idempotency record when keyed) and builds the 202.
 async fn accept(
     state: &AppState,
@@ -197,10 +218,10 @@ async fn accept(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(req)?;
     let hash = request_hash(req, raw);
-    if let Some(k) = &key {
-        if let Some(stored) = db::find_idempotent(&state.db, &who.tenant, k).await? {
-            return replay(&stored, &hash);
-        }
+    if let Some(k) = &key
+        && let Some(stored) = db::find_idempotent(&state.db, &who.tenant, k).await?
+    {
+        return replay(&settled(state, &who.tenant, k, stored).await?, &hash);
     }
     let count = rows.len() as u64;
     let location = single.then(|| {
@@ -210,28 +231,20 @@ async fn accept(
         )
     });
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let views: Vec<VideoView> = rows
-        .iter()
-        .cloned()
-        .map(|m| VideoView::from_model(m, None))
-        .collect();
-    let body = if single {
-        serde_json::to_string(&views.first())
-    } else {
-        serde_json::to_string(&VideoBatch { data: views })
-    }
-    .map_err(ApiError::internal)?;
+    // The record goes in with the videos (same transaction); its body is replaced below by
+    // the exact answer once queue positions are known.
     let stored = StoredResponse {
         request_hash: hash.clone(),
         status: 202,
         location: location.clone(),
-        body,
+        body: String::new(),
     };
-    let idem = key
-        .as_deref()
-        .map(|k| (who.tenant.as_str(), k, stored.clone()));
+    let idem = key.as_deref().map(|k| (who.tenant.as_str(), k, stored));
     match db::insert_videos(&state.db, rows, idem).await? {
-        InsertOutcome::Replay(prev) => return replay(&prev, &hash),
+        InsertOutcome::Replay(prev) => {
+            let k = key.as_deref().unwrap_or_default();
+            return replay(&settled(state, &who.tenant, k, prev).await?, &hash);
+        }
         InsertOutcome::Inserted => {}
     }
     state.cache.invalidate_tenant(&who.tenant);
@@ -240,16 +253,18 @@ async fn accept(
         .jobs_total
         .with_label_values(&["queued"])
         .inc_by(count);
-    tracing::info!(tenant = %who.tenant, count = ids.len(), "videos accepted");
+    tracing::info!(tenant = %who.tenant, count, "videos accepted");
 
-    // Answer with queue positions filled in (the stored replay keeps the first answer).
     let fresh = fetch_views(state, &who.tenant, &ids).await?;
     let body = if single {
-        serde_json::to_vec(&fresh.first())
+        serde_json::to_string(&fresh.first())
     } else {
-        serde_json::to_vec(&VideoBatch { data: fresh })
+        serde_json::to_string(&VideoBatch { data: fresh })
     }
     .map_err(ApiError::internal)?;
+    if let Some(k) = &key {
+        db::set_idempotent_body(&state.db, &who.tenant, k, &body).await?;
+    }
     let mut res = HttpResponse::Accepted();
     res.insert_header((header::CONTENT_TYPE, "application/json"));
     if let Some(loc) = location {
@@ -561,7 +576,7 @@ pub async fn cancel(
                 .jobs_total
                 .with_label_values(&["cancelled"])
                 .inc();
-            Ok(HttpResponse::Ok().json(VideoView::from_model(model, None)))
+            Ok(HttpResponse::Ok().json(VideoView::from_model(*model, None)))
         }
     }
 }

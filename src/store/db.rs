@@ -151,6 +151,22 @@ pub async fn insert_videos(
     Ok(InsertOutcome::Inserted)
 }
 
+/// Stores the final response body of an idempotent request.
+pub async fn set_idempotent_body(
+    db: &Db,
+    tenant: &str,
+    key: &str,
+    body: &str,
+) -> Result<(), StoreError> {
+    idempotency::Entity::update_many()
+        .col_expr(idempotency::Column::Body, Expr::value(body))
+        .filter(idempotency::Column::Tenant.eq(tenant))
+        .filter(idempotency::Column::Key.eq(key))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Records younger than this are replayed; older keys may be reused.
 pub const IDEMPOTENCY_TTL: chrono::Duration = chrono::Duration::hours(24);
 
@@ -311,7 +327,7 @@ pub async fn count_queued(db: &Db) -> Result<u64, StoreError> {
 }
 
 pub enum CancelOutcome {
-    Cancelled(video::Model),
+    Cancelled(Box<video::Model>),
     AlreadyFinished(VideoStatus),
     NotFound,
 }
@@ -337,7 +353,7 @@ pub async fn cancel_video(db: &Db, tenant: &str, id: Uuid) -> Result<CancelOutco
     let current = get_video(db, tenant, id).await?;
     Ok(match current {
         None => CancelOutcome::NotFound,
-        Some(v) if res.rows_affected > 0 => CancelOutcome::Cancelled(v),
+        Some(v) if res.rows_affected > 0 => CancelOutcome::Cancelled(Box::new(v)),
         Some(v) => {
             CancelOutcome::AlreadyFinished(v.status.parse().unwrap_or(VideoStatus::Completed))
         }

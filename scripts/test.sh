@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: installs missing system packages, makes sure PostgreSQL is up (tests create
+# and drop their own databases on it), then runs the whole workspace with cargo-nextest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/bootstrap.sh
+bash scripts/services.sh
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/reelgen/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
