@@ -14,7 +14,7 @@ PKGS=(
   # speech
   libespeak-ng-dev espeak-ng-data
   # benchmarks and test tooling
-  wrk curl
+  gstreamer1.0-plugins-base-apps wrk curl
 )
 
 missing=()

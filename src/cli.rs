@@ -42,6 +42,8 @@ pub enum Command {
         #[command(subcommand)]
         action: ApiKeyAction,
     },
+    /// Render one video to an MP4, no server needed
+    Generate(crate::generate_cmd::GenerateArgs),
     /// Benchmarks; figures are printed for the record
     Bench {
         #[command(subcommand)]
@@ -103,6 +105,7 @@ pub fn main() -> ExitCode {
             Ok(())
         }),
         Command::Apikey { action } => system.block_on(apikey(config, action)),
+        Command::Generate(args) => crate::generate_cmd::run(args),
         Command::Bench { which } => match which {
             BenchKind::Http(args) => bench::http(args),
             BenchKind::Ratelimit => system.block_on(bench::ratelimit()),

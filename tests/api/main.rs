@@ -3,6 +3,7 @@
 mod helpers;
 
 mod cli;
+mod generate;
 mod hostile;
 mod ops;
 mod tenancy;

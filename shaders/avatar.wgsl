@@ -1,0 +1,319 @@
+// avatar.wgsl — the talking head and its static layer, as signed-distance shapes.
+//
+// Inputs:  @group(0) @binding(0) uniform U: frame drive (mouth, blink, gaze, head pose,
+//          expression), style (colours, hair style, face shape, background), geometry.
+//          @binding(1) storage `base`: RGBA8 (packed u32) static layer, width × height.
+// Outputs: @binding(2) storage `out`: RGBA8 (packed u32) frame, width × height.
+// Entry points (workgroup 8×8, one invocation per pixel):
+//   render_base — whole frame, once per job: background, soft shadow, shoulders, neck.
+//   render_head — only the head's box, every frame: hair, ears, face, eyes, brows, nose,
+//                 mouth (lips, teeth, tongue), composited over `base`.
+// Anti-aliasing: every shape's coverage is clamp(0.5 - d / pixel, 0, 1) on its distance d.
+
+struct U {
+    // a: mouth_open, mouth_wide, mouth_round, teeth
+    // b: tongue, blink, gaze_x, gaze_y
+    // c: yaw, pitch, roll, breath
+    // d: smile, brow, time, word
+    fa: vec4f, fb: vec4f, fc: vec4f, fd: vec4f,
+    skin: vec4f, hair: vec4f, cloth: vec4f, iris: vec4f, lip: vec4f,
+    bg0: vec4f, bg1: vec4f,
+    // hair_style (0 bob, 1 short, 2 long, 3 swept), face_shape (0 oval, 1 square, 2 heart,
+    // 3 round), background kind (0 color, 1 gradient, 2 studio image), gradient angle (rad)
+    misc: vec4f,
+    // width, height, scale s (pixels per avatar unit), 1/s
+    size: vec4f,
+    // head centre x, y (pixels), box origin x, y
+    center: vec4f,
+    // box width, height, unused, unused
+    boxsz: vec4u,
+};
+
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> base: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+
+fn cover(d: f32) -> f32 {
+    // d in avatar units; one pixel is u.size.w units.
+    return clamp(0.5 - d / u.size.w, 0.0, 1.0);
+}
+
+fn soft(d: f32, width: f32) -> f32 {
+    return 1.0 - smoothstep(-width, width, d);
+}
+
+fn sd_ellipse(p: vec2f, r: vec2f) -> f32 {
+    let k = length(p / r);
+    return (k - 1.0) * min(r.x, r.y);
+}
+
+fn sd_circle(p: vec2f, r: f32) -> f32 {
+    return length(p) - r;
+}
+
+fn sd_capsule(p: vec2f, a: vec2f, b: vec2f, r: f32) -> f32 {
+    let pa = p - a;
+    let ba = b - a;
+    let h = clamp(dot(pa, ba) / dot(ba, ba), 0.0, 1.0);
+    return length(pa - ba * h) - r;
+}
+
+fn sd_box(p: vec2f, b: vec2f, r: f32) -> f32 {
+    let q = abs(p) - b + vec2f(r);
+    return length(max(q, vec2f(0.0))) + min(max(q.x, q.y), 0.0) - r;
+}
+
+fn rot(p: vec2f, a: f32) -> vec2f {
+    let c = cos(a);
+    let s = sin(a);
+    return vec2f(c * p.x - s * p.y, s * p.x + c * p.y);
+}
+
+fn blend(dst: vec3f, src: vec3f, a: f32) -> vec3f {
+    return mix(dst, src, a);
+}
+
+fn unpack(c: u32) -> vec3f {
+    return unpack4x8unorm(c).rgb;
+}
+
+fn pack(c: vec3f) -> u32 {
+    return pack4x8unorm(vec4f(clamp(c, vec3f(0.0), vec3f(1.0)), 1.0));
+}
+
+// Face outline by shape: distance to the head in head-local units (y down).
+fn sd_head(q: vec2f) -> f32 {
+    let shape = u32(u.misc.y);
+    var r = vec2f(0.30, 0.385);
+    var p = q;
+    if (shape == 1u) { r = vec2f(0.315, 0.375); }
+    if (shape == 3u) { r = vec2f(0.325, 0.36); }
+    // Jaw taper: narrower towards the chin (less for square, more for heart).
+    var taper = 0.16;
+    if (shape == 1u) { taper = 0.06; }
+    if (shape == 2u) { taper = 0.26; }
+    if (shape == 3u) { taper = 0.08; }
+    let below = max(p.y, 0.0) / r.y;
+    p.x = p.x / (1.0 - taper * below * below);
+    var d = sd_ellipse(p, r);
+    if (shape == 1u) {
+        d = max(d, sd_box(q - vec2f(0.0, 0.02), vec2f(0.30, 0.40), 0.12));
+    }
+    return d;
+}
+
+fn background(px: vec2f) -> vec3f {
+    let kind = u32(u.misc.z);
+    let uv = px / u.size.xy;
+    if (kind == 0u) {
+        return u.bg0.rgb;
+    }
+    if (kind == 1u) {
+        let dir = vec2f(sin(u.misc.w), -cos(u.misc.w));
+        let t = clamp(dot(uv - vec2f(0.5), dir) + 0.5, 0.0, 1.0);
+        return mix(u.bg0.rgb, u.bg1.rgb, t);
+    }
+    // Studio: vertical gradient with a soft light behind the presenter and a vignette.
+    let g = mix(u.bg0.rgb, u.bg1.rgb, uv.y);
+    let light = exp(-6.0 * dot(uv - vec2f(0.5, 0.35), uv - vec2f(0.5, 0.35)));
+    let vig = 1.0 - 0.35 * dot(uv - vec2f(0.5), uv - vec2f(0.5)) * 2.0;
+    return g * vig + vec3f(0.10) * light;
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn render_base(@builtin(global_invocation_id) gid: vec3u) {
+    let w = u32(u.size.x);
+    let h = u32(u.size.y);
+    if (gid.x >= w || gid.y >= h) { return; }
+    let px = vec2f(f32(gid.x) + 0.5, f32(gid.y) + 0.5);
+    var c = background(px);
+    // Avatar units: origin at the head centre, y down.
+    let p = (px - u.center.xy) / u.size.z;
+
+    // Soft shadow on the backdrop.
+    let sh = sd_ellipse(p - vec2f(0.05, 1.05), vec2f(0.95, 0.75));
+    c = c * (1.0 - 0.28 * soft(sh, 0.25));
+    let shh = sd_ellipse(p - vec2f(0.05, 0.03), vec2f(0.34, 0.42));
+    c = c * (1.0 - 0.18 * soft(shh, 0.12));
+
+    // Neck, shaded darker under the jaw.
+    let neck = sd_box(p - vec2f(0.0, 0.52), vec2f(0.12, 0.26), 0.05);
+    let neck_shade = mix(0.72, 0.95, smoothstep(0.34, 0.62, p.y));
+    c = blend(c, u.skin.rgb * neck_shade, cover(neck));
+
+    // Shoulders and torso: a wide rounded shape, lit from the upper left.
+    let torso = min(
+        sd_ellipse(p - vec2f(0.0, 1.32), vec2f(0.86, 0.62)),
+        sd_box(p - vec2f(0.0, 1.6), vec2f(0.80, 0.5), 0.2)
+    );
+    let light = clamp(0.82 - 0.25 * p.x + 0.12 * (1.0 - p.y), 0.6, 1.05);
+    var cloth = u.cloth.rgb * light;
+    // Collar: a V opening showing the neck and a shirt edge.
+    let vx = abs(p.x);
+    let vneck = max(vx - (p.y - 0.66) * 0.55, p.y - 1.05);
+    c = blend(c, cloth, cover(torso));
+    let in_v = cover(max(torso, vneck));
+    c = blend(c, u.skin.rgb * 0.9, in_v);
+    let lapel = abs(vx - (p.y - 0.66) * 0.55) - 0.018;
+    c = blend(c, cloth * 0.7, cover(max(lapel, max(torso, 0.66 - p.y))) * 0.8);
+    // Fold shading near the arms.
+    c = c * (1.0 - 0.12 * smoothstep(0.55, 0.85, vx) * cover(torso));
+
+    out[gid.y * w + gid.x] = pack(c);
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn render_head(@builtin(global_invocation_id) gid: vec3u) {
+    if (gid.x >= u.boxsz.x || gid.y >= u.boxsz.y) { return; }
+    let w = u32(u.size.x);
+    let xy = vec2u(u32(u.center.z) + gid.x, u32(u.center.w) + gid.y);
+    if (xy.x >= w || xy.y >= u32(u.size.y)) { return; }
+    let idx = xy.y * w + xy.x;
+    var c = unpack(base[idx]);
+    let px = vec2f(f32(xy.x) + 0.5, f32(xy.y) + 0.5);
+
+    let mouth_open = u.fa.x;
+    let mouth_wide = u.fa.y;
+    let mouth_round = u.fa.z;
+    let teeth = u.fa.w;
+    let tongue = u.fb.x;
+    let blink = u.fb.y;
+    let gaze = u.fb.zw;
+    let yaw = u.fc.x;
+    let pitch = u.fc.y;
+    let roll = u.fc.z;
+    let breath = u.fc.w;
+    let smile = u.fd.x;
+    let brow = u.fd.y;
+    let hair_style = u32(u.misc.x);
+
+    // Head-local coordinates: breathing bob, roll about the neck, yaw/pitch as feature shift.
+    var p = (px - u.center.xy) / u.size.z;
+    p.y = p.y + 0.006 * breath;
+    p = rot(p - vec2f(0.0, 0.45), -roll) + vec2f(0.0, 0.45);
+    let head_p = p - vec2f(yaw * 0.06, pitch * 0.05);
+    let face = head_p - vec2f(yaw * 0.22, pitch * 0.25);
+
+    // Hair behind the head.
+    if (hair_style == 0u || hair_style == 2u) {
+        var len = 0.62;
+        if (hair_style == 2u) { len = 0.95; }
+        let back = min(
+            sd_ellipse(head_p - vec2f(0.0, -0.04), vec2f(0.40, 0.47)),
+            sd_box(head_p - vec2f(0.0, len * 0.5), vec2f(0.37, len * 0.5), 0.12)
+        );
+        c = blend(c, u.hair.rgb * 0.78, cover(back));
+    }
+
+    // Ears.
+    for (var s = -1.0; s <= 1.0; s = s + 2.0) {
+        let ear = sd_ellipse(head_p - vec2f(s * (0.30 - yaw * 0.05 * s), 0.02), vec2f(0.055, 0.085));
+        c = blend(c, u.skin.rgb * 0.86, cover(ear));
+    }
+
+    // Face with soft shading from a pseudo-normal of the head ellipsoid.
+    let dh = sd_head(head_p);
+    let q = head_p / vec2f(0.31, 0.39);
+    let nz = sqrt(max(1.0 - dot(q, q), 0.0));
+    let n = normalize(vec3f(q.x, q.y, nz + 0.35));
+    let ldir = normalize(vec3f(-0.45, -0.55, 0.7));
+    let diffuse = 0.62 + 0.45 * max(dot(n, ldir), 0.0);
+    var skin = u.skin.rgb * diffuse;
+    // Warm cheeks, more when smiling.
+    for (var s = -1.0; s <= 1.0; s = s + 2.0) {
+        let ch = length(face - vec2f(s * 0.17, 0.09));
+        skin = mix(skin, skin * vec3f(1.05, 0.86, 0.84), (0.25 + 0.25 * max(smile, 0.0)) * exp(-ch * ch / 0.006));
+    }
+    c = blend(c, skin, cover(dh));
+    let inside = cover(dh);
+
+    // Eyes: white, iris, pupil, highlight, lids and lashes.
+    for (var s = -1.0; s <= 1.0; s = s + 2.0) {
+        let e = face - vec2f(s * 0.115, -0.03);
+        let eye = sd_ellipse(e, vec2f(0.062, 0.034 - 0.004 * smile));
+        let open = 1.0 - blink;
+        // Upper lid line position: from the top of the eye down to its middle when closed.
+        let lid_y = mix(-0.036, 0.006, blink);
+        let lid_cut = lid_y - e.y;
+        let visible = max(eye, lid_cut);
+        c = blend(c, vec3f(0.96, 0.95, 0.93), cover(visible) * inside);
+        let ic = vec2f(gaze.x * 0.022, gaze.y * 0.012 + 0.002);
+        let iris = sd_circle(e - ic, 0.026);
+        c = blend(c, u.iris.rgb * (0.7 + 0.6 * smoothstep(0.0, 0.026, length(e - ic - vec2f(0.0, 0.01)))), cover(max(iris, visible)) * inside);
+        let pupil = sd_circle(e - ic, 0.011);
+        c = blend(c, vec3f(0.04), cover(max(pupil, visible)) * inside);
+        let hl = sd_circle(e - ic - vec2f(-0.008, -0.009), 0.005);
+        c = blend(c, vec3f(1.0), cover(max(hl, visible)) * inside * open);
+        // Lid skin above the lid line, lash line along it.
+        let lid = max(eye - 0.004, -lid_cut);
+        c = blend(c, skin * 0.93, cover(lid) * inside);
+        let lash = max(abs(lid_cut) - 0.0045 - 0.002 * (1.0 - abs(e.x) / 0.07), eye - 0.006);
+        c = blend(c, vec3f(0.08, 0.06, 0.06), cover(lash) * inside);
+        // Crease and lower-lid hint.
+        let crease = max(abs(sd_ellipse(e - vec2f(0.0, -0.006), vec2f(0.066, 0.046))) - 0.002, e.y + 0.01);
+        c = blend(c, skin * 0.82, cover(crease) * 0.5 * inside);
+    }
+
+    // Brows: thick capsules, raised by `brow`, angled by expression.
+    for (var s = -1.0; s <= 1.0; s = s + 2.0) {
+        let by = -0.105 - 0.02 * brow;
+        let tilt = 0.012 * brow;
+        let a = vec2f(s * 0.065, by + tilt);
+        let b = vec2f(s * 0.165, by - 0.008 - tilt * 0.5);
+        let br = sd_capsule(face, a, b, 0.013);
+        c = blend(c, u.hair.rgb * 0.9, cover(br) * inside);
+    }
+
+    // Nose: side shadow, nostrils, tip highlight.
+    let nose_side = sd_capsule(face, vec2f(0.028, -0.02), vec2f(0.04, 0.1), 0.004);
+    c = blend(c, skin * 0.8, soft(nose_side, 0.012) * 0.55 * inside);
+    for (var s = -1.0; s <= 1.0; s = s + 2.0) {
+        let nos = sd_ellipse(face - vec2f(s * 0.022, 0.118), vec2f(0.012, 0.007));
+        c = blend(c, skin * 0.55, cover(nos) * 0.8 * inside);
+    }
+    let tip = length(face - vec2f(-0.01, 0.095));
+    c = c + vec3f(0.05) * exp(-tip * tip / 0.0006) * inside;
+
+    // Mouth. Width from spread/rounding, opening from the jaw; corners follow the smile.
+    let mw = 0.085 * (1.0 + 0.28 * mouth_wide - 0.3 * mouth_round);
+    let mh = 0.004 + 0.07 * mouth_open;
+    let mc = vec2f(0.0, 0.205 + 0.02 * mouth_open);
+    var m = face - mc;
+    m.y = m.y + smile * 0.025 * (m.x * m.x) / (mw * mw) - smile * 0.006;
+    let inner = sd_ellipse(m, vec2f(mw, mh));
+    let lips = sd_ellipse(m - vec2f(0.0, 0.002), vec2f(mw + 0.012, mh + 0.016 + 0.004 * mouth_round));
+    c = blend(c, u.lip.rgb * (0.85 + 0.2 * smoothstep(-0.02, 0.02, m.y)), cover(lips) * inside);
+    let open_a = cover(inner) * inside * smoothstep(0.004, 0.012, mh);
+    c = blend(c, vec3f(0.22, 0.05, 0.07), open_a);
+    let upper_teeth = max(inner, m.y + mh - 0.022 * teeth - 0.001);
+    c = blend(c, vec3f(0.95, 0.93, 0.88), cover(upper_teeth) * open_a * min(teeth * 1.5, 1.0));
+    let tg = sd_ellipse(m - vec2f(0.0, mh * 0.75), vec2f(mw * 0.6, mh * 0.45 + 0.006));
+    c = blend(c, vec3f(0.78, 0.36, 0.38), cover(max(tg, inner)) * open_a * (0.4 + 0.6 * tongue));
+    // Lip parting line when closed.
+    let line = abs(m.y) - 0.0022;
+    c = blend(c, u.lip.rgb * 0.55, cover(max(line, abs(m.x) - mw)) * inside * (1.0 - open_a));
+    // Chin shadow under the lower lip.
+    let chin = length(face - vec2f(0.0, 0.29));
+    c = c * (1.0 - 0.07 * exp(-chin * chin / 0.002) * inside);
+
+    // Hair in front: a cap over the forehead, shaped per style.
+    var cap = sd_ellipse(head_p - vec2f(0.0, -0.17), vec2f(0.345, 0.27));
+    let hairline = head_p.y + 0.13 - 0.05 * (head_p.x * head_p.x) / 0.09;
+    cap = max(cap, hairline);
+    if (hair_style == 3u) {
+        // Swept: the hairline rises to one side.
+        cap = max(sd_ellipse(head_p - vec2f(0.02, -0.2), vec2f(0.35, 0.25)), head_p.y + 0.16 + 0.12 * head_p.x);
+    }
+    if (hair_style == 0u || hair_style == 2u) {
+        // Side locks framing the face.
+        for (var s = -1.0; s <= 1.0; s = s + 2.0) {
+            let lock = sd_capsule(head_p, vec2f(s * 0.29, -0.12), vec2f(s * 0.31, 0.2), 0.045);
+            cap = min(cap, lock);
+        }
+    }
+    let strands = 0.92 + 0.08 * sin(head_p.x * 140.0 + head_p.y * 30.0);
+    let hair_shade = u.hair.rgb * strands * (0.85 + 0.3 * max(-head_p.y - 0.3, 0.0) + 0.15 * smoothstep(0.1, -0.3, head_p.x));
+    c = blend(c, hair_shade, cover(cap));
+
+    out[idx] = pack(c);
+}

@@ -1,0 +1,394 @@
+//! The wgpu device and the avatar kernels (`shaders/avatar.wgsl`).
+//!
+//! [`Gpu::new`] prefers a real GPU and falls back to a CPU Vulkan device (Mesa lavapipe); no
+//! adapter is a clear [`GpuError`], not a panic. Device, shader module and pipelines are
+//! built once and shared (`Arc<Gpu>`). An [`AvatarRenderer`] (one per job) owns its buffers:
+//! it renders the static layer (background, shadow, shoulders, neck) once, then per frame
+//! dispatches the head kernel over the head's box only, and reads frames back through a ring
+//! of staging buffers so rendering frame N overlaps reading back frame N−2.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+use crate::generate::script::FrameParams;
+
+const SHADER: &str = include_str!("../../shaders/avatar.wgsl");
+const RING: usize = 3;
+const WG: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no usable GPU or CPU Vulkan device (install mesa-vulkan-drivers for lavapipe): {0}")]
+    NoAdapter(String),
+    #[error("the device could not be opened: {0}")]
+    Device(String),
+    #[error("frame readback failed: {0}")]
+    Readback(String),
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    layout: wgpu::BindGroupLayout,
+    base_pipeline: wgpu::ComputePipeline,
+    head_pipeline: wgpu::ComputePipeline,
+}
+
+impl Gpu {
+    /// Opens the best device: discrete, integrated, then CPU (lavapipe).
+    pub fn new() -> Result<Self, GpuError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::VULKAN;
+        let instance = wgpu::Instance::new(desc);
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::VULKAN));
+        let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Cpu => 3,
+            wgpu::DeviceType::Other => 4,
+        };
+        let adapter = adapters
+            .into_iter()
+            .min_by_key(rank)
+            .ok_or_else(|| GpuError::NoAdapter("Vulkan reports no adapter".into()))?;
+        let info = adapter.get_info();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("reelgen"),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| GpuError::Device(e.to_string()))?;
+
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("avatar.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+        });
+        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("avatar"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                },
+                storage(1, true),
+                storage(2, false),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("avatar"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = |entry: &str| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        let base_pipeline = pipeline("render_base");
+        let head_pipeline = pipeline("render_head");
+        Ok(Self {
+            device,
+            queue,
+            info,
+            layout,
+            base_pipeline,
+            head_pipeline,
+        })
+    }
+
+    /// `true` on a CPU device (lavapipe): colour conversion is then cheaper in GStreamer.
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.device_type, self.info.backend
+        )
+    }
+}
+
+/// Colours and shapes of one avatar over one background, in the kernel's layout.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct Style {
+    pub skin: [f32; 4],
+    pub hair: [f32; 4],
+    pub cloth: [f32; 4],
+    pub iris: [f32; 4],
+    pub lip: [f32; 4],
+    pub bg0: [f32; 4],
+    pub bg1: [f32; 4],
+    /// hair style, face shape, background kind, gradient angle (radians).
+    pub misc: [f32; 4],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct Uniforms {
+    frame: FrameParams,
+    style: Style,
+    size: [f32; 4],
+    center: [f32; 4],
+    boxsz: [u32; 4],
+}
+
+/// Where the avatar sits in a frame, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layout {
+    pub scale: f32,
+    pub cx: f32,
+    pub cy: f32,
+    /// Head box: x, y, width, height.
+    pub head_box: [u32; 4],
+}
+
+impl Layout {
+    pub fn new(width: u32, height: u32, long_hair: bool) -> Self {
+        let (w, h) = (width as f32, height as f32);
+        let scale = (h * 0.5).min(w * 0.62);
+        let cx = w * 0.5;
+        let cy = h * 0.42;
+        let bottom = if long_hair { 1.0 } else { 0.72 };
+        let x0 = (cx - 0.56 * scale).max(0.0);
+        let y0 = (cy - 0.72 * scale).max(0.0);
+        let x1 = (cx + 0.56 * scale).min(w);
+        let y1 = (cy + bottom * scale).min(h);
+        Self {
+            scale,
+            cx,
+            cy,
+            head_box: [
+                x0 as u32,
+                y0 as u32,
+                (x1 - x0).ceil() as u32,
+                (y1 - y0).ceil() as u32,
+            ],
+        }
+    }
+}
+
+pub struct AvatarRenderer {
+    gpu: Arc<Gpu>,
+    width: u32,
+    height: u32,
+    uniforms: Uniforms,
+    uniform_buf: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+    _base: wgpu::Buffer,
+    out: wgpu::Buffer,
+    staging: Vec<wgpu::Buffer>,
+    /// Frames submitted and not yet read back: (ring slot, submission).
+    in_flight: std::collections::VecDeque<(usize, wgpu::SubmissionIndex)>,
+    next_slot: usize,
+    layout: Layout,
+}
+
+impl AvatarRenderer {
+    pub fn new(gpu: Arc<Gpu>, width: u32, height: u32, style: Style) -> Self {
+        let long_hair = style.misc[0] as u32 == 2;
+        let layout = Layout::new(width, height, long_hair);
+        let frame_bytes = u64::from(width) * u64::from(height) * 4;
+        let uniforms = Uniforms {
+            frame: FrameParams::default(),
+            style,
+            size: [
+                width as f32,
+                height as f32,
+                layout.scale,
+                1.0 / layout.scale,
+            ],
+            center: [
+                layout.cx,
+                layout.cy,
+                layout.head_box[0] as f32,
+                layout.head_box[1] as f32,
+            ],
+            boxsz: [layout.head_box[2], layout.head_box[3], 0, 0],
+        };
+        let d = &gpu.device;
+        let uniform_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("uniforms"),
+            contents: bytemuck::bytes_of(&uniforms),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        });
+        let base = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("base"),
+            size: frame_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let out = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("out"),
+            size: frame_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = (0..RING)
+            .map(|_| {
+                d.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("staging"),
+                    size: frame_bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        let bind = |b: &wgpu::Buffer| {
+            d.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("avatar"),
+                layout: &gpu.layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: uniform_buf.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: b.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: out.as_entire_binding(),
+                    },
+                ],
+            })
+        };
+        let bind_group = bind(&base);
+
+        // The static layer: render it into `out`, keep a copy in `base` for the head kernel.
+        let mut enc = d.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&gpu.base_pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(width.div_ceil(WG), height.div_ceil(WG), 1);
+        }
+        enc.copy_buffer_to_buffer(&out, 0, &base, 0, frame_bytes);
+        gpu.queue.submit([enc.finish()]);
+
+        Self {
+            gpu,
+            width,
+            height,
+            uniforms,
+            uniform_buf,
+            bind_group,
+            _base: base,
+            out,
+            staging,
+            in_flight: std::collections::VecDeque::new(),
+            next_slot: 0,
+            layout,
+        }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub fn frame_bytes(&self) -> usize {
+        self.width as usize * self.height as usize * 4
+    }
+
+    /// Frames submitted and not yet read back.
+    pub fn pending(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// `true` when another frame can be submitted without reading one back first.
+    pub fn can_submit(&self) -> bool {
+        self.in_flight.len() < RING
+    }
+
+    /// Queues one frame: head kernel over the head box, then a copy to the next staging buffer.
+    pub fn submit(&mut self, frame: &FrameParams) {
+        self.uniforms.frame = *frame;
+        let g = &self.gpu;
+        g.queue
+            .write_buffer(&self.uniform_buf, 0, bytemuck::bytes_of(&self.uniforms));
+        let slot = self.next_slot;
+        self.next_slot = (self.next_slot + 1) % RING;
+        let mut enc = g.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&g.head_pipeline);
+            pass.set_bind_group(0, &self.bind_group, &[]);
+            let [_, _, bw, bh] = self.layout.head_box;
+            pass.dispatch_workgroups(bw.div_ceil(WG), bh.div_ceil(WG), 1);
+        }
+        enc.copy_buffer_to_buffer(
+            &self.out,
+            0,
+            &self.staging[slot],
+            0,
+            self.frame_bytes() as u64,
+        );
+        let idx = g.queue.submit([enc.finish()]);
+        self.staging[slot]
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, |_| {});
+        self.in_flight.push_back((slot, idx));
+    }
+
+    /// Reads back the oldest submitted frame (RGBA, `width * height * 4` bytes) into `dst`.
+    pub fn read_oldest(&mut self, dst: &mut [u8]) -> Result<bool, GpuError> {
+        let Some((slot, idx)) = self.in_flight.pop_front() else {
+            return Ok(false);
+        };
+        self.gpu
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(idx),
+                timeout: None,
+            })
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let buf = &self.staging[slot];
+        {
+            let view = buf
+                .get_mapped_range(..)
+                .map_err(|e| GpuError::Readback(format!("{e:?}")))?;
+            let n = dst.len().min(view.len());
+            dst[..n].copy_from_slice(&view[..n]);
+        }
+        buf.unmap();
+        Ok(true)
+    }
+}
+
+/// `#rrggbb` → linear-ish [0, 1] RGBA (the kernel works in sRGB values directly).
+pub fn hex_rgba(hex: &str) -> [f32; 4] {
+    let v = u32::from_str_radix(hex.trim_start_matches('#'), 16).unwrap_or(0x808080);
+    [
+        ((v >> 16) & 0xff) as f32 / 255.0,
+        ((v >> 8) & 0xff) as f32 / 255.0,
+        (v & 0xff) as f32 / 255.0,
+        1.0,
+    ]
+}
