@@ -150,12 +150,12 @@ fn render_base(@builtin(global_invocation_id) gid: vec3u) {
     var cloth = u.cloth.rgb * light;
     // Collar: a V opening showing the neck and a shirt edge.
     let vx = abs(p.x);
-    let vneck = max(vx - (p.y - 0.66) * 0.55, p.y - 1.05);
+    let vneck = max(vx - (p.y - 0.68) * 0.42, p.y - 0.92);
     c = blend(c, cloth, cover(torso));
     let in_v = cover(max(torso, vneck));
     c = blend(c, u.skin.rgb * 0.9, in_v);
-    let lapel = abs(vx - (p.y - 0.66) * 0.55) - 0.018;
-    c = blend(c, cloth * 0.7, cover(max(lapel, max(torso, 0.66 - p.y))) * 0.8);
+    let lapel = abs(vx - (p.y - 0.68) * 0.42) - 0.014;
+    c = blend(c, cloth * 0.7, cover(max(lapel, max(torso, max(0.68 - p.y, p.y - 1.2)))) * 0.8);
     // Fold shading near the arms.
     c = c * (1.0 - 0.12 * smoothstep(0.55, 0.85, vx) * cover(torso));
 
@@ -196,19 +196,21 @@ fn render_head(@builtin(global_invocation_id) gid: vec3u) {
 
     // Hair behind the head.
     if (hair_style == 0u || hair_style == 2u) {
-        var len = 0.62;
-        if (hair_style == 2u) { len = 0.95; }
+        var len = 0.22;
+        var half_w = 0.36;
+        if (hair_style == 2u) { len = 0.8; half_w = 0.34; }
         let back = min(
-            sd_ellipse(head_p - vec2f(0.0, -0.04), vec2f(0.40, 0.47)),
-            sd_box(head_p - vec2f(0.0, len * 0.5), vec2f(0.37, len * 0.5), 0.12)
+            sd_ellipse(head_p - vec2f(0.0, -0.06), vec2f(0.39, 0.44)),
+            sd_box(head_p - vec2f(0.0, len * 0.5 - 0.05), vec2f(half_w, len * 0.5 + 0.05), 0.1)
         );
         c = blend(c, u.hair.rgb * 0.78, cover(back));
     }
 
-    // Ears.
+    // Ears (hidden under bob and long hair).
+    let ears_visible = select(1.0, 0.0, hair_style == 0u || hair_style == 2u);
     for (var s = -1.0; s <= 1.0; s = s + 2.0) {
         let ear = sd_ellipse(head_p - vec2f(s * (0.30 - yaw * 0.05 * s), 0.02), vec2f(0.055, 0.085));
-        c = blend(c, u.skin.rgb * 0.86, cover(ear));
+        c = blend(c, u.skin.rgb * 0.86, cover(ear) * ears_visible);
     }
 
     // Face with soft shading from a pseudo-normal of the head ellipsoid.
@@ -307,7 +309,7 @@ fn render_head(@builtin(global_invocation_id) gid: vec3u) {
     if (hair_style == 0u || hair_style == 2u) {
         // Side locks framing the face.
         for (var s = -1.0; s <= 1.0; s = s + 2.0) {
-            let lock = sd_capsule(head_p, vec2f(s * 0.29, -0.12), vec2f(s * 0.31, 0.2), 0.045);
+            let lock = sd_capsule(head_p, vec2f(s * 0.29, -0.12), vec2f(s * 0.30, select(0.08, 0.22, hair_style == 2u)), 0.04);
             cap = min(cap, lock);
         }
     }

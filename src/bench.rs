@@ -359,3 +359,173 @@ pub async fn ratelimit() -> Result<(), String> {
     println!("table / mailbox: {:.1}x", direct / mailbox);
     Ok(())
 }
+
+#[derive(clap::Args, Debug)]
+pub struct GenerateBenchArgs {
+    /// Length of the end-to-end video in seconds
+    #[arg(long, default_value_t = 60.0)]
+    pub seconds: f64,
+    /// Length of the 1080p peak-memory job in seconds
+    #[arg(long, default_value_t = 10.0)]
+    pub rss_seconds: f64,
+}
+
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the name).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn script_of(seconds: f64) -> String {
+    let sentence = "Our product turns a written script into a presenter video in minutes, with natural lip sync and a friendly voice. ";
+    let words_needed = (seconds * 165.0 / 60.0).ceil() as usize;
+    let per = sentence.split_whitespace().count();
+    sentence.repeat(words_needed.div_ceil(per).max(1))
+}
+
+/// `reelgen bench generate`.
+pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
+    use crate::generate::{Generator, JobSpec};
+    use crate::media::{EncodeSettings, Mp4Writer};
+    use std::sync::atomic::AtomicBool;
+
+    let catalog = Arc::new(Catalog::embedded().map_err(|e| e.to_string())?);
+    let generator = Generator::new(catalog.clone()).map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("reelgen-bench-gen-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let params = |w: u32, h: u32, seconds: f64| {
+        let req = serde_json::json!({"script": script_of(seconds), "dimension": {"width": w, "height": h}, "fps": 30, "quality": "draft", "seed": 11});
+        domain::parse_video_request(&req, &catalog, "", 11).map_err(|e| format!("{e:?}"))
+    };
+    println!(
+        "reelgen bench generate — device {}, encoder {} ({} CPUs)",
+        generator.gpu().describe(),
+        generator.encoder().element,
+        num_cpus()
+    );
+
+    // 1. Peak RSS of one 1080p job (first, so nothing else has raised the high-water mark).
+    let p1080 = params(1920, 1080, args.rss_seconds)?;
+    let rss_before = proc_status_kib("VmRSS:");
+    let o = generator
+        .run(
+            &JobSpec {
+                params: p1080,
+                output: dir.join("1080.mp4"),
+                thumbnail: Some(dir.join("1080.jpg")),
+                live: true,
+            },
+            &AtomicBool::new(false),
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .map_err(|e| e.to_string())?;
+    println!(
+        "1080p job: {} frames in {:.2} s ({:.1} fps) with live fMP4; peak RSS {:.1} MiB (before {:.1} MiB)",
+        o.frames,
+        o.render_s,
+        o.frames as f64 / o.render_s,
+        proc_status_kib("VmHWM:") as f64 / 1024.0,
+        rss_before as f64 / 1024.0
+    );
+
+    // 2. Render cost alone (kernel + readback, no encoder), CPU time per frame.
+    let p720 = params(1280, 720, args.seconds)?;
+    let timeline = generator.timeline(&p720).map_err(|e| e.to_string())?;
+    let n = timeline.frames.len().min(600);
+    let indices: Vec<usize> = (0..n).collect();
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let frames = generator
+        .still_frames(&p720, &timeline, &indices)
+        .map_err(|e| e.to_string())?;
+    let render_wall = t0.elapsed().as_secs_f64();
+    let render_cpu = cpu_seconds() - cpu0;
+    println!(
+        "render only, 720p, {n} frames: {:.2} ms wall, {:.2} ms CPU per frame (all lavapipe threads)",
+        render_wall * 1000.0 / n as f64,
+        render_cpu * 1000.0 / n as f64
+    );
+
+    // 3. Encode-only floor: the same encoder settings on rendered frames from memory.
+    let keep: Vec<Vec<u8>> = frames.into_iter().take(90).collect();
+    drop(indices);
+    let total = timeline.frames.len() as u64;
+    let t0 = Instant::now();
+    let writer = Mp4Writer::start(
+        &EncodeSettings {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            quality: p720.quality,
+            audio_rate: None,
+            live: false,
+        },
+        generator.encoder(),
+        &dir.join("floor.mp4"),
+    )
+    .map_err(|e| e.to_string())?;
+    for i in 0..total {
+        writer
+            .push_frame(keep[(i as usize) % keep.len()].clone(), i)
+            .map_err(|e| e.to_string())?;
+    }
+    writer.finish().map_err(|e| e.to_string())?;
+    let floor = t0.elapsed().as_secs_f64();
+    drop(keep);
+
+    // 4. End to end: timeline + TTS + render + encode + mux.
+    let t0 = Instant::now();
+    let o = generator
+        .run(
+            &JobSpec {
+                params: p720,
+                output: dir.join("720.mp4"),
+                thumbnail: Some(dir.join("720.jpg")),
+                live: false,
+            },
+            &AtomicBool::new(false),
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .map_err(|e| e.to_string())?;
+    let full = t0.elapsed().as_secs_f64();
+    println!(
+        "720p30 draft, {:.1} s of video ({} frames):",
+        o.duration_s, o.frames
+    );
+    println!("  encode-only floor (x264 from memory): {floor:.2} s");
+    println!(
+        "  end to end: {full:.2} s (timeline+TTS {:.2} s, render+encode {:.2} s, finish {:.2} s)",
+        o.timeline_s, o.render_s, o.finish_s
+    );
+    println!(
+        "  ratio end-to-end / floor: {:.2} (target <= 1.5); {:.1}x real time",
+        full / floor,
+        o.duration_s / full
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

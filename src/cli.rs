@@ -44,6 +44,8 @@ pub enum Command {
     },
     /// Render one video to an MP4, no server needed
     Generate(crate::generate_cmd::GenerateArgs),
+    /// Render every avatar in every expression into one PNG
+    ContactSheet(crate::generate_cmd::ContactSheetArgs),
     /// Benchmarks; figures are printed for the record
     Bench {
         #[command(subcommand)]
@@ -73,6 +75,8 @@ pub enum BenchKind {
     Http(bench::HttpBenchArgs),
     /// GCRA check through the actor mailbox versus the shared striped table
     Ratelimit,
+    /// End-to-end generation versus the encode-only floor; render cost; 1080p peak RSS
+    Generate(bench::GenerateBenchArgs),
 }
 
 /// Parses the command line and runs it.
@@ -106,9 +110,11 @@ pub fn main() -> ExitCode {
         }),
         Command::Apikey { action } => system.block_on(apikey(config, action)),
         Command::Generate(args) => crate::generate_cmd::run(args),
+        Command::ContactSheet(args) => crate::generate_cmd::contact_sheet(args),
         Command::Bench { which } => match which {
             BenchKind::Http(args) => bench::http(args),
             BenchKind::Ratelimit => system.block_on(bench::ratelimit()),
+            BenchKind::Generate(args) => bench::generate(args),
         },
     };
     match result {

@@ -141,3 +141,67 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
     );
     Ok(())
 }
+
+#[derive(clap::Args, Debug)]
+pub struct ContactSheetArgs {
+    /// Output PNG
+    #[arg(short, long, default_value = "docs/contact-sheet.png")]
+    pub output: PathBuf,
+    /// Width of one cell (16:9)
+    #[arg(long, default_value_t = 480)]
+    pub cell_width: u32,
+}
+
+/// `reelgen contact-sheet`: every avatar (rows) in every expression (columns), mid-word.
+pub fn contact_sheet(a: ContactSheetArgs) -> Result<(), String> {
+    let catalog = Arc::new(Catalog::embedded().map_err(|e| e.to_string())?);
+    let generator = Generator::new(catalog.clone()).map_err(|e| e.to_string())?;
+    let cw = a.cell_width.max(128) & !1;
+    let ch = (cw * 9 / 16) & !1;
+    let expressions = ["neutral", "friendly", "serious"];
+    let backgrounds = [
+        json!({"type": "image", "asset_id": "studio"}),
+        json!({"type": "gradient", "from": "#1e3a8a", "to": "#0f172a", "angle": 160}),
+        json!({"type": "color", "value": "#e2e8f0"}),
+        json!({"type": "image", "asset_id": "sunrise"}),
+    ];
+    let cols = expressions.len() as u32;
+    let rows = catalog.avatars.len() as u32;
+    let (sw, sh) = (cw * cols, ch * rows);
+    let mut sheet = vec![0u8; (sw * sh * 4) as usize];
+    for (r, avatar) in catalog.avatars.iter().enumerate() {
+        for (c, expr) in expressions.iter().enumerate() {
+            let request = json!({"script": "Hello! Welcome to the show.", "avatar": {"id": avatar.id, "expression": expr},
+                "background": backgrounds[r % backgrounds.len()], "dimension": {"width": cw, "height": ch}, "seed": 5});
+            let params = domain::parse_video_request(&request, &catalog, "", 5)
+                .map_err(|e| format!("{e:?}"))?;
+            let timeline = generator.timeline(&params).map_err(|e| e.to_string())?;
+            // The frame where the mouth is most open, so lips, teeth and tongue show.
+            let at = timeline
+                .frames
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.mouth_open.total_cmp(&y.1.mouth_open))
+                .map_or(0, |(i, _)| i);
+            let frame = generator
+                .still_frames(&params, &timeline, &[at])
+                .map_err(|e| e.to_string())?;
+            let Some(rgba) = frame.first() else { continue };
+            for y in 0..ch {
+                let src = (y * cw * 4) as usize;
+                let dst = (((r as u32 * ch + y) * sw + c as u32 * cw) * 4) as usize;
+                sheet[dst..dst + (cw * 4) as usize]
+                    .copy_from_slice(&rgba[src..src + (cw * 4) as usize]);
+            }
+        }
+    }
+    if let Some(dir) = a.output.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    crate::media::write_png(&sheet, sw, sh, &a.output).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} ({sw}x{sh}: {rows} avatars x {cols} expressions)",
+        a.output.display()
+    );
+    Ok(())
+}

@@ -175,6 +175,26 @@ impl Generator {
         })
     }
 
+    /// Renders single frames (RGBA) of `params` at the given timeline frame indices.
+    pub fn still_frames(
+        &self,
+        params: &VideoParams,
+        timeline: &Timeline,
+        at: &[usize],
+    ) -> Result<Vec<Vec<u8>>, GenerateError> {
+        let (w, h) = (params.dimension.width, params.dimension.height);
+        let mut renderer = AvatarRenderer::new(self.gpu.clone(), w, h, self.style(params)?);
+        let mut out = Vec::with_capacity(at.len());
+        for &i in at {
+            let frame = timeline.frames.get(i).copied().unwrap_or_default();
+            renderer.submit(&frame);
+            let mut rgba = vec![0u8; renderer.frame_bytes()];
+            renderer.read_oldest(&mut rgba)?;
+            out.push(rgba);
+        }
+        Ok(out)
+    }
+
     /// Produces one video. Blocking: call it from a dedicated thread.
     pub fn run(
         &self,
@@ -211,11 +231,11 @@ impl Generator {
         };
         let mut writer = Mp4Writer::start(&settings, &self.encoder, &spec.output)?;
         let live_rx = writer.live.take();
-        if let Some(s) = &timeline.speech {
-            if let Err(e) = writer.push_audio(&s.samples, s.sample_rate) {
-                writer.abort();
-                return Err(e.into());
-            }
+        if let Some(s) = &timeline.speech
+            && let Err(e) = writer.push_audio(&s.samples, s.sample_rate)
+        {
+            writer.abort();
+            return Err(e.into());
         }
 
         let total = timeline.frames.len() as u64;
@@ -247,11 +267,11 @@ impl Generator {
                 return Err(GenerateError::Cancelled);
             }
             renderer.submit(params);
-            if !renderer.can_submit() {
-                if let Err(e) = drain(&mut renderer, &writer, 1, &mut done) {
-                    writer.abort();
-                    return Err(e);
-                }
+            if !renderer.can_submit()
+                && let Err(e) = drain(&mut renderer, &writer, 1, &mut done)
+            {
+                writer.abort();
+                return Err(e);
             }
             if let Some(rx) = &live_rx {
                 while let Ok(chunk) = rx.try_recv() {

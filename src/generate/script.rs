@@ -302,7 +302,7 @@ fn schedule(rng: &mut Rng, duration: f64, min_gap: f64, max_gap: f64) -> Vec<f64
 fn blink_curve(dt: f64) -> f64 {
     const CLOSE: f64 = 0.07;
     const OPEN: f64 = 0.12;
-    if dt < 0.0 || dt > CLOSE + OPEN {
+    if !(0.0..=CLOSE + OPEN).contains(&dt) {
         0.0
     } else if dt < CLOSE {
         (dt / CLOSE).powf(0.7)

@@ -316,7 +316,7 @@ impl Mp4Writer {
         self.video
             .push_buffer(buf)
             .map_err(|e| MediaError::Pipeline(format!("video push: {e:?}")))?;
-        if index % 30 == 0 {
+        if index.is_multiple_of(30) {
             self.check_bus()?;
         }
         Ok(())
@@ -424,10 +424,10 @@ fn spawn_fragmenter(sink: gst_app::AppSink) -> mpsc::Receiver<LiveChunk> {
 pub fn codec_mime(init: &[u8]) -> String {
     let find = |tag: &[u8]| init.windows(4).position(|w| w == tag);
     let mut codecs = Vec::new();
-    if let Some(i) = find(b"avcC") {
-        if let Some(b) = init.get(i + 5..i + 8) {
-            codecs.push(format!("avc1.{:02X}{:02X}{:02X}", b[0], b[1], b[2]));
-        }
+    if let Some(i) = find(b"avcC")
+        && let Some(b) = init.get(i + 5..i + 8)
+    {
+        codecs.push(format!("avc1.{:02X}{:02X}{:02X}", b[0], b[1], b[2]));
     }
     if find(b"mp4a").is_some() {
         codecs.push("mp4a.40.2".to_string());
@@ -442,10 +442,25 @@ pub fn write_thumbnail(
     height: u32,
     dest: &Path,
 ) -> Result<(), MediaError> {
+    write_image(rgba, width, height, dest, "jpegenc quality=88")
+}
+
+/// A PNG of one RGBA image, written atomically.
+pub fn write_png(rgba: &[u8], width: u32, height: u32, dest: &Path) -> Result<(), MediaError> {
+    write_image(rgba, width, height, dest, "pngenc")
+}
+
+fn write_image(
+    rgba: &[u8],
+    width: u32,
+    height: u32,
+    dest: &Path,
+    encoder: &str,
+) -> Result<(), MediaError> {
     init()?;
     let desc = format!(
         "appsrc name=src format=time caps=video/x-raw,format=RGBA,width={width},height={height},framerate=1/1 \
-         ! videoconvert ! jpegenc quality=88 ! appsink name=sink sync=false"
+         ! videoconvert ! {encoder} ! appsink name=sink sync=false"
     );
     let pipeline = gst::parse::launch(&desc).map_err(|e| MediaError::Pipeline(e.to_string()))?;
     let bin = pipeline
@@ -477,9 +492,10 @@ pub fn write_thumbnail(
                 .and_then(|b| b.map_readable().ok().map(|m| m.as_slice().to_vec()))
         });
     let _ = pipeline.set_state(gst::State::Null);
-    let jpeg = jpeg.ok_or_else(|| MediaError::Pipeline("jpeg encoding produced nothing".into()))?;
+    let jpeg =
+        jpeg.ok_or_else(|| MediaError::Pipeline("image encoding produced nothing".into()))?;
     let dir = dest.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.part.jpg", uuid::Uuid::new_v4()));
+    let tmp = dir.join(format!(".{}.part", uuid::Uuid::new_v4()));
     std::fs::write(&tmp, &jpeg).map_err(|e| MediaError::Io(tmp.clone(), e))?;
     std::fs::rename(&tmp, dest).map_err(|e| MediaError::Io(dest.to_path_buf(), e))
 }
