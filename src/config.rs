@@ -86,6 +86,8 @@ pub struct Config {
     pub static_dir: PathBuf,
     /// Adds `/api/v1/_bench/ceiling`, the trivial route `reelgen bench http` compares against.
     pub bench_routes: bool,
+    /// Run the job dispatcher inside `serve` (off for an API-only replica).
+    pub embedded_worker: bool,
 }
 
 macro_rules! settings {
@@ -143,6 +145,7 @@ settings! {
     webhook_secret => "WEBHOOK_SECRET": "Key of the webhook HMAC signature",
     max_body_bytes => "MAX_BODY_BYTES": "Largest request body in bytes",
     static_dir => "STATIC_DIR": "Directory of the browser app",
+    embedded_worker => "EMBEDDED_WORKER": "Render videos inside serve (true/false)",
 }
 
 /// Where raw values come from, highest precedence first.
@@ -428,6 +431,7 @@ impl Config {
                 non_empty(s).map(PathBuf::from)
             })?,
             bench_routes: false,
+            embedded_worker: setting(src, "EMBEDDED_WORKER", true, boolean)?,
         })
     }
 

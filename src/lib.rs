@@ -115,6 +115,11 @@ impl Application {
             tracing::warn!(error = %e, "initial health checks did not run");
         }
         spawn_janitor(db.clone());
+        let dispatcher = if config.embedded_worker {
+            start_worker(&config, &db, &files, &cache, &metrics, &catalog, &actors).await
+        } else {
+            None
+        };
 
         let listings = Listings {
             avatars: http::to_cached(&api::catalog::CatalogList {
@@ -157,6 +162,7 @@ impl Application {
             in_flight: http::InFlight::default(),
             listings,
             bench_body,
+            dispatcher,
         });
 
         let test_hooks = config.environment == Environment::Test;
@@ -206,6 +212,63 @@ impl Application {
     /// A handle to stop the server.
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
+    }
+}
+
+/// Opens the GPU and probes the encoder (registering both as readiness checks), then starts
+/// the job dispatcher. Without a device or encoder the server still serves; videos wait.
+async fn start_worker(
+    config: &Config,
+    db: &store::db::Db,
+    files: &store::files::Files,
+    cache: &CacheHandle,
+    metrics: &Arc<telemetry::Metrics>,
+    catalog: &Arc<Catalog>,
+    actors: &Actors,
+) -> Option<actix::Addr<actors::job_dispatcher::JobDispatcher>> {
+    use actors::health_checker::{RegisterCheck, StaticCheck};
+    let cat = catalog.clone();
+    let generator = tokio::task::spawn_blocking(move || generate::Generator::new(cat))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let (gpu, encoder) = match &generator {
+        Ok(g) => (
+            Ok(g.gpu().describe()),
+            Ok(format!(
+                "{} ({}), audio {}",
+                g.encoder().element,
+                if g.encoder().hardware {
+                    "hardware"
+                } else {
+                    "software"
+                },
+                g.encoder().audio
+            )),
+        ),
+        Err(e) => (Err(e.clone()), Err(e.clone())),
+    };
+    for (name, result) in [("gpu", gpu), ("encoder", encoder)] {
+        let _ = actors
+            .health_checker()
+            .send(RegisterCheck(Arc::new(StaticCheck { name, result })))
+            .await;
+    }
+    match generator {
+        Ok(g) => {
+            tracing::info!(device = %g.gpu().describe(), encoder = g.encoder().element, "worker ready");
+            let (db, files, cache, metrics) =
+                (db.clone(), files.clone(), cache.clone(), metrics.clone());
+            let g = Arc::new(g);
+            let jobs = config.max_concurrent_jobs;
+            Some(actix::Supervisor::start(move |_| {
+                actors::job_dispatcher::JobDispatcher::new(db, g, files, cache, metrics, jobs)
+            }))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "no worker: videos stay queued until a device and encoder are available");
+            None
+        }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct AppState {
     pub listings: Listings,
     /// The fixed body `reelgen bench http` uses as its ceiling route.
     pub bench_body: Option<Bytes>,
+    /// The embedded worker, when it runs.
+    pub dispatcher: Option<actix::Addr<crate::actors::job_dispatcher::JobDispatcher>>,
 }
 
 pub struct Listings {

@@ -261,6 +261,23 @@ impl HealthCheck for CacheCheck {
     }
 }
 
+/// A fact established at start (the GPU device opened, the encoder probed): passes or fails
+/// with the same detail every round.
+pub struct StaticCheck {
+    pub name: &'static str,
+    pub result: Result<String, String>,
+}
+
+impl HealthCheck for StaticCheck {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn check(&self) -> BoxFuture<'static, Result<String, String>> {
+        let r = self.result.clone();
+        async move { r }.boxed()
+    }
+}
+
 /// Fails when the file system holding `DATA_DIR` has less than `min_free_bytes` free.
 pub struct DiskCheck {
     pub dir: PathBuf,

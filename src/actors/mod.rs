@@ -8,6 +8,7 @@
 
 pub mod cache_manager;
 pub mod health_checker;
+pub mod job_dispatcher;
 pub mod rate_limiter;
 pub mod resource_monitor;
 

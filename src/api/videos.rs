@@ -248,6 +248,9 @@ async fn accept(
         InsertOutcome::Inserted => {}
     }
     state.cache.invalidate_tenant(&who.tenant);
+    if let Some(d) = &state.dispatcher {
+        d.do_send(crate::actors::job_dispatcher::Wake);
+    }
     state
         .metrics
         .jobs_total
@@ -569,6 +572,9 @@ pub async fn cancel(
             format!("the video is already {status}"),
         )),
         CancelOutcome::Cancelled(model) => {
+            if let Some(d) = &state.dispatcher {
+                d.do_send(crate::actors::job_dispatcher::CancelJob(id));
+            }
             state.cache.invalidate_tenant(&who.tenant);
             state.cache.invalidate_all();
             state
@@ -594,6 +600,9 @@ pub async fn delete(
     let Some(status) = db::delete_video(&state.db, &who.tenant, id).await? else {
         return Err(ApiError::NotFound("video"));
     };
+    if let Some(d) = &state.dispatcher {
+        d.do_send(crate::actors::job_dispatcher::CancelJob(id));
+    }
     state.cache.invalidate_tenant(&who.tenant);
     if status == VideoStatus::Queued {
         state.cache.invalidate_all();

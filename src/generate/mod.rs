@@ -350,6 +350,11 @@ pub struct JobHandle {
 }
 
 impl JobHandle {
+    /// The flag [`cancel`](Self::cancel) sets, for callers that keep it elsewhere.
+    pub fn canceller(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
     /// Asks the job to stop; it does within one frame.
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::{api_key, idempotency, video};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
@@ -416,5 +416,171 @@ pub async fn find_active_key(
 /// Runs a raw statement (tests and benchmarks prepare databases with it).
 pub async fn execute(db: &Db, sql: &str) -> Result<(), StoreError> {
     db.execute_unprepared(sql).await?;
+    Ok(())
+}
+
+// ---- the job queue ----------------------------------------------------------------------------
+
+/// Crash recovery at start: videos left `rendering` go back to `queued` until they have been
+/// tried `max_attempts` times; then they fail with a reason. Returns (requeued, failed).
+pub async fn recover_interrupted(db: &Db, max_attempts: i32) -> Result<(u64, u64), StoreError> {
+    let now = now();
+    let failed = video::Entity::update_many()
+        .col_expr(
+            video::Column::Status,
+            Expr::value(VideoStatus::Failed.as_str()),
+        )
+        .col_expr(
+            video::Column::ErrorCode,
+            Expr::value(Some("too_many_attempts")),
+        )
+        .col_expr(
+            video::Column::ErrorMessage,
+            Expr::value(Some(format!(
+                "rendering was interrupted {max_attempts} times; giving up"
+            ))),
+        )
+        .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
+        .col_expr(video::Column::UpdatedAt, Expr::value(now))
+        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
+        .filter(video::Column::Attempts.gte(max_attempts))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let requeued = video::Entity::update_many()
+        .col_expr(
+            video::Column::Status,
+            Expr::value(VideoStatus::Queued.as_str()),
+        )
+        .col_expr(video::Column::Progress, Expr::value(0.0))
+        .col_expr(video::Column::FramesDone, Expr::value(0))
+        .col_expr(video::Column::UpdatedAt, Expr::value(now))
+        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok((requeued, failed))
+}
+
+/// Takes the oldest queued video (any tenant) and marks it `rendering`. Safe against other
+/// workers: the update only succeeds while the row is still `queued`.
+pub async fn claim_next(db: &Db) -> Result<Option<video::Model>, StoreError> {
+    for _ in 0..5 {
+        let Some(next) = video::Entity::find()
+            .filter(video::Column::Status.eq(VideoStatus::Queued.as_str()))
+            .order_by_asc(video::Column::CreatedAt)
+            .order_by_asc(video::Column::Id)
+            .one(db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let now = now();
+        let res = video::Entity::update_many()
+            .col_expr(
+                video::Column::Status,
+                Expr::value(VideoStatus::Rendering.as_str()),
+            )
+            .col_expr(video::Column::StartedAt, Expr::value(Some(now)))
+            .col_expr(video::Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                video::Column::Attempts,
+                Expr::col(video::Column::Attempts).add(1),
+            )
+            .filter(video::Column::Id.eq(next.id))
+            .filter(video::Column::Status.eq(VideoStatus::Queued.as_str()))
+            .exec(db)
+            .await?;
+        if res.rows_affected == 1 {
+            return Ok(video::Entity::find_by_id(next.id).one(db).await?);
+        }
+    }
+    Ok(None)
+}
+
+/// Records progress of a rendering video; never moves it backwards, never touches a video
+/// that is no longer rendering (cancelled or deleted meanwhile). `true` when it still renders.
+pub async fn record_progress(
+    db: &Db,
+    id: Uuid,
+    frames_done: i64,
+    frames_total: i64,
+    duration_s: f64,
+) -> Result<bool, StoreError> {
+    let progress = if frames_total > 0 {
+        (frames_done as f64 / frames_total as f64).min(1.0)
+    } else {
+        0.0
+    };
+    let res = video::Entity::update_many()
+        .col_expr(video::Column::FramesDone, Expr::value(frames_done))
+        .col_expr(video::Column::FramesTotal, Expr::value(frames_total))
+        .col_expr(video::Column::DurationS, Expr::value(duration_s))
+        .col_expr(video::Column::Progress, Expr::value(progress))
+        .col_expr(video::Column::UpdatedAt, Expr::value(now()))
+        .filter(video::Column::Id.eq(id))
+        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
+        .filter(video::Column::FramesDone.lte(frames_done))
+        .exec(db)
+        .await?;
+    if res.rows_affected > 0 {
+        return Ok(true);
+    }
+    Ok(video::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .is_some_and(|v| v.status == VideoStatus::Rendering.as_str()))
+}
+
+/// Marks a rendering video completed with its file's size and exact length.
+pub async fn complete_video(
+    db: &Db,
+    id: Uuid,
+    frames: i64,
+    duration_s: f64,
+    size_bytes: i64,
+) -> Result<bool, StoreError> {
+    let now = now();
+    let res = video::Entity::update_many()
+        .col_expr(
+            video::Column::Status,
+            Expr::value(VideoStatus::Completed.as_str()),
+        )
+        .col_expr(video::Column::Progress, Expr::value(1.0))
+        .col_expr(video::Column::FramesDone, Expr::value(frames))
+        .col_expr(video::Column::FramesTotal, Expr::value(frames))
+        .col_expr(video::Column::DurationS, Expr::value(duration_s))
+        .col_expr(video::Column::SizeBytes, Expr::value(Some(size_bytes)))
+        .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
+        .col_expr(video::Column::UpdatedAt, Expr::value(now))
+        .filter(video::Column::Id.eq(id))
+        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected > 0)
+}
+
+/// Marks a rendering video failed with a stable code and a message a user can act on.
+pub async fn fail_video(db: &Db, id: Uuid, code: &str, message: &str) -> Result<(), StoreError> {
+    let now = now();
+    video::Entity::update_many()
+        .col_expr(
+            video::Column::Status,
+            Expr::value(VideoStatus::Failed.as_str()),
+        )
+        .col_expr(
+            video::Column::ErrorCode,
+            Expr::value(Some(code.to_string())),
+        )
+        .col_expr(
+            video::Column::ErrorMessage,
+            Expr::value(Some(message.to_string())),
+        )
+        .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
+        .col_expr(video::Column::UpdatedAt, Expr::value(now))
+        .filter(video::Column::Id.eq(id))
+        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
+        .exec(db)
+        .await?;
     Ok(())
 }

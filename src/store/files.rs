@@ -50,6 +50,18 @@ impl Files {
         }
     }
 
+    /// Removes temporary files an interrupted writer left in a video's directory.
+    pub fn remove_partials(&self, id: Uuid) {
+        let Ok(entries) = std::fs::read_dir(self.video_dir(id)) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with('.') {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     /// Removes everything stored for a video; a video with no files is fine.
     pub async fn remove_video(&self, id: Uuid) -> io::Result<()> {
         match tokio::fs::remove_dir_all(self.video_dir(id)).await {

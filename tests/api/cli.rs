@@ -126,3 +126,108 @@ async fn apikey_create_list_revoke_from_the_command_line() {
     assert!(!again.status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn serve(dir: &std::path::Path, port: u16) -> std::process::Child {
+    reelgen(dir)
+        .env("PORT", port.to_string())
+        .env("MAX_CONCURRENT_JOBS", "1")
+        .arg("serve")
+        .spawn()
+        .expect("spawn server")
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("server did not become ready");
+}
+
+#[actix_web::test]
+async fn kill_9_mid_render_loses_nothing_and_the_video_completes_after_restart() {
+    let dir = temp_dir();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut server = serve(&dir, port);
+    wait_ready(&client, &base).await;
+    let script = "A video interrupted by a crash must still be delivered. ".repeat(6);
+    let v: Value = client
+        .post(format!("{base}/api/v1/videos"))
+        .json(&json!({"script": script, "dimension": {"width": 480, "height": 270}, "fps": 24, "quality": "draft"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = v["id"].as_str().expect("id").to_string();
+    let url = format!("{base}/api/v1/videos/{id}");
+    for _ in 0..400 {
+        let s: Value = client
+            .get(&url)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if s["status"] == "rendering" && s["frames_done"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    server.kill().expect("kill -9");
+    let _ = server.wait();
+    let final_file = dir.join("videos").join(&id).join("video.mp4");
+    assert!(!final_file.exists(), "no half-written MP4 is visible");
+
+    let mut server = serve(&dir, port);
+    wait_ready(&client, &base).await;
+    let mut last = Value::Null;
+    for _ in 0..1200 {
+        last = client
+            .get(&url)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if last["status"] == "completed" || last["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(last["status"], "completed", "{last}");
+    assert!(final_file.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(final_file.parent().expect("dir"))
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        leftovers.is_empty(),
+        "the crashed run's temporary file is cleaned up: {leftovers:?}"
+    );
+}

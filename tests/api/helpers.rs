@@ -53,6 +53,8 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
         ("WORKERS", "2"),
         ("METRICS_INTERVAL", "0.5"),
         ("RATE_LIMIT_PER_MINUTE", "100000"),
+        // API tests observe queued videos; the worker tests turn it on.
+        ("EMBEDDED_WORKER", "false"),
     ];
     let mut pg_database = None;
     let pg_url;

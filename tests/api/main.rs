@@ -8,6 +8,7 @@ mod hostile;
 mod ops;
 mod tenancy;
 mod videos;
+mod worker;
 
 /// Runs an async test body against both backends: `name::sqlite` and `name::postgres`.
 #[macro_export]

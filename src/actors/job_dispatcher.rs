@@ -1,0 +1,313 @@
+//! Job dispatcher: turns queued videos into files.
+//!
+//! The database is the queue and the source of truth. On start, videos left `rendering` by a
+//! crash are re-queued (or failed after [`MAX_ATTEMPTS`]). Then, on every [`Wake`] and once a
+//! second, the dispatcher claims the oldest queued video while fewer than
+//! `MAX_CONCURRENT_JOBS` run, and drives each through [`Generator`] on its own thread. Progress
+//! goes to the database at most once a second and never backwards; a video cancelled or
+//! deleted meanwhile (by this process via [`CancelJob`], or by another, seen at the next
+//! progress write) stops within a frame. Finished videos get their exact frame count, length
+//! and size; failures carry a stable `error.code`.
+//!
+//! Messages: [`Wake`] (a video was queued), [`CancelJob`] (stop one now), [`GetStats`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::cache_manager::CacheHandle;
+use crate::domain::VideoParams;
+use crate::generate::{GenerateError, Generator, JobSpec, Progress};
+use crate::store::db::{self, Db};
+use crate::store::files::Files;
+use crate::telemetry::Metrics;
+
+/// A video interrupted this many times fails instead of being retried again.
+pub const MAX_ATTEMPTS: i32 = 3;
+const PROGRESS_WRITE_EVERY: Duration = Duration::from_secs(1);
+
+pub struct JobDispatcher {
+    db: Db,
+    generator: Arc<Generator>,
+    files: Files,
+    cache: CacheHandle,
+    metrics: Arc<Metrics>,
+    max_jobs: usize,
+    running: HashMap<Uuid, Arc<AtomicBool>>,
+    claiming: bool,
+}
+
+impl JobDispatcher {
+    pub fn new(
+        db: Db,
+        generator: Arc<Generator>,
+        files: Files,
+        cache: CacheHandle,
+        metrics: Arc<Metrics>,
+        max_jobs: usize,
+    ) -> Self {
+        Self {
+            db,
+            generator,
+            files,
+            cache,
+            metrics,
+            max_jobs: max_jobs.max(1),
+            running: HashMap::new(),
+            claiming: false,
+        }
+    }
+
+    /// Claims and starts videos while there is a free slot.
+    fn fill(&mut self, ctx: &mut Context<Self>) {
+        if self.claiming || self.running.len() >= self.max_jobs {
+            return;
+        }
+        self.claiming = true;
+        let db = self.db.clone();
+        ctx.spawn(
+            async move { db::claim_next(&db).await }
+                .into_actor(self)
+                .map(|claimed, act, ctx| {
+                    act.claiming = false;
+                    match claimed {
+                        Ok(Some(video)) => {
+                            act.start(video, ctx);
+                            act.fill(ctx);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "claiming a queued video failed"),
+                    }
+                }),
+        );
+    }
+
+    fn start(&mut self, video: entity::video::Model, ctx: &mut Context<Self>) {
+        let id = video.id;
+        let tenant = video.tenant.clone();
+        self.cache.invalidate_tenant(&tenant);
+        self.cache.invalidate_all();
+        let params: VideoParams = match serde_json::from_value(video.params.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                let db = self.db.clone();
+                actix::spawn(async move {
+                    let _ = db::fail_video(
+                        &db,
+                        id,
+                        "invalid_params",
+                        &format!("stored parameters are unreadable: {e}"),
+                    )
+                    .await;
+                });
+                return;
+            }
+        };
+        // A crashed earlier attempt may have left its temporary file.
+        self.files.remove_partials(id);
+        let spec = JobSpec {
+            params,
+            output: self.files.video_file(id),
+            thumbnail: Some(self.files.thumbnail_file(id)),
+            live: false,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        let handle = self.generator.spawn(
+            spec,
+            move |p| {
+                let _ = tx.send(p.clone());
+            },
+            |_| {},
+        );
+        let cancel = handle.canceller();
+        self.running.insert(id, cancel.clone());
+        self.metrics.jobs_in_flight.set(self.running.len() as i64);
+        self.metrics
+            .jobs_total
+            .with_label_values(&["rendering"])
+            .inc();
+        tracing::info!(%id, %tenant, attempt = video.attempts, "rendering started");
+
+        let db = self.db.clone();
+        let cache = self.cache.clone();
+        let files = self.files.clone();
+        let metrics = self.metrics.clone();
+        let fps =
+            f64::from(serde_json::from_value::<VideoParams>(video.params).map_or(30, |p| p.fps));
+        let job = async move {
+            let mut join = tokio::task::spawn_blocking(move || handle.join());
+            let mut last_write = Instant::now() - PROGRESS_WRITE_EVERY;
+            let result = loop {
+                let latest: Option<Progress> = tokio::select! {
+                    Some(p) = rx.recv() => Some(p),
+                    res = &mut join => break res,
+                };
+                if let Some(p) = latest.filter(|p| p.frames_total > 0) {
+                    if last_write.elapsed() >= PROGRESS_WRITE_EVERY {
+                        last_write = Instant::now();
+                        let total = p.frames_total as i64;
+                        match db::record_progress(
+                            &db,
+                            id,
+                            p.frames_done as i64,
+                            total,
+                            total as f64 / fps,
+                        )
+                        .await
+                        {
+                            Ok(true) => cache.invalidate_tenant(&tenant),
+                            // Cancelled or deleted elsewhere: stop rendering.
+                            Ok(false) => cancel.store(true, Ordering::Relaxed),
+                            Err(e) => tracing::warn!(%id, error = %e, "progress write failed"),
+                        }
+                    }
+                }
+            };
+            let result = result.unwrap_or_else(|e| {
+                Err(GenerateError::Media(crate::media::MediaError::Pipeline(
+                    e.to_string(),
+                )))
+            });
+            match result {
+                Ok(outcome) => {
+                    let size = i64::try_from(outcome.size_bytes).unwrap_or(i64::MAX);
+                    match db::complete_video(
+                        &db,
+                        id,
+                        outcome.frames as i64,
+                        outcome.duration_s,
+                        size,
+                    )
+                    .await
+                    {
+                        Ok(true) => {
+                            metrics.jobs_total.with_label_values(&["completed"]).inc();
+                            metrics.frames_rendered_total.inc_by(outcome.frames);
+                            if outcome.render_s > 0.0 {
+                                metrics
+                                    .render_fps
+                                    .set(outcome.frames as f64 / outcome.render_s);
+                            }
+                            metrics
+                                .encode_seconds
+                                .observe(outcome.render_s + outcome.finish_s);
+                            tracing::info!(%id, frames = outcome.frames, seconds = outcome.render_s, "rendering completed");
+                        }
+                        // Cancelled or deleted while finishing: its file must not stay.
+                        Ok(false) => {
+                            let _ = files.remove_video(id).await;
+                        }
+                        Err(e) => tracing::error!(%id, error = %e, "could not record completion"),
+                    }
+                }
+                Err(GenerateError::Cancelled) => {
+                    let _ = files.remove_video(id).await;
+                    tracing::info!(%id, "rendering stopped: cancelled");
+                }
+                Err(e) => {
+                    metrics.jobs_total.with_label_values(&["failed"]).inc();
+                    tracing::warn!(%id, error = %e, "rendering failed");
+                    let _ = files.remove_video(id).await;
+                    if let Err(err) = db::fail_video(&db, id, e.code(), &e.to_string()).await {
+                        tracing::error!(%id, error = %err, "could not record failure");
+                    }
+                }
+            }
+            cache.invalidate_tenant(&tenant);
+            id
+        };
+        ctx.spawn(job.into_actor(self).map(|id, act, ctx| {
+            act.running.remove(&id);
+            act.metrics.jobs_in_flight.set(act.running.len() as i64);
+            act.fill(ctx);
+        }));
+    }
+}
+
+impl Actor for JobDispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let db = self.db.clone();
+        ctx.wait(
+            async move { db::recover_interrupted(&db, MAX_ATTEMPTS).await }
+                .into_actor(self)
+                .map(|res, _, _| match res {
+                    Ok((requeued, failed)) if requeued + failed > 0 => {
+                        tracing::warn!(
+                            requeued,
+                            failed,
+                            "recovered videos interrupted by a restart"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "crash recovery failed"),
+                }),
+        );
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.fill(ctx));
+        self.fill(ctx);
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        for flag in self.running.values() {
+            flag.store(true, Ordering::Relaxed);
+        }
+        Running::Stop
+    }
+}
+
+/// A video was queued: start it if a slot is free.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+impl Handler<Wake> for JobDispatcher {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.fill(ctx);
+    }
+}
+
+/// Stop rendering a video now (it was cancelled or deleted). `true` when it was running here.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CancelJob(pub Uuid);
+
+impl Handler<CancelJob> for JobDispatcher {
+    type Result = bool;
+    fn handle(&mut self, msg: CancelJob, _: &mut Self::Context) -> bool {
+        match self.running.get(&msg.0) {
+            Some(flag) => {
+                flag.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct DispatcherStats {
+    pub running: usize,
+    pub capacity: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "DispatcherStats")]
+pub struct GetStats;
+
+impl Handler<GetStats> for JobDispatcher {
+    type Result = MessageResult<GetStats>;
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(DispatcherStats {
+            running: self.running.len(),
+            capacity: self.max_jobs,
+        })
+    }
+}
+
+impl Supervised for JobDispatcher {}

@@ -1,0 +1,201 @@
+//! The embedded worker end to end: a submitted video renders on this machine's device,
+//! progresses monotonically, completes, and downloads with Range, HEAD and ETag; a cancel
+//! mid-render stops it and leaves no file.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, spawn_app_with};
+
+async fn worker_app() -> TestApp {
+    spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("EMBEDDED_WORKER", "true"),
+            ("MAX_CONCURRENT_JOBS", "2"),
+            ("CACHE_TTL", "0"),
+        ],
+    )
+    .await
+}
+
+async fn wait_for(
+    app: &TestApp,
+    id: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&Value) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let v: Value = app
+            .get(&format!("/api/v1/videos/{id}"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        let finished = done(&v);
+        seen.push(v);
+        if finished {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out; last state {}",
+            seen.last()
+                .map(|v| v["status"].to_string())
+                .unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_submitted_video_renders_completes_and_downloads() {
+    let app = worker_app().await;
+    let ready: Value = app.get("/health/ready").await.json().await.expect("json");
+    let names: Vec<&str> = ready["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"gpu") && names.contains(&"encoder"),
+        "{ready}"
+    );
+
+    let v = app
+        .create_video(json!({"script": "Hello from the worker. This clip renders for real.", "dimension": {"width": 320, "height": 180}, "fps": 12, "quality": "draft"}))
+        .await;
+    let id = v["id"].as_str().expect("id").to_string();
+    let states = wait_for(&app, &id, Duration::from_secs(60), |v| {
+        v["status"] == "completed" || v["status"] == "failed"
+    })
+    .await;
+    let last = states.last().expect("state");
+    assert_eq!(last["status"], "completed", "{last}");
+    let progress: Vec<f64> = states
+        .iter()
+        .filter_map(|s| s["progress"].as_f64())
+        .collect();
+    assert!(
+        progress.windows(2).all(|w| w[1] >= w[0]),
+        "progress never goes back: {progress:?}"
+    );
+    assert_eq!(last["progress"], 1.0);
+    assert_eq!(last["frames_done"], last["frames_total"]);
+    let frames = last["frames_total"].as_f64().expect("frames");
+    assert!((frames - last["duration_s"].as_f64().expect("duration") * 12.0).abs() <= 1.0);
+    assert_eq!(last["video_url"], format!("/api/v1/videos/{id}/file"));
+    let size = last["size_bytes"].as_u64().expect("size");
+
+    let file = app.get(&format!("/api/v1/videos/{id}/file")).await;
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.headers()["content-type"], "video/mp4");
+    let etag = file.headers()["etag"].to_str().expect("etag").to_string();
+    let body = file.bytes().await.expect("body");
+    assert_eq!(body.len() as u64, size);
+    assert_eq!(&body[4..8], b"ftyp");
+    let ranged = app
+        .client
+        .get(app.url(&format!("/api/v1/videos/{id}/file")))
+        .header("Range", "bytes=0-99")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(
+        ranged.headers()["content-range"],
+        format!("bytes 0-99/{size}")
+    );
+    assert_eq!(ranged.bytes().await.expect("bytes").as_ref(), &body[..100]);
+    let head = app
+        .client
+        .head(app.url(&format!("/api/v1/videos/{id}/file")))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.status(), 200);
+    let cached = app
+        .client
+        .get(app.url(&format!("/api/v1/videos/{id}/file")))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(cached.status(), 304);
+    let past = app
+        .client
+        .get(app.url(&format!("/api/v1/videos/{id}/file")))
+        .header("Range", format!("bytes={}-", size + 10))
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(past.status(), 416);
+    let thumb = app.get(&format!("/api/v1/videos/{id}/thumbnail")).await;
+    assert_eq!(thumb.status(), 200);
+    assert_eq!(&thumb.bytes().await.expect("jpeg")[..2], &[0xff, 0xd8]);
+    assert_eq!(
+        app.metric("reelgen_jobs_total{status=\"completed\"}").await,
+        Some(1.0)
+    );
+}
+
+#[actix_web::test]
+async fn cancelling_mid_render_stops_the_job_and_removes_its_file() {
+    let app = worker_app().await;
+    let script = "This video is long enough to be cancelled while it renders. ".repeat(15);
+    let v = app.create_video(json!({"script": script, "dimension": {"width": 640, "height": 360}, "fps": 30, "quality": "draft"})).await;
+    let id = v["id"].as_str().expect("id").to_string();
+    wait_for(&app, &id, Duration::from_secs(30), |v| {
+        v["frames_done"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/videos/{id}/cancel")))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(res.status(), 200);
+    let t = Instant::now();
+    loop {
+        let stats = app
+            .state
+            .dispatcher
+            .as_ref()
+            .expect("worker")
+            .send(reelgen::actors::job_dispatcher::GetStats)
+            .await
+            .expect("stats");
+        if stats.running == 0 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "still rendering after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after: Value = app
+        .get(&format!("/api/v1/videos/{id}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(after["status"], "cancelled");
+    assert!(
+        !app.state
+            .files
+            .video_file(uuid::Uuid::parse_str(&id).expect("uuid"))
+            .exists(),
+        "no file left"
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/videos/{id}/file")).await.status(),
+        409
+    );
+}
