@@ -4,10 +4,13 @@
 //          expression), style (colours, hair style, face shape, background), geometry.
 //          @binding(1) storage `base`: RGBA8 (packed u32) static layer, width × height.
 // Outputs: @binding(2) storage `out`: RGBA8 (packed u32) frame, width × height.
+//          @binding(3) storage `layer`: premultiplied RGBA8 head without moving parts,
+//          head-box sized.
 // Entry points (workgroup 8×8, one invocation per pixel):
-//   render_base — whole frame, once per job: background, soft shadow, shoulders, neck.
-//   render_head — only the head's box, every frame: hair, ears, face, eyes, brows, nose,
-//                 mouth (lips, teeth, tongue), composited over `base`.
+//   render_base       — whole frame, once per job: background, soft shadow, shoulders, neck.
+//   render_head_layer — head box, once per job: hair, ears, shaded face, nose, at rest.
+//   composite_head    — head box, every frame: the layer moved by the pose over `base`.
+//   render_features   — a small box, every frame: eyes, brows, mouth (lips, teeth, tongue).
 // Anti-aliasing: every shape's coverage is clamp(0.5 - d / pixel, 0, 1) on its distance d.
 
 struct U {
@@ -25,13 +28,16 @@ struct U {
     size: vec4f,
     // head centre x, y (pixels), box origin x, y
     center: vec4f,
-    // box width, height, unused, unused
+    // head box width, height, unused, unused
     boxsz: vec4u,
+    // features box: x, y, width, height (pixels)
+    fbox: vec4u,
 };
 
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> base: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
+@group(0) @binding(3) var<storage, read_write> layer: array<u32>;
 
 fn cover(d: f32) -> f32 {
     // d in avatar units; one pixel is u.size.w units.
@@ -162,37 +168,31 @@ fn render_base(@builtin(global_invocation_id) gid: vec3u) {
     out[gid.y * w + gid.x] = pack(c);
 }
 
-@compute @workgroup_size(8, 8, 1)
-fn render_head(@builtin(global_invocation_id) gid: vec3u) {
-    if (gid.x >= u.boxsz.x || gid.y >= u.boxsz.y) { return; }
-    let w = u32(u.size.x);
-    let xy = vec2u(u32(u.center.z) + gid.x, u32(u.center.w) + gid.y);
-    if (xy.x >= w || xy.y >= u32(u.size.y)) { return; }
-    let idx = xy.y * w + xy.x;
-    var c = unpack(base[idx]);
-    let px = vec2f(f32(xy.x) + 0.5, f32(xy.y) + 0.5);
-
-    let mouth_open = u.fa.x;
-    let mouth_wide = u.fa.y;
-    let mouth_round = u.fa.z;
-    let teeth = u.fa.w;
-    let tongue = u.fb.x;
-    let blink = u.fb.y;
-    let gaze = u.fb.zw;
-    let yaw = u.fc.x;
-    let pitch = u.fc.y;
-    let roll = u.fc.z;
-    let breath = u.fc.w;
-    let smile = u.fd.x;
-    let brow = u.fd.y;
-    let hair_style = u32(u.misc.x);
-
-    // Head-local coordinates: breathing bob, roll about the neck, yaw/pitch as feature shift.
+// Head-local coordinates of a frame pixel under the current pose: breathing bob, roll about
+// the neck, a small shift for yaw/pitch.
+fn posed(px: vec2f) -> vec2f {
     var p = (px - u.center.xy) / u.size.z;
-    p.y = p.y + 0.006 * breath;
-    p = rot(p - vec2f(0.0, 0.45), -roll) + vec2f(0.0, 0.45);
-    let head_p = p - vec2f(yaw * 0.06, pitch * 0.05);
-    let face = head_p - vec2f(yaw * 0.22, pitch * 0.25);
+    p.y = p.y + 0.006 * u.fc.w;
+    p = rot(p - vec2f(0.0, 0.45), -u.fc.z) + vec2f(0.0, 0.45);
+    return p - vec2f(u.fc.x * 0.06, u.fc.y * 0.05);
+}
+
+// Premultiplied "over": paint `col` with coverage `a` on top of `c`.
+fn over(c: vec4f, col: vec3f, a: f32) -> vec4f {
+    return vec4f(col * a + c.rgb * (1.0 - a), a + c.a * (1.0 - a));
+}
+
+// The head without its moving parts (eyes, brows, mouth), at the neutral pose, into `layer`
+// (premultiplied RGBA, head-box sized). Once per job.
+@compute @workgroup_size(8, 8, 1)
+fn render_head_layer(@builtin(global_invocation_id) gid: vec3u) {
+    if (gid.x >= u.boxsz.x || gid.y >= u.boxsz.y) { return; }
+    let px = vec2f(u.center.z + f32(gid.x) + 0.5, u.center.w + f32(gid.y) + 0.5);
+    let head_p = (px - u.center.xy) / u.size.z;
+    let face = head_p;
+    let smile = u.fd.x;
+    let hair_style = u32(u.misc.x);
+    var c = vec4f(0.0);
 
     // Hair behind the head.
     if (hair_style == 0u || hair_style == 2u) {
@@ -203,14 +203,14 @@ fn render_head(@builtin(global_invocation_id) gid: vec3u) {
             sd_ellipse(head_p - vec2f(0.0, -0.06), vec2f(0.39, 0.44)),
             sd_box(head_p - vec2f(0.0, len * 0.5 - 0.05), vec2f(half_w, len * 0.5 + 0.05), 0.1)
         );
-        c = blend(c, u.hair.rgb * 0.78, cover(back));
+        c = over(c, u.hair.rgb * 0.78, cover(back));
     }
 
     // Ears (hidden under bob and long hair).
     let ears_visible = select(1.0, 0.0, hair_style == 0u || hair_style == 2u);
     for (var s = -1.0; s <= 1.0; s = s + 2.0) {
-        let ear = sd_ellipse(head_p - vec2f(s * (0.30 - yaw * 0.05 * s), 0.02), vec2f(0.055, 0.085));
-        c = blend(c, u.skin.rgb * 0.86, cover(ear) * ears_visible);
+        let ear = sd_ellipse(head_p - vec2f(s * 0.30, 0.02), vec2f(0.055, 0.085));
+        c = over(c, u.skin.rgb * 0.86, cover(ear) * ears_visible);
     }
 
     // Face with soft shading from a pseudo-normal of the head ellipsoid.
@@ -221,20 +221,104 @@ fn render_head(@builtin(global_invocation_id) gid: vec3u) {
     let ldir = normalize(vec3f(-0.45, -0.55, 0.7));
     let diffuse = 0.62 + 0.45 * max(dot(n, ldir), 0.0);
     var skin = u.skin.rgb * diffuse;
-    // Warm cheeks, more when smiling.
     for (var s = -1.0; s <= 1.0; s = s + 2.0) {
         let ch = length(face - vec2f(s * 0.17, 0.09));
         skin = mix(skin, skin * vec3f(1.05, 0.86, 0.84), (0.25 + 0.25 * max(smile, 0.0)) * exp(-ch * ch / 0.006));
     }
-    c = blend(c, skin, cover(dh));
     let inside = cover(dh);
+    // Nose: side shadow, nostrils, tip highlight; chin shadow.
+    let nose_side = sd_capsule(face, vec2f(0.028, -0.02), vec2f(0.04, 0.1), 0.004);
+    skin = mix(skin, skin * 0.8, soft(nose_side, 0.012) * 0.55);
+    for (var s = -1.0; s <= 1.0; s = s + 2.0) {
+        let nos = sd_ellipse(face - vec2f(s * 0.022, 0.118), vec2f(0.012, 0.007));
+        skin = mix(skin, skin * 0.55, cover(nos) * 0.8);
+    }
+    let tip = length(face - vec2f(-0.01, 0.095));
+    skin = skin + vec3f(0.05) * exp(-tip * tip / 0.0006);
+    let chin = length(face - vec2f(0.0, 0.29));
+    skin = skin * (1.0 - 0.07 * exp(-chin * chin / 0.002));
+    c = over(c, skin, inside);
+
+    // Hair in front: a cap over the forehead, shaped per style.
+    var cap = sd_ellipse(head_p - vec2f(0.0, -0.17), vec2f(0.345, 0.27));
+    let hairline = head_p.y + 0.13 - 0.05 * (head_p.x * head_p.x) / 0.09;
+    cap = max(cap, hairline);
+    if (hair_style == 3u) {
+        cap = max(sd_ellipse(head_p - vec2f(0.02, -0.2), vec2f(0.35, 0.25)), head_p.y + 0.16 + 0.12 * head_p.x);
+    }
+    if (hair_style == 0u || hair_style == 2u) {
+        for (var s = -1.0; s <= 1.0; s = s + 2.0) {
+            let lock = sd_capsule(head_p, vec2f(s * 0.29, -0.12), vec2f(s * 0.30, select(0.08, 0.22, hair_style == 2u)), 0.04);
+            cap = min(cap, lock);
+        }
+    }
+    let strands = 0.92 + 0.08 * sin(head_p.x * 140.0 + head_p.y * 30.0);
+    let hair_shade = u.hair.rgb * strands * (0.85 + 0.3 * max(-head_p.y - 0.3, 0.0) + 0.15 * smoothstep(0.1, -0.3, head_p.x));
+    c = over(c, hair_shade, cover(cap));
+
+    layer[gid.y * u.boxsz.x + gid.x] = pack4x8unorm(clamp(c, vec4f(0.0), vec4f(1.0)));
+}
+
+fn layer_at(x: i32, y: i32) -> vec4f {
+    if (x < 0 || y < 0 || x >= i32(u.boxsz.x) || y >= i32(u.boxsz.y)) { return vec4f(0.0); }
+    return unpack4x8unorm(layer[u32(y) * u.boxsz.x + u32(x)]);
+}
+
+// Every frame, over the head box: the head layer moved by the pose (bilinear), over `base`.
+@compute @workgroup_size(8, 8, 1)
+fn composite_head(@builtin(global_invocation_id) gid: vec3u) {
+    if (gid.x >= u.boxsz.x || gid.y >= u.boxsz.y) { return; }
+    // Columns of this row the head can ever reach (spans follow the layer in `layer`).
+    let span_at = u.boxsz.x * u.boxsz.y + 2u * gid.y;
+    if (gid.x < layer[span_at] || gid.x >= layer[span_at + 1u]) { return; }
+    let w = u32(u.size.x);
+    let xy = vec2u(u32(u.center.z) + gid.x, u32(u.center.w) + gid.y);
+    if (xy.x >= w || xy.y >= u32(u.size.y)) { return; }
+    let idx = xy.y * w + xy.x;
+    let px = vec2f(f32(xy.x) + 0.5, f32(xy.y) + 0.5);
+    // Where this pixel lies in the neutral-pose layer.
+    let lp = posed(px) * u.size.z + u.center.xy - u.center.zw - vec2f(0.5);
+    let i = vec2i(floor(lp));
+    let f = lp - floor(lp);
+    let top = mix(layer_at(i.x, i.y), layer_at(i.x + 1, i.y), f.x);
+    let bottom = mix(layer_at(i.x, i.y + 1), layer_at(i.x + 1, i.y + 1), f.x);
+    let l = mix(top, bottom, f.y);
+    let c = l.rgb + unpack(base[idx]) * (1.0 - l.a);
+    out[idx] = pack(c);
+}
+
+// Every frame, over the small features box only: eyes, brows and mouth, drawn on the
+// composited head in `out`.
+@compute @workgroup_size(8, 8, 1)
+fn render_features(@builtin(global_invocation_id) gid: vec3u) {
+    if (gid.x >= u.fbox.z || gid.y >= u.fbox.w) { return; }
+    let w = u32(u.size.x);
+    let xy = vec2u(u.fbox.x + gid.x, u.fbox.y + gid.y);
+    if (xy.x >= w || xy.y >= u32(u.size.y)) { return; }
+    let idx = xy.y * w + xy.x;
+    var c = unpack(out[idx]);
+    let skin = c;
+    let px = vec2f(f32(xy.x) + 0.5, f32(xy.y) + 0.5);
+
+    let mouth_open = u.fa.x;
+    let mouth_wide = u.fa.y;
+    let mouth_round = u.fa.z;
+    let teeth = u.fa.w;
+    let tongue = u.fb.x;
+    let blink = u.fb.y;
+    let gaze = u.fb.zw;
+    let smile = u.fd.x;
+    let brow = u.fd.y;
+
+    let head_p = posed(px);
+    let face = head_p - vec2f(u.fc.x * 0.1, u.fc.y * 0.12);
+    let inside = cover(sd_head(head_p) + 0.01);
 
     // Eyes: white, iris, pupil, highlight, lids and lashes.
     for (var s = -1.0; s <= 1.0; s = s + 2.0) {
         let e = face - vec2f(s * 0.115, -0.03);
         let eye = sd_ellipse(e, vec2f(0.062, 0.034 - 0.004 * smile));
         let open = 1.0 - blink;
-        // Upper lid line position: from the top of the eye down to its middle when closed.
         let lid_y = mix(-0.036, 0.006, blink);
         let lid_cut = lid_y - e.y;
         let visible = max(eye, lid_cut);
@@ -246,12 +330,10 @@ fn render_head(@builtin(global_invocation_id) gid: vec3u) {
         c = blend(c, vec3f(0.04), cover(max(pupil, visible)) * inside);
         let hl = sd_circle(e - ic - vec2f(-0.008, -0.009), 0.005);
         c = blend(c, vec3f(1.0), cover(max(hl, visible)) * inside * open);
-        // Lid skin above the lid line, lash line along it.
         let lid = max(eye - 0.004, -lid_cut);
         c = blend(c, skin * 0.93, cover(lid) * inside);
         let lash = max(abs(lid_cut) - 0.0045 - 0.002 * (1.0 - abs(e.x) / 0.07), eye - 0.006);
         c = blend(c, vec3f(0.08, 0.06, 0.06), cover(lash) * inside);
-        // Crease and lower-lid hint.
         let crease = max(abs(sd_ellipse(e - vec2f(0.0, -0.006), vec2f(0.066, 0.046))) - 0.002, e.y + 0.01);
         c = blend(c, skin * 0.82, cover(crease) * 0.5 * inside);
     }
@@ -265,16 +347,6 @@ fn render_head(@builtin(global_invocation_id) gid: vec3u) {
         let br = sd_capsule(face, a, b, 0.013);
         c = blend(c, u.hair.rgb * 0.9, cover(br) * inside);
     }
-
-    // Nose: side shadow, nostrils, tip highlight.
-    let nose_side = sd_capsule(face, vec2f(0.028, -0.02), vec2f(0.04, 0.1), 0.004);
-    c = blend(c, skin * 0.8, soft(nose_side, 0.012) * 0.55 * inside);
-    for (var s = -1.0; s <= 1.0; s = s + 2.0) {
-        let nos = sd_ellipse(face - vec2f(s * 0.022, 0.118), vec2f(0.012, 0.007));
-        c = blend(c, skin * 0.55, cover(nos) * 0.8 * inside);
-    }
-    let tip = length(face - vec2f(-0.01, 0.095));
-    c = c + vec3f(0.05) * exp(-tip * tip / 0.0006) * inside;
 
     // Mouth. Width from spread/rounding, opening from the jaw; corners follow the smile.
     let mw = 0.085 * (1.0 + 0.28 * mouth_wide - 0.3 * mouth_round);
@@ -291,31 +363,8 @@ fn render_head(@builtin(global_invocation_id) gid: vec3u) {
     c = blend(c, vec3f(0.95, 0.93, 0.88), cover(upper_teeth) * open_a * min(teeth * 1.5, 1.0));
     let tg = sd_ellipse(m - vec2f(0.0, mh * 0.75), vec2f(mw * 0.6, mh * 0.45 + 0.006));
     c = blend(c, vec3f(0.78, 0.36, 0.38), cover(max(tg, inner)) * open_a * (0.4 + 0.6 * tongue));
-    // Lip parting line when closed.
     let line = abs(m.y) - 0.0022;
     c = blend(c, u.lip.rgb * 0.55, cover(max(line, abs(m.x) - mw)) * inside * (1.0 - open_a));
-    // Chin shadow under the lower lip.
-    let chin = length(face - vec2f(0.0, 0.29));
-    c = c * (1.0 - 0.07 * exp(-chin * chin / 0.002) * inside);
-
-    // Hair in front: a cap over the forehead, shaped per style.
-    var cap = sd_ellipse(head_p - vec2f(0.0, -0.17), vec2f(0.345, 0.27));
-    let hairline = head_p.y + 0.13 - 0.05 * (head_p.x * head_p.x) / 0.09;
-    cap = max(cap, hairline);
-    if (hair_style == 3u) {
-        // Swept: the hairline rises to one side.
-        cap = max(sd_ellipse(head_p - vec2f(0.02, -0.2), vec2f(0.35, 0.25)), head_p.y + 0.16 + 0.12 * head_p.x);
-    }
-    if (hair_style == 0u || hair_style == 2u) {
-        // Side locks framing the face.
-        for (var s = -1.0; s <= 1.0; s = s + 2.0) {
-            let lock = sd_capsule(head_p, vec2f(s * 0.29, -0.12), vec2f(s * 0.30, select(0.08, 0.22, hair_style == 2u)), 0.04);
-            cap = min(cap, lock);
-        }
-    }
-    let strands = 0.92 + 0.08 * sin(head_p.x * 140.0 + head_p.y * 30.0);
-    let hair_shade = u.hair.rgb * strands * (0.85 + 0.3 * max(-head_p.y - 0.3, 0.0) + 0.15 * smoothstep(0.1, -0.3, head_p.x));
-    c = blend(c, hair_shade, cover(cap));
 
     out[idx] = pack(c);
 }

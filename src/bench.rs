@@ -473,6 +473,7 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     let keep: Vec<Vec<u8>> = frames.into_iter().take(90).collect();
     drop(indices);
     let total = timeline.frames.len() as u64;
+    let pool = crate::media::FramePool::new(1280 * 720 * 4);
     let t0 = Instant::now();
     let writer = Mp4Writer::start(
         &EncodeSettings {
@@ -488,9 +489,11 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     for i in 0..total {
-        writer
-            .push_frame(keep[(i as usize) % keep.len()].clone(), i)
-            .map_err(|e| e.to_string())?;
+        let mut frame = pool.get();
+        frame
+            .as_mut()
+            .copy_from_slice(&keep[(i as usize) % keep.len()]);
+        writer.push_frame(frame, i).map_err(|e| e.to_string())?;
     }
     writer.finish().map_err(|e| e.to_string())?;
     let floor = t0.elapsed().as_secs_f64();

@@ -183,7 +183,13 @@ impl Generator {
         at: &[usize],
     ) -> Result<Vec<Vec<u8>>, GenerateError> {
         let (w, h) = (params.dimension.width, params.dimension.height);
-        let mut renderer = AvatarRenderer::new(self.gpu.clone(), w, h, self.style(params)?);
+        let mut renderer = AvatarRenderer::new(
+            self.gpu.clone(),
+            w,
+            h,
+            self.style(params)?,
+            &timeline.frames.first().copied().unwrap_or_default(),
+        );
         let mut out = Vec::with_capacity(at.len());
         for &i in at {
             let frame = timeline.frames.get(i).copied().unwrap_or_default();
@@ -220,7 +226,13 @@ impl Generator {
         }
 
         let (w, h) = (p.dimension.width, p.dimension.height);
-        let mut renderer = AvatarRenderer::new(self.gpu.clone(), w, h, style);
+        let mut renderer = AvatarRenderer::new(
+            self.gpu.clone(),
+            w,
+            h,
+            style,
+            &timeline.frames.first().copied().unwrap_or_default(),
+        );
         let settings = EncodeSettings {
             width: w,
             height: h,
@@ -244,17 +256,17 @@ impl Generator {
         let render_start = Instant::now();
         let mut last_report = Instant::now();
         let mut done = 0u64;
-        let bytes = renderer.frame_bytes();
+        let pool = media::FramePool::new(renderer.frame_bytes());
         let mut drain = |renderer: &mut AvatarRenderer,
                          writer: &Mp4Writer,
                          keep: usize,
                          done: &mut u64|
          -> Result<(), GenerateError> {
             while renderer.pending() > keep {
-                let mut frame = vec![0u8; bytes];
-                renderer.read_oldest(&mut frame)?;
+                let mut frame = pool.get();
+                renderer.read_oldest(frame.as_mut())?;
                 if *done == thumb_at {
-                    thumb = Some(frame.clone());
+                    thumb = Some(frame.as_ref().to_vec());
                 }
                 writer.push_frame(frame, *done)?;
                 *done += 1;

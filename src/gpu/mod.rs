@@ -34,7 +34,9 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     layout: wgpu::BindGroupLayout,
     base_pipeline: wgpu::ComputePipeline,
-    head_pipeline: wgpu::ComputePipeline,
+    layer_pipeline: wgpu::ComputePipeline,
+    composite_pipeline: wgpu::ComputePipeline,
+    features_pipeline: wgpu::ComputePipeline,
 }
 
 impl Gpu {
@@ -92,6 +94,7 @@ impl Gpu {
                 },
                 storage(1, true),
                 storage(2, false),
+                storage(3, false),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -109,15 +112,15 @@ impl Gpu {
                 cache: None,
             })
         };
-        let base_pipeline = pipeline("render_base");
-        let head_pipeline = pipeline("render_head");
         Ok(Self {
+            base_pipeline: pipeline("render_base"),
+            layer_pipeline: pipeline("render_head_layer"),
+            composite_pipeline: pipeline("composite_head"),
+            features_pipeline: pipeline("render_features"),
             device,
             queue,
             info,
             layout,
-            base_pipeline,
-            head_pipeline,
         })
     }
 
@@ -157,6 +160,7 @@ struct Uniforms {
     size: [f32; 4],
     center: [f32; 4],
     boxsz: [u32; 4],
+    fbox: [u32; 4],
 }
 
 /// Where the avatar sits in a frame, in pixels.
@@ -167,6 +171,8 @@ pub struct Layout {
     pub cy: f32,
     /// Head box: x, y, width, height.
     pub head_box: [u32; 4],
+    /// Box of the moving features (eyes, brows, mouth): x, y, width, height.
+    pub features_box: [u32; 4],
 }
 
 impl Layout {
@@ -180,6 +186,10 @@ impl Layout {
         let y0 = (cy - 0.72 * scale).max(0.0);
         let x1 = (cx + 0.56 * scale).min(w);
         let y1 = (cy + bottom * scale).min(h);
+        let fx0 = (cx - 0.26 * scale).max(0.0);
+        let fy0 = (cy - 0.2 * scale).max(0.0);
+        let fx1 = (cx + 0.26 * scale).min(w);
+        let fy1 = (cy + 0.36 * scale).min(h);
         Self {
             scale,
             cx,
@@ -189,6 +199,12 @@ impl Layout {
                 y0 as u32,
                 (x1 - x0).ceil() as u32,
                 (y1 - y0).ceil() as u32,
+            ],
+            features_box: [
+                fx0 as u32,
+                fy0 as u32,
+                (fx1 - fx0).ceil() as u32,
+                (fy1 - fy0).ceil() as u32,
             ],
         }
     }
@@ -202,6 +218,7 @@ pub struct AvatarRenderer {
     uniform_buf: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
     _base: wgpu::Buffer,
+    _layer: wgpu::Buffer,
     out: wgpu::Buffer,
     staging: Vec<wgpu::Buffer>,
     /// Frames submitted and not yet read back: (ring slot, submission).
@@ -211,12 +228,14 @@ pub struct AvatarRenderer {
 }
 
 impl AvatarRenderer {
-    pub fn new(gpu: Arc<Gpu>, width: u32, height: u32, style: Style) -> Self {
+    /// Builds the job's buffers and renders its static layers; `rest` is the pose and
+    /// expression the head layer is drawn in (the timeline's first frame).
+    pub fn new(gpu: Arc<Gpu>, width: u32, height: u32, style: Style, rest: &FrameParams) -> Self {
         let long_hair = style.misc[0] as u32 == 2;
         let layout = Layout::new(width, height, long_hair);
         let frame_bytes = u64::from(width) * u64::from(height) * 4;
         let uniforms = Uniforms {
-            frame: FrameParams::default(),
+            frame: *rest,
             style,
             size: [
                 width as f32,
@@ -231,6 +250,7 @@ impl AvatarRenderer {
                 layout.head_box[1] as f32,
             ],
             boxsz: [layout.head_box[2], layout.head_box[3], 0, 0],
+            fbox: layout.features_box,
         };
         let d = &gpu.device;
         let uniform_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -248,6 +268,16 @@ impl AvatarRenderer {
             label: Some("out"),
             size: frame_bytes,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        // The head layer, then one [start, end) span per row of the head box.
+        let layer_px = u64::from(layout.head_box[2]) * u64::from(layout.head_box[3]);
+        let layer = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("head layer"),
+            size: ((layer_px + 2 * u64::from(layout.head_box[3])) * 4).max(8),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let staging = (0..RING)
@@ -277,6 +307,10 @@ impl AvatarRenderer {
                         binding: 2,
                         resource: out.as_entire_binding(),
                     },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: layer.as_entire_binding(),
+                    },
                 ],
             })
         };
@@ -289,9 +323,22 @@ impl AvatarRenderer {
             pass.set_pipeline(&gpu.base_pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(width.div_ceil(WG), height.div_ceil(WG), 1);
+            pass.set_pipeline(&gpu.layer_pipeline);
+            let [_, _, bw, bh] = layout.head_box;
+            pass.dispatch_workgroups(bw.div_ceil(WG), bh.div_ceil(WG), 1);
         }
         enc.copy_buffer_to_buffer(&out, 0, &base, 0, frame_bytes);
-        gpu.queue.submit([enc.finish()]);
+        let probe = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("layer probe"),
+            size: (layer_px * 4).max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        enc.copy_buffer_to_buffer(&layer, 0, &probe, 0, layer_px * 4);
+        let idx = gpu.queue.submit([enc.finish()]);
+        let spans = row_spans(&gpu, &probe, idx, &layout);
+        gpu.queue
+            .write_buffer(&layer, layer_px * 4, bytemuck::cast_slice(&spans));
 
         Self {
             gpu,
@@ -301,6 +348,7 @@ impl AvatarRenderer {
             uniform_buf,
             bind_group,
             _base: base,
+            _layer: layer,
             out,
             staging,
             in_flight: std::collections::VecDeque::new(),
@@ -337,11 +385,19 @@ impl AvatarRenderer {
         self.next_slot = (self.next_slot + 1) % RING;
         let mut enc = g.device.create_command_encoder(&Default::default());
         {
+            // Two passes: the features read what the composite wrote.
             let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&g.head_pipeline);
+            pass.set_pipeline(&g.composite_pipeline);
             pass.set_bind_group(0, &self.bind_group, &[]);
             let [_, _, bw, bh] = self.layout.head_box;
             pass.dispatch_workgroups(bw.div_ceil(WG), bh.div_ceil(WG), 1);
+        }
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&g.features_pipeline);
+            pass.set_bind_group(0, &self.bind_group, &[]);
+            let [_, _, fw, fh] = self.layout.features_box;
+            pass.dispatch_workgroups(fw.div_ceil(WG), fh.div_ceil(WG), 1);
         }
         enc.copy_buffer_to_buffer(
             &self.out,
@@ -380,6 +436,67 @@ impl AvatarRenderer {
         buf.unmap();
         Ok(true)
     }
+}
+
+/// Per row of the head box, the columns the moving head can ever cover: the layer's opaque
+/// span widened by the largest pose displacement. Rows and corners outside stay `base`, so
+/// the per-frame composite skips them. On any readback failure every row is full.
+fn row_spans(
+    gpu: &Gpu,
+    probe: &wgpu::Buffer,
+    idx: wgpu::SubmissionIndex,
+    layout: &Layout,
+) -> Vec<u32> {
+    let [_, _, bw, bh] = layout.head_box;
+    let full: Vec<u32> = (0..bh).flat_map(|_| [0, bw]).collect();
+    let slice = probe.slice(..);
+    slice.map_async(wgpu::MapMode::Read, |_| {});
+    if gpu
+        .device
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(idx),
+            timeout: None,
+        })
+        .is_err()
+    {
+        return full;
+    }
+    let Ok(view) = slice.get_mapped_range() else {
+        return full;
+    };
+    let px: &[u32] = bytemuck::cast_slice(&view);
+    let margin = (0.035 * layout.scale).ceil() as i64 + 2;
+    let mut rows: Vec<Option<(i64, i64)>> = (0..bh as usize)
+        .map(|y| {
+            let row = &px[y * bw as usize..(y + 1) * bw as usize];
+            let first = row.iter().position(|p| p >> 24 != 0)?;
+            let last = row.iter().rposition(|p| p >> 24 != 0)?;
+            Some((first as i64, last as i64 + 1))
+        })
+        .collect();
+    drop(view);
+    probe.unmap();
+    // Widen vertically too: a row may be reached by content from rows `margin` away.
+    let original = rows.clone();
+    for (y, slot) in rows.iter_mut().enumerate() {
+        let lo = y.saturating_sub(margin as usize);
+        let hi = (y + margin as usize + 1).min(original.len());
+        *slot = original[lo..hi]
+            .iter()
+            .flatten()
+            .fold(None, |acc: Option<(i64, i64)>, &(a, b)| {
+                Some(acc.map_or((a, b), |(x, y)| (x.min(a), y.max(b))))
+            });
+    }
+    rows.iter()
+        .flat_map(|r| match r {
+            Some((a, b)) => [
+                (a - margin).max(0) as u32,
+                (b + margin).min(i64::from(bw)) as u32,
+            ],
+            None => [0, 0],
+        })
+        .collect()
 }
 
 /// `#rrggbb` → linear-ish [0, 1] RGBA (the kernel works in sRGB values directly).

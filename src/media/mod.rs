@@ -153,6 +153,64 @@ pub fn probe_encoder() -> Result<EncoderChoice, MediaError> {
     }))
 }
 
+/// Reusable frame buffers: a frame handed to GStreamer comes back here when the encoder is
+/// done with it, so no frame allocation (and no fresh pages to fault in) per frame.
+#[derive(Clone)]
+pub struct FramePool {
+    free: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    size: usize,
+}
+
+/// A frame borrowed from a [`FramePool`]; returns to it when dropped.
+pub struct PooledFrame {
+    data: Vec<u8>,
+    free: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl FramePool {
+    pub fn new(size: usize) -> Self {
+        Self {
+            free: Default::default(),
+            size,
+        }
+    }
+
+    pub fn get(&self) -> PooledFrame {
+        let data = self
+            .free
+            .lock()
+            .ok()
+            .and_then(|mut f| f.pop())
+            .unwrap_or_else(|| vec![0u8; self.size]);
+        PooledFrame {
+            data,
+            free: self.free.clone(),
+        }
+    }
+}
+
+impl AsRef<[u8]> for PooledFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl AsMut<[u8]> for PooledFrame {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+}
+
+impl Drop for PooledFrame {
+    fn drop(&mut self) {
+        if let Ok(mut free) = self.free.lock() {
+            if free.len() < 16 {
+                free.push(std::mem::take(&mut self.data));
+            }
+        }
+    }
+}
+
 /// One piece of the live fMP4 stream.
 #[derive(Debug, Clone)]
 pub enum LiveChunk {
@@ -306,7 +364,11 @@ impl Mp4Writer {
     }
 
     /// Pushes frame `index` (RGBA). Blocks while the encoder is three frames behind.
-    pub fn push_frame(&self, rgba: Vec<u8>, index: u64) -> Result<(), MediaError> {
+    pub fn push_frame(
+        &self,
+        rgba: impl AsMut<[u8]> + Send + 'static,
+        index: u64,
+    ) -> Result<(), MediaError> {
         let mut buf = gst::Buffer::from_mut_slice(rgba);
         let fps = u64::from(self.fps);
         if let Some(b) = buf.get_mut() {
