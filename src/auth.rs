@@ -91,12 +91,21 @@ impl Authenticator {
         if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
             return Some(v.trim());
         }
-        let auth = headers
-            .get(actix_web::http::header::AUTHORIZATION)?
-            .to_str()
-            .ok()?;
-        let (scheme, token) = auth.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        if let Some(auth) = headers
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            let (scheme, token) = auth.trim().split_once(' ')?;
+            return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+        }
+        // Browsers cannot set headers on a WebSocket: the live route also takes `?access_token=`.
+        if req.path().ends_with("/ws") {
+            return req
+                .query_string()
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("access_token="));
+        }
+        None
     }
 
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {

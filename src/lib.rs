@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod generate;
 pub mod generate_cmd;
 pub mod gpu;
@@ -115,8 +116,12 @@ impl Application {
             tracing::warn!(error = %e, "initial health checks did not run");
         }
         spawn_janitor(db.clone());
+        let hub = events::Hub::default();
         let dispatcher = if config.embedded_worker {
-            start_worker(&config, &db, &files, &cache, &metrics, &catalog, &actors).await
+            start_worker(
+                &config, &db, &files, &cache, &metrics, &catalog, &actors, &hub,
+            )
+            .await
         } else {
             None
         };
@@ -163,6 +168,7 @@ impl Application {
             listings,
             bench_body,
             dispatcher,
+            hub,
         });
 
         let test_hooks = config.environment == Environment::Test;
@@ -217,6 +223,7 @@ impl Application {
 
 /// Opens the GPU and probes the encoder (registering both as readiness checks), then starts
 /// the job dispatcher. Without a device or encoder the server still serves; videos wait.
+#[allow(clippy::too_many_arguments)] // the pieces Application::build already holds
 async fn start_worker(
     config: &Config,
     db: &store::db::Db,
@@ -225,6 +232,7 @@ async fn start_worker(
     metrics: &Arc<telemetry::Metrics>,
     catalog: &Arc<Catalog>,
     actors: &Actors,
+    hub: &events::Hub,
 ) -> Option<actix::Addr<actors::job_dispatcher::JobDispatcher>> {
     use actors::health_checker::{RegisterCheck, StaticCheck};
     let cat = catalog.clone();
@@ -257,12 +265,25 @@ async fn start_worker(
     match generator {
         Ok(g) => {
             tracing::info!(device = %g.gpu().describe(), encoder = g.encoder().element, "worker ready");
-            let (db, files, cache, metrics) =
-                (db.clone(), files.clone(), cache.clone(), metrics.clone());
+            let (db, files, cache, metrics, hub) = (
+                db.clone(),
+                files.clone(),
+                cache.clone(),
+                metrics.clone(),
+                hub.clone(),
+            );
             let g = Arc::new(g);
             let jobs = config.max_concurrent_jobs;
             Some(actix::Supervisor::start(move |_| {
-                actors::job_dispatcher::JobDispatcher::new(db, g, files, cache, metrics, jobs)
+                actors::job_dispatcher::JobDispatcher::new(
+                    db,
+                    g,
+                    files,
+                    cache,
+                    metrics,
+                    jobs,
+                    hub.clone(),
+                )
             }))
         }
         Err(e) => {

@@ -35,6 +35,8 @@ pub struct AppState {
     pub bench_body: Option<Bytes>,
     /// The embedded worker, when it runs.
     pub dispatcher: Option<actix::Addr<crate::actors::job_dispatcher::JobDispatcher>>,
+    /// Per-video events for the WebSocket sessions.
+    pub hub: crate::events::Hub,
 }
 
 pub struct Listings {

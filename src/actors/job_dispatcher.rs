@@ -20,7 +20,9 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::cache_manager::CacheHandle;
+use crate::api::videos::VideoView;
 use crate::domain::VideoParams;
+use crate::events::{Hub, VideoEvent};
 use crate::generate::{GenerateError, Generator, JobSpec, Progress};
 use crate::store::db::{self, Db};
 use crate::store::files::Files;
@@ -39,6 +41,7 @@ pub struct JobDispatcher {
     max_jobs: usize,
     running: HashMap<Uuid, Arc<AtomicBool>>,
     claiming: bool,
+    hub: Hub,
 }
 
 impl JobDispatcher {
@@ -49,6 +52,7 @@ impl JobDispatcher {
         cache: CacheHandle,
         metrics: Arc<Metrics>,
         max_jobs: usize,
+        hub: Hub,
     ) -> Self {
         Self {
             db,
@@ -59,6 +63,7 @@ impl JobDispatcher {
             max_jobs: max_jobs.max(1),
             running: HashMap::new(),
             claiming: false,
+            hub,
         }
     }
 
@@ -131,6 +136,14 @@ impl JobDispatcher {
             .with_label_values(&["rendering"])
             .inc();
         tracing::info!(%id, %tenant, attempt = video.attempts, "rendering started");
+        self.hub.publish(
+            id,
+            VideoEvent::Status {
+                status: "rendering".into(),
+                queue_position: None,
+            },
+        );
+        let hub = self.hub.clone();
 
         let db = self.db.clone();
         let cache = self.cache.clone();
@@ -147,6 +160,16 @@ impl JobDispatcher {
                     res = &mut join => break res,
                 };
                 if let Some(p) = latest.filter(|p| p.frames_total > 0) {
+                    hub.publish(
+                        id,
+                        VideoEvent::Progress {
+                            frames_done: p.frames_done,
+                            frames_total: p.frames_total,
+                            progress: p.frames_done as f64 / p.frames_total as f64,
+                            fps: p.fps,
+                            eta_s: p.eta_s,
+                        },
+                    );
                     if last_write.elapsed() >= PROGRESS_WRITE_EVERY {
                         last_write = Instant::now();
                         let total = p.frames_total as i64;
@@ -195,6 +218,11 @@ impl JobDispatcher {
                             metrics
                                 .encode_seconds
                                 .observe(outcome.render_s + outcome.finish_s);
+                            if let Ok(Some(m)) = db::get_video(&db, &tenant, id).await {
+                                let video = serde_json::to_value(VideoView::from_model(m, None))
+                                    .unwrap_or_default();
+                                hub.publish(id, VideoEvent::Completed { video });
+                            }
                             tracing::info!(%id, frames = outcome.frames, seconds = outcome.render_s, "rendering completed");
                         }
                         // Cancelled or deleted while finishing: its file must not stay.
@@ -215,6 +243,12 @@ impl JobDispatcher {
                     if let Err(err) = db::fail_video(&db, id, e.code(), &e.to_string()).await {
                         tracing::error!(%id, error = %err, "could not record failure");
                     }
+                    hub.publish(
+                        id,
+                        VideoEvent::Failed {
+                            error: serde_json::json!({"code": e.code(), "message": e.to_string()}),
+                        },
+                    );
                 }
             }
             cache.invalidate_tenant(&tenant);

@@ -2,6 +2,7 @@
 //! route the server answers (the OpenAPI test checks each one is documented).
 
 pub mod catalog;
+pub mod live;
 pub mod ops;
 pub mod videos;
 
@@ -32,6 +33,7 @@ routes! {
     "GET" "/api/v1/videos/{id}/file",
     "HEAD" "/api/v1/videos/{id}/file",
     "GET" "/api/v1/videos/{id}/thumbnail",
+    "GET" "/api/v1/videos/{id}/ws",
     "GET" "/api/v1/avatars",
     "GET" "/api/v1/voices",
     "GET" "/api/v1/backgrounds",
@@ -49,7 +51,7 @@ routes! {
     info(title = "reelgen", description = "Self-hosted AI avatar video generation: submit a script, watch it render, download the MP4."),
     paths(
         videos::create, videos::list, videos::batch, videos::get, videos::delete, videos::cancel,
-        videos::file, videos::thumbnail,
+        videos::file, videos::thumbnail, live::ws,
         catalog::avatars, catalog::voices, catalog::backgrounds,
         ops::health, ops::live, ops::ready, ops::metrics, openapi_json, docs, index,
     ),
@@ -112,6 +114,7 @@ pub fn configure(
                 .route(web::head().to(videos::file)),
         )
         .service(web::resource("/videos/{id}/thumbnail").route(web::get().to(videos::thumbnail)))
+        .service(web::resource("/videos/{id}/ws").route(web::get().to(live::ws)))
         .service(web::resource("/avatars").route(web::get().to(catalog::avatars)))
         .service(web::resource("/voices").route(web::get().to(catalog::voices)))
         .service(web::resource("/backgrounds").route(web::get().to(catalog::backgrounds)));

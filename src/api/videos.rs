@@ -575,6 +575,7 @@ pub async fn cancel(
             if let Some(d) = &state.dispatcher {
                 d.do_send(crate::actors::job_dispatcher::CancelJob(id));
             }
+            state.hub.publish(id, crate::events::VideoEvent::Cancelled);
             state.cache.invalidate_tenant(&who.tenant);
             state.cache.invalidate_all();
             state
@@ -603,6 +604,7 @@ pub async fn delete(
     if let Some(d) = &state.dispatcher {
         d.do_send(crate::actors::job_dispatcher::CancelJob(id));
     }
+    state.hub.publish(id, crate::events::VideoEvent::Cancelled);
     state.cache.invalidate_tenant(&who.tenant);
     if status == VideoStatus::Queued {
         state.cache.invalidate_all();

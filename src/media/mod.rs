@@ -203,10 +203,10 @@ impl AsMut<[u8]> for PooledFrame {
 
 impl Drop for PooledFrame {
     fn drop(&mut self) {
-        if let Ok(mut free) = self.free.lock() {
-            if free.len() < 16 {
-                free.push(std::mem::take(&mut self.data));
-            }
+        if let Ok(mut free) = self.free.lock()
+            && free.len() < 16
+        {
+            free.push(std::mem::take(&mut self.data));
         }
     }
 }

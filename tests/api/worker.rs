@@ -199,3 +199,80 @@ async fn cancelling_mid_render_stops_the_job_and_removes_its_file() {
         409
     );
 }
+
+async fn ws_messages(app: &TestApp, id: &str) -> (Vec<Value>, Option<u16>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!(
+        "ws://127.0.0.1:{}/api/v1/videos/{id}/ws",
+        app.address.rsplit(':').next().expect("port")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                out.push(serde_json::from_str(&t).expect("json message"))
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => return (out, frame.map(|f| u16::from(f.code))),
+            Ok(Some(Ok(_))) => {}
+            _ => break,
+        }
+    }
+    (out, None)
+}
+
+#[actix_web::test]
+async fn the_websocket_streams_snapshot_progress_and_completion_then_closes_1000() {
+    let app = worker_app().await;
+    let v = app
+        .create_video(json!({"script": "Watch me render live over a web socket. This takes a few seconds on a software device, so every watcher sees progress.", "dimension": {"width": 480, "height": 270}, "fps": 24, "quality": "draft"}))
+        .await;
+    let id = v["id"].as_str().expect("id").to_string();
+    let watchers: Vec<_> = (0..50).map(|_| ws_messages(&app, &id)).collect();
+    let results = futures_util::future::join_all(watchers).await;
+    for (messages, close) in &results {
+        assert_eq!(
+            messages.first().map(|m| m["type"].clone()),
+            Some(json!("snapshot")),
+            "{messages:?}"
+        );
+        assert_eq!(
+            messages.last().map(|m| m["type"].clone()),
+            Some(json!("completed"))
+        );
+        assert_eq!(*close, Some(1000));
+        let progress: Vec<f64> = messages
+            .iter()
+            .filter(|m| m["type"] == "progress")
+            .filter_map(|m| m["progress"].as_f64())
+            .collect();
+        assert!(
+            progress.windows(2).all(|w| w[1] >= w[0]),
+            "monotonic: {progress:?}"
+        );
+        assert_eq!(
+            messages.last().expect("last")["video"]["status"],
+            "completed"
+        );
+    }
+    assert!(
+        results
+            .iter()
+            .any(|(m, _)| m.iter().any(|x| x["type"] == "progress")),
+        "progress was streamed"
+    );
+    // A late joiner gets the snapshot and the terminal message at once.
+    let (late, close) = ws_messages(&app, &id).await;
+    let kinds: Vec<&str> = late.iter().filter_map(|m| m["type"].as_str()).collect();
+    assert_eq!(kinds, ["snapshot", "completed"]);
+    assert_eq!(close, Some(1000));
+    // Unknown ids are a 404 before the upgrade.
+    let res = app
+        .get(&format!("/api/v1/videos/{}/ws", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(res.status(), 404);
+}

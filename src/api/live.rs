@@ -1,0 +1,129 @@
+//! `GET /api/v1/videos/{id}/ws` (SPEC §4): `snapshot` first, then `status`, `progress`
+//! (at most ~10/s) and one terminal message, then close 1000. Unknown or foreign ids are a
+//! 404 before the upgrade. One actix-ws session task per connection, with a heartbeat.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{CloseCode, CloseReason, Message};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::videos::VideoView;
+use crate::auth::Principal;
+use crate::domain::VideoStatus;
+use crate::error::ApiError;
+use crate::events::VideoEvent;
+use crate::state::AppState;
+use crate::store::db;
+
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn terminal_of(view: &VideoView) -> Option<VideoEvent> {
+    match view.status {
+        VideoStatus::Completed => Some(VideoEvent::Completed {
+            video: serde_json::to_value(view).unwrap_or_default(),
+        }),
+        VideoStatus::Failed => Some(VideoEvent::Failed {
+            error: serde_json::to_value(&view.error).unwrap_or_default(),
+        }),
+        VideoStatus::Cancelled => Some(VideoEvent::Cancelled),
+        _ => None,
+    }
+}
+
+/// Live progress of one video
+///
+/// WebSocket. Text frames: `snapshot` (the Video under `video`) first, then `status`,
+/// `progress`, and `completed` / `failed` / `cancelled`, after which the server closes with
+/// 1000. Browsers that cannot send headers may pass the API key as `?access_token=`.
+#[utoipa::path(get, path = "/api/v1/videos/{id}/ws", tag = "videos",
+    params(("id" = Uuid, Path)),
+    responses((status = 101, description = "switching to WebSocket"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn ws(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: Principal,
+    id: web::Path<Uuid>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    // Subscribe before reading the snapshot, so nothing published in between is lost.
+    let mut events = state.hub.subscribe(id);
+    let model = db::get_video(&state.db, &who.tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound("video"))?;
+    let position = db::queue_positions(&state.db, std::slice::from_ref(&model))
+        .await?
+        .pop()
+        .flatten();
+    let view = VideoView::from_model(model, position);
+    let (response, mut session, incoming) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::Validation(vec![crate::error::FieldError::new(
+            "upgrade",
+            "websocket_required",
+            e.to_string(),
+        )])
+    })?;
+    let incoming_limit = 64 * 1024;
+
+    actix_web::rt::spawn(async move {
+        let snapshot = json!({"type": "snapshot", "video": view});
+        if session.text(snapshot.to_string()).await.is_err() {
+            return;
+        }
+        if let Some(done) = terminal_of(&view) {
+            let _ = session
+                .text(serde_json::to_string(&done).unwrap_or_default())
+                .await;
+            let _ = session
+                .close(Some(CloseReason::from(CloseCode::Normal)))
+                .await;
+            return;
+        }
+        let mut incoming = incoming.max_frame_size(incoming_limit);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut last_seen = Instant::now();
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(ev) => {
+                        let terminal = ev.is_terminal();
+                        if session.text(serde_json::to_string(&ev).unwrap_or_default()).await.is_err() {
+                            return;
+                        }
+                        if terminal {
+                            break;
+                        }
+                    }
+                    // Too slow: some progress messages were skipped; carry on from the newest.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => break,
+                },
+                msg = incoming.next() => match msg {
+                    Some(Ok(Message::Ping(bytes))) => {
+                        last_seen = Instant::now();
+                        if session.pong(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => last_seen = Instant::now(),
+                },
+                _ = heartbeat.tick() => {
+                    if last_seen.elapsed() > CLIENT_TIMEOUT || session.ping(b"").await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = session
+            .close(Some(CloseReason::from(CloseCode::Normal)))
+            .await;
+    });
+    Ok(response)
+}

@@ -1,0 +1,111 @@
+//! Events hub: per-video broadcast of what the WebSocket clients see (SPEC §4). The
+//! dispatcher and the cancel/delete handlers publish; each WebSocket session subscribes to its
+//! video. Channels are bounded: a slow subscriber misses intermediate `progress` messages
+//! (it is told it lagged and reads on from the newest), never slows the publisher or others.
+//! Channels of videos nobody watches are dropped when their terminal event is published.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+const CAPACITY: usize = 64;
+
+/// One message of the WebSocket protocol (the `snapshot` is built by the session itself).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum VideoEvent {
+    Status {
+        status: String,
+        queue_position: Option<u64>,
+    },
+    Progress {
+        frames_done: u64,
+        frames_total: u64,
+        progress: f64,
+        fps: f64,
+        eta_s: f64,
+    },
+    Completed {
+        video: Value,
+    },
+    Failed {
+        error: Value,
+    },
+    Cancelled,
+}
+
+impl VideoEvent {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed { .. } | Self::Failed { .. } | Self::Cancelled
+        )
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Hub {
+    channels: Arc<Mutex<HashMap<Uuid, broadcast::Sender<VideoEvent>>>>,
+}
+
+impl Hub {
+    pub fn subscribe(&self, id: Uuid) -> broadcast::Receiver<VideoEvent> {
+        self.channels
+            .lock()
+            .entry(id)
+            .or_insert_with(|| broadcast::channel(CAPACITY).0)
+            .subscribe()
+    }
+
+    pub fn publish(&self, id: Uuid, event: VideoEvent) {
+        let terminal = event.is_terminal();
+        let mut channels = self.channels.lock();
+        if let Some(tx) = channels.get(&id) {
+            let _ = tx.send(event);
+        }
+        if terminal {
+            channels.remove(&id);
+        }
+    }
+
+    /// Videos with a channel (someone subscribed since the last terminal event).
+    pub fn watched(&self) -> usize {
+        self.channels.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscribers_get_events_in_order_and_terminal_closes_the_channel() {
+        let hub = Hub::default();
+        let id = Uuid::now_v7();
+        let mut rx = hub.subscribe(id);
+        hub.publish(
+            id,
+            VideoEvent::Status {
+                status: "rendering".into(),
+                queue_position: None,
+            },
+        );
+        hub.publish(id, VideoEvent::Cancelled);
+        assert_eq!(
+            rx.recv().await.ok(),
+            Some(VideoEvent::Status {
+                status: "rendering".into(),
+                queue_position: None
+            })
+        );
+        assert_eq!(rx.recv().await.ok(), Some(VideoEvent::Cancelled));
+        assert_eq!(hub.watched(), 0);
+        let json = serde_json::to_value(VideoEvent::Cancelled).expect("json");
+        assert_eq!(json, serde_json::json!({"type": "cancelled"}));
+    }
+}
