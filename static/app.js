@@ -33,13 +33,20 @@ async function loadVideos() {
   for (const v of list.data) {
     const tr = document.createElement("tr");
     const cells = [v.title, null, v.queue_position ?? "—", new Date(v.created_at).toLocaleString()];
+    if (v.status === "rendering" || v.status === "queued") watch(v.id);
     cells.forEach((text, i) => {
       const td = document.createElement("td");
       if (i === 1) {
         const s = document.createElement("span");
         s.className = `status ${v.status}`;
-        s.textContent = v.status;
+        s.id = `status-${v.id}`;
+        s.textContent = v.status === "rendering" ? `rendering ${Math.round(v.progress * 100)}%` : v.status;
         td.append(s);
+      } else if (i === 0 && v.status === "completed") {
+        const a = document.createElement("a");
+        a.href = v.video_url;
+        a.textContent = text;
+        td.append(a);
       } else td.textContent = text;
       tr.append(td);
     });
@@ -52,6 +59,30 @@ async function loadVideos() {
     tr.append(td);
     tbody.append(tr);
   }
+}
+
+// Live progress of one video over its WebSocket (SPEC §4).
+const watching = new Set();
+function watch(id) {
+  if (watching.has(id)) return;
+  watching.add(id);
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/api/v1/videos/${id}/ws`);
+  ws.onmessage = (ev) => {
+    const m = JSON.parse(ev.data);
+    const el = document.getElementById(`status-${id}`);
+    if (!el) return;
+    if (m.type === "progress") {
+      el.textContent = `rendering ${Math.round(m.progress * 100)}% · ${m.fps.toFixed(0)} fps · ${Math.ceil(m.eta_s)} s left`;
+      el.className = "status rendering";
+    } else if (m.type === "status") {
+      el.textContent = m.status;
+      el.className = `status ${m.status}`;
+    } else if (["completed", "failed", "cancelled"].includes(m.type)) {
+      loadVideos();
+    }
+  };
+  ws.onclose = () => watching.delete(id);
 }
 
 $("#create").addEventListener("submit", async (ev) => {
