@@ -11,6 +11,9 @@
 //   render_head_layer — head box, once per job: hair, ears, shaded face, nose, at rest.
 //   composite_head    — head box, every frame: the layer moved by the pose over `base`.
 //   render_features   — a small box, every frame: eyes, brows, mouth (lips, teeth, tongue).
+//   render_captions   — the caption box, every frame when captions are on: a translucent
+//                       panel and the current line's coverage (@binding(4) `caps`, 8-bit,
+//                       four pixels per u32), the spoken word highlighted.
 // Anti-aliasing: every shape's coverage is clamp(0.5 - d / pixel, 0, 1) on its distance d.
 
 struct U {
@@ -32,12 +35,17 @@ struct U {
     boxsz: vec4u,
     // features box: x, y, width, height (pixels)
     fbox: vec4u,
+    // caption box: x, y, width, height (pixels)
+    cbox: vec4u,
+    // caption: shown (0/1), highlighted word x0, x1 (box pixels), unused
+    cword: vec4f,
 };
 
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> base: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 @group(0) @binding(3) var<storage, read_write> layer: array<u32>;
+@group(0) @binding(4) var<storage, read> caps: array<u32>;
 
 fn cover(d: f32) -> f32 {
     // d in avatar units; one pixel is u.size.w units.
@@ -366,5 +374,34 @@ fn render_features(@builtin(global_invocation_id) gid: vec3u) {
     let line = abs(m.y) - 0.0022;
     c = blend(c, u.lip.rgb * 0.55, cover(max(line, abs(m.x) - mw)) * inside * (1.0 - open_a));
 
+    out[idx] = pack(c);
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn render_captions(@builtin(global_invocation_id) gid: vec3u) {
+    if (gid.x >= u.cbox.z || gid.y >= u.cbox.w) { return; }
+    let w = u32(u.size.x);
+    let xy = vec2u(u.cbox.x + gid.x, u.cbox.y + gid.y);
+    if (xy.x >= w || xy.y >= u32(u.size.y)) { return; }
+    let idx = xy.y * w + xy.x;
+    // Pixels of the head box were composited this frame; elsewhere start from the static layer,
+    // so last frame's caption never lingers.
+    let hx = u32(u.center.z);
+    let hy = u32(u.center.w);
+    let in_head = xy.x >= hx && xy.x < hx + u.boxsz.x && xy.y >= hy && xy.y < hy + u.boxsz.y;
+    var c = unpack(base[idx]);
+    if (in_head) { c = unpack(out[idx]); }
+    if (u.cword.x > 0.5) {
+        let size = vec2f(f32(u.cbox.z), f32(u.cbox.w));
+        let local = vec2f(f32(gid.x) + 0.5, f32(gid.y) + 0.5);
+        let panel = sd_box(local - size * 0.5, size * 0.5 - vec2f(1.0), size.y * 0.3);
+        c = mix(c, vec3f(0.04, 0.06, 0.11), 0.62 * clamp(0.5 - panel, 0.0, 1.0));
+        let wpr = (u.cbox.z + 3u) / 4u;
+        let word = caps[gid.y * wpr + gid.x / 4u];
+        let cov = f32((word >> ((gid.x % 4u) * 8u)) & 255u) / 255.0;
+        let lit = local.x >= u.cword.y && local.x < u.cword.z;
+        let col = select(vec3f(0.96, 0.96, 0.96), vec3f(1.0, 0.82, 0.2), lit);
+        c = mix(c, col, cov);
+    }
     out[idx] = pack(c);
 }

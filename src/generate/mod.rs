@@ -8,6 +8,7 @@
 //! on its own thread and hands back a [`JobHandle`] (cancel, progress, join) — the API the job
 //! dispatcher drives.
 
+pub mod captions;
 pub mod espeak;
 pub mod script;
 pub mod voice;
@@ -189,11 +190,12 @@ impl Generator {
             h,
             self.style(params)?,
             &timeline.frames.first().copied().unwrap_or_default(),
+            None,
         );
         let mut out = Vec::with_capacity(at.len());
         for &i in at {
             let frame = timeline.frames.get(i).copied().unwrap_or_default();
-            renderer.submit(&frame);
+            renderer.submit(&frame, None);
             let mut rgba = vec![0u8; renderer.frame_bytes()];
             renderer.read_oldest(&mut rgba)?;
             out.push(rgba);
@@ -226,13 +228,23 @@ impl Generator {
         }
 
         let (w, h) = (p.dimension.width, p.dimension.height);
+        let captions = if p.captions && !timeline.words.is_empty() {
+            Some(
+                captions::CaptionTrack::build(&timeline.words, w, h)
+                    .map_err(|e| GenerateError::Media(MediaError::Pipeline(e.to_string())))?,
+            )
+        } else {
+            None
+        };
         let mut renderer = AvatarRenderer::new(
             self.gpu.clone(),
             w,
             h,
             style,
             &timeline.frames.first().copied().unwrap_or_default(),
+            captions.as_ref().map(|c| c.area),
         );
+        let mut shown_line: Option<usize> = None;
         let settings = EncodeSettings {
             width: w,
             height: h,
@@ -278,7 +290,15 @@ impl Generator {
                 writer.abort();
                 return Err(GenerateError::Cancelled);
             }
-            renderer.submit(params);
+            let caption = captions.as_ref().and_then(|track| {
+                let f = track.at(f64::from(params.time))?;
+                if shown_line != Some(f.line) {
+                    shown_line = Some(f.line);
+                    renderer.set_caption_line(&track.lines[f.line].coverage);
+                }
+                Some((f.x0, f.x1))
+            });
+            renderer.submit(params, caption);
             if !renderer.can_submit()
                 && let Err(e) = drain(&mut renderer, &writer, 1, &mut done)
             {

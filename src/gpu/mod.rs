@@ -37,6 +37,7 @@ pub struct Gpu {
     layer_pipeline: wgpu::ComputePipeline,
     composite_pipeline: wgpu::ComputePipeline,
     features_pipeline: wgpu::ComputePipeline,
+    captions_pipeline: wgpu::ComputePipeline,
 }
 
 impl Gpu {
@@ -95,6 +96,7 @@ impl Gpu {
                 storage(1, true),
                 storage(2, false),
                 storage(3, false),
+                storage(4, true),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -117,6 +119,7 @@ impl Gpu {
             layer_pipeline: pipeline("render_head_layer"),
             composite_pipeline: pipeline("composite_head"),
             features_pipeline: pipeline("render_features"),
+            captions_pipeline: pipeline("render_captions"),
             device,
             queue,
             info,
@@ -161,6 +164,8 @@ struct Uniforms {
     center: [f32; 4],
     boxsz: [u32; 4],
     fbox: [u32; 4],
+    cbox: [u32; 4],
+    cword: [f32; 4],
 }
 
 /// Where the avatar sits in a frame, in pixels.
@@ -219,6 +224,8 @@ pub struct AvatarRenderer {
     bind_group: wgpu::BindGroup,
     _base: wgpu::Buffer,
     _layer: wgpu::Buffer,
+    caption_buf: wgpu::Buffer,
+    captions: Option<[u32; 4]>,
     out: wgpu::Buffer,
     staging: Vec<wgpu::Buffer>,
     /// Frames submitted and not yet read back: (ring slot, submission).
@@ -230,7 +237,14 @@ pub struct AvatarRenderer {
 impl AvatarRenderer {
     /// Builds the job's buffers and renders its static layers; `rest` is the pose and
     /// expression the head layer is drawn in (the timeline's first frame).
-    pub fn new(gpu: Arc<Gpu>, width: u32, height: u32, style: Style, rest: &FrameParams) -> Self {
+    pub fn new(
+        gpu: Arc<Gpu>,
+        width: u32,
+        height: u32,
+        style: Style,
+        rest: &FrameParams,
+        captions: Option<[u32; 4]>,
+    ) -> Self {
         let long_hair = style.misc[0] as u32 == 2;
         let layout = Layout::new(width, height, long_hair);
         let frame_bytes = u64::from(width) * u64::from(height) * 4;
@@ -251,6 +265,8 @@ impl AvatarRenderer {
             ],
             boxsz: [layout.head_box[2], layout.head_box[3], 0, 0],
             fbox: layout.features_box,
+            cbox: captions.unwrap_or_default(),
+            cword: [0.0; 4],
         };
         let d = &gpu.device;
         let uniform_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -278,6 +294,17 @@ impl AvatarRenderer {
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let caption_bytes = captions
+            .map_or(4, |[_, _, w, h]| {
+                u64::from(w.div_ceil(4)) * u64::from(h) * 4
+            })
+            .max(4);
+        let caption_buf = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("caption line"),
+            size: caption_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let staging = (0..RING)
@@ -310,6 +337,10 @@ impl AvatarRenderer {
                     wgpu::BindGroupEntry {
                         binding: 3,
                         resource: layer.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 4,
+                        resource: caption_buf.as_entire_binding(),
                     },
                 ],
             })
@@ -349,6 +380,8 @@ impl AvatarRenderer {
             bind_group,
             _base: base,
             _layer: layer,
+            caption_buf,
+            captions,
             out,
             staging,
             in_flight: std::collections::VecDeque::new(),
@@ -376,8 +409,17 @@ impl AvatarRenderer {
     }
 
     /// Queues one frame: head kernel over the head box, then a copy to the next staging buffer.
-    pub fn submit(&mut self, frame: &FrameParams) {
+    /// Uploads the coverage of the caption line to show from the next submitted frame on.
+    pub fn set_caption_line(&mut self, coverage: &[u32]) {
+        self.gpu
+            .queue
+            .write_buffer(&self.caption_buf, 0, bytemuck::cast_slice(coverage));
+    }
+
+    /// Queues one frame; `caption` is the highlighted word's x-range when a line shows.
+    pub fn submit(&mut self, frame: &FrameParams, caption: Option<(f32, f32)>) {
         self.uniforms.frame = *frame;
+        self.uniforms.cword = caption.map_or([0.0; 4], |(a, b)| [1.0, a, b, 0.0]);
         let g = &self.gpu;
         g.queue
             .write_buffer(&self.uniform_buf, 0, bytemuck::bytes_of(&self.uniforms));
@@ -398,6 +440,12 @@ impl AvatarRenderer {
             pass.set_bind_group(0, &self.bind_group, &[]);
             let [_, _, fw, fh] = self.layout.features_box;
             pass.dispatch_workgroups(fw.div_ceil(WG), fh.div_ceil(WG), 1);
+        }
+        if let Some([_, _, cw, ch]) = self.captions {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&g.captions_pipeline);
+            pass.set_bind_group(0, &self.bind_group, &[]);
+            pass.dispatch_workgroups(cw.div_ceil(WG), ch.div_ceil(WG), 1);
         }
         enc.copy_buffer_to_buffer(
             &self.out,
