@@ -129,7 +129,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn start_server() -> Result<Server, String> {
+/// Starts `reelgen serve`; `worker` turns the embedded render worker on or off.
+fn start_server(worker: bool) -> Result<Server, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("reelgen-bench-{}", uuid::Uuid::new_v4()));
@@ -142,6 +143,7 @@ fn start_server() -> Result<Server, String> {
         .env("AUTH_MODE", "open")
         .env("ENVIRONMENT", "development")
         .env("RATE_LIMIT_PER_MINUTE", "1000000000")
+        .env("EMBEDDED_WORKER", if worker { "true" } else { "false" })
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -218,7 +220,14 @@ fn wrk(port: u16, path: &str, conns: u32, threads: u32, secs: u64) -> Result<Wrk
 
 /// `reelgen bench http`.
 pub fn http(args: HttpBenchArgs) -> Result<(), String> {
-    let server = start_server()?;
+    // Idle memory of a full `serve` (GPU device and GStreamer loaded by the worker).
+    let full = start_server(true)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let full_idle = rss_kib(full.child.id()).unwrap_or(0);
+    drop(full);
+    // The HTTP measurements run against the API alone, so rendering the seeded videos does
+    // not compete for the two cores.
+    let server = start_server(false)?;
     let pid = server.child.id();
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = rss_kib(pid).unwrap_or(0);
@@ -255,9 +264,11 @@ pub fn http(args: HttpBenchArgs) -> Result<(), String> {
         ceiling.len()
     );
     println!(
-        "idle RSS: {:.1} MiB (after start) / {:.1} MiB (after seeding)",
+        "idle RSS, API only (EMBEDDED_WORKER=false): {:.1} MiB after start, {:.1} MiB after seeding; \
+         full serve with the render worker: {:.1} MiB",
         idle_rss as f64 / 1024.0,
-        seeded_rss as f64 / 1024.0
+        seeded_rss as f64 / 1024.0,
+        full_idle as f64 / 1024.0
     );
     println!(
         "{:>6} {:>6} {:>9} {:>12} {:>10} {:>10} {:>8}",

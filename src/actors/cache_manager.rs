@@ -37,8 +37,12 @@ pub struct CacheHandle {
     inner: Arc<Inner>,
 }
 
+/// A response being computed; concurrent misses of the same key wait for it.
+type InFlight = Arc<tokio::sync::OnceCell<Arc<Cached>>>;
+
 struct Inner {
     cache: Option<Cache<String, Arc<Cached>>>,
+    inflight: Cache<String, InFlight>,
     tenant_gen: RwLock<HashMap<String, u64>>,
     queue_gen: AtomicU64,
     hits: AtomicU64,
@@ -70,6 +74,10 @@ impl CacheHandle {
         Self {
             inner: Arc::new(Inner {
                 cache,
+                inflight: Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(Duration::from_secs(10))
+                    .build(),
                 tenant_gen: RwLock::new(HashMap::new()),
                 queue_gen: AtomicU64::new(0),
                 hits: AtomicU64::new(0),
@@ -103,6 +111,29 @@ impl CacheHandle {
             self.inner.metrics.cache_misses_total.inc();
         }
         found
+    }
+
+    /// The cached response, or the one `compute` makes. Concurrent misses of one key share a
+    /// single computation (no stampede on the database when a popular entry expires).
+    pub async fn get_or_compute<F, Fut, E>(&self, key: String, compute: F) -> Result<Arc<Cached>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<Cached>, E>>,
+    {
+        if let Some(hit) = self.get(&key) {
+            return Ok(hit);
+        }
+        if self.inner.cache.is_none() {
+            return compute().await;
+        }
+        let cell = self
+            .inner
+            .inflight
+            .get_with(key.clone(), || Arc::new(tokio::sync::OnceCell::new()));
+        let value = cell.get_or_try_init(compute).await?.clone();
+        self.put(key.clone(), value.clone());
+        self.inner.inflight.invalidate(&key);
+        Ok(value)
     }
 
     pub fn put(&self, key: String, value: Arc<Cached>) {

@@ -510,21 +510,22 @@ pub async fn list(
         q.cursor.as_ref().map(encode_cursor).unwrap_or_default()
     );
     let key = state.cache.key(&who.tenant, &resource);
-    if let Some(hit) = state.cache.get(&key) {
-        return Ok(json_with_etag(&req, &hit));
-    }
-    let (rows, next) = db::list_videos(&state.db, &who.tenant, q.status, q.cursor, q.limit).await?;
-    let positions = db::queue_positions(&state.db, &rows).await?;
-    let page = VideoList {
-        data: rows
-            .into_iter()
-            .zip(positions)
-            .map(|(m, p)| VideoView::from_model(m, p))
-            .collect(),
-        next_cursor: next.as_ref().map(encode_cursor),
-    };
-    let cached = to_cached(&page)?;
-    state.cache.put(key, cached.clone());
+    let cached = state
+        .cache
+        .get_or_compute(key, || async {
+            let (rows, next) =
+                db::list_videos(&state.db, &who.tenant, q.status, q.cursor, q.limit).await?;
+            let positions = db::queue_positions(&state.db, &rows).await?;
+            to_cached(&VideoList {
+                data: rows
+                    .into_iter()
+                    .zip(positions)
+                    .map(|(m, p)| VideoView::from_model(m, p))
+                    .collect(),
+                next_cursor: next.as_ref().map(encode_cursor),
+            })
+        })
+        .await?;
     Ok(json_with_etag(&req, &cached))
 }
 
@@ -541,15 +542,16 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let key = state.cache.key(&who.tenant, &format!("video/{id}"));
-    if let Some(hit) = state.cache.get(&key) {
-        return Ok(json_with_etag(&req, &hit));
-    }
-    let view = fetch_views(&state, &who.tenant, &[id])
-        .await?
-        .pop()
-        .ok_or(ApiError::NotFound("video"))?;
-    let cached = to_cached(&view)?;
-    state.cache.put(key, cached.clone());
+    let cached = state
+        .cache
+        .get_or_compute(key, || async {
+            let view = fetch_views(&state, &who.tenant, &[id])
+                .await?
+                .pop()
+                .ok_or(ApiError::NotFound("video"))?;
+            to_cached(&view)
+        })
+        .await?;
     Ok(json_with_etag(&req, &cached))
 }
 
