@@ -37,6 +37,12 @@ pub enum VideoEvent {
         error: Value,
     },
     Cancelled,
+    /// The live stream's init segment became available (sent as a binary frame, not JSON).
+    #[serde(skip)]
+    Preview {
+        mime: String,
+        init: bytes::Bytes,
+    },
 }
 
 impl VideoEvent {
@@ -48,9 +54,19 @@ impl VideoEvent {
     }
 }
 
+/// The live fMP4 stream of one rendering video: its init segment (kept for late joiners)
+/// and a bounded broadcast of media fragments, each starting on a key frame.
+struct Live {
+    init: Option<(bytes::Bytes, String)>,
+    fragments: broadcast::Sender<bytes::Bytes>,
+}
+
+const LIVE_CAPACITY: usize = 8;
+
 #[derive(Clone, Default)]
 pub struct Hub {
     channels: Arc<Mutex<HashMap<Uuid, broadcast::Sender<VideoEvent>>>>,
+    live: Arc<Mutex<HashMap<Uuid, Live>>>,
 }
 
 impl Hub {
@@ -62,8 +78,46 @@ impl Hub {
             .subscribe()
     }
 
+    /// The preview of a video: its init segment and MIME type when known yet, and the
+    /// fragments from now on. A viewer that falls behind skips to newer fragments.
+    pub fn subscribe_live(
+        &self,
+        id: Uuid,
+    ) -> (
+        Option<(bytes::Bytes, String)>,
+        broadcast::Receiver<bytes::Bytes>,
+    ) {
+        let mut live = self.live.lock();
+        let entry = live.entry(id).or_insert_with(|| Live {
+            init: None,
+            fragments: broadcast::channel(LIVE_CAPACITY).0,
+        });
+        (entry.init.clone(), entry.fragments.subscribe())
+    }
+
+    /// The init segment of a video's live stream (sent first to every viewer).
+    pub fn publish_init(&self, id: Uuid, data: bytes::Bytes, mime: String) {
+        let mut live = self.live.lock();
+        let entry = live.entry(id).or_insert_with(|| Live {
+            init: None,
+            fragments: broadcast::channel(LIVE_CAPACITY).0,
+        });
+        entry.init = Some((data.clone(), mime.clone()));
+        drop(live);
+        self.publish(id, VideoEvent::Preview { mime, init: data });
+    }
+
+    pub fn publish_fragment(&self, id: Uuid, data: bytes::Bytes) {
+        if let Some(l) = self.live.lock().get(&id) {
+            let _ = l.fragments.send(data);
+        }
+    }
+
     pub fn publish(&self, id: Uuid, event: VideoEvent) {
         let terminal = event.is_terminal();
+        if terminal {
+            self.live.lock().remove(&id);
+        }
         let mut channels = self.channels.lock();
         if let Some(tx) = channels.get(&id) {
             let _ = tx.send(event);

@@ -118,15 +118,23 @@ impl JobDispatcher {
             params,
             output: self.files.video_file(id),
             thumbnail: Some(self.files.thumbnail_file(id)),
-            live: false,
+            live: true,
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        let live_hub = self.hub.clone();
         let handle = self.generator.spawn(
             spec,
             move |p| {
                 let _ = tx.send(p.clone());
             },
-            |_| {},
+            move |chunk| match chunk {
+                crate::media::LiveChunk::Init { data, mime } => {
+                    live_hub.publish_init(id, data.into(), mime)
+                }
+                crate::media::LiveChunk::Fragment(data) => {
+                    live_hub.publish_fragment(id, data.into())
+                }
+            },
         );
         let cancel = handle.canceller();
         self.running.insert(id, cancel.clone());

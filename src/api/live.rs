@@ -40,6 +40,9 @@ fn terminal_of(view: &VideoView) -> Option<VideoEvent> {
 /// WebSocket. Text frames: `snapshot` (the Video under `video`) first, then `status`,
 /// `progress`, and `completed` / `failed` / `cancelled`, after which the server closes with
 /// 1000. Browsers that cannot send headers may pass the API key as `?access_token=`.
+/// With `?preview=mse`, binary frames carry the video as fragmented MP4: the init segment
+/// (announced by `mime` in the snapshot, or by a `preview` message with `mime` when the
+/// video had not started yet), then `moof`+`mdat` fragments, each starting on a key frame.
 #[utoipa::path(get, path = "/api/v1/videos/{id}/ws", tag = "videos",
     params(("id" = Uuid, Path)),
     responses((status = 101, description = "switching to WebSocket"),
@@ -52,8 +55,10 @@ pub async fn ws(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    let preview = req.query_string().split('&').any(|kv| kv == "preview=mse");
     // Subscribe before reading the snapshot, so nothing published in between is lost.
     let mut events = state.hub.subscribe(id);
+    let (mut init, mut fragments) = state.hub.subscribe_live(id);
     let model = db::get_video(&state.db, &who.tenant, id)
         .await?
         .ok_or(ApiError::NotFound("video"))?;
@@ -72,10 +77,22 @@ pub async fn ws(
     let incoming_limit = 64 * 1024;
 
     actix_web::rt::spawn(async move {
-        let snapshot = json!({"type": "snapshot", "video": view});
+        let mut snapshot = json!({"type": "snapshot", "video": view});
+        if let (true, Some((_, mime))) = (preview, &init) {
+            snapshot["mime"] = json!(mime);
+        }
         if session.text(snapshot.to_string()).await.is_err() {
             return;
         }
+        // Preview: the init segment first, then fragments as they are cut.
+        let mut init_sent = false;
+        if let (true, Some((data, _))) = (preview, init.take()) {
+            if session.binary(data).await.is_err() {
+                return;
+            }
+            init_sent = true;
+        }
+        let mut live_open = preview;
         if let Some(done) = terminal_of(&view) {
             let _ = session
                 .text(serde_json::to_string(&done).unwrap_or_default())
@@ -90,7 +107,27 @@ pub async fn ws(
         let mut last_seen = Instant::now();
         loop {
             tokio::select! {
+                frag = fragments.recv(), if live_open => match frag {
+                    Ok(data) if init_sent => {
+                        if session.binary(data).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    // A slow viewer skips ahead: every fragment starts on a key frame.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => live_open = false,
+                },
                 ev = events.recv() => match ev {
+                    Ok(VideoEvent::Preview { mime, init: data }) => {
+                        if preview && !init_sent {
+                            let announce = json!({"type": "preview", "mime": mime});
+                            if session.text(announce.to_string()).await.is_err() || session.binary(data).await.is_err() {
+                                return;
+                            }
+                            init_sent = true;
+                        }
+                    }
                     Ok(ev) => {
                         let terminal = ev.is_terminal();
                         if session.text(serde_json::to_string(&ev).unwrap_or_default()).await.is_err() {

@@ -276,3 +276,78 @@ async fn the_websocket_streams_snapshot_progress_and_completion_then_closes_1000
         .await;
     assert_eq!(res.status(), 404);
 }
+
+/// Text messages and binary frames of one `?preview=mse` connection, until it closes.
+async fn ws_preview(app: &TestApp, id: &str) -> (Vec<Value>, Vec<Vec<u8>>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!(
+        "ws://127.0.0.1:{}/api/v1/videos/{id}/ws?preview=mse",
+        app.address.rsplit(':').next().expect("port")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket");
+    let (mut texts, mut binaries) = (Vec::new(), Vec::new());
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+        match msg {
+            Message::Text(t) => texts.push(serde_json::from_str(&t).expect("json")),
+            Message::Binary(b) => binaries.push(b.to_vec()),
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    (texts, binaries)
+}
+
+#[actix_web::test]
+async fn preview_mse_streams_an_init_segment_then_key_frame_fragments() {
+    let app = worker_app().await;
+    let script =
+        "This preview streams fragmented video while it renders, one fragment per second. "
+            .repeat(6);
+    let v = app.create_video(json!({"script": script, "dimension": {"width": 640, "height": 360}, "fps": 24, "quality": "draft"})).await;
+    let id = v["id"].as_str().expect("id").to_string();
+    let early = ws_preview(&app, &id);
+    // A late joiner connects once rendering is well under way.
+    let late = async {
+        wait_for(&app, &id, Duration::from_secs(60), |v| {
+            v["progress"].as_f64().unwrap_or(0.0) > 0.1
+        })
+        .await;
+        ws_preview(&app, &id).await
+    };
+    let ((texts, bins), (late_texts, late_bins)) = futures_util::join!(early, late);
+    assert_eq!(
+        late_texts[0]["video"]["status"], "rendering",
+        "the late joiner joined mid-render"
+    );
+    for (texts, bins) in [(&texts, &bins), (&late_texts, &late_bins)] {
+        let mime = texts
+            .iter()
+            .find_map(|t| t["mime"].as_str())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no MIME type; texts {:?}, {} binaries",
+                    texts.iter().map(|t| t["type"].clone()).collect::<Vec<_>>(),
+                    bins.len()
+                )
+            });
+        assert!(mime.starts_with("video/mp4; codecs=\"avc1."), "{mime}");
+        let init = bins.first().expect("init segment");
+        assert_eq!(&init[4..8], b"ftyp");
+        assert!(init.windows(4).any(|w| w == b"moov"));
+        assert!(bins.len() >= 2, "{} binary frames", bins.len());
+        for f in &bins[1..] {
+            assert_eq!(&f[4..8], b"moof", "every fragment starts with moof");
+        }
+        assert_eq!(
+            texts.last().map(|t| t["type"].clone()),
+            Some(json!("completed"))
+        );
+    }
+    assert!(
+        bins.len() > late_bins.len(),
+        "the late joiner starts at a later fragment"
+    );
+}
