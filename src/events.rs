@@ -127,6 +127,22 @@ impl Hub {
         }
     }
 
+    /// Drops a video's channels when nobody listens any more (a session ended, or its job did).
+    pub fn release(&self, id: Uuid) {
+        let mut channels = self.channels.lock();
+        if channels.get(&id).is_some_and(|tx| tx.receiver_count() == 0) {
+            channels.remove(&id);
+        }
+        drop(channels);
+        let mut live = self.live.lock();
+        if live
+            .get(&id)
+            .is_some_and(|l| l.fragments.receiver_count() == 0)
+        {
+            live.remove(&id);
+        }
+    }
+
     /// Videos with a channel (someone subscribed since the last terminal event).
     pub fn watched(&self) -> usize {
         self.channels.lock().len()

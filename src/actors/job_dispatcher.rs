@@ -99,15 +99,21 @@ impl JobDispatcher {
         let params: VideoParams = match serde_json::from_value(video.params.clone()) {
             Ok(p) => p,
             Err(e) => {
-                let db = self.db.clone();
+                let (db, cache, hub) = (self.db.clone(), self.cache.clone(), self.hub.clone());
                 actix::spawn(async move {
-                    let _ = db::fail_video(
-                        &db,
+                    let message = format!("stored parameters are unreadable: {e}");
+                    if let Err(err) =
+                        with_retries(|| db::fail_video(&db, id, "invalid_params", &message)).await
+                    {
+                        tracing::error!(%id, error = %err, "could not record failure");
+                    }
+                    cache.invalidate_tenant(&tenant);
+                    hub.publish(
                         id,
-                        "invalid_params",
-                        &format!("stored parameters are unreadable: {e}"),
-                    )
-                    .await;
+                        VideoEvent::Failed {
+                            error: serde_json::json!({"code": "invalid_params", "message": message}),
+                        },
+                    );
                 });
                 return;
             }
@@ -206,13 +212,10 @@ impl JobDispatcher {
             match result {
                 Ok(outcome) => {
                     let size = i64::try_from(outcome.size_bytes).unwrap_or(i64::MAX);
-                    match db::complete_video(
-                        &db,
-                        id,
-                        outcome.frames as i64,
-                        outcome.duration_s,
-                        size,
-                    )
+                    let frames = outcome.frames as i64;
+                    match with_retries(|| {
+                        db::complete_video(&db, id, frames, outcome.duration_s, size)
+                    })
                     .await
                     {
                         Ok(true) => {
@@ -248,7 +251,10 @@ impl JobDispatcher {
                     metrics.jobs_total.with_label_values(&["failed"]).inc();
                     tracing::warn!(%id, error = %e, "rendering failed");
                     let _ = files.remove_video(id).await;
-                    if let Err(err) = db::fail_video(&db, id, e.code(), &e.to_string()).await {
+                    let message = e.to_string();
+                    if let Err(err) =
+                        with_retries(|| db::fail_video(&db, id, e.code(), &message)).await
+                    {
                         tracing::error!(%id, error = %err, "could not record failure");
                     }
                     hub.publish(
@@ -260,6 +266,8 @@ impl JobDispatcher {
                 }
             }
             cache.invalidate_tenant(&tenant);
+            // A late init segment may have re-created the live channel after the end.
+            hub.release(id);
             id
         };
         ctx.spawn(job.into_actor(self).map(|id, act, ctx| {
@@ -353,3 +361,27 @@ impl Handler<GetStats> for JobDispatcher {
 }
 
 impl Supervised for JobDispatcher {}
+
+/// Retries a terminal database write (pool time-out, SQLite busy) with back-off, so a
+/// finished job is not left `rendering`; after the last try the error is returned and the
+/// video is recovered at the next start.
+async fn with_retries<T, F, Fut>(mut write: F) -> Result<T, db::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, db::StoreError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match write().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt >= 5 => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "database write failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}

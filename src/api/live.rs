@@ -56,12 +56,24 @@ pub async fn ws(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let preview = req.query_string().split('&').any(|kv| kv == "preview=mse");
+    // 404 before anything is allocated for an unknown or foreign id.
+    if db::get_video(&state.db, &who.tenant, id).await?.is_none() {
+        return Err(ApiError::NotFound("video"));
+    }
     // Subscribe before reading the snapshot, so nothing published in between is lost.
     let mut events = state.hub.subscribe(id);
     let (mut init, mut fragments) = state.hub.subscribe_live(id);
-    let model = db::get_video(&state.db, &who.tenant, id)
-        .await?
-        .ok_or(ApiError::NotFound("video"))?;
+    let hub = state.hub.clone();
+    let model = match db::get_video(&state.db, &who.tenant, id).await {
+        Ok(Some(m)) => m,
+        other => {
+            drop((events, fragments));
+            hub.release(id);
+            return Err(other
+                .err()
+                .map_or(ApiError::NotFound("video"), ApiError::from));
+        }
+    };
     let position = db::queue_positions(&state.db, std::slice::from_ref(&model))
         .await?
         .pop()
@@ -77,90 +89,95 @@ pub async fn ws(
     let incoming_limit = 64 * 1024;
 
     actix_web::rt::spawn(async move {
-        let mut snapshot = json!({"type": "snapshot", "video": view});
-        if let (true, Some((_, mime))) = (preview, &init) {
-            snapshot["mime"] = json!(mime);
-        }
-        if session.text(snapshot.to_string()).await.is_err() {
-            return;
-        }
-        // Preview: the init segment first, then fragments as they are cut.
-        let mut init_sent = false;
-        if let (true, Some((data, _))) = (preview, init.take()) {
-            if session.binary(data).await.is_err() {
+        let session_hub = hub.clone();
+        let run = async move {
+            let mut snapshot = json!({"type": "snapshot", "video": view});
+            if let (true, Some((_, mime))) = (preview, &init) {
+                snapshot["mime"] = json!(mime);
+            }
+            if session.text(snapshot.to_string()).await.is_err() {
                 return;
             }
-            init_sent = true;
-        }
-        let mut live_open = preview;
-        if let Some(done) = terminal_of(&view) {
-            let _ = session
-                .text(serde_json::to_string(&done).unwrap_or_default())
-                .await;
-            let _ = session
-                .close(Some(CloseReason::from(CloseCode::Normal)))
-                .await;
-            return;
-        }
-        let mut incoming = incoming.max_frame_size(incoming_limit);
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        let mut last_seen = Instant::now();
-        loop {
-            tokio::select! {
-                frag = fragments.recv(), if live_open => match frag {
-                    Ok(data) if init_sent => {
-                        if session.binary(data).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    // A slow viewer skips ahead: every fragment starts on a key frame.
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => live_open = false,
-                },
-                ev = events.recv() => match ev {
-                    Ok(VideoEvent::Preview { mime, init: data }) => {
-                        if preview && !init_sent {
-                            let announce = json!({"type": "preview", "mime": mime});
-                            if session.text(announce.to_string()).await.is_err() || session.binary(data).await.is_err() {
+            // Preview: the init segment first, then fragments as they are cut.
+            let mut init_sent = false;
+            if let (true, Some((data, _))) = (preview, init.take()) {
+                if session.binary(data).await.is_err() {
+                    return;
+                }
+                init_sent = true;
+            }
+            let mut live_open = preview;
+            if let Some(done) = terminal_of(&view) {
+                let _ = session
+                    .text(serde_json::to_string(&done).unwrap_or_default())
+                    .await;
+                let _ = session
+                    .close(Some(CloseReason::from(CloseCode::Normal)))
+                    .await;
+                return;
+            }
+            let mut incoming = incoming.max_frame_size(incoming_limit);
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            let mut last_seen = Instant::now();
+            loop {
+                tokio::select! {
+                    frag = fragments.recv(), if live_open => match frag {
+                        Ok(data) if init_sent => {
+                            if session.binary(data).await.is_err() {
                                 return;
                             }
-                            init_sent = true;
                         }
-                    }
-                    Ok(ev) => {
-                        let terminal = ev.is_terminal();
-                        if session.text(serde_json::to_string(&ev).unwrap_or_default()).await.is_err() {
+                        Ok(_) => {}
+                        // A slow viewer skips ahead: every fragment starts on a key frame.
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => live_open = false,
+                    },
+                    ev = events.recv() => match ev {
+                        Ok(VideoEvent::Preview { mime, init: data }) => {
+                            if preview && !init_sent {
+                                let announce = json!({"type": "preview", "mime": mime});
+                                if session.text(announce.to_string()).await.is_err() || session.binary(data).await.is_err() {
+                                    return;
+                                }
+                                init_sent = true;
+                            }
+                        }
+                        Ok(ev) => {
+                            let terminal = ev.is_terminal();
+                            if session.text(serde_json::to_string(&ev).unwrap_or_default()).await.is_err() {
+                                return;
+                            }
+                            if terminal {
+                                break;
+                            }
+                        }
+                        // Too slow: some progress messages were skipped; carry on from the newest.
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => break,
+                    },
+                    msg = incoming.next() => match msg {
+                        Some(Ok(Message::Ping(bytes))) => {
+                            last_seen = Instant::now();
+                            if session.pong(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                        Some(Ok(_)) => last_seen = Instant::now(),
+                    },
+                    _ = heartbeat.tick() => {
+                        if last_seen.elapsed() > CLIENT_TIMEOUT || session.ping(b"").await.is_err() {
                             return;
                         }
-                        if terminal {
-                            break;
-                        }
-                    }
-                    // Too slow: some progress messages were skipped; carry on from the newest.
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => break,
-                },
-                msg = incoming.next() => match msg {
-                    Some(Ok(Message::Ping(bytes))) => {
-                        last_seen = Instant::now();
-                        if session.pong(&bytes).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                    Some(Ok(_)) => last_seen = Instant::now(),
-                },
-                _ = heartbeat.tick() => {
-                    if last_seen.elapsed() > CLIENT_TIMEOUT || session.ping(b"").await.is_err() {
-                        return;
                     }
                 }
             }
-        }
-        let _ = session
-            .close(Some(CloseReason::from(CloseCode::Normal)))
-            .await;
+            let _ = session
+                .close(Some(CloseReason::from(CloseCode::Normal)))
+                .await;
+        };
+        run.await;
+        session_hub.release(id);
     });
     Ok(response)
 }

@@ -186,28 +186,10 @@ fn replay(stored: &StoredResponse, hash: &str) -> Result<HttpResponse, ApiError>
     Ok(res.body(stored.body.clone()))
 }
 
-/// A stored response whose request may still be in flight (empty body): waits up to two
-/// seconds for the first request to finish so that a concurrent retry replays its answer.
-async fn settled(
-    state: &AppState,
-    tenant: &str,
-    key: &str,
-    mut stored: StoredResponse,
-) -> Result<StoredResponse, ApiError> {
-    for _ in 0..100 {
-        if !stored.body.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        match db::find_idempotent(&state.db, tenant, key).await? {
-            Some(s) => stored = s,
-            None => break,
-        }
-    }
-    Ok(stored)
-}
-
 /// Inserts accepted videos (with the idempotency record when keyed) and builds the 202.
+/// The answer is built before the transaction and stored in it, so a retry always replays
+/// exactly what the first request answered. New videos join the end of the queue: their
+/// positions are the current queue length plus their index.
 async fn accept(
     state: &AppState,
     req: &HttpRequest,
@@ -221,7 +203,7 @@ async fn accept(
     if let Some(k) = &key
         && let Some(stored) = db::find_idempotent(&state.db, &who.tenant, k).await?
     {
-        return replay(&settled(state, &who.tenant, k, stored).await?, &hash);
+        return replay(&stored, &hash);
     }
     let count = rows.len() as u64;
     let location = single.then(|| {
@@ -230,22 +212,27 @@ async fn accept(
             rows.first().map(|r| r.id).unwrap_or_default()
         )
     });
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    // The record goes in with the videos (same transaction); its body is replaced below by
-    // the exact answer once queue positions are known.
+    let queued = db::count_queued(&state.db).await?;
+    let views: Vec<VideoView> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, m)| VideoView::from_model(m.clone(), Some(queued + i as u64 + 1)))
+        .collect();
+    let body = if single {
+        serde_json::to_string(&views.first())
+    } else {
+        serde_json::to_string(&VideoBatch { data: views })
+    }
+    .map_err(ApiError::internal)?;
     let stored = StoredResponse {
         request_hash: hash.clone(),
         status: 202,
         location: location.clone(),
-        body: String::new(),
+        body: body.clone(),
     };
     let idem = key.as_deref().map(|k| (who.tenant.as_str(), k, stored));
-    match db::insert_videos(&state.db, rows, idem).await? {
-        InsertOutcome::Replay(prev) => {
-            let k = key.as_deref().unwrap_or_default();
-            return replay(&settled(state, &who.tenant, k, prev).await?, &hash);
-        }
-        InsertOutcome::Inserted => {}
+    if let InsertOutcome::Replay(prev) = db::insert_videos(&state.db, rows, idem).await? {
+        return replay(&prev, &hash);
     }
     state.cache.invalidate_tenant(&who.tenant);
     if let Some(d) = &state.dispatcher {
@@ -257,17 +244,6 @@ async fn accept(
         .with_label_values(&["queued"])
         .inc_by(count);
     tracing::info!(tenant = %who.tenant, count, "videos accepted");
-
-    let fresh = fetch_views(state, &who.tenant, &ids).await?;
-    let body = if single {
-        serde_json::to_string(&fresh.first())
-    } else {
-        serde_json::to_string(&VideoBatch { data: fresh })
-    }
-    .map_err(ApiError::internal)?;
-    if let Some(k) = &key {
-        db::set_idempotent_body(&state.db, &who.tenant, k, &body).await?;
-    }
     let mut res = HttpResponse::Accepted();
     res.insert_header((header::CONTENT_TYPE, "application/json"));
     if let Some(loc) = location {

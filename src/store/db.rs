@@ -118,6 +118,13 @@ pub async fn insert_videos(
 ) -> Result<InsertOutcome, StoreError> {
     let txn = db.begin().await?;
     if let Some((tenant, key, resp)) = &idem {
+        // An expired record of this key (not purged yet) gives way to the new request.
+        idempotency::Entity::delete_many()
+            .filter(idempotency::Column::Tenant.eq(*tenant))
+            .filter(idempotency::Column::Key.eq(*key))
+            .filter(idempotency::Column::CreatedAt.lte(Utc::now() - IDEMPOTENCY_TTL))
+            .exec(&txn)
+            .await?;
         let record = idempotency::ActiveModel {
             tenant: Set(tenant.to_string()),
             key: Set(key.to_string()),
@@ -149,22 +156,6 @@ pub async fn insert_videos(
         .await?;
     txn.commit().await?;
     Ok(InsertOutcome::Inserted)
-}
-
-/// Stores the final response body of an idempotent request.
-pub async fn set_idempotent_body(
-    db: &Db,
-    tenant: &str,
-    key: &str,
-    body: &str,
-) -> Result<(), StoreError> {
-    idempotency::Entity::update_many()
-        .col_expr(idempotency::Column::Body, Expr::value(body))
-        .filter(idempotency::Column::Tenant.eq(tenant))
-        .filter(idempotency::Column::Key.eq(key))
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 /// Records younger than this are replayed; older keys may be reused.

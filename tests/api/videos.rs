@@ -14,6 +14,7 @@ on_both_backends!(
     batch_is_all_or_nothing,
     idempotency_key_replays_and_conflicts,
     etag_gives_304_until_something_changes,
+    an_expired_idempotency_key_can_be_used_again,
 );
 
 async fn create_answers_202_with_location_and_normalised_params(b: Backend) {
@@ -359,4 +360,32 @@ async fn etag_gives_304_until_something_changes(b: Backend) {
         };
         assert_eq!(status, "cancelled");
     }
+}
+
+async fn an_expired_idempotency_key_can_be_used_again(b: Backend) {
+    use sea_orm::{ActiveModelTrait, Set};
+    let app = spawn_app_with(b, &[]).await;
+    entity::idempotency::ActiveModel {
+        tenant: Set("public".into()),
+        key: Set("old-key".into()),
+        request_hash: Set("0".repeat(64)),
+        status_code: Set(202),
+        location: Set(None),
+        body: Set("{}".into()),
+        created_at: Set(chrono::Utc::now() - chrono::Duration::hours(25)),
+    }
+    .insert(&app.state.db)
+    .await
+    .expect("old record");
+    let res = app
+        .client
+        .post(app.url("/api/v1/videos"))
+        .header("Idempotency-Key", "old-key")
+        .json(&json!({"script": "A new request with a recycled key."}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 202);
+    let v: Value = res.json().await.expect("json");
+    assert_eq!(v["params"]["script"], "A new request with a recycled key.");
 }

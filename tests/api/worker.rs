@@ -275,6 +275,9 @@ async fn the_websocket_streams_snapshot_progress_and_completion_then_closes_1000
         .get(&format!("/api/v1/videos/{}/ws", uuid::Uuid::now_v7()))
         .await;
     assert_eq!(res.status(), 404);
+    // Nothing stays allocated for finished sessions or refused ids.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.state.hub.watched(), 0);
 }
 
 /// Text messages and binary frames of one `?preview=mse` connection, until it closes.
