@@ -10,9 +10,8 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
-    DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -402,12 +401,6 @@ pub async fn find_active_key(
         .filter(api_key::Column::RevokedAt.is_null())
         .one(db)
         .await?)
-}
-
-/// Runs a raw statement (tests and benchmarks prepare databases with it).
-pub async fn execute(db: &Db, sql: &str) -> Result<(), StoreError> {
-    db.execute_unprepared(sql).await?;
-    Ok(())
 }
 
 // ---- the job queue ----------------------------------------------------------------------------
