@@ -305,18 +305,22 @@ impl Mp4Writer {
         } else {
             None
         };
-        let live_rx = if live {
-            let sink = bin
-                .by_name("live")
-                .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-                .ok_or_else(|| MediaError::Pipeline("appsink missing".into()))?;
-            Some(spawn_fragmenter(sink))
+        let live_sink = if live {
+            Some(
+                bin.by_name("live")
+                    .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+                    .ok_or_else(|| MediaError::Pipeline("appsink missing".into()))?,
+            )
         } else {
             None
         };
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+        // Only now: an appsink that has not started yet answers `pull_sample` with an error at
+        // once, which would end the reader early — and an appsink whose samples nobody pulls
+        // holds back EOS, so the file would never finish (seen under CPU load in CI).
+        let live_rx = live_sink.map(spawn_fragmenter);
         Ok(Self {
             pipeline,
             video,
