@@ -15,6 +15,10 @@ PKGS=(
   libespeak-ng-dev espeak-ng-data
   # benchmarks and test tooling
   gstreamer1.0-plugins-base-apps wrk curl
+  # deploy kit checks (promtool) and the real-Prometheus integration test
+  prometheus
+  # the browser test: Debian's Chromium driven by playwright-core (Node.js is on the machine)
+  chromium
 )
 
 missing=()

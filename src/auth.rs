@@ -99,7 +99,7 @@ impl Authenticator {
             return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
         }
         // Browsers cannot set headers on a WebSocket: the live route also takes `?access_token=`.
-        if req.path().ends_with("/ws") {
+        if req.path().ends_with("/ws") || req.path().ends_with("/performance/alerts") {
             return req
                 .query_string()
                 .split('&')

@@ -88,6 +88,10 @@ pub struct Config {
     pub bench_routes: bool,
     /// Run the job dispatcher inside `serve` (off for an API-only replica).
     pub embedded_worker: bool,
+    /// Alert rules: the defaults, with this JSON array's rules replacing or adding.
+    pub alert_rules: Vec<crate::analytics::alerts::RuleSpec>,
+    /// How long a firing alert's value must stay clear before it resolves.
+    pub alert_clear_for: Duration,
 }
 
 macro_rules! settings {
@@ -146,6 +150,8 @@ settings! {
     max_body_bytes => "MAX_BODY_BYTES": "Largest request body in bytes",
     static_dir => "STATIC_DIR": "Directory of the browser app",
     embedded_worker => "EMBEDDED_WORKER": "Render videos inside serve (true/false)",
+    alert_rules => "ALERT_RULES": "JSON array of alert rules replacing or adding to the defaults",
+    alert_clear_for => "ALERT_CLEAR_FOR": "Seconds a firing alert must stay clear to resolve",
 }
 
 /// Where raw values come from, highest precedence first.
@@ -432,6 +438,18 @@ impl Config {
             })?,
             bench_routes: false,
             embedded_worker: setting(src, "EMBEDDED_WORKER", true, boolean)?,
+            alert_rules: setting(
+                src,
+                "ALERT_RULES",
+                crate::analytics::alerts::default_rules(),
+                |s| crate::analytics::alerts::rules_from(Some(s)).map_err(|e| e.to_string()),
+            )?,
+            alert_clear_for: setting(
+                src,
+                "ALERT_CLEAR_FOR",
+                Duration::from_secs(30),
+                seconds(0.0, 86_400.0),
+            )?,
         })
     }
 

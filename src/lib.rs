@@ -6,6 +6,7 @@
 //! (port 0 picks a free one; [`Application::port`] tells which).
 
 pub mod actors;
+pub mod analytics;
 pub mod api;
 pub mod assets;
 pub mod auth;
@@ -73,8 +74,19 @@ impl Application {
     /// Connects, migrates, starts the actors and binds the server. Needs the actix runtime.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let metrics = Arc::new(telemetry::Metrics::new()?);
-        let db = store::db::connect(&config).await?;
+        let analytics = analytics::Analytics::new();
+        let mut db = store::db::connect(&config).await?;
         store::db::migrate(&db).await?;
+        {
+            let (a, m) = (analytics.clone(), metrics.clone());
+            db.set_metric_callback(move |info| {
+                let sql = info.statement.sql.as_str();
+                a.record_statement(sql, info.elapsed, info.failed);
+                m.db_statement_duration_seconds
+                    .with_label_values(&[analytics::statement_kind(sql)])
+                    .observe(info.elapsed.as_secs_f64());
+            });
+        }
         let catalog = Arc::new(Catalog::embedded()?);
         let files = store::files::Files::new(&config.data_dir);
         std::fs::create_dir_all(files.root()).map_err(|e| {
@@ -116,10 +128,38 @@ impl Application {
             tracing::warn!(error = %e, "initial health checks did not run");
         }
         spawn_janitor(db.clone());
+        let perf =
+            analytics::actor::AnalyticsHub::new(analytics.clone(), config.alert_rules.clone());
+        let analytics_actor = {
+            let (hub, db, actors, latest, metrics) = (
+                perf.clone(),
+                db.clone(),
+                actors.clone(),
+                latest_sample.clone(),
+                metrics.clone(),
+            );
+            let (data_dir, limit, clear_for) = (
+                config.data_dir.clone(),
+                config.memory_limit_mb,
+                config.alert_clear_for,
+            );
+            actix::Supervisor::start(move |_| {
+                analytics::actor::AnalyticsActor::new(
+                    hub.clone(),
+                    db.clone(),
+                    actors.clone(),
+                    latest.clone(),
+                    metrics.clone(),
+                    data_dir.clone(),
+                    limit,
+                    clear_for,
+                )
+            })
+        };
         let hub = events::Hub::default();
         let dispatcher = if config.embedded_worker {
             start_worker(
-                &config, &db, &files, &cache, &metrics, &catalog, &actors, &hub,
+                &config, &db, &files, &cache, &metrics, &catalog, &actors, &hub, &analytics,
             )
             .await
         } else {
@@ -169,6 +209,8 @@ impl Application {
             bench_body,
             dispatcher,
             hub,
+            perf,
+            analytics_actor,
         });
 
         let test_hooks = config.environment == Environment::Test;
@@ -233,6 +275,7 @@ async fn start_worker(
     catalog: &Arc<Catalog>,
     actors: &Actors,
     hub: &events::Hub,
+    analytics: &analytics::Analytics,
 ) -> Option<actix::Addr<actors::job_dispatcher::JobDispatcher>> {
     use actors::health_checker::{RegisterCheck, StaticCheck};
     let cat = catalog.clone();
@@ -272,8 +315,9 @@ async fn start_worker(
                 metrics.clone(),
                 hub.clone(),
             );
-            let g = Arc::new(g);
+            let g = Arc::new(g.with_busy_counter(analytics.gpu_busy_counter()));
             let jobs = config.max_concurrent_jobs;
+            let analytics = analytics.clone();
             Some(actix::Supervisor::start(move |_| {
                 actors::job_dispatcher::JobDispatcher::new(
                     db,
@@ -283,6 +327,7 @@ async fn start_worker(
                     metrics,
                     jobs,
                     hub.clone(),
+                    analytics.clone(),
                 )
             }))
         }

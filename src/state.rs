@@ -37,6 +37,9 @@ pub struct AppState {
     pub dispatcher: Option<actix::Addr<crate::actors::job_dispatcher::JobDispatcher>>,
     /// Per-video events for the WebSocket sessions.
     pub hub: crate::events::Hub,
+    /// Performance analytics, the live view and the alert stream.
+    pub perf: crate::analytics::actor::AnalyticsHub,
+    pub analytics_actor: actix::Addr<crate::analytics::actor::AnalyticsActor>,
 }
 
 pub struct Listings {

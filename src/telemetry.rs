@@ -28,6 +28,14 @@ pub struct Metrics {
     pub system_memory_total_bytes: IntGauge,
     pub system_cpu_percent: prometheus::Gauge,
     pub process_cpu_percent: prometheus::Gauge,
+    pub stage_duration_seconds: HistogramVec,
+    pub gpu_utilization_ratio: prometheus::Gauge,
+    pub memory_limit_bytes: IntGauge,
+    pub disk_free_bytes: IntGauge,
+    pub disk_total_bytes: IntGauge,
+    pub queue_drain_eta_seconds: prometheus::Gauge,
+    pub alerts_firing: IntGaugeVec,
+    pub db_statement_duration_seconds: HistogramVec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +127,54 @@ impl Metrics {
                 "reelgen_process_cpu_percent",
                 "This process's CPU use",
             )?,
+            stage_duration_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "reelgen_stage_duration_seconds",
+                    "Time one job spent in each pipeline stage",
+                )
+                .buckets(vec![
+                    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                    900.0,
+                ]),
+                &["stage"],
+            )?,
+            gpu_utilization_ratio: prometheus::Gauge::new(
+                "reelgen_gpu_utilization_ratio",
+                "Share of wall time the renderer kept the GPU busy, last second",
+            )?,
+            memory_limit_bytes: IntGauge::new(
+                "reelgen_memory_limit_bytes",
+                "MEMORY_LIMIT_MB in bytes",
+            )?,
+            disk_free_bytes: IntGauge::new(
+                "reelgen_disk_free_bytes",
+                "Free bytes in DATA_DIR's file system",
+            )?,
+            disk_total_bytes: IntGauge::new(
+                "reelgen_disk_total_bytes",
+                "Size of DATA_DIR's file system",
+            )?,
+            queue_drain_eta_seconds: prometheus::Gauge::new(
+                "reelgen_queue_drain_eta_seconds",
+                "Estimated seconds to drain the queue (+Inf when it is not draining)",
+            )?,
+            alerts_firing: IntGaugeVec::new(
+                Opts::new(
+                    "reelgen_alerts_firing",
+                    "1 while the built-in alert rule fires",
+                ),
+                &["rule", "severity"],
+            )?,
+            db_statement_duration_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "reelgen_db_statement_duration_seconds",
+                    "Database statement latency by kind",
+                )
+                .buckets(vec![
+                    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ]),
+                &["kind"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -141,12 +197,27 @@ impl Metrics {
         r.register(Box::new(m.system_memory_total_bytes.clone()))?;
         r.register(Box::new(m.system_cpu_percent.clone()))?;
         r.register(Box::new(m.process_cpu_percent.clone()))?;
+        r.register(Box::new(m.stage_duration_seconds.clone()))?;
+        r.register(Box::new(m.gpu_utilization_ratio.clone()))?;
+        r.register(Box::new(m.memory_limit_bytes.clone()))?;
+        r.register(Box::new(m.disk_free_bytes.clone()))?;
+        r.register(Box::new(m.disk_total_bytes.clone()))?;
+        r.register(Box::new(m.queue_drain_eta_seconds.clone()))?;
+        r.register(Box::new(m.alerts_firing.clone()))?;
+        r.register(Box::new(m.db_statement_duration_seconds.clone()))?;
         // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, …
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         for status in ["queued", "rendering", "completed", "failed", "cancelled"] {
             m.jobs_total.with_label_values(&[status]);
+        }
+        for stage in crate::analytics::Stage::ALL {
+            m.stage_duration_seconds
+                .with_label_values(&[stage.as_str()]);
+        }
+        for kind in ["select", "insert", "update", "delete", "other"] {
+            m.db_statement_duration_seconds.with_label_values(&[kind]);
         }
         Ok(m)
     }

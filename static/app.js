@@ -1,111 +1,125 @@
-// reelgen's minimal page: create a video, list videos. Talks only to the JSON API.
-"use strict";
-const $ = (s) => document.querySelector(s);
+// reelgen web app: a hash-routed single page (no build step). Each page module exports
+// mount(container, params) → cleanup function; the router calls the cleanup (closing
+// sockets, stopping timers) before mounting the next page.
 
-async function api(path, opts = {}) {
-  const res = await fetch(path, { headers: { "Content-Type": "application/json" }, ...opts });
-  if (res.status === 204) return null;
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const fields = (body.errors || []).map((e) => `${e.field}: ${e.message}`).join("; ");
-    throw new Error(`${body.title || res.status}: ${fields || body.detail || ""}`);
-  }
-  return body;
+import { getApiKey, setApiKey } from "./js/api.js";
+import { h, $, $$ } from "./js/dom.js";
+import * as create from "./js/pages/create.js";
+import * as watch from "./js/pages/watch.js";
+import * as library from "./js/pages/library.js";
+import * as dashboard from "./js/pages/dashboard.js";
+
+const ROUTES = [
+  { re: /^\/?$/, page: create, nav: "create", title: "Create" },
+  { re: /^\/create\/?$/, page: create, nav: "create", title: "Create" },
+  { re: /^\/watch\/([^/?#]+)\/?$/, page: watch, nav: "library", title: "Watch" },
+  { re: /^\/library\/?$/, page: library, nav: "library", title: "Library" },
+  { re: /^\/dashboard\/?$/, page: dashboard, nav: "dashboard", title: "Dashboard" },
+];
+
+let cleanup = null;
+let firstRoute = true;
+
+function notFound(view) {
+  view.append(
+    h("section.card.empty", {},
+      h("h1", {}, "Page not found"),
+      h("p.muted", {}, "There is nothing at this address."),
+      h("a.btn.btn-primary", { href: "#/" }, "Create a video")),
+  );
 }
 
-function option(select, item) {
-  const o = document.createElement("option");
-  o.value = item.id;
-  o.textContent = item.name;
-  select.append(o);
-}
-
-async function loadCatalog() {
-  const [avatars, voices] = await Promise.all([api("/api/v1/avatars"), api("/api/v1/voices")]);
-  avatars.data.forEach((a) => option($("select[name=avatar]"), a));
-  voices.data.forEach((v) => option($("select[name=voice]"), v));
-}
-
-async function loadVideos() {
-  const list = await api("/api/v1/videos?limit=50");
-  const tbody = $("#videos tbody");
-  tbody.replaceChildren();
-  for (const v of list.data) {
-    const tr = document.createElement("tr");
-    const cells = [v.title, null, v.queue_position ?? "—", new Date(v.created_at).toLocaleString()];
-    if (v.status === "rendering" || v.status === "queued") watch(v.id);
-    cells.forEach((text, i) => {
-      const td = document.createElement("td");
-      if (i === 1) {
-        const s = document.createElement("span");
-        s.className = `status ${v.status}`;
-        s.id = `status-${v.id}`;
-        s.textContent = v.status === "rendering" ? `rendering ${Math.round(v.progress * 100)}%` : v.status;
-        td.append(s);
-      } else if (i === 0 && v.status === "completed") {
-        const a = document.createElement("a");
-        a.href = v.video_url;
-        a.textContent = text;
-        td.append(a);
-      } else td.textContent = text;
-      tr.append(td);
-    });
-    const del = document.createElement("button");
-    del.className = "link";
-    del.textContent = "Delete";
-    del.onclick = async () => { await api(`/api/v1/videos/${v.id}`, { method: "DELETE" }); loadVideos(); };
-    const td = document.createElement("td");
-    td.append(del);
-    tr.append(td);
-    tbody.append(tr);
-  }
-}
-
-// Live progress of one video over its WebSocket (SPEC §4).
-const watching = new Set();
-function watch(id) {
-  if (watching.has(id)) return;
-  watching.add(id);
-  const proto = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${proto}://${location.host}/api/v1/videos/${id}/ws`);
-  ws.onmessage = (ev) => {
-    const m = JSON.parse(ev.data);
-    const el = document.getElementById(`status-${id}`);
-    if (!el) return;
-    if (m.type === "progress") {
-      el.textContent = `rendering ${Math.round(m.progress * 100)}% · ${m.fps.toFixed(0)} fps · ${Math.ceil(m.eta_s)} s left`;
-      el.className = "status rendering";
-    } else if (m.type === "status") {
-      el.textContent = m.status;
-      el.className = `status ${m.status}`;
-    } else if (["completed", "failed", "cancelled"].includes(m.type)) {
-      loadVideos();
+function route() {
+  if (cleanup) {
+    try {
+      cleanup();
+    } catch (e) {
+      console.error(e);
     }
-  };
-  ws.onclose = () => watching.delete(id);
+    cleanup = null;
+  }
+  const path = decodeURIComponent((location.hash || "#/").replace(/^#/, "").split("?")[0]);
+  const view = $("#view");
+  view.replaceChildren();
+  let match = null;
+  let r = null;
+  for (const candidate of ROUTES) {
+    match = candidate.re.exec(path);
+    if (match) {
+      r = candidate;
+      break;
+    }
+  }
+  for (const a of $$(".mainnav a[data-route]")) {
+    if (r && a.dataset.route === r.nav) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  document.title = r ? `${r.title} · reelgen` : "Not found · reelgen";
+  if (!r) notFound(view);
+  else {
+    try {
+      cleanup = r.page.mount(view, match.slice(1)) || null;
+    } catch (e) {
+      console.error(e);
+      view.append(h("section.card", {}, h("p.error-text", {}, `This page failed to load: ${e.message || e}`)));
+    }
+  }
+  if (!firstRoute) {
+    window.scrollTo(0, 0);
+    view.focus({ preventScroll: true });
+  }
+  firstRoute = false;
 }
 
-$("#create").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const f = new FormData(ev.target);
-  const [width, height] = f.get("size").split("x").map(Number);
-  $("#create-error").textContent = "";
-  try {
-    await api("/api/v1/videos", {
-      method: "POST",
-      body: JSON.stringify({
-        script: f.get("script"),
-        avatar: { id: f.get("avatar") },
-        voice: { id: f.get("voice") },
-        dimension: { width, height },
-        quality: f.get("quality"),
-      }),
-    });
-    ev.target.reset();
-    loadVideos();
-  } catch (e) {
-    $("#create-error").textContent = e.message;
-  }
-});
+// ---- API key setting ----------------------------------------------------------------------
 
-loadCatalog().then(loadVideos).catch((e) => { $("#create-error").textContent = e.message; });
+function refreshKeyLabel() {
+  const has = Boolean(getApiKey());
+  $("#key-label").textContent = has ? "API key ✓" : "API key";
+  $("#key-button").classList.toggle("has-key", has);
+  if (has) $("#auth-banner").hidden = true;
+}
+
+function openKeyDialog() {
+  const dlg = $("#key-dialog");
+  $("#key-input").value = getApiKey();
+  $("#key-input").type = "password";
+  $("#key-show").checked = false;
+  if (typeof dlg.showModal === "function") dlg.showModal();
+  else dlg.setAttribute("open", "");
+  $("#key-input").focus();
+}
+
+function setupKeyDialog() {
+  const dlg = $("#key-dialog");
+  $("#key-button").addEventListener("click", openKeyDialog);
+  document.addEventListener("click", (e) => {
+    if (e.target.closest("[data-open-key]")) openKeyDialog();
+  });
+  $("#key-show").addEventListener("change", (e) => {
+    $("#key-input").type = e.target.checked ? "text" : "password";
+  });
+  dlg.addEventListener("close", () => {
+    if (dlg.returnValue === "save") {
+      setApiKey($("#key-input").value.trim());
+      route(); // reload the page's data with the new key
+    } else if (dlg.returnValue === "clear") {
+      setApiKey("");
+      route();
+    }
+    refreshKeyLabel();
+  });
+  window.addEventListener("reelgen:unauthorized", () => {
+    $("#auth-banner").hidden = false;
+  });
+  refreshKeyLabel();
+}
+
+function start() {
+  setupKeyDialog();
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+else start();

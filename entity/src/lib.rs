@@ -1,5 +1,7 @@
 //! sea-orm models for reelgen's tables. Models only: queries live in `reelgen::store::db`.
 
+pub mod alert;
 pub mod api_key;
 pub mod idempotency;
 pub mod video;
+pub mod webhook_delivery;

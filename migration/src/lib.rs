@@ -6,6 +6,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_create_videos;
 mod m20261126_000002_create_api_keys;
 mod m20261126_000003_create_idempotency;
+mod m20261130_000004_create_alerts;
+mod m20261130_000005_create_webhook_deliveries;
 
 pub struct Migrator;
 
@@ -16,6 +18,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_videos::Migration),
             Box::new(m20261126_000002_create_api_keys::Migration),
             Box::new(m20261126_000003_create_idempotency::Migration),
+            Box::new(m20261130_000004_create_alerts::Migration),
+            Box::new(m20261130_000005_create_webhook_deliveries::Migration),
         ]
     }
 }

@@ -310,12 +310,17 @@ impl HealthCheck for DiskCheck {
 }
 
 fn free_space(dir: &std::path::Path) -> Result<u64, String> {
+    disk_space(dir).map(|(free, _)| free)
+}
+
+/// `(available, total)` bytes of the file system holding `dir`.
+pub fn disk_space(dir: &std::path::Path) -> Result<(u64, u64), String> {
     let dir = std::fs::canonicalize(dir).map_err(|e| format!("DATA_DIR unreadable: {e}"))?;
     let disks = sysinfo::Disks::new_with_refreshed_list().map_err(|e| e.to_string())?;
     disks
         .iter()
         .filter(|d| dir.starts_with(d.mount_point()))
         .max_by_key(|d| d.mount_point().as_os_str().len())
-        .map(|d| d.available_space())
+        .map(|d| (d.available_space(), d.total_space()))
         .ok_or_else(|| "no file system found for DATA_DIR".to_string())
 }

@@ -20,6 +20,7 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::cache_manager::CacheHandle;
+use crate::analytics::{Analytics, Stage};
 use crate::api::videos::VideoView;
 use crate::domain::VideoParams;
 use crate::events::{Hub, VideoEvent};
@@ -42,9 +43,11 @@ pub struct JobDispatcher {
     running: HashMap<Uuid, Arc<AtomicBool>>,
     claiming: bool,
     hub: Hub,
+    analytics: Analytics,
 }
 
 impl JobDispatcher {
+    #[allow(clippy::too_many_arguments)] // the pieces the server already holds
     pub fn new(
         db: Db,
         generator: Arc<Generator>,
@@ -53,6 +56,7 @@ impl JobDispatcher {
         metrics: Arc<Metrics>,
         max_jobs: usize,
         hub: Hub,
+        analytics: Analytics,
     ) -> Self {
         Self {
             db,
@@ -64,6 +68,7 @@ impl JobDispatcher {
             running: HashMap::new(),
             claiming: false,
             hub,
+            analytics,
         }
     }
 
@@ -94,6 +99,14 @@ impl JobDispatcher {
     fn start(&mut self, video: entity::video::Model, ctx: &mut Context<Self>) {
         let id = video.id;
         let tenant = video.tenant.clone();
+        let waited = (chrono::Utc::now() - video.created_at)
+            .to_std()
+            .unwrap_or_default();
+        self.analytics.record_stage(Stage::QueueWait, waited, false);
+        self.metrics
+            .stage_duration_seconds
+            .with_label_values(&[Stage::QueueWait.as_str()])
+            .observe(waited.as_secs_f64());
         self.cache.invalidate_tenant(&tenant);
         self.cache.invalidate_all();
         let params: VideoParams = match serde_json::from_value(video.params.clone()) {
@@ -163,6 +176,7 @@ impl JobDispatcher {
         let cache = self.cache.clone();
         let files = self.files.clone();
         let metrics = self.metrics.clone();
+        let analytics = self.analytics.clone();
         let fps =
             f64::from(serde_json::from_value::<VideoParams>(video.params).map_or(30, |p| p.fps));
         let job = async move {
@@ -174,6 +188,9 @@ impl JobDispatcher {
                     res = &mut join => break res,
                 };
                 if let Some(p) = latest.filter(|p| p.frames_total > 0) {
+                    if p.fps > 0.0 {
+                        metrics.render_fps.set(p.fps);
+                    }
                     hub.publish(
                         id,
                         VideoEvent::Progress {
@@ -211,6 +228,21 @@ impl JobDispatcher {
             });
             match result {
                 Ok(outcome) => {
+                    for (stage, secs) in [
+                        (Stage::Timeline, outcome.timeline_s),
+                        (Stage::Render, outcome.submit_s),
+                        (Stage::Readback, outcome.readback_s),
+                        (Stage::Encode, outcome.encode_s),
+                        (Stage::Mux, outcome.finish_s),
+                    ] {
+                        analytics.record_stage(stage, Duration::from_secs_f64(secs), false);
+                        metrics
+                            .stage_duration_seconds
+                            .with_label_values(&[stage.as_str()])
+                            .observe(secs);
+                    }
+                    analytics
+                        .record_job_frames(outcome.frames, outcome.submit_s + outcome.readback_s);
                     let size = i64::try_from(outcome.size_bytes).unwrap_or(i64::MAX);
                     let frames = outcome.frames as i64;
                     match with_retries(|| {

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod live;
 pub mod ops;
+pub mod performance;
 pub mod videos;
 
 use actix_web::{HttpResponse, web};
@@ -37,6 +38,16 @@ routes! {
     "GET" "/api/v1/avatars",
     "GET" "/api/v1/voices",
     "GET" "/api/v1/backgrounds",
+    "GET" "/api/v1/performance/metrics",
+    "GET" "/api/v1/performance/stats",
+    "GET" "/api/v1/performance/bottlenecks",
+    "GET" "/api/v1/performance/recommendations",
+    "GET" "/api/v1/performance/alerts",
+    "GET" "/performance/metrics",
+    "GET" "/performance/stats",
+    "GET" "/performance/bottlenecks",
+    "GET" "/performance/recommendations",
+    "GET" "/performance/alerts",
     "GET" "/health",
     "GET" "/health/live",
     "GET" "/health/ready",
@@ -54,12 +65,15 @@ routes! {
         videos::file, videos::thumbnail, live::ws,
         catalog::avatars, catalog::voices, catalog::backgrounds,
         ops::health, ops::live, ops::ready, ops::metrics, openapi_json, docs, index,
+        performance::metrics, performance::stats, performance::bottlenecks,
+        performance::recommendations, performance::alerts,
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, crate::analytics::alerts::Alert, crate::analytics::alerts::RuleSpec)),
     tags(
         (name = "videos", description = "Create, list, cancel, delete and download videos"),
         (name = "catalog", description = "Avatars, voices and backgrounds"),
         (name = "ops", description = "Health, metrics and documentation"),
+        (name = "performance", description = "Measured performance, bottlenecks, recommendations and alerts (also under /performance/)"),
     )
 )]
 pub struct ApiDoc;
@@ -67,7 +81,20 @@ pub struct ApiDoc;
 /// This OpenAPI document
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, content_type = "application/json", description = "OpenAPI 3.1")))]
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    // `/performance/*` answers the same as `/api/v1/performance/*`: document both.
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        let aliases: Vec<(String, serde_json::Value)> = paths
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("/api/v1")
+                    .filter(|rest| rest.starts_with("/performance/"))
+                    .map(|rest| (rest.to_string(), v.clone()))
+            })
+            .collect();
+        paths.extend(aliases);
+    }
+    HttpResponse::Ok().json(doc)
 }
 
 /// Interactive API documentation (Swagger UI, served offline)
@@ -117,7 +144,8 @@ pub fn configure(
         .service(web::resource("/videos/{id}/ws").route(web::get().to(live::ws)))
         .service(web::resource("/avatars").route(web::get().to(catalog::avatars)))
         .service(web::resource("/voices").route(web::get().to(catalog::voices)))
-        .service(web::resource("/backgrounds").route(web::get().to(catalog::backgrounds)));
+        .service(web::resource("/backgrounds").route(web::get().to(catalog::backgrounds)))
+        .service(web::scope("/performance").configure(performance_resources));
     if bench {
         api =
             api.service(web::resource("/_bench/ceiling").route(web::get().to(ops::bench_ceiling)));
@@ -130,6 +158,11 @@ pub fn configure(
             );
     }
     cfg.service(api)
+        .service(
+            web::scope("/performance")
+                .wrap(actix_web::middleware::from_fn(http::api_guard))
+                .configure(performance_resources),
+        )
         .service(web::resource("/health").route(web::get().to(ops::health)))
         .service(web::resource("/health/live").route(web::get().to(ops::live)))
         .service(web::resource("/health/ready").route(web::get().to(ops::ready)))
@@ -142,6 +175,17 @@ pub fn configure(
         )
         .service(web::resource("/").route(web::get().to(index)))
         .service(actix_files::Files::new("/static", static_dir).prefer_utf8(true));
+}
+
+/// The performance resources, mounted under `/api/v1/performance` and `/performance`.
+fn performance_resources(c: &mut web::ServiceConfig) {
+    c.service(web::resource("/metrics").route(web::get().to(performance::metrics)))
+        .service(web::resource("/stats").route(web::get().to(performance::stats)))
+        .service(web::resource("/bottlenecks").route(web::get().to(performance::bottlenecks)))
+        .service(
+            web::resource("/recommendations").route(web::get().to(performance::recommendations)),
+        )
+        .service(web::resource("/alerts").route(web::get().to(performance::alerts)));
 }
 
 /// Default service: any unmatched path is a problem+json 404.

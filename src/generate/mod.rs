@@ -86,6 +86,11 @@ pub struct Outcome {
     pub timeline_s: f64,
     pub render_s: f64,
     pub finish_s: f64,
+    /// The render loop split: kernel submission, waiting for readback, handing frames to
+    /// the encoder (which blocks while the encoder is behind).
+    pub submit_s: f64,
+    pub readback_s: f64,
+    pub encode_s: f64,
 }
 
 pub struct JobSpec {
@@ -100,6 +105,8 @@ pub struct Generator {
     tts: Arc<dyn TtsBackend>,
     catalog: Arc<Catalog>,
     encoder: EncoderChoice,
+    /// Nanoseconds spent on device work (submission + readback), all jobs together.
+    busy_ns: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How often progress is reported at most.
@@ -115,7 +122,14 @@ impl Generator {
             tts: Arc::new(Espeak::new(catalog.clone())),
             catalog,
             encoder,
+            busy_ns: Arc::default(),
         })
+    }
+
+    /// Adds device busy time to `counter` (the analytics' GPU utilisation source).
+    pub fn with_busy_counter(mut self, counter: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.busy_ns = counter;
+        self
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -269,6 +283,15 @@ impl Generator {
         let mut last_report = Instant::now();
         let mut done = 0u64;
         let pool = media::FramePool::new(renderer.frame_bytes());
+        let busy = self.busy_ns.clone();
+        let add_busy = move |d: std::time::Duration| {
+            busy.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        };
+        let (mut submit_t, mut readback_t, mut encode_t) = (
+            std::time::Duration::ZERO,
+            std::time::Duration::ZERO,
+            std::time::Duration::ZERO,
+        );
         let mut drain = |renderer: &mut AvatarRenderer,
                          writer: &Mp4Writer,
                          keep: usize,
@@ -276,11 +299,17 @@ impl Generator {
          -> Result<(), GenerateError> {
             while renderer.pending() > keep {
                 let mut frame = pool.get();
+                let t = Instant::now();
                 renderer.read_oldest(frame.as_mut())?;
+                let read = t.elapsed();
+                readback_t += read;
+                add_busy(read);
                 if *done == thumb_at {
                     thumb = Some(frame.as_ref().to_vec());
                 }
+                let t = Instant::now();
                 writer.push_frame(frame, *done)?;
+                encode_t += t.elapsed();
                 *done += 1;
             }
             Ok(())
@@ -298,7 +327,12 @@ impl Generator {
                 }
                 Some((f.x0, f.x1))
             });
+            let t = Instant::now();
             renderer.submit(params, caption);
+            let sub = t.elapsed();
+            submit_t += sub;
+            self.busy_ns
+                .fetch_add(sub.as_nanos() as u64, Ordering::Relaxed);
             if !renderer.can_submit()
                 && let Err(e) = drain(&mut renderer, &writer, 1, &mut done)
             {
@@ -340,6 +374,9 @@ impl Generator {
             timeline_s,
             render_s,
             finish_s: finish_start.elapsed().as_secs_f64(),
+            submit_s: submit_t.as_secs_f64(),
+            readback_s: readback_t.as_secs_f64(),
+            encode_s: encode_t.as_secs_f64(),
         })
     }
 

@@ -568,3 +568,75 @@ pub async fn fail_video(db: &Db, id: Uuid, code: &str, message: &str) -> Result<
         .await?;
     Ok(())
 }
+
+/// Records an alert transition: a firing inserts its row, a resolution updates it.
+pub async fn save_alert(db: &Db, a: &crate::analytics::alerts::Alert) -> Result<(), StoreError> {
+    use crate::analytics::alerts::AlertState;
+    use entity::alert;
+    let state = match a.state {
+        AlertState::Firing => "firing",
+        AlertState::Resolved => "resolved",
+    };
+    let model = alert::ActiveModel {
+        id: Set(a.id),
+        rule: Set(a.rule.clone()),
+        severity: Set(a.severity.clone()),
+        state: Set(state.into()),
+        metric: Set(a.metric.clone()),
+        value: Set(if a.value.is_finite() {
+            a.value
+        } else {
+            f64::MAX
+        }),
+        threshold: Set(a.threshold),
+        message: Set(a.message.clone()),
+        started_at: Set(a.started_at),
+        resolved_at: Set(a.resolved_at),
+    };
+    alert::Entity::insert(model)
+        .on_conflict(
+            OnConflict::column(alert::Column::Id)
+                .update_columns([
+                    alert::Column::State,
+                    alert::Column::Value,
+                    alert::Column::ResolvedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// The most recent alerts (firing and resolved), newest first.
+pub async fn recent_alerts(
+    db: &Db,
+    limit: u64,
+) -> Result<Vec<crate::analytics::alerts::Alert>, StoreError> {
+    use crate::analytics::alerts::{Alert, AlertState};
+    use entity::alert;
+    let rows = alert::Entity::find()
+        .order_by_desc(alert::Column::StartedAt)
+        .limit(limit)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Alert {
+            id: r.id,
+            rule: r.rule,
+            severity: r.severity,
+            state: if r.state == "firing" {
+                AlertState::Firing
+            } else {
+                AlertState::Resolved
+            },
+            value: r.value,
+            threshold: r.threshold,
+            metric: r.metric,
+            message: r.message,
+            started_at: r.started_at,
+            resolved_at: r.resolved_at,
+        })
+        .collect())
+}

@@ -6,6 +6,7 @@ mod cli;
 mod generate;
 mod hostile;
 mod ops;
+mod performance;
 mod tenancy;
 mod videos;
 mod worker;

@@ -1,0 +1,456 @@
+// Create page: the request form of POST /api/v1/videos (SPEC §3). Problem+json errors are
+// shown as a summary above the form and next to each field named by its dotted path.
+
+import { api, ApiError, uuid } from "../api.js";
+import { h, $, $$, fill } from "../dom.js";
+
+const SCRIPT_MAX = 5000;
+const WORDS_PER_MINUTE = 165; // the server's estimate (domain.rs)
+const SIZES = [
+  { value: "1280x720", label: "1280 × 720 — HD landscape" },
+  { value: "1920x1080", label: "1920 × 1080 — Full HD landscape" },
+  { value: "1080x1920", label: "1080 × 1920 — vertical (stories)" },
+  { value: "640x360", label: "640 × 360 — small preview" },
+];
+const FPS = [24, 25, 30, 60];
+const QUALITIES = [
+  { value: "draft", label: "Draft", hint: "fastest" },
+  { value: "standard", label: "Standard", hint: "balanced" },
+  { value: "high", label: "High", hint: "best" },
+];
+const EXPRESSIONS_DEFAULT = ["neutral", "friendly", "serious"];
+
+// The last form values survive navigation within the session (not across reloads).
+let remembered = null;
+
+function field(name, label, control, hint) {
+  const id = control.id || `f-${name.replace(/\W/g, "-")}`;
+  if (!control.id) control.id = id;
+  const err = h("p.field-error", { id: `${id}-error`, hidden: true });
+  const hintEl = hint ? h("p.hint", { id: `${id}-hint` }, hint) : null;
+  const describedby = [hintEl && hintEl.id, err.id].filter(Boolean).join(" ");
+  control.setAttribute("aria-describedby", describedby);
+  return h("div.field", { dataset: { field: name } },
+    h("label.label", { for: id }, label),
+    control,
+    hintEl,
+    err);
+}
+
+function estimateSeconds(script, speed) {
+  const words = script.split(/\s+/).filter(Boolean).length;
+  const pauses = (script.match(/[.!?;:,]/g) || []).length;
+  return Math.max(1, (words * 60) / (WORDS_PER_MINUTE * (speed || 1)) + pauses * 0.25 + 0.5);
+}
+
+export function mount(view) {
+  let disposed = false;
+  const state = { avatars: [], voices: [], backgrounds: [] };
+
+  // ---- controls ---------------------------------------------------------------------------
+  const title = h("input", { type: "text", name: "title", maxlength: "200", placeholder: "Defaults to the script's first words", autocomplete: "off" });
+  const script = h("textarea", {
+    name: "script", id: "script", rows: "7", maxlength: String(SCRIPT_MAX), required: true,
+    placeholder: "Hello! Welcome to our product tour. In the next minute I'll show you around.",
+  });
+  const counter = h("span.counter", { "aria-live": "polite" });
+  const avatarGrid = h("div.avatar-grid", { role: "radiogroup", "aria-label": "Avatar" }, h("p.muted", {}, "Loading avatars…"));
+  const expression = h("select", { name: "expression", id: "expression" },
+    EXPRESSIONS_DEFAULT.map((e) => h("option", { value: e }, e[0].toUpperCase() + e.slice(1))));
+  const voice = h("select", { name: "voice", id: "voice" }, h("option", { value: "" }, "Loading voices…"));
+  const speed = h("input", { type: "range", name: "speed", id: "speed", min: "0.5", max: "2", step: "0.05", value: "1" });
+  const pitch = h("input", { type: "range", name: "pitch", id: "pitch", min: "0.5", max: "2", step: "0.05", value: "1" });
+  const speedOut = h("output", { for: "speed" }, "1.00×");
+  const pitchOut = h("output", { for: "pitch" }, "1.00×");
+
+  const bgType = h("select", { name: "bg_type", id: "bg-type" },
+    h("option", { value: "color" }, "Solid color"),
+    h("option", { value: "gradient" }, "Gradient"),
+    h("option", { value: "image" }, "Scene"));
+  const bgColor = h("input", { type: "color", name: "bg_color", id: "bg-color", value: "#0f172a" });
+  const bgFrom = h("input", { type: "color", name: "bg_from", id: "bg-from", value: "#4f46e5" });
+  const bgTo = h("input", { type: "color", name: "bg_to", id: "bg-to", value: "#0f172a" });
+  const bgAngle = h("input", { type: "number", name: "bg_angle", id: "bg-angle", min: "0", max: "360", step: "1", value: "180", inputmode: "numeric" });
+  const bgImage = h("select", { name: "bg_image", id: "bg-image" }, h("option", { value: "" }, "Loading scenes…"));
+  const bgSwatch = h("div.bg-swatch", { "aria-hidden": "true" });
+
+  const size = h("select", { name: "size", id: "size" }, SIZES.map((s) => h("option", { value: s.value }, s.label)));
+  const fps = h("select", { name: "fps", id: "fps" }, FPS.map((f) => h("option", { value: String(f), selected: f === 30 }, `${f} fps`)));
+  const quality = h("div.segmented", { role: "radiogroup", "aria-labelledby": "quality-label", id: "quality" },
+    QUALITIES.map((q) => h("label.segment", {},
+      h("input", { type: "radio", name: "quality", value: q.value, checked: q.value === "standard" }),
+      h("span", {}, q.label, h("small", {}, q.hint)))));
+  const captions = h("input", { type: "checkbox", name: "captions", id: "captions" });
+  const seed = h("input", { type: "number", name: "seed", id: "seed", min: "0", step: "1", placeholder: "random", inputmode: "numeric" });
+  const callback = h("input", { type: "url", name: "callback_url", id: "callback-url", placeholder: "https://example.com/hooks/reelgen" });
+
+  const summary = h("div.error-summary", { role: "alert", tabindex: "-1", hidden: true });
+  const submit = h("button.btn.btn-primary.btn-lg", { type: "submit" }, "Generate video");
+  const estimate = h("span.muted.estimate");
+
+  const bgFields = {
+    color: field("background.value", "Color", bgColor),
+    gradient: h("div.row", {},
+      field("background.from", "From", bgFrom),
+      field("background.to", "To", bgTo),
+      field("background.angle", "Angle (°)", bgAngle)),
+    image: field("background.asset_id", "Scene", bgImage),
+  };
+
+  const form = h("form.create-form", { novalidate: true, "aria-describedby": "create-intro" },
+    summary,
+    h("fieldset.card", {},
+      h("legend", {}, "Script"),
+      field("title", "Title (optional)", title),
+      h("div.field", { dataset: { field: "script" } },
+        h("div.label-row", {}, h("label.label", { for: "script" }, "What should the presenter say?"), counter),
+        script,
+        h("p.field-error", { id: "script-error", hidden: true })),
+    ),
+    h("fieldset.card", {},
+      h("legend", {}, "Presenter"),
+      h("div.field", { dataset: { field: "avatar.id" } },
+        h("span.label", { id: "avatar-label" }, "Avatar"),
+        avatarGrid,
+        h("p.field-error", { id: "avatar-error", hidden: true })),
+      h("div.row", {},
+        field("avatar.expression", "Expression", expression),
+        field("voice.id", "Voice", voice)),
+      h("div.row.voice-tuning", {},
+        h("div.field", { dataset: { field: "voice.speed" } },
+          h("div.label-row", {}, h("label.label", { for: "speed" }, "Speaking speed"), speedOut), speed,
+          h("p.field-error", { hidden: true })),
+        h("div.field", { dataset: { field: "voice.pitch" } },
+          h("div.label-row", {}, h("label.label", { for: "pitch" }, "Pitch"), pitchOut), pitch,
+          h("p.field-error", { hidden: true }))),
+    ),
+    h("fieldset.card", {},
+      h("legend", {}, "Background"),
+      h("div.bg-layout", {},
+        h("div.bg-controls", {},
+          field("background.type", "Type", bgType),
+          h("div.bg-detail", {}, bgFields.color, bgFields.gradient, bgFields.image)),
+        bgSwatch),
+    ),
+    h("fieldset.card", {},
+      h("legend", {}, "Output"),
+      h("div.row", {},
+        field("dimension", "Size", size),
+        field("fps", "Frame rate", fps)),
+      h("div.field", { dataset: { field: "quality" } },
+        h("span.label", { id: "quality-label" }, "Quality"),
+        quality,
+        h("p.field-error", { hidden: true })),
+      h("div.field", { dataset: { field: "captions" } },
+        h("label.check", {}, captions, " Burn in captions (the spoken word is highlighted)"),
+        h("p.field-error", { hidden: true })),
+      h("details.advanced", {},
+        h("summary", {}, "Advanced"),
+        h("div.row", {},
+          field("seed", "Seed", seed, "Same script + same seed → the same frames."),
+          field("callback_url", "Webhook URL", callback, "Receives video.completed / video.failed."))),
+    ),
+    h("div.submit-row", {}, submit, estimate),
+  );
+
+  view.append(h("div.narrow", {},
+    h("div.page-head", {},
+      h("h1", {}, "Create a video"),
+      h("p.muted", { id: "create-intro" }, "Write a script, pick a presenter and a look. You can watch the video being generated live.")),
+    form,
+  ));
+
+  // ---- behaviour ---------------------------------------------------------------------------
+  function updateCounter() {
+    const n = script.value.length;
+    counter.textContent = `${n.toLocaleString()} / ${SCRIPT_MAX.toLocaleString()}`;
+    counter.classList.toggle("warn", n > SCRIPT_MAX * 0.9);
+    const text = script.value.trim();
+    estimate.textContent = text ? `≈ ${Math.round(estimateSeconds(text, Number(speed.value)))} s of video` : "";
+  }
+  script.addEventListener("input", updateCounter);
+  speed.addEventListener("input", () => {
+    speedOut.textContent = `${Number(speed.value).toFixed(2)}×`;
+    updateCounter();
+  });
+  pitch.addEventListener("input", () => {
+    pitchOut.textContent = `${Number(pitch.value).toFixed(2)}×`;
+  });
+  voice.addEventListener("change", () => {
+    const silent = voice.value === "";
+    speed.disabled = silent;
+    pitch.disabled = silent;
+  });
+
+  function updateBackground() {
+    const t = bgType.value;
+    for (const [k, el] of Object.entries(bgFields)) el.hidden = k !== t;
+    let css = "";
+    if (t === "color") css = bgColor.value;
+    else if (t === "gradient") css = `linear-gradient(${Number(bgAngle.value) || 0}deg, ${bgFrom.value}, ${bgTo.value})`;
+    else {
+      const item = state.backgrounds.find((b) => b.id === bgImage.value);
+      const from = item && /^#[0-9a-f]{6}$/i.test(item.from || "") ? item.from : "#64748b";
+      const to = item && /^#[0-9a-f]{6}$/i.test(item.to || "") ? item.to : "#1e293b";
+      css = `radial-gradient(circle at 50% 40%, ${from}, ${to})`;
+    }
+    bgSwatch.style.background = css;
+    bgSwatch.style.aspectRatio = size.value.replace("x", " / ");
+  }
+  for (const el of [bgType, bgColor, bgFrom, bgTo, bgAngle, bgImage, size]) {
+    el.addEventListener("input", updateBackground);
+    el.addEventListener("change", updateBackground);
+  }
+
+  function renderAvatars() {
+    if (!state.avatars.length) {
+      fill(avatarGrid, h("p.muted", {}, "No avatars available."));
+      return;
+    }
+    fill(avatarGrid, state.avatars.map((a, i) => {
+      const skin = /^#[0-9a-f]{6}$/i.test(a.skin || "") ? a.skin : "#d6a77a";
+      const hair = /^#[0-9a-f]{6}$/i.test(a.hair || "") ? a.hair : "#3b2a20";
+      const cloth = /^#[0-9a-f]{6}$/i.test(a.clothing || "") ? a.clothing : "#334155";
+      const face = h("span.avatar-face", { "aria-hidden": "true", style: { "--skin": skin, "--hair": hair, "--cloth": cloth } },
+        h("span.avatar-hair"), h("span.avatar-head"), h("span.avatar-body"));
+      return h("label.avatar-card", { title: a.description || a.name },
+        h("input", { type: "radio", name: "avatar", value: a.id, checked: i === 0 }),
+        face,
+        h("span.avatar-text", {},
+          h("strong", {}, a.name || a.id),
+          a.description ? h("small", {}, String(a.description).split(":")[0]) : null));
+    }));
+    for (const r of $$("input[name=avatar]", avatarGrid)) r.addEventListener("change", syncExpressions);
+    syncExpressions();
+  }
+
+  function selectedAvatar() {
+    const r = $("input[name=avatar]:checked", avatarGrid);
+    return r ? r.value : "";
+  }
+
+  function syncExpressions() {
+    const a = state.avatars.find((x) => x.id === selectedAvatar());
+    const list = a && Array.isArray(a.expressions) && a.expressions.length ? a.expressions.map(String) : EXPRESSIONS_DEFAULT;
+    const prev = expression.value;
+    fill(expression, list.map((e) => h("option", { value: e }, e[0].toUpperCase() + e.slice(1))));
+    expression.value = list.includes(prev) ? prev : list.includes("friendly") ? "friendly" : list[0];
+  }
+
+  function renderVoices() {
+    fill(voice,
+      state.voices.map((v) => h("option", { value: v.id }, v.name || v.id)),
+      h("option", { value: "" }, "No voice (silent video)"));
+    if (!state.voices.length) voice.value = "";
+  }
+
+  function renderBackgrounds() {
+    if (!state.backgrounds.length) {
+      fill(bgImage, h("option", { value: "" }, "No scenes available"));
+      bgType.querySelector("option[value=image]").disabled = true;
+      return;
+    }
+    fill(bgImage, state.backgrounds.map((b) => h("option", { value: b.id }, b.name || b.id)));
+  }
+
+  async function loadCatalog() {
+    const [avatars, voices, backgrounds] = await Promise.allSettled([
+      api("/api/v1/avatars"), api("/api/v1/voices"), api("/api/v1/backgrounds"),
+    ]);
+    if (disposed) return;
+    const list = (r) => (r.status === "fulfilled" && r.value && Array.isArray(r.value.data) ? r.value.data : []);
+    state.avatars = list(avatars);
+    state.voices = list(voices);
+    state.backgrounds = list(backgrounds);
+    renderAvatars();
+    renderVoices();
+    renderBackgrounds();
+    const failed = [avatars, voices].find((r) => r.status === "rejected");
+    if (failed) showProblem(failed.reason, "Could not load avatars and voices");
+    restore();
+    updateBackground();
+  }
+
+  // ---- request ---------------------------------------------------------------------------
+  function buildRequest() {
+    const [width, height] = size.value.split("x").map(Number);
+    const body = {
+      script: script.value,
+      avatar: { id: selectedAvatar() || undefined, expression: expression.value },
+      voice: voice.value ? { id: voice.value, speed: Number(speed.value), pitch: Number(pitch.value) } : null,
+      dimension: { width, height },
+      fps: Number(fps.value),
+      quality: ($("input[name=quality]:checked", form) || {}).value || "standard",
+      captions: captions.checked,
+    };
+    if (!body.avatar.id) delete body.avatar.id;
+    if (title.value.trim()) body.title = title.value.trim();
+    const t = bgType.value;
+    if (t === "color") body.background = { type: "color", value: bgColor.value };
+    else if (t === "gradient") body.background = { type: "gradient", from: bgFrom.value, to: bgTo.value, angle: Number(bgAngle.value) };
+    else if (bgImage.value) body.background = { type: "image", asset_id: bgImage.value };
+    if (seed.value.trim() !== "") body.seed = Number(seed.value);
+    if (callback.value.trim()) body.callback_url = callback.value.trim();
+    return body;
+  }
+
+  function remember() {
+    remembered = {
+      title: title.value, script: script.value, avatar: selectedAvatar(), expression: expression.value,
+      voice: voice.value, speed: speed.value, pitch: pitch.value, bgType: bgType.value, bgColor: bgColor.value,
+      bgFrom: bgFrom.value, bgTo: bgTo.value, bgAngle: bgAngle.value, bgImage: bgImage.value, size: size.value,
+      fps: fps.value, quality: ($("input[name=quality]:checked", form) || {}).value, captions: captions.checked,
+      seed: seed.value, callback: callback.value,
+    };
+  }
+
+  function restore() {
+    const r = remembered;
+    if (!r) return;
+    title.value = r.title || "";
+    script.value = r.script || "";
+    const av = r.avatar && $(`input[name=avatar][value="${CSS.escape(r.avatar)}"]`, avatarGrid);
+    if (av) {
+      av.checked = true;
+      syncExpressions();
+    }
+    for (const [el, v] of [[expression, r.expression], [voice, r.voice], [speed, r.speed], [pitch, r.pitch], [bgType, r.bgType],
+      [bgColor, r.bgColor], [bgFrom, r.bgFrom], [bgTo, r.bgTo], [bgAngle, r.bgAngle], [bgImage, r.bgImage], [size, r.size],
+      [fps, r.fps], [seed, r.seed], [callback, r.callback]]) {
+      if (v != null) el.value = v;
+    }
+    const q = r.quality && $(`input[name=quality][value="${CSS.escape(r.quality)}"]`, form);
+    if (q) q.checked = true;
+    captions.checked = Boolean(r.captions);
+    speed.dispatchEvent(new Event("input"));
+    pitch.dispatchEvent(new Event("input"));
+    voice.dispatchEvent(new Event("change"));
+    updateCounter();
+  }
+
+  // ---- errors ----------------------------------------------------------------------------
+  function clearErrors() {
+    summary.hidden = true;
+    summary.replaceChildren();
+    for (const f of $$(".field.invalid", form)) f.classList.remove("invalid");
+    for (const e of $$(".field-error", form)) {
+      e.hidden = true;
+      e.textContent = "";
+    }
+    for (const c of $$("[aria-invalid]", form)) c.removeAttribute("aria-invalid");
+  }
+
+  /** The .field for a dotted path: exact match, else the longest matching prefix. */
+  function fieldFor(path) {
+    const fields = $$(".field[data-field]", form);
+    let best = null;
+    let bestLen = -1;
+    for (const f of fields) {
+      const name = f.dataset.field;
+      if (path === name || path.startsWith(`${name}.`) || name.startsWith(`${path}.`)) {
+        const len = path === name ? 1e6 : name.length;
+        if (len > bestLen && f.offsetParent !== null) {
+          best = f;
+          bestLen = len;
+        }
+      }
+    }
+    if (!best && path.startsWith("background")) best = $(".field[data-field='background.type']", form);
+    if (!best && path.startsWith("avatar")) best = $(".field[data-field='avatar.id']", form);
+    if (!best && path.startsWith("voice")) best = $(".field[data-field='voice.id']", form);
+    return best;
+  }
+
+  function showFieldError(path, message) {
+    const f = fieldFor(path);
+    if (!f) return null;
+    f.classList.add("invalid");
+    const err = $(".field-error", f);
+    if (err) {
+      err.textContent = err.textContent ? `${err.textContent} ${message}` : message;
+      err.hidden = false;
+    }
+    const control = $("input:not([type=radio]), select, textarea", f) || $("input", f);
+    if (control) control.setAttribute("aria-invalid", "true");
+    return control;
+  }
+
+  function showProblem(err, heading) {
+    clearErrors();
+    const e = err instanceof ApiError ? err : new ApiError(0, { title: heading || "Something went wrong", detail: String(err && err.message || err) });
+    if (e.errors.some((fe) => /^(seed|callback_url)/.test(fe.field))) $("details.advanced", form).open = true;
+    const items = e.errors.map((fe) => {
+      const control = showFieldError(fe.field, fe.message);
+      const text = [h("code", {}, fe.field || "request"), " ", fe.message];
+      return h("li", {}, control
+        ? h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); control.focus(); } }, text)
+        : text);
+    });
+    let detail = e.detail;
+    if (e.status === 401) detail = detail || "Set your API key (top right) and try again.";
+    if (e.status === 429) detail = `${detail || "Rate limited."}${e.retryAfter ? ` Try again in ${e.retryAfter} s.` : ""}`;
+    fill(summary,
+      h("h2", {}, heading && e.status === 0 ? heading : e.title),
+      detail ? h("p", {}, detail) : null,
+      items.length ? h("ul", {}, items) : null,
+      e.status === 401 ? h("p", {}, h("button.linklike", { type: "button", "data-open-key": true }, "Set API key")) : null);
+    summary.hidden = false;
+    summary.focus();
+  }
+
+  let idempotencyKey = null;
+  let lastBody = null;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors();
+    if (!script.value.trim()) {
+      showProblem(new ApiError(422, { title: "Your video needs a script", errors: [{ field: "script", message: "Write what the presenter should say (1–5000 characters)." }] }));
+      script.focus();
+      return;
+    }
+    const body = buildRequest();
+    const json = JSON.stringify(body);
+    // A retry of the very same request (e.g. after a network error) reuses its key, so a
+    // double submit never queues the video twice.
+    if (json !== lastBody) {
+      idempotencyKey = uuid();
+      lastBody = json;
+    }
+    remember();
+    submit.disabled = true;
+    submit.classList.add("busy");
+    submit.textContent = "Queuing…";
+    try {
+      const video = await api("/api/v1/videos", { method: "POST", body: json, headers: { "Idempotency-Key": idempotencyKey } });
+      if (disposed) return;
+      lastBody = null;
+      if (video && video.id) {
+        // Keep the look for the next video, not the words.
+        script.value = "";
+        title.value = "";
+        seed.value = "";
+        watchHandoff.set(video.id, video);
+        location.hash = `#/watch/${encodeURIComponent(video.id)}`;
+      } else {
+        showProblem(new ApiError(0, { title: "Unexpected answer", detail: "The server accepted the request but sent no video id." }));
+      }
+    } catch (e) {
+      if (!disposed) showProblem(e, "Could not queue the video");
+    } finally {
+      submit.disabled = false;
+      submit.classList.remove("busy");
+      submit.textContent = "Generate video";
+    }
+  });
+
+  updateCounter();
+  updateBackground();
+  loadCatalog();
+  return () => {
+    disposed = true;
+    remember();
+  };
+}
+
+/** Video objects just created, so the watch page can render before its first fetch. */
+export const watchHandoff = new Map();
