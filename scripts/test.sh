@@ -9,6 +9,11 @@ bash scripts/services.sh
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/reelgen/target}"
 mkdir -p "$CARGO_TARGET_DIR"
+# The browser test drives Debian's Chromium with playwright-core (no bundled browser).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm ci --silent --no-audit --no-fund)
+fi
+
 export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
 if cargo nextest --version >/dev/null 2>&1; then

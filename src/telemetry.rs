@@ -216,6 +216,14 @@ impl Metrics {
             m.stage_duration_seconds
                 .with_label_values(&[stage.as_str()]);
         }
+        for actor in [
+            "rate_limiter",
+            "cache_manager",
+            "resource_monitor",
+            "health_checker",
+        ] {
+            m.actor_restarts_total.with_label_values(&[actor]);
+        }
         for kind in ["select", "insert", "update", "delete", "other"] {
             m.db_statement_duration_seconds.with_label_values(&[kind]);
         }

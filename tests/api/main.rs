@@ -2,11 +2,13 @@
 
 mod helpers;
 
+mod browser;
 mod cli;
 mod generate;
 mod hostile;
 mod ops;
 mod performance;
+mod prometheus;
 mod tenancy;
 mod videos;
 mod worker;

@@ -20,7 +20,7 @@ async fn worker_app() -> TestApp {
     .await
 }
 
-async fn wait_for(
+pub(crate) async fn wait_for(
     app: &TestApp,
     id: &str,
     timeout: Duration,
