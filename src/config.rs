@@ -88,6 +88,10 @@ pub struct Config {
     pub bench_routes: bool,
     /// Run the job dispatcher inside `serve` (off for an API-only replica).
     pub embedded_worker: bool,
+    /// Let webhooks reach loopback and private addresses (off: SSRF protection).
+    pub webhook_allow_private: bool,
+    /// First webhook retry delay; doubles per attempt.
+    pub webhook_retry_base: Duration,
     /// Alert rules: the defaults, with this JSON array's rules replacing or adding.
     pub alert_rules: Vec<crate::analytics::alerts::RuleSpec>,
     /// How long a firing alert's value must stay clear before it resolves.
@@ -150,6 +154,8 @@ settings! {
     max_body_bytes => "MAX_BODY_BYTES": "Largest request body in bytes",
     static_dir => "STATIC_DIR": "Directory of the browser app",
     embedded_worker => "EMBEDDED_WORKER": "Render videos inside serve (true/false)",
+    webhook_allow_private => "WEBHOOK_ALLOW_PRIVATE": "Let webhooks reach loopback/private addresses (true/false)",
+    webhook_retry_base => "WEBHOOK_RETRY_BASE": "Seconds before the first webhook retry (doubles per attempt)",
     alert_rules => "ALERT_RULES": "JSON array of alert rules replacing or adding to the defaults",
     alert_clear_for => "ALERT_CLEAR_FOR": "Seconds a firing alert must stay clear to resolve",
 }
@@ -438,6 +444,13 @@ impl Config {
             })?,
             bench_routes: false,
             embedded_worker: setting(src, "EMBEDDED_WORKER", true, boolean)?,
+            webhook_allow_private: setting(src, "WEBHOOK_ALLOW_PRIVATE", false, boolean)?,
+            webhook_retry_base: setting(
+                src,
+                "WEBHOOK_RETRY_BASE",
+                Duration::from_secs(10),
+                seconds(0.05, 3600.0),
+            )?,
             alert_rules: setting(
                 src,
                 "ALERT_RULES",

@@ -24,6 +24,7 @@ pub mod media;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -156,6 +157,22 @@ impl Application {
                 )
             })
         };
+        {
+            let sender = webhooks::SenderConfig {
+                secret: config.webhook_secret.clone(),
+                allow_private: config.webhook_allow_private,
+                retry_base: config.webhook_retry_base,
+            };
+            let (db, analytics, metrics) = (db.clone(), analytics.clone(), metrics.clone());
+            actix::Supervisor::start(move |_| {
+                webhooks::WebhookSender::new(
+                    db.clone(),
+                    sender.clone(),
+                    analytics.clone(),
+                    metrics.clone(),
+                )
+            });
+        }
         let hub = events::Hub::default();
         let dispatcher = if config.embedded_worker {
             start_worker(

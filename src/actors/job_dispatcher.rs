@@ -29,6 +29,11 @@ use crate::store::db::{self, Db};
 use crate::store::files::Files;
 use crate::telemetry::Metrics;
 
+/// The body of a webhook: `{"event", "video"}` with the video as the API shows it.
+fn webhook_payload(event: &str, model: entity::video::Model) -> String {
+    serde_json::json!({"event": event, "video": VideoView::from_model(model, None)}).to_string()
+}
+
 /// A video interrupted this many times fails instead of being retried again.
 pub const MAX_ATTEMPTS: i32 = 3;
 const PROGRESS_WRITE_EVERY: Duration = Duration::from_secs(1);
@@ -116,7 +121,8 @@ impl JobDispatcher {
                 actix::spawn(async move {
                     let message = format!("stored parameters are unreadable: {e}");
                     if let Err(err) =
-                        with_retries(|| db::fail_video(&db, id, "invalid_params", &message)).await
+                        with_retries(|| db::fail_video(&db, id, "invalid_params", &message, None))
+                            .await
                     {
                         tracing::error!(%id, error = %err, "could not record failure");
                     }
@@ -133,6 +139,7 @@ impl JobDispatcher {
         };
         // A crashed earlier attempt may have left its temporary file.
         self.files.remove_partials(id);
+        let callback_url = params.callback_url.clone();
         let spec = JobSpec {
             params,
             output: self.files.video_file(id),
@@ -177,9 +184,14 @@ impl JobDispatcher {
         let files = self.files.clone();
         let metrics = self.metrics.clone();
         let analytics = self.analytics.clone();
+        let callback = callback_url;
         let fps =
             f64::from(serde_json::from_value::<VideoParams>(video.params).map_or(30, |p| p.fps));
         let job = async move {
+            let webhook = callback.as_deref().map(|url| db::WebhookRequest {
+                url,
+                payload: &webhook_payload,
+            });
             let mut join = tokio::task::spawn_blocking(move || handle.join());
             let mut last_write = Instant::now() - PROGRESS_WRITE_EVERY;
             let result = loop {
@@ -246,7 +258,14 @@ impl JobDispatcher {
                     let size = i64::try_from(outcome.size_bytes).unwrap_or(i64::MAX);
                     let frames = outcome.frames as i64;
                     match with_retries(|| {
-                        db::complete_video(&db, id, frames, outcome.duration_s, size)
+                        db::complete_video(
+                            &db,
+                            id,
+                            frames,
+                            outcome.duration_s,
+                            size,
+                            webhook.as_ref(),
+                        )
                     })
                     .await
                     {
@@ -284,8 +303,10 @@ impl JobDispatcher {
                     tracing::warn!(%id, error = %e, "rendering failed");
                     let _ = files.remove_video(id).await;
                     let message = e.to_string();
-                    if let Err(err) =
-                        with_retries(|| db::fail_video(&db, id, e.code(), &message)).await
+                    if let Err(err) = with_retries(|| {
+                        db::fail_video(&db, id, e.code(), &message, webhook.as_ref())
+                    })
+                    .await
                     {
                         tracing::error!(%id, error = %err, "could not record failure");
                     }

@@ -35,6 +35,7 @@ routes! {
     "HEAD" "/api/v1/videos/{id}/file",
     "GET" "/api/v1/videos/{id}/thumbnail",
     "GET" "/api/v1/videos/{id}/ws",
+    "GET" "/api/v1/videos/{id}/deliveries",
     "GET" "/api/v1/avatars",
     "GET" "/api/v1/voices",
     "GET" "/api/v1/backgrounds",
@@ -62,7 +63,7 @@ routes! {
     info(title = "reelgen", description = "Self-hosted AI avatar video generation: submit a script, watch it render, download the MP4."),
     paths(
         videos::create, videos::list, videos::batch, videos::get, videos::delete, videos::cancel,
-        videos::file, videos::thumbnail, live::ws,
+        videos::file, videos::thumbnail, videos::deliveries, live::ws,
         catalog::avatars, catalog::voices, catalog::backgrounds,
         ops::health, ops::live, ops::ready, ops::metrics, openapi_json, docs, index,
         performance::metrics, performance::stats, performance::bottlenecks,
@@ -142,6 +143,7 @@ pub fn configure(
         )
         .service(web::resource("/videos/{id}/thumbnail").route(web::get().to(videos::thumbnail)))
         .service(web::resource("/videos/{id}/ws").route(web::get().to(live::ws)))
+        .service(web::resource("/videos/{id}/deliveries").route(web::get().to(videos::deliveries)))
         .service(web::resource("/avatars").route(web::get().to(catalog::avatars)))
         .service(web::resource("/voices").route(web::get().to(catalog::voices)))
         .service(web::resource("/backgrounds").route(web::get().to(catalog::backgrounds)))

@@ -672,6 +672,46 @@ pub async fn thumbnail(
     Ok(f.into_response(&req))
 }
 
+/// Webhook deliveries of a video
+///
+/// Each delivery of `video.completed` / `video.failed` to the video's `callback_url`: its
+/// status (`pending`, `delivered`, `failed`), attempts, next attempt, last HTTP status or
+/// error, and the log of every attempt.
+#[utoipa::path(get, path = "/api/v1/videos/{id}/deliveries", tag = "videos",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "deliveries", content_type = "application/json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn deliveries(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if db::get_video(&state.db, &who.tenant, id).await?.is_none() {
+        return Err(ApiError::NotFound("video"));
+    }
+    let rows = db::list_webhooks(&state.db, &who.tenant, id).await?;
+    let data: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|d| {
+            serde_json::json!({
+                "id": d.id,
+                "event": d.event,
+                "url": d.url,
+                "status": d.status,
+                "attempts": d.attempts,
+                "next_attempt_at": (d.status == "pending").then_some(d.next_attempt_at),
+                "last_status_code": d.last_status_code,
+                "last_error": d.last_error,
+                "created_at": d.created_at,
+                "delivered_at": d.delivered_at,
+                "log": serde_json::from_str::<serde_json::Value>(&d.log).unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({"data": data})))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -523,8 +523,10 @@ pub async fn complete_video(
     frames: i64,
     duration_s: f64,
     size_bytes: i64,
+    webhook: Option<&WebhookRequest<'_>>,
 ) -> Result<bool, StoreError> {
     let now = now();
+    let txn = db.begin().await?;
     let res = video::Entity::update_many()
         .col_expr(
             video::Column::Status,
@@ -539,15 +541,146 @@ pub async fn complete_video(
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
         .filter(video::Column::Id.eq(id))
         .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(res.rows_affected > 0)
+    let done = res.rows_affected > 0;
+    if done && let Some(w) = webhook {
+        enqueue_webhook(&txn, id, w, "video.completed").await?;
+    }
+    txn.commit().await?;
+    Ok(done)
+}
+
+/// A webhook to enqueue with a terminal state: the URL and the payload made from the
+/// video's final row.
+pub struct WebhookRequest<'a> {
+    pub url: &'a str,
+    pub payload: &'a (dyn Fn(&str, video::Model) -> String + Send + Sync),
+}
+
+async fn enqueue_webhook(
+    txn: &sea_orm::DatabaseTransaction,
+    id: Uuid,
+    w: &WebhookRequest<'_>,
+    event: &str,
+) -> Result<(), StoreError> {
+    use entity::webhook_delivery;
+    let Some(v) = video::Entity::find_by_id(id).one(txn).await? else {
+        return Ok(());
+    };
+    let now = now();
+    let tenant = v.tenant.clone();
+    let payload = (w.payload)(event, v);
+    webhook_delivery::Entity::insert(webhook_delivery::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        video_id: Set(id),
+        tenant: Set(tenant),
+        event: Set(event.to_string()),
+        url: Set(w.url.to_string()),
+        payload: Set(payload),
+        status: Set("pending".into()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        last_status_code: Set(None),
+        last_error: Set(None),
+        log: Set("[]".into()),
+        created_at: Set(now),
+        delivered_at: Set(None),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// Pending deliveries whose time has come, oldest first.
+pub async fn due_webhooks(
+    db: &Db,
+    limit: u64,
+) -> Result<Vec<entity::webhook_delivery::Model>, StoreError> {
+    use entity::webhook_delivery;
+    Ok(webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::Status.eq("pending"))
+        .filter(webhook_delivery::Column::NextAttemptAt.lte(now()))
+        .order_by_asc(webhook_delivery::Column::NextAttemptAt)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Records one attempt: delivered on success, else retried after `retry_in`, or failed for
+/// good after `max_attempts`.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_webhook_attempt(
+    db: &Db,
+    id: Uuid,
+    attempts: i32,
+    status_code: Option<i32>,
+    error: Option<&str>,
+    took: Duration,
+    retry_in: Duration,
+    max_attempts: i32,
+) -> Result<(), StoreError> {
+    use entity::webhook_delivery;
+    let Some(row) = webhook_delivery::Entity::find_by_id(id).one(db).await? else {
+        return Ok(());
+    };
+    let now = now();
+    let mut log: Vec<serde_json::Value> = serde_json::from_str(&row.log).unwrap_or_default();
+    log.push(serde_json::json!({
+        "attempt": attempts,
+        "at": now,
+        "status_code": status_code,
+        "error": error,
+        "ms": (took.as_secs_f64() * 1e4).round() / 10.0,
+    }));
+    let mut m: webhook_delivery::ActiveModel = row.into();
+    m.attempts = Set(attempts);
+    m.last_status_code = Set(status_code);
+    m.last_error = Set(error.map(str::to_string));
+    m.log = Set(serde_json::Value::Array(log).to_string());
+    match error {
+        None => {
+            m.status = Set("delivered".into());
+            m.delivered_at = Set(Some(now));
+        }
+        Some(_) if attempts >= max_attempts => m.status = Set("failed".into()),
+        Some(_) => {
+            m.next_attempt_at =
+                Set(now
+                    + chrono::Duration::from_std(retry_in)
+                        .unwrap_or(chrono::Duration::minutes(30)));
+        }
+    }
+    m.update(db).await?;
+    Ok(())
+}
+
+/// A video's deliveries (tenant-scoped), newest first.
+pub async fn list_webhooks(
+    db: &Db,
+    tenant: &str,
+    video_id: Uuid,
+) -> Result<Vec<entity::webhook_delivery::Model>, StoreError> {
+    use entity::webhook_delivery;
+    Ok(webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::Tenant.eq(tenant))
+        .filter(webhook_delivery::Column::VideoId.eq(video_id))
+        .order_by_desc(webhook_delivery::Column::CreatedAt)
+        .all(db)
+        .await?)
 }
 
 /// Marks a rendering video failed with a stable code and a message a user can act on.
-pub async fn fail_video(db: &Db, id: Uuid, code: &str, message: &str) -> Result<(), StoreError> {
+pub async fn fail_video(
+    db: &Db,
+    id: Uuid,
+    code: &str,
+    message: &str,
+    webhook: Option<&WebhookRequest<'_>>,
+) -> Result<(), StoreError> {
     let now = now();
-    video::Entity::update_many()
+    let txn = db.begin().await?;
+    let res = video::Entity::update_many()
         .col_expr(
             video::Column::Status,
             Expr::value(VideoStatus::Failed.as_str()),
@@ -564,8 +697,14 @@ pub async fn fail_video(db: &Db, id: Uuid, code: &str, message: &str) -> Result<
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
         .filter(video::Column::Id.eq(id))
         .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
-        .exec(db)
+        .exec(&txn)
         .await?;
+    if res.rows_affected > 0
+        && let Some(w) = webhook
+    {
+        enqueue_webhook(&txn, id, w, "video.failed").await?;
+    }
+    txn.commit().await?;
     Ok(())
 }
 

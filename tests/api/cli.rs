@@ -231,3 +231,89 @@ async fn kill_9_mid_render_loses_nothing_and_the_video_completes_after_restart()
         "the crashed run's temporary file is cleaned up: {leftovers:?}"
     );
 }
+
+fn serve_with_webhooks(dir: &std::path::Path, port: u16) -> std::process::Child {
+    reelgen(dir)
+        .env("PORT", port.to_string())
+        .env("WEBHOOK_SECRET", "restart-secret")
+        .env("WEBHOOK_ALLOW_PRIVATE", "true")
+        .env("WEBHOOK_RETRY_BASE", "0.3")
+        .arg("serve")
+        .spawn()
+        .expect("spawn server")
+}
+
+async fn first_delivery(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    let body: Value = client
+        .get(format!("{base}/api/v1/videos/{id}/deliveries"))
+        .send()
+        .await
+        .expect("deliveries")
+        .json()
+        .await
+        .expect("json");
+    body["data"][0].clone()
+}
+
+#[actix_web::test]
+async fn a_pending_webhook_survives_kill_9_and_is_delivered_after_restart() {
+    let dir = temp_dir();
+    let (port, hook_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut server = serve_with_webhooks(&dir, port);
+    wait_ready(&client, &base).await;
+    let v: Value = client
+        .post(format!("{base}/api/v1/videos"))
+        .json(
+            &json!({"script": "Deliver me.", "dimension": {"width": 480, "height": 270}, "fps": 24,
+            "quality": "draft", "callback_url": format!("http://127.0.0.1:{hook_port}/hook")}),
+        )
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = v["id"].as_str().expect("id").to_string();
+    // Nobody listens yet: wait for a failed attempt to be recorded.
+    let mut d = Value::Null;
+    for _ in 0..1200 {
+        d = first_delivery(&client, &base, &id).await;
+        if d["attempts"].as_i64().unwrap_or(0) >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(d["status"], "pending", "{d}");
+    assert!(d["last_error"].as_str().is_some(), "{d}");
+    server.kill().expect("kill -9");
+    let _ = server.wait();
+
+    let (_, got, handle) = crate::webhooks::receiver(hook_port, 0);
+    let mut server = serve_with_webhooks(&dir, port);
+    wait_ready(&client, &base).await;
+    for _ in 0..400 {
+        d = first_delivery(&client, &base, &id).await;
+        if d["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    handle.stop(true).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(d["status"], "delivered", "{d}");
+    assert!(d["attempts"].as_i64().unwrap_or(0) >= 2, "{d}");
+    let all = got.all();
+    assert_eq!(all.len(), 1);
+    let (sig, body) = &all[0];
+    assert!(crate::webhooks::verify(
+        "restart-secret",
+        sig.as_deref().expect("signed"),
+        body
+    ));
+    let payload: Value = serde_json::from_str(body).expect("json");
+    assert_eq!(payload["video"]["id"], id.as_str());
+}

@@ -11,6 +11,7 @@ mod performance;
 mod prometheus;
 mod tenancy;
 mod videos;
+mod webhooks;
 mod worker;
 
 /// Runs an async test body against both backends: `name::sqlite` and `name::postgres`.

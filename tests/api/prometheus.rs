@@ -103,7 +103,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let mut in_braces = false;
     let mut token = String::new();
-    let mut flush = |token: &mut String, names: &mut BTreeSet<String>| {
+    let flush = |token: &mut String, names: &mut BTreeSet<String>| {
         if ["reelgen_", "http_", "process_"]
             .iter()
             .any(|p| token.starts_with(p))
