@@ -29,6 +29,8 @@ pub enum VideoEvent {
         progress: f64,
         fps: f64,
         eta_s: f64,
+        /// When the server emitted it (unix ms): lets a client measure its own lag.
+        emitted_at_ms: i64,
     },
     Completed {
         video: Value,

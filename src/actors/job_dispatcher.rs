@@ -211,6 +211,7 @@ impl JobDispatcher {
                             progress: p.frames_done as f64 / p.frames_total as f64,
                             fps: p.fps,
                             eta_s: p.eta_s,
+                            emitted_at_ms: chrono::Utc::now().timestamp_millis(),
                         },
                     );
                     if last_write.elapsed() >= PROGRESS_WRITE_EVERY {

@@ -56,6 +56,7 @@ routes! {
     "GET" "/openapi.json",
     "GET" "/docs",
     "GET" "/",
+    "HEAD" "/",
 }
 
 #[derive(OpenApi)]
@@ -175,7 +176,11 @@ pub fn configure(
             utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
                 .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
         )
-        .service(web::resource("/").route(web::get().to(index)))
+        .service(
+            web::resource("/")
+                .route(web::get().to(index))
+                .route(web::head().to(index)),
+        )
         .service(actix_files::Files::new("/static", static_dir).prefer_utf8(true));
 }
 

@@ -1,0 +1,321 @@
+//! Live-path benchmark against the real release binary (`cargo bench --bench live`):
+//!
+//! 1. memory per idle WebSocket subscriber (1,000 on one video, API-only server);
+//! 2. 1,000 subscribers on one rendering 720p video: delay from the server's emission of a
+//!    `progress` event (`emitted_at_ms`) to its receipt, p50/p99/max;
+//! 3. time from `POST /api/v1/videos` to the first live-preview media fragment (720p);
+//! 4. throughput of 4 concurrent 720p jobs against one job, and the server's peak RSS;
+//! 5. a batch of 10 short videos through `/videos/batch` with `MAX_CONCURRENT_JOBS=4` against
+//!    the same 10 one at a time.
+//!
+//! Needs `ulimit -n` ≥ 4096 (scripts/bench.sh sets it). Prints one line per figure.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const SUBSCRIBERS: usize = 1000;
+
+struct Server {
+    child: Child,
+    base: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Server {
+    fn rss_kib(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+async fn start(env: &[(&str, &str)]) -> Server {
+    let dir = std::env::temp_dir().join(format!("reelgen-bench-{}", uuid::Uuid::new_v4()));
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelgen"));
+    cmd.arg("serve")
+        .env("DATA_DIR", &dir)
+        .env("PORT", port.to_string())
+        .env("RATE_LIMIT_PER_MINUTE", "1000000")
+        .env("MAX_CONCURRENT_REQUESTS", "8192")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn reelgen");
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        dir,
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        if client
+            .get(format!("{}/health/ready", server.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not become ready");
+}
+
+async fn create(client: &reqwest::Client, base: &str, body: Value) -> String {
+    let v: Value = client
+        .post(format!("{base}/api/v1/videos"))
+        .json(&body)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    v["id"].as_str().expect("id").to_string()
+}
+
+async fn get(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    client
+        .get(format!("{base}/api/v1/videos/{id}"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn wait_status(client: &reqwest::Client, base: &str, id: &str, want: &[&str]) -> Value {
+    loop {
+        let v = get(client, base, id).await;
+        if want.iter().any(|w| v["status"] == *w) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn script(seconds: usize) -> String {
+    // ~2.6 words per second of speech.
+    "Our product turns a written script into a presenter who speaks it clearly. "
+        .repeat(seconds.div_ceil(5).max(1))
+}
+
+fn video_720p(seconds: usize) -> Value {
+    json!({"script": script(seconds), "dimension": {"width": 1280, "height": 720}, "fps": 30, "quality": "draft"})
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect_many(base: &str, id: &str, n: usize) -> Vec<Ws> {
+    let url = format!("{}/api/v1/videos/{id}/ws", base.replace("http://", "ws://"));
+    let mut out = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let conns = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|_| tokio_tungstenite::connect_async(url.clone())),
+        )
+        .await;
+        for c in conns {
+            let (mut ws, _) = c.expect("websocket");
+            // The snapshot.
+            let _ = ws.next().await;
+            out.push(ws);
+        }
+    }
+    out
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let client = reqwest::Client::new();
+
+    // 1. Idle subscriber memory: API-only server, a queued video, 1,000 sockets.
+    {
+        let s = start(&[("EMBEDDED_WORKER", "false")]).await;
+        let id = create(&client, &s.base, json!({"script": "Idle."})).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = s.rss_kib("VmRSS:");
+        let socks = connect_many(&s.base, &id, SUBSCRIBERS).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = s.rss_kib("VmRSS:");
+        println!(
+            "idle subscribers: {} connected; server RSS {:.1} → {:.1} MiB; {:.1} KiB per idle subscriber",
+            socks.len(),
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            after.saturating_sub(before) as f64 / SUBSCRIBERS as f64
+        );
+        drop(socks);
+    }
+
+    let s = start(&[("EMBEDDED_WORKER", "true"), ("MAX_CONCURRENT_JOBS", "4")]).await;
+
+    // 3. First preview fragment of a 720p video, from submission.
+    {
+        let t0 = Instant::now();
+        let id = create(&client, &s.base, video_720p(20)).await;
+        let url = format!(
+            "{}/api/v1/videos/{id}/ws?preview=mse",
+            s.base.replace("http://", "ws://")
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+        let mut binaries = 0;
+        let mut first_fragment = None;
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Binary(b) => {
+                    binaries += 1;
+                    if b.len() > 8 && &b[4..8] == b"moof" {
+                        first_fragment = Some(t0.elapsed());
+                        break;
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        println!(
+            "first preview fragment (1280x720 draft): {:.2} s after POST ({} binary frames)",
+            first_fragment.map_or(f64::NAN, |d| d.as_secs_f64()),
+            binaries
+        );
+        wait_status(&client, &s.base, &id, &["completed", "failed"]).await;
+    }
+
+    // 2. 1,000 subscribers on one rendering video: emission → receipt.
+    {
+        let id = create(&client, &s.base, video_720p(60)).await;
+        let socks = connect_many(&s.base, &id, SUBSCRIBERS).await;
+        let readers = socks.into_iter().map(|mut ws| {
+            tokio::spawn(async move {
+                let mut delays = Vec::new();
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Text(t) = msg {
+                        let now = chrono::Utc::now().timestamp_millis();
+                        let v: Value = serde_json::from_str(&t).unwrap_or_default();
+                        if let Some(at) = v["emitted_at_ms"].as_i64() {
+                            delays.push((now - at) as f64);
+                        }
+                        if matches!(
+                            v["type"].as_str(),
+                            Some("completed" | "failed" | "cancelled")
+                        ) {
+                            break;
+                        }
+                    }
+                }
+                delays
+            })
+        });
+        let all = futures_util::future::join_all(readers).await;
+        let mut delays: Vec<f64> = all.into_iter().flatten().flatten().collect();
+        delays.sort_by(f64::total_cmp);
+        let v = get(&client, &s.base, &id).await;
+        println!(
+            "{SUBSCRIBERS} subscribers on one rendering 720p video: {} progress receipts, delay p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (status {})",
+            delays.len(),
+            pct(&delays, 0.5),
+            pct(&delays, 0.99),
+            delays.last().copied().unwrap_or(f64::NAN),
+            v["status"]
+        );
+    }
+
+    // 4. One 720p job, then four at once.
+    {
+        let t = Instant::now();
+        let id = create(&client, &s.base, video_720p(10)).await;
+        let v = wait_status(&client, &s.base, &id, &["completed", "failed"]).await;
+        let one_frames = v["frames_total"].as_f64().unwrap_or(0.0);
+        let one_fps = one_frames / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            ids.push(create(&client, &s.base, video_720p(10)).await);
+        }
+        let mut frames = 0.0;
+        for id in &ids {
+            let v = wait_status(&client, &s.base, id, &["completed", "failed"]).await;
+            frames += v["frames_total"].as_f64().unwrap_or(0.0);
+        }
+        let four_fps = frames / t.elapsed().as_secs_f64();
+        println!(
+            "720p draft jobs: one alone {one_fps:.1} frames/s; four concurrent {four_fps:.1} frames/s in all ({:.2}x); server peak RSS {:.1} MiB",
+            four_fps / one_fps,
+            s.rss_kib("VmHWM:") as f64 / 1024.0
+        );
+    }
+    drop(s);
+
+    // 5. Batch of 10 short videos (concurrency 4) against the same 10 one at a time.
+    {
+        let body = |i: usize| {
+            json!({"script": format!("Batch item {i}. A short clip for the batch report."),
+                   "dimension": {"width": 640, "height": 360}, "fps": 24, "quality": "draft"})
+        };
+        let s1 = start(&[("EMBEDDED_WORKER", "true"), ("MAX_CONCURRENT_JOBS", "1")]).await;
+        let t = Instant::now();
+        for i in 0..10 {
+            let id = create(&client, &s1.base, body(i)).await;
+            wait_status(&client, &s1.base, &id, &["completed", "failed"]).await;
+        }
+        let sequential = t.elapsed().as_secs_f64();
+        drop(s1);
+        let s4 = start(&[("EMBEDDED_WORKER", "true"), ("MAX_CONCURRENT_JOBS", "4")]).await;
+        let t = Instant::now();
+        let res: Value = client
+            .post(format!("{}/api/v1/videos/batch", s4.base))
+            .json(&json!({"videos": (0..10).map(body).collect::<Vec<_>>()}))
+            .send()
+            .await
+            .expect("batch")
+            .json()
+            .await
+            .expect("json");
+        for v in res["data"].as_array().expect("data") {
+            let id = v["id"].as_str().expect("id");
+            wait_status(&client, &s4.base, id, &["completed", "failed"]).await;
+        }
+        let batched = t.elapsed().as_secs_f64();
+        println!(
+            "batch of 10 (640x360 draft): one at a time {sequential:.1} s; batch endpoint with MAX_CONCURRENT_JOBS=4 {batched:.1} s ({:.2}x)",
+            sequential / batched
+        );
+    }
+}
