@@ -95,6 +95,19 @@ async fn deliveries(app: &TestApp, id: &str) -> Vec<Value> {
     body["data"].as_array().cloned().unwrap_or_default()
 }
 
+/// Renders a short video whose callback is the local receiver on `port`; returns its id.
+async fn render_with_callback(app: &TestApp, port: u16) -> String {
+    let v = app
+        .create_video(short_video(&format!("http://127.0.0.1:{port}/hook")))
+        .await;
+    let id = v["id"].as_str().expect("id").to_string();
+    wait_for(app, &id, Duration::from_secs(120), |v| {
+        v["status"] == "completed"
+    })
+    .await;
+    id
+}
+
 fn short_video(callback: &str) -> Value {
     json!({"script": "Hooked.", "dimension": {"width": 640, "height": 360}, "fps": 24,
            "quality": "draft", "callback_url": callback})
@@ -113,14 +126,7 @@ async fn a_signed_delivery_is_retried_after_a_500_and_logged() {
         ],
     )
     .await;
-    let v = app
-        .create_video(short_video(&format!("http://127.0.0.1:{port}/hook")))
-        .await;
-    let id = v["id"].as_str().expect("id").to_string();
-    wait_for(&app, &id, Duration::from_secs(120), |v| {
-        v["status"] == "completed"
-    })
-    .await;
+    let id = render_with_callback(&app, port).await;
 
     let deadline = Instant::now() + Duration::from_secs(15);
     while got.all().len() < 2 {
@@ -179,14 +185,7 @@ async fn private_targets_are_refused_unless_allowed() {
         &[("EMBEDDED_WORKER", "true"), ("WEBHOOK_RETRY_BASE", "0.2")],
     )
     .await;
-    let v = app
-        .create_video(short_video(&format!("http://127.0.0.1:{port}/hook")))
-        .await;
-    let id = v["id"].as_str().expect("id").to_string();
-    wait_for(&app, &id, Duration::from_secs(120), |v| {
-        v["status"] == "completed"
-    })
-    .await;
+    let id = render_with_callback(&app, port).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let d = loop {
         let list = deliveries(&app, &id).await;
