@@ -39,6 +39,17 @@ pub enum OptimizationLevel {
     Aggressive,
 }
 
+impl OptimizationLevel {
+    /// Frames per GPU submission when `BATCH_SIZE_AUTO_TUNE=false`.
+    pub fn batch_size(self) -> usize {
+        match self {
+            Self::Conservative => 1,
+            Self::Balanced => 4,
+            Self::Aggressive => 8,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
     /// No key needed; everyone shares the tenant [`OPEN_TENANT`], rate limited per client IP.

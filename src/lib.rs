@@ -296,7 +296,14 @@ async fn start_worker(
 ) -> Option<actix::Addr<actors::job_dispatcher::JobDispatcher>> {
     use actors::health_checker::{RegisterCheck, StaticCheck};
     let cat = catalog.clone();
-    let generator = tokio::task::spawn_blocking(move || generate::Generator::new(cat))
+    let options = generate::GeneratorOptions {
+        gpu_memory_fraction: config.gpu_memory_fraction,
+        model_cache_size: config.model_cache_size,
+        batch_size_auto_tune: config.batch_size_auto_tune,
+        batch_size: config.optimization_level.batch_size(),
+        busy_ns: analytics.gpu_busy_counter(),
+    };
+    let generator = tokio::task::spawn_blocking(move || generate::Generator::with_options(cat, options))
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()));
@@ -332,7 +339,8 @@ async fn start_worker(
                 metrics.clone(),
                 hub.clone(),
             );
-            let g = Arc::new(g.with_busy_counter(analytics.gpu_busy_counter()));
+            analytics.set_scheduler(g.scheduler().stats().clone());
+            let g = Arc::new(g);
             let jobs = config.max_concurrent_jobs;
             let analytics = analytics.clone();
             Some(actix::Supervisor::start(move |_| {

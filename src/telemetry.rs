@@ -30,6 +30,11 @@ pub struct Metrics {
     pub process_cpu_percent: prometheus::Gauge,
     pub stage_duration_seconds: HistogramVec,
     pub gpu_utilization_ratio: prometheus::Gauge,
+    pub gpu_batch_efficiency_ratio: prometheus::Gauge,
+    pub gpu_frames_per_submission: prometheus::Gauge,
+    pub gpu_batch_size: IntGauge,
+    pub model_cache_hits_total: IntGauge,
+    pub model_cache_misses_total: IntGauge,
     pub memory_limit_bytes: IntGauge,
     pub disk_free_bytes: IntGauge,
     pub disk_total_bytes: IntGauge,
@@ -142,6 +147,26 @@ impl Metrics {
                 "reelgen_gpu_utilization_ratio",
                 "Share of wall time the renderer kept the GPU busy, last second",
             )?,
+            gpu_batch_efficiency_ratio: prometheus::Gauge::new(
+                "reelgen_gpu_batch_efficiency_ratio",
+                "Frames per GPU submission against what the running jobs could have filled",
+            )?,
+            gpu_frames_per_submission: prometheus::Gauge::new(
+                "reelgen_gpu_frames_per_submission",
+                "Mean frames the GPU scheduler put in one submission, all jobs together",
+            )?,
+            gpu_batch_size: IntGauge::new(
+                "reelgen_gpu_batch_size",
+                "Frames per job batch the GPU scheduler uses now (auto-tuned or configured)",
+            )?,
+            model_cache_hits_total: IntGauge::new(
+                "reelgen_model_cache_hits_total",
+                "Jobs whose avatar layers were already resident in the GPU model cache",
+            )?,
+            model_cache_misses_total: IntGauge::new(
+                "reelgen_model_cache_misses_total",
+                "Jobs whose avatar layers had to be rendered into the GPU model cache",
+            )?,
             memory_limit_bytes: IntGauge::new(
                 "reelgen_memory_limit_bytes",
                 "MEMORY_LIMIT_MB in bytes",
@@ -199,6 +224,11 @@ impl Metrics {
         r.register(Box::new(m.process_cpu_percent.clone()))?;
         r.register(Box::new(m.stage_duration_seconds.clone()))?;
         r.register(Box::new(m.gpu_utilization_ratio.clone()))?;
+        r.register(Box::new(m.gpu_batch_efficiency_ratio.clone()))?;
+        r.register(Box::new(m.gpu_frames_per_submission.clone()))?;
+        r.register(Box::new(m.gpu_batch_size.clone()))?;
+        r.register(Box::new(m.model_cache_hits_total.clone()))?;
+        r.register(Box::new(m.model_cache_misses_total.clone()))?;
         r.register(Box::new(m.memory_limit_bytes.clone()))?;
         r.register(Box::new(m.disk_free_bytes.clone()))?;
         r.register(Box::new(m.disk_total_bytes.clone()))?;

@@ -77,6 +77,10 @@ pub struct AnalyticsHub {
     pub analytics: Analytics,
     pub view: Arc<RwLock<LiveView>>,
     pub firing: Arc<RwLock<Vec<Alert>>>,
+    /// The latest state of the most recent alerts, newest first, updated with every
+    /// transition as it is broadcast: the REST list overlays it on the database history, so
+    /// it agrees with what WebSocket subscribers saw even before the row is written.
+    pub recent: Arc<RwLock<VecDeque<Alert>>>,
     pub alerts_tx: broadcast::Sender<Alert>,
     pub rules: Arc<Vec<RuleSpec>>,
 }
@@ -88,6 +92,7 @@ impl AnalyticsHub {
             analytics,
             view: Arc::default(),
             firing: Arc::default(),
+            recent: Arc::default(),
             alerts_tx,
             rules: Arc::new(rules),
         }
@@ -110,7 +115,12 @@ pub struct AnalyticsActor {
     /// (when, requests rejected with 429 so far) for the last minute.
     rejections: VecDeque<(Instant, u64)>,
     disk: (u64, u64),
+    /// Alert transitions to record, written in order by one task (see `started`).
+    persist_tx: Option<tokio::sync::mpsc::UnboundedSender<Alert>>,
 }
+
+/// How many recent alerts the hub keeps in memory.
+const RECENT_ALERTS: usize = 100;
 
 impl AnalyticsActor {
     /// `clear_for`: how long a firing alert's value must stay clear before it resolves.
@@ -144,6 +154,7 @@ impl AnalyticsActor {
             // The baseline: rejections counted before the first tick belong to the window.
             rejections: VecDeque::from([(Instant::now(), limited)]),
             disk: (0, 0),
+            persist_tx: None,
         }
     }
 
@@ -196,6 +207,17 @@ impl AnalyticsActor {
         let gpu = ((busy.saturating_sub(then_busy)) as f64 / wall).clamp(0.0, 1.0);
         self.last_busy = (now, busy);
         m.gpu_utilization_ratio.set(gpu);
+        if let Some(sch) = a.scheduler() {
+            m.gpu_batch_efficiency_ratio
+                .set(sch.batch_efficiency.unwrap_or(0.0));
+            m.gpu_frames_per_submission.set(sch.frames_per_submission);
+            m.gpu_batch_size
+                .set(i64::try_from(sch.batch_size).unwrap_or(i64::MAX));
+            m.model_cache_hits_total
+                .set(i64::try_from(sch.model_hits).unwrap_or(i64::MAX));
+            m.model_cache_misses_total
+                .set(i64::try_from(sch.model_misses).unwrap_or(i64::MAX));
+        }
 
         let depth = depth.unwrap_or_else(|| m.queue_depth.get().max(0) as u64);
         m.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
@@ -297,6 +319,14 @@ impl AnalyticsActor {
         };
         if !changes.is_empty() {
             *self.hub.firing.write() = self.engine.firing();
+            {
+                let mut recent = self.hub.recent.write();
+                for alert in &changes {
+                    recent.retain(|a| a.id != alert.id);
+                    recent.push_front(alert.clone());
+                }
+                recent.truncate(RECENT_ALERTS);
+            }
             for alert in &changes {
                 let firing = i64::from(alert.state == super::alerts::AlertState::Firing);
                 m.alerts_firing
@@ -309,21 +339,15 @@ impl AnalyticsActor {
         changes
     }
 
-    fn persist(&self, changes: Vec<Alert>, ctx: &mut Context<Self>) {
-        if changes.is_empty() {
-            return;
-        }
-        let db = self.db.clone();
-        ctx.spawn(
-            async move {
-                for alert in changes {
-                    if let Err(e) = db::save_alert(&db, &alert).await {
-                        tracing::warn!(error = %e, rule = %alert.rule, "could not record alert");
-                    }
-                }
+    /// Queues the transitions for the writer task, which records them one at a time in
+    /// the order they happened (a `resolved` update never overtakes its `firing` insert).
+    fn persist(&self, changes: Vec<Alert>, _: &mut Context<Self>) {
+        let Some(tx) = &self.persist_tx else { return };
+        for alert in changes {
+            if tx.send(alert).is_err() {
+                tracing::warn!("alert writer stopped; transition not recorded");
             }
-            .into_actor(self),
-        );
+        }
     }
 }
 
@@ -331,6 +355,16 @@ impl Actor for AnalyticsActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Alert>();
+        let db = self.db.clone();
+        actix::spawn(async move {
+            while let Some(alert) = rx.recv().await {
+                if let Err(e) = db::save_alert(&db, &alert).await {
+                    tracing::warn!(error = %e, rule = %alert.rule, "could not record alert");
+                }
+            }
+        });
+        self.persist_tx = Some(tx);
         for rule in self.hub.rules.iter() {
             self.metrics
                 .alerts_firing

@@ -102,6 +102,8 @@ struct Inner {
     slow: Mutex<Vec<SlowStatement>>,
     /// Nanoseconds the GPU worker spent busy (render + readback), all jobs together.
     gpu_busy_ns: Arc<AtomicU64>,
+    /// The GPU scheduler's counters, once the worker has a device.
+    scheduler: parking_lot::RwLock<Option<Arc<crate::gpu::scheduler::SchedulerStats>>>,
     rate_limited: AtomicU64,
     overloaded: AtomicU64,
     jobs_completed: Mutex<Series>,
@@ -189,6 +191,7 @@ impl Analytics {
                 statements: Mutex::new(HashMap::new()),
                 slow: Mutex::new(Vec::new()),
                 gpu_busy_ns: Arc::new(AtomicU64::new(0)),
+                scheduler: parking_lot::RwLock::new(None),
                 rate_limited: AtomicU64::new(0),
                 overloaded: AtomicU64::new(0),
                 jobs_completed: Mutex::new(Series::new(epoch)),
@@ -292,6 +295,15 @@ impl Analytics {
     /// The counter the renderer adds its busy time to.
     pub fn gpu_busy_counter(&self) -> Arc<AtomicU64> {
         self.inner.gpu_busy_ns.clone()
+    }
+
+    pub fn set_scheduler(&self, stats: Arc<crate::gpu::scheduler::SchedulerStats>) {
+        *self.inner.scheduler.write() = Some(stats);
+    }
+
+    /// The GPU scheduler's batching and model-cache figures (`None` without a worker).
+    pub fn scheduler(&self) -> Option<crate::gpu::scheduler::StatsSnapshot> {
+        self.inner.scheduler.read().as_ref().map(|s| s.snapshot())
     }
 
     pub fn gpu_busy_ns(&self) -> u64 {

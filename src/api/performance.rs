@@ -53,10 +53,16 @@ pub struct ResourceUsage {
 pub struct AiPerformance {
     /// Mean device time (kernel submission + readback) per frame, ms; null before any frame.
     pub avg_inference_ms: Option<f64>,
-    /// Hit rate of the renderer's resident avatar assets; null while no job has rendered.
+    /// Share of jobs whose avatar layers were resident in the GPU scheduler's model cache
+    /// (`MODEL_CACHE_SIZE`); null while no job has opened.
     pub model_cache_hit_rate: Option<f64>,
-    /// Share of the device's busy time spent rendering frames rather than waiting on readback.
+    /// Frames the GPU scheduler put in its submissions ÷ frames the running jobs' batches
+    /// could have held in those rounds (1.0: every submission full); null before any frame.
     pub batch_efficiency: Option<f64>,
+    /// Mean frames per GPU submission, all jobs together (cross-job batching).
+    pub frames_per_submission: Option<f64>,
+    /// Frames per job batch now (auto-tuned when `BATCH_SIZE_AUTO_TUNE`).
+    pub batch_size: Option<usize>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -82,9 +88,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let view = state.perf.view.read().clone();
     let sample = *state.latest_sample.read();
     let frames = a.frames(900);
-    let render = a.stage(Stage::Render, 900);
-    let readback = a.stage(Stage::Readback, 900);
-    let device = render.mean_ms * render.count as f64 + readback.mean_ms * readback.count as f64;
+    let sch = a.scheduler();
     let body = PerformanceMetrics {
         response_times: ResponseTimes {
             avg: round3(req.mean_ms),
@@ -108,9 +112,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         },
         ai_performance: AiPerformance {
             avg_inference_ms: (frames.count > 0).then(|| round3(frames.mean_ms)),
-            model_cache_hit_rate: None,
-            batch_efficiency: (device > 0.0)
-                .then(|| round3(render.mean_ms * render.count as f64 / device)),
+            model_cache_hit_rate: sch.and_then(|s| s.model_cache_hit_rate).map(round3),
+            batch_efficiency: sch.and_then(|s| s.batch_efficiency).map(round3),
+            frames_per_submission: sch
+                .filter(|s| s.submissions > 0)
+                .map(|s| round3(s.frames_per_submission)),
+            batch_size: sch.map(|s| s.batch_size),
         },
         window_s: METRICS_WINDOW_S,
         requests: req.count,
@@ -274,7 +281,10 @@ pub async fn alerts(
     if !upgrade {
         let firing = state.perf.firing.read().clone();
         let mut data: Vec<Alert> = firing.clone();
-        for a in db::recent_alerts(&state.db, 100).await? {
+        // This process's latest transitions win over the history rows, which the writer
+        // records a moment after they are broadcast.
+        let recent: Vec<Alert> = state.perf.recent.read().iter().cloned().collect();
+        for a in recent.into_iter().chain(db::recent_alerts(&state.db, 100).await?) {
             if !data.iter().any(|f| f.id == a.id) {
                 data.push(a);
             }

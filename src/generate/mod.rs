@@ -20,7 +20,8 @@ use std::time::Instant;
 
 use crate::assets::Catalog;
 use crate::domain::{Background, VideoParams};
-use crate::gpu::{AvatarRenderer, Gpu, GpuError, Style, hex_rgba};
+use crate::gpu::scheduler::{GpuScheduler, JobRenderer, OpenJob, SchedulerConfig};
+use crate::gpu::{FrameRequest, Gpu, GpuError, Style, hex_rgba};
 use crate::media::{self, EncodeSettings, EncoderChoice, LiveChunk, MediaError, Mp4Writer};
 
 use script::{Timeline, TimelineError};
@@ -101,12 +102,35 @@ pub struct JobSpec {
 }
 
 pub struct Generator {
-    gpu: Arc<Gpu>,
+    scheduler: GpuScheduler,
     tts: Arc<dyn TtsBackend>,
     catalog: Arc<Catalog>,
     encoder: EncoderChoice,
-    /// Nanoseconds spent on device work (submission + readback), all jobs together.
-    busy_ns: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// How the GPU scheduler is set up (`GPU_MEMORY_FRACTION`, `MODEL_CACHE_SIZE`,
+/// `BATCH_SIZE_AUTO_TUNE`) and where it adds its device time.
+#[derive(Debug, Clone)]
+pub struct GeneratorOptions {
+    pub gpu_memory_fraction: f64,
+    pub model_cache_size: usize,
+    pub batch_size_auto_tune: bool,
+    /// Frames per submission when not auto-tuning.
+    pub batch_size: usize,
+    /// Nanoseconds of device work, all jobs together (the analytics' GPU utilisation).
+    pub busy_ns: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for GeneratorOptions {
+    fn default() -> Self {
+        Self {
+            gpu_memory_fraction: 0.8,
+            model_cache_size: 8,
+            batch_size_auto_tune: true,
+            batch_size: 4,
+            busy_ns: Arc::default(),
+        }
+    }
 }
 
 /// How often progress is reported at most.
@@ -115,25 +139,42 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100
 impl Generator {
     /// Opens the device and probes the encoder: fails clearly when either is missing.
     pub fn new(catalog: Arc<Catalog>) -> Result<Self, GenerateError> {
+        Self::with_options(catalog, GeneratorOptions::default())
+    }
+
+    /// Opens the device, starts the GPU scheduler on it and probes the encoder.
+    pub fn with_options(catalog: Arc<Catalog>, o: GeneratorOptions) -> Result<Self, GenerateError> {
         let gpu = Arc::new(Gpu::new()?);
         let encoder = media::probe_encoder()?;
+        let host = sysinfo::System::new_with_specifics(
+            sysinfo::RefreshKind::nothing().with_memory(sysinfo::MemoryRefreshKind::nothing().with_ram()),
+        )
+        .map(|s| s.total_memory())
+        .unwrap_or(0);
+        let mut config = SchedulerConfig::new(
+            &gpu,
+            o.gpu_memory_fraction,
+            o.model_cache_size,
+            o.batch_size_auto_tune,
+            host,
+        );
+        if !o.batch_size_auto_tune {
+            config.batch_size = o.batch_size;
+        }
         Ok(Self {
-            gpu,
+            scheduler: GpuScheduler::start(gpu, config, o.busy_ns),
             tts: Arc::new(Espeak::new(catalog.clone())),
             catalog,
             encoder,
-            busy_ns: Arc::default(),
         })
     }
 
-    /// Adds device busy time to `counter` (the analytics' GPU utilisation source).
-    pub fn with_busy_counter(mut self, counter: Arc<std::sync::atomic::AtomicU64>) -> Self {
-        self.busy_ns = counter;
-        self
+    pub fn gpu(&self) -> &Gpu {
+        self.scheduler.gpu()
     }
 
-    pub fn gpu(&self) -> &Gpu {
-        &self.gpu
+    pub fn scheduler(&self) -> &GpuScheduler {
+        &self.scheduler
     }
 
     pub fn encoder(&self) -> &EncoderChoice {
@@ -197,24 +238,41 @@ impl Generator {
         timeline: &Timeline,
         at: &[usize],
     ) -> Result<Vec<Vec<u8>>, GenerateError> {
-        let (w, h) = (params.dimension.width, params.dimension.height);
-        let mut renderer = AvatarRenderer::new(
-            self.gpu.clone(),
-            w,
-            h,
-            self.style(params)?,
-            &timeline.frames.first().copied().unwrap_or_default(),
-            None,
-        );
+        let renderer = self.open(params, timeline, None)?;
+        let pool = media::FramePool::new(renderer.frame_bytes());
+        let frames = at
+            .iter()
+            .map(|&i| FrameRequest {
+                params: timeline.frames.get(i).copied().unwrap_or_default(),
+                caption: None,
+                line: None,
+            })
+            .collect::<Vec<_>>();
         let mut out = Vec::with_capacity(at.len());
-        for &i in at {
-            let frame = timeline.frames.get(i).copied().unwrap_or_default();
-            renderer.submit(&frame, None);
-            let mut rgba = vec![0u8; renderer.frame_bytes()];
-            renderer.read_oldest(&mut rgba)?;
-            out.push(rgba);
+        for chunk in frames.chunks(renderer.batch_size()) {
+            let bufs = chunk.iter().map(|_| pool.get()).collect();
+            for f in renderer.render(chunk.to_vec(), bufs)? {
+                out.push(f.as_ref().to_vec());
+            }
         }
         Ok(out)
+    }
+
+    /// Registers a job with the GPU scheduler: its static layers come from the model cache
+    /// or are rendered now.
+    fn open(
+        &self,
+        params: &VideoParams,
+        timeline: &Timeline,
+        captions: Option<[u32; 4]>,
+    ) -> Result<JobRenderer, GenerateError> {
+        Ok(self.scheduler.open(OpenJob {
+            style: self.style(params)?,
+            width: params.dimension.width,
+            height: params.dimension.height,
+            rest: timeline.frames.first().copied().unwrap_or_default(),
+            captions,
+        })?)
     }
 
     /// Produces one video. Blocking: call it from a dedicated thread.
@@ -235,7 +293,6 @@ impl Generator {
             eta_s: 0.0,
         });
         let timeline = self.timeline(p)?;
-        let style = self.style(p)?;
         let timeline_s = started.elapsed().as_secs_f64();
         if cancel.load(Ordering::Relaxed) {
             return Err(GenerateError::Cancelled);
@@ -250,15 +307,7 @@ impl Generator {
         } else {
             None
         };
-        let mut renderer = AvatarRenderer::new(
-            self.gpu.clone(),
-            w,
-            h,
-            style,
-            &timeline.frames.first().copied().unwrap_or_default(),
-            captions.as_ref().map(|c| c.area),
-        );
-        let mut shown_line: Option<usize> = None;
+        let renderer = self.open(p, &timeline, captions.as_ref().map(|c| c.area))?;
         let settings = EncodeSettings {
             width: w,
             height: h,
@@ -283,61 +332,84 @@ impl Generator {
         let mut last_report = Instant::now();
         let mut done = 0u64;
         let pool = media::FramePool::new(renderer.frame_bytes());
-        let busy = self.busy_ns.clone();
-        let add_busy = move |d: std::time::Duration| {
-            busy.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
-        };
         let (mut submit_t, mut readback_t, mut encode_t) = (
             std::time::Duration::ZERO,
             std::time::Duration::ZERO,
             std::time::Duration::ZERO,
         );
-        let mut drain = |renderer: &mut AvatarRenderer,
-                         writer: &Mp4Writer,
-                         keep: usize,
-                         done: &mut u64|
-         -> Result<(), GenerateError> {
-            while renderer.pending() > keep {
-                let mut frame = pool.get();
-                let t = Instant::now();
-                renderer.read_oldest(frame.as_mut())?;
-                let read = t.elapsed();
-                readback_t += read;
-                add_busy(read);
-                if *done == thumb_at {
-                    thumb = Some(frame.as_ref().to_vec());
+        // Batches go to the scheduler one ahead: while it renders batch k + 1, this thread
+        // hands batch k to the encoder. A new caption line starts a batch (its coverage is
+        // uploaded once, before the batch's first frame).
+        let mut shown_line: Option<usize> = None;
+        let mut next = 0usize;
+        let mut make_batch = |next: &mut usize| -> Vec<FrameRequest> {
+            let size = renderer.batch_size();
+            let mut batch = Vec::with_capacity(size);
+            while *next < timeline.frames.len() && batch.len() < size {
+                let params = timeline.frames[*next];
+                let mut line = None;
+                let caption = captions.as_ref().and_then(|track| {
+                    let f = track.at(f64::from(params.time))?;
+                    if shown_line != Some(f.line) {
+                        line = Some(f.line);
+                    }
+                    Some((f.x0, f.x1))
+                });
+                if let Some(l) = line {
+                    if !batch.is_empty() {
+                        break;
+                    }
+                    shown_line = Some(l);
                 }
-                let t = Instant::now();
-                writer.push_frame(frame, *done)?;
-                encode_t += t.elapsed();
-                *done += 1;
+                batch.push(FrameRequest {
+                    params,
+                    caption,
+                    line: line.and_then(|l| {
+                        captions.as_ref().map(|t| Arc::from(t.lines[l].coverage.as_slice()))
+                    }),
+                });
+                *next += 1;
             }
-            Ok(())
+            batch
         };
-        for params in &timeline.frames {
+        let submit = |batch: Vec<FrameRequest>, submit_t: &mut std::time::Duration| {
+            let t = Instant::now();
+            let bufs = batch.iter().map(|_| pool.get()).collect();
+            let ticket = renderer.submit(batch, bufs);
+            *submit_t += t.elapsed();
+            ticket
+        };
+        let first = make_batch(&mut next);
+        let mut in_flight = (!first.is_empty()).then(|| submit(first, &mut submit_t));
+        while let Some(ticket) = in_flight.take() {
             if cancel.load(Ordering::Relaxed) {
                 writer.abort();
                 return Err(GenerateError::Cancelled);
             }
-            let caption = captions.as_ref().and_then(|track| {
-                let f = track.at(f64::from(params.time))?;
-                if shown_line != Some(f.line) {
-                    shown_line = Some(f.line);
-                    renderer.set_caption_line(&track.lines[f.line].coverage);
-                }
-                Some((f.x0, f.x1))
-            });
+            let batch = make_batch(&mut next);
+            if !batch.is_empty() {
+                in_flight = Some(submit(batch, &mut submit_t));
+            }
             let t = Instant::now();
-            renderer.submit(params, caption);
-            let sub = t.elapsed();
-            submit_t += sub;
-            self.busy_ns
-                .fetch_add(sub.as_nanos() as u64, Ordering::Relaxed);
-            if !renderer.can_submit()
-                && let Err(e) = drain(&mut renderer, &writer, 1, &mut done)
-            {
-                writer.abort();
-                return Err(e);
+            let frames = match ticket.wait() {
+                Ok(f) => f,
+                Err(e) => {
+                    writer.abort();
+                    return Err(e.into());
+                }
+            };
+            readback_t += t.elapsed();
+            for frame in frames {
+                if done == thumb_at {
+                    thumb = Some(frame.as_ref().to_vec());
+                }
+                let t = Instant::now();
+                if let Err(e) = writer.push_frame(frame, done) {
+                    writer.abort();
+                    return Err(e.into());
+                }
+                encode_t += t.elapsed();
+                done += 1;
             }
             if let Some(rx) = &live_rx {
                 while let Ok(chunk) = rx.try_recv() {
@@ -349,10 +421,7 @@ impl Generator {
                 on_progress(&progress(Stage::Rendering, done, total, render_start));
             }
         }
-        if let Err(e) = drain(&mut renderer, &writer, 0, &mut done) {
-            writer.abort();
-            return Err(e);
-        }
+        drop(renderer);
         let render_s = render_start.elapsed().as_secs_f64();
         on_progress(&progress(Stage::Finishing, done, total, render_start));
         let finish_start = Instant::now();

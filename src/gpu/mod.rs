@@ -2,10 +2,12 @@
 //!
 //! [`Gpu::new`] prefers a real GPU and falls back to a CPU Vulkan device (Mesa lavapipe); no
 //! adapter is a clear [`GpuError`], not a panic. Device, shader module and pipelines are
-//! built once and shared (`Arc<Gpu>`). An [`AvatarRenderer`] (one per job) owns its buffers:
-//! it renders the static layer (background, shadow, shoulders, neck) once, then per frame
-//! dispatches the head kernel over the head's box only, and reads frames back through a ring
-//! of staging buffers so rendering frame N overlaps reading back frame N−2.
+//! built once and shared (`Arc<Gpu>`). A [`Model`] holds the static layers of one avatar
+//! look (background, shadow, shoulders, neck; the head at rest), rendered once and shared by
+//! every job that uses the same look; a [`Target`] (one per job) holds the job's own buffers
+//! and records a batch of frames — per frame the head composite over the head's box and SDF
+//! shading of a small features box — into one submission, each frame with its own uniform
+//! slot and staging buffer. Only the [`scheduler`] thread touches these; jobs talk to it.
 
 use std::sync::Arc;
 
@@ -14,8 +16,9 @@ use wgpu::util::DeviceExt;
 
 use crate::generate::script::FrameParams;
 
+pub mod scheduler;
+
 const SHADER: &str = include_str!("../../shaders/avatar.wgsl");
-const RING: usize = 3;
 const WG: u32 = 8;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,8 @@ pub struct Gpu {
     composite_pipeline: wgpu::ComputePipeline,
     features_pipeline: wgpu::ComputePipeline,
     captions_pipeline: wgpu::ComputePipeline,
+    /// Bytes between two frames' uniform slots (the device's offset alignment).
+    uniform_stride: u64,
 }
 
 impl Gpu {
@@ -88,8 +93,9 @@ impl Gpu {
                     visibility: wgpu::ShaderStages::COMPUTE,
                     ty: wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
+                        // One slot per frame of a batch, selected per dispatch.
+                        has_dynamic_offset: true,
+                        min_binding_size: std::num::NonZeroU64::new(size_of::<Uniforms>() as u64),
                     },
                     count: None,
                 },
@@ -120,6 +126,8 @@ impl Gpu {
             composite_pipeline: pipeline("composite_head"),
             features_pipeline: pipeline("render_features"),
             captions_pipeline: pipeline("render_captions"),
+            uniform_stride: (size_of::<Uniforms>() as u64)
+                .next_multiple_of(u64::from(device.limits().min_uniform_buffer_offset_alignment)),
             device,
             queue,
             info,
@@ -130,6 +138,50 @@ impl Gpu {
     /// `true` on a CPU device (lavapipe): colour conversion is then cheaper in GStreamer.
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// A uniform buffer of `n` frame slots.
+    fn uniform_slots(&self, n: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("uniform slots"),
+            size: self.uniform_stride * n.max(1) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn bind_group(
+        &self,
+        uniforms: &wgpu::Buffer,
+        base: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        layer: &wgpu::Buffer,
+        caps: &wgpu::Buffer,
+    ) -> wgpu::BindGroup {
+        fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+            wgpu::BindGroupEntry {
+                binding,
+                resource: b.as_entire_binding(),
+            }
+        }
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("avatar"),
+            layout: &self.layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: uniforms,
+                        offset: 0,
+                        size: std::num::NonZeroU64::new(size_of::<Uniforms>() as u64),
+                    }),
+                },
+                entry(1, base),
+                entry(2, out),
+                entry(3, layer),
+                entry(4, caps),
+            ],
+        })
     }
 
     pub fn describe(&self) -> String {
@@ -215,64 +267,45 @@ impl Layout {
     }
 }
 
-pub struct AvatarRenderer {
-    gpu: Arc<Gpu>,
-    width: u32,
-    height: u32,
-    uniforms: Uniforms,
-    uniform_buf: wgpu::Buffer,
-    bind_group: wgpu::BindGroup,
-    _base: wgpu::Buffer,
-    _layer: wgpu::Buffer,
-    caption_buf: wgpu::Buffer,
-    captions: Option<[u32; 4]>,
-    out: wgpu::Buffer,
-    staging: Vec<wgpu::Buffer>,
-    /// Frames submitted and not yet read back: (ring slot, submission).
-    in_flight: std::collections::VecDeque<(usize, wgpu::SubmissionIndex)>,
-    next_slot: usize,
-    layout: Layout,
+/// The static layers of one avatar over one background at one size: the background,
+/// shadow, shoulders and neck (`base`, a whole frame) and the head without its moving parts
+/// (`layer`, head-box sized, followed by the per-row spans the head can reach). Read-only
+/// once built, so any number of jobs share one through the scheduler's model cache.
+pub struct Model {
+    base: wgpu::Buffer,
+    layer: wgpu::Buffer,
+    pub layout: Layout,
+    /// Device memory it holds.
+    pub bytes: u64,
 }
 
-impl AvatarRenderer {
-    /// Builds the job's buffers and renders its static layers; `rest` is the pose and
-    /// expression the head layer is drawn in (the timeline's first frame).
-    pub fn new(
-        gpu: Arc<Gpu>,
-        width: u32,
-        height: u32,
-        style: Style,
-        rest: &FrameParams,
-        captions: Option<[u32; 4]>,
-    ) -> Self {
+/// What a [`Model`] is drawn from; equal keys give identical layers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelKey(Vec<u8>);
+
+impl ModelKey {
+    /// The layers depend on the style, the size and the rest pose's expression (smile).
+    pub fn new(style: &Style, width: u32, height: u32, rest: &FrameParams) -> Self {
+        let mut k = bytemuck::bytes_of(style).to_vec();
+        k.extend_from_slice(&width.to_le_bytes());
+        k.extend_from_slice(&height.to_le_bytes());
+        k.extend_from_slice(&rest.smile.to_bits().to_le_bytes());
+        Self(k)
+    }
+}
+
+impl Model {
+    /// Renders the static layers (one submission) and derives the head's row spans.
+    pub fn build(gpu: &Gpu, style: Style, width: u32, height: u32, rest: &FrameParams) -> Self {
         let long_hair = style.misc[0] as u32 == 2;
         let layout = Layout::new(width, height, long_hair);
         let frame_bytes = u64::from(width) * u64::from(height) * 4;
-        let uniforms = Uniforms {
-            frame: *rest,
-            style,
-            size: [
-                width as f32,
-                height as f32,
-                layout.scale,
-                1.0 / layout.scale,
-            ],
-            center: [
-                layout.cx,
-                layout.cy,
-                layout.head_box[0] as f32,
-                layout.head_box[1] as f32,
-            ],
-            boxsz: [layout.head_box[2], layout.head_box[3], 0, 0],
-            fbox: layout.features_box,
-            cbox: captions.unwrap_or_default(),
-            cword: [0.0; 4],
-        };
+        let uniforms = Uniforms::new(*rest, style, width, height, &layout, None);
         let d = &gpu.device;
         let uniform_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("uniforms"),
+            label: Some("model uniforms"),
             contents: bytemuck::bytes_of(&uniforms),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::UNIFORM,
         });
         let base = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("base"),
@@ -281,78 +314,36 @@ impl AvatarRenderer {
             mapped_at_creation: false,
         });
         let out = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("out"),
+            label: Some("model out"),
             size: frame_bytes,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         // The head layer, then one [start, end) span per row of the head box.
         let layer_px = u64::from(layout.head_box[2]) * u64::from(layout.head_box[3]);
+        let layer_bytes = ((layer_px + 2 * u64::from(layout.head_box[3])) * 4).max(8);
         let layer = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("head layer"),
-            size: ((layer_px + 2 * u64::from(layout.head_box[3])) * 4).max(8),
+            size: layer_bytes,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let caption_bytes = captions
-            .map_or(4, |[_, _, w, h]| {
-                u64::from(w.div_ceil(4)) * u64::from(h) * 4
-            })
-            .max(4);
-        let caption_buf = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("caption line"),
-            size: caption_bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        let caps = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("model caps"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let staging = (0..RING)
-            .map(|_| {
-                d.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("staging"),
-                    size: frame_bytes,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            })
-            .collect();
-        let bind = |b: &wgpu::Buffer| {
-            d.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("avatar"),
-                layout: &gpu.layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: uniform_buf.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: b.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: out.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: layer.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 4,
-                        resource: caption_buf.as_entire_binding(),
-                    },
-                ],
-            })
-        };
-        let bind_group = bind(&base);
+        let bind_group = gpu.bind_group(&uniform_buf, &base, &out, &layer, &caps);
 
         // The static layer: render it into `out`, keep a copy in `base` for the head kernel.
         let mut enc = d.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             pass.set_pipeline(&gpu.base_pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
+            pass.set_bind_group(0, &bind_group, &[0]);
             pass.dispatch_workgroups(width.div_ceil(WG), height.div_ceil(WG), 1);
             pass.set_pipeline(&gpu.layer_pipeline);
             let [_, _, bw, bh] = layout.head_box;
@@ -367,122 +358,226 @@ impl AvatarRenderer {
         });
         enc.copy_buffer_to_buffer(&layer, 0, &probe, 0, layer_px * 4);
         let idx = gpu.queue.submit([enc.finish()]);
-        let spans = row_spans(&gpu, &probe, idx, &layout);
+        let spans = row_spans(gpu, &probe, idx, &layout);
         gpu.queue
             .write_buffer(&layer, layer_px * 4, bytemuck::cast_slice(&spans));
-
         Self {
-            gpu,
+            base,
+            layer,
+            layout,
+            bytes: frame_bytes + layer_bytes,
+        }
+    }
+}
+
+/// One frame to render for a job.
+#[derive(Debug, Clone)]
+pub struct FrameRequest {
+    pub params: FrameParams,
+    /// The highlighted word's x-range when a caption line shows.
+    pub caption: Option<(f32, f32)>,
+    /// A new caption line's coverage, shown from this frame on (only on a batch's first).
+    pub line: Option<Arc<[u32]>>,
+}
+
+/// A job's own buffers over a shared [`Model`]: one uniform slot and one staging buffer per
+/// frame of a batch (so a batch is one submission), the output frame and the caption line.
+pub struct Target {
+    model: Arc<Model>,
+    width: u32,
+    height: u32,
+    uniforms: Uniforms,
+    uniform_buf: wgpu::Buffer,
+    out: wgpu::Buffer,
+    caption_buf: wgpu::Buffer,
+    captions: Option<[u32; 4]>,
+    bind_group: wgpu::BindGroup,
+    staging: Vec<wgpu::Buffer>,
+    /// Frames encoded into the current submission, waiting to be read back.
+    encoded: usize,
+}
+
+impl Target {
+    pub fn new(
+        gpu: &Gpu,
+        model: Arc<Model>,
+        style: Style,
+        width: u32,
+        height: u32,
+        rest: &FrameParams,
+        captions: Option<[u32; 4]>,
+    ) -> Self {
+        let uniforms = Uniforms::new(*rest, style, width, height, &model.layout, captions);
+        let d = &gpu.device;
+        let frame_bytes = u64::from(width) * u64::from(height) * 4;
+        let out = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("out"),
+            size: frame_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let caption_bytes = captions
+            .map_or(4, |[_, _, w, h]| u64::from(w.div_ceil(4)) * u64::from(h) * 4)
+            .max(4);
+        let caption_buf = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("caption line"),
+            size: caption_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let uniform_buf = gpu.uniform_slots(1);
+        let bind_group = gpu.bind_group(&uniform_buf, &model.base, &out, &model.layer, &caption_buf);
+        Self {
+            model,
             width,
             height,
             uniforms,
             uniform_buf,
-            bind_group,
-            _base: base,
-            _layer: layer,
+            out,
             caption_buf,
             captions,
-            out,
-            staging,
-            in_flight: std::collections::VecDeque::new(),
-            next_slot: 0,
-            layout,
+            bind_group,
+            staging: Vec::new(),
+            encoded: 0,
         }
     }
 
     pub fn layout(&self) -> Layout {
-        self.layout
+        self.model.layout
     }
 
     pub fn frame_bytes(&self) -> usize {
         self.width as usize * self.height as usize * 4
     }
 
-    /// Frames submitted and not yet read back.
-    pub fn pending(&self) -> usize {
-        self.in_flight.len()
+    /// Device memory of this target's own buffers (the shared model not counted).
+    pub fn bytes(&self) -> u64 {
+        self.uniform_buf.size()
+            + self.out.size()
+            + self.caption_buf.size()
+            + self.staging.iter().map(wgpu::Buffer::size).sum::<u64>()
     }
 
-    /// `true` when another frame can be submitted without reading one back first.
-    pub fn can_submit(&self) -> bool {
-        self.in_flight.len() < RING
+    /// Grows the uniform slots and staging buffers to hold `n` frames per submission.
+    fn reserve(&mut self, gpu: &Gpu, n: usize) {
+        let slots = (self.uniform_buf.size() / gpu.uniform_stride) as usize;
+        if slots < n {
+            self.uniform_buf = gpu.uniform_slots(n);
+            self.bind_group = gpu.bind_group(
+                &self.uniform_buf,
+                &self.model.base,
+                &self.out,
+                &self.model.layer,
+                &self.caption_buf,
+            );
+        }
+        while self.staging.len() < n {
+            self.staging.push(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging"),
+                size: self.frame_bytes() as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
     }
 
-    /// Queues one frame: head kernel over the head box, then a copy to the next staging buffer.
-    /// Uploads the coverage of the caption line to show from the next submitted frame on.
-    pub fn set_caption_line(&mut self, coverage: &[u32]) {
-        self.gpu
-            .queue
-            .write_buffer(&self.caption_buf, 0, bytemuck::cast_slice(coverage));
+    /// Records `frames` into `enc`: per frame the head composite over the head box, the
+    /// features box, the caption box, then a copy to that frame's staging buffer. Uniform
+    /// slots and the caption line are written now, so they land before the submission.
+    pub fn encode(&mut self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, frames: &[FrameRequest]) {
+        self.reserve(gpu, frames.len());
+        let mut slots = vec![0u8; frames.len() * gpu.uniform_stride as usize];
+        for (i, f) in frames.iter().enumerate() {
+            if let Some(line) = &f.line {
+                gpu.queue
+                    .write_buffer(&self.caption_buf, 0, bytemuck::cast_slice(line));
+            }
+            self.uniforms.frame = f.params;
+            self.uniforms.cword = f.caption.map_or([0.0; 4], |(a, b)| [1.0, a, b, 0.0]);
+            let at = i * gpu.uniform_stride as usize;
+            slots[at..at + size_of::<Uniforms>()]
+                .copy_from_slice(bytemuck::bytes_of(&self.uniforms));
+        }
+        gpu.queue.write_buffer(&self.uniform_buf, 0, &slots);
+        let layout = self.model.layout;
+        for i in 0..frames.len() {
+            let offset = [(i as u64 * gpu.uniform_stride) as u32];
+            {
+                // Separate passes: the features read what the composite wrote.
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&gpu.composite_pipeline);
+                pass.set_bind_group(0, &self.bind_group, &offset);
+                let [_, _, bw, bh] = layout.head_box;
+                pass.dispatch_workgroups(bw.div_ceil(WG), bh.div_ceil(WG), 1);
+            }
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&gpu.features_pipeline);
+                pass.set_bind_group(0, &self.bind_group, &offset);
+                let [_, _, fw, fh] = layout.features_box;
+                pass.dispatch_workgroups(fw.div_ceil(WG), fh.div_ceil(WG), 1);
+            }
+            if let Some([_, _, cw, ch]) = self.captions {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&gpu.captions_pipeline);
+                pass.set_bind_group(0, &self.bind_group, &offset);
+                pass.dispatch_workgroups(cw.div_ceil(WG), ch.div_ceil(WG), 1);
+            }
+            enc.copy_buffer_to_buffer(&self.out, 0, &self.staging[i], 0, self.frame_bytes() as u64);
+        }
+        self.encoded = frames.len();
     }
 
-    /// Queues one frame; `caption` is the highlighted word's x-range when a line shows.
-    pub fn submit(&mut self, frame: &FrameParams, caption: Option<(f32, f32)>) {
-        self.uniforms.frame = *frame;
-        self.uniforms.cword = caption.map_or([0.0; 4], |(a, b)| [1.0, a, b, 0.0]);
-        let g = &self.gpu;
-        g.queue
-            .write_buffer(&self.uniform_buf, 0, bytemuck::bytes_of(&self.uniforms));
-        let slot = self.next_slot;
-        self.next_slot = (self.next_slot + 1) % RING;
-        let mut enc = g.device.create_command_encoder(&Default::default());
-        {
-            // Two passes: the features read what the composite wrote.
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&g.composite_pipeline);
-            pass.set_bind_group(0, &self.bind_group, &[]);
-            let [_, _, bw, bh] = self.layout.head_box;
-            pass.dispatch_workgroups(bw.div_ceil(WG), bh.div_ceil(WG), 1);
+    /// After the submission: maps the staging buffers of the encoded frames.
+    pub fn map(&self) {
+        for buf in &self.staging[..self.encoded] {
+            buf.slice(..).map_async(wgpu::MapMode::Read, |_| {});
         }
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&g.features_pipeline);
-            pass.set_bind_group(0, &self.bind_group, &[]);
-            let [_, _, fw, fh] = self.layout.features_box;
-            pass.dispatch_workgroups(fw.div_ceil(WG), fh.div_ceil(WG), 1);
-        }
-        if let Some([_, _, cw, ch]) = self.captions {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&g.captions_pipeline);
-            pass.set_bind_group(0, &self.bind_group, &[]);
-            pass.dispatch_workgroups(cw.div_ceil(WG), ch.div_ceil(WG), 1);
-        }
-        enc.copy_buffer_to_buffer(
-            &self.out,
-            0,
-            &self.staging[slot],
-            0,
-            self.frame_bytes() as u64,
-        );
-        let idx = g.queue.submit([enc.finish()]);
-        self.staging[slot]
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, |_| {});
-        self.in_flight.push_back((slot, idx));
     }
 
-    /// Reads back the oldest submitted frame (RGBA, `width * height * 4` bytes) into `dst`.
-    pub fn read_oldest(&mut self, dst: &mut [u8]) -> Result<bool, GpuError> {
-        let Some((slot, idx)) = self.in_flight.pop_front() else {
-            return Ok(false);
-        };
-        self.gpu
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(idx),
-                timeout: None,
-            })
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
-        let buf = &self.staging[slot];
-        {
-            let view = buf
-                .get_mapped_range(..)
-                .map_err(|e| GpuError::Readback(format!("{e:?}")))?;
-            let n = dst.len().min(view.len());
-            dst[..n].copy_from_slice(&view[..n]);
+    /// After the device finished: copies the encoded frames (RGBA) into `dst`, in order.
+    pub fn read(&mut self, dst: &mut [crate::media::PooledFrame]) -> Result<(), GpuError> {
+        let n = self.encoded;
+        self.encoded = 0;
+        for (buf, frame) in self.staging[..n].iter().zip(dst.iter_mut()) {
+            {
+                let view = buf
+                    .get_mapped_range(..)
+                    .map_err(|e| GpuError::Readback(format!("{e:?}")))?;
+                let dst = frame.as_mut();
+                let k = dst.len().min(view.len());
+                dst[..k].copy_from_slice(&view[..k]);
+            }
+            buf.unmap();
         }
-        buf.unmap();
-        Ok(true)
+        Ok(())
+    }
+}
+
+impl Uniforms {
+    fn new(
+        frame: FrameParams,
+        style: Style,
+        width: u32,
+        height: u32,
+        layout: &Layout,
+        captions: Option<[u32; 4]>,
+    ) -> Self {
+        Self {
+            frame,
+            style,
+            size: [width as f32, height as f32, layout.scale, 1.0 / layout.scale],
+            center: [
+                layout.cx,
+                layout.cy,
+                layout.head_box[0] as f32,
+                layout.head_box[1] as f32,
+            ],
+            boxsz: [layout.head_box[2], layout.head_box[3], 0, 0],
+            fbox: layout.features_box,
+            cbox: captions.unwrap_or_default(),
+            cword: [0.0; 4],
+        }
     }
 }
 

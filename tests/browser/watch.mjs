@@ -22,11 +22,14 @@ const SCREENSHOT = process.env.SCREENSHOT || "";
 const API_KEY = process.env.API_KEY || "";
 const COMPLETE_TIMEOUT_MS = Number(process.env.COMPLETE_TIMEOUT_MS) || 120_000;
 const POLL_MS = 100;
-// Three sentences, about fifteen seconds of speech: long enough that the live preview
-// plays for a while before the render finishes, even on a fast machine.
+// Six sentences, about thirty seconds of speech: long enough that the live preview plays
+// for a while before the render finishes, even with the GPU scheduler batching frames.
 const SCRIPT = "Hello and welcome to reelgen, the self-hosted studio that turns a written script into a talking presenter. "
   + "This short clip is rendered frame by frame while you watch it arrive live in the browser. "
-  + "When it is done, the finished file replaces the live preview and you can download it.";
+  + "When it is done, the finished file replaces the live preview and you can download it. "
+  + "Every frame is drawn by compute shaders, encoded by GStreamer, and cut into fragments. "
+  + "Each fragment starts on a key frame, so a viewer who joins late still sees the picture. "
+  + "Thank you for watching this demonstration of live generation from start to finish.";
 
 class Failure extends Error {}
 const fail = (msg) => {
