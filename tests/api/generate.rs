@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reelgen::assets::Catalog;
 use reelgen::domain::{self, VideoParams};
-use reelgen::generate::{GenerateError, Generator, JobSpec};
+use reelgen::generate::{GenerateError, Generator, GeneratorOptions, JobSpec};
 use serde_json::{Value, json};
 
 fn catalog() -> Arc<Catalog> {
@@ -260,4 +260,89 @@ fn cancelling_stops_within_a_second_and_leaves_no_file() {
         0,
         "no partial file"
     );
+}
+
+/// A generator with its own GPU scheduler, batching `batch` frames per job and submission.
+fn generator_with(batch: usize, cache: usize) -> Generator {
+    Generator::with_options(
+        catalog(),
+        GeneratorOptions {
+            batch_size_auto_tune: false,
+            batch_size: batch,
+            model_cache_size: cache,
+            ..GeneratorOptions::default()
+        },
+    )
+    .expect("a Vulkan device (lavapipe) and x264 are installed")
+}
+
+#[test]
+fn batched_submissions_give_the_same_frames_as_one_at_a_time() {
+    let one = generator_with(1, 4);
+    let eight = generator_with(8, 4);
+    let p = params(json!({"script": "Batching must not change a pixel.", "dimension": {"width": 320, "height": 180}, "seed": 3}));
+    // One timeline for both, so only the batching differs.
+    let timeline = one.timeline(&p).expect("timeline");
+    let at: Vec<usize> = (0..timeline.frames.len().min(20)).collect();
+    let a = one.still_frames(&p, &timeline, &at).expect("frames");
+    let b = eight.still_frames(&p, &timeline, &at).expect("frames");
+    assert_eq!(a.len(), at.len());
+    assert!(a == b, "frames differ between batch sizes 1 and 8");
+    let s = eight.scheduler().stats().snapshot();
+    assert_eq!(s.frames, at.len() as u64);
+    assert_eq!(s.submissions, at.len().div_ceil(8) as u64, "{s:?}");
+}
+
+#[test]
+fn the_model_cache_keeps_a_look_resident_and_evicts_the_least_recent() {
+    let g = generator_with(4, 1);
+    let look = |avatar: &str| {
+        let p = params(json!({"script": "Hi.", "avatar": {"id": avatar}, "dimension": {"width": 256, "height": 144}, "voice": null}));
+        let t = g.timeline(&p).expect("timeline");
+        g.still_frames(&p, &t, &[0]).expect("frame")
+    };
+    let ids: Vec<String> = catalog().avatars.iter().map(|a| a.id.clone()).collect();
+    let first = look(&ids[0]);
+    let again = look(&ids[0]);
+    assert_eq!(first, again, "a cached look renders the same frame");
+    let s = g.scheduler().stats().snapshot();
+    assert_eq!((s.model_misses, s.model_hits), (1, 1), "{s:?}");
+    look(&ids[1]);
+    look(&ids[0]);
+    let s = g.scheduler().stats().snapshot();
+    assert_eq!((s.model_misses, s.model_hits), (3, 1), "capacity 1 evicts: {s:?}");
+    assert_eq!(s.models_resident, 1);
+    assert_eq!(s.model_cache_hit_rate, Some(0.25));
+}
+
+#[test]
+fn concurrent_jobs_share_gpu_submissions() {
+    let g = Arc::new(generator_with(4, 4));
+    let spawn = |name: &str, seed: u64| {
+        let p = params(json!({"script": "Two jobs render at once and share the device.", "dimension": {"width": 320, "height": 180}, "quality": "draft", "seed": seed}));
+        g.spawn(
+            JobSpec {
+                params: p,
+                output: tmp(name),
+                thumbnail: None,
+                live: false,
+            },
+            |_| {},
+            |_| {},
+        )
+    };
+    let (a, b) = (spawn("a.mp4", 1), spawn("b.mp4", 2));
+    let (a, b) = (a.join().expect("job a"), b.join().expect("job b"));
+    let s = g.scheduler().stats().snapshot();
+    assert_eq!(s.frames, a.frames + b.frames);
+    // Alone, each job would need a submission per batch of 4.
+    let alone = a.frames.div_ceil(4) + b.frames.div_ceil(4);
+    assert!(
+        s.submissions < alone,
+        "{} submissions for {} frames: no cross-job batching ({s:?})",
+        s.submissions,
+        s.frames
+    );
+    assert!(s.frames_per_submission > 4.0, "{s:?}");
+    assert_eq!(s.jobs_open, 0, "jobs close their targets");
 }
