@@ -120,6 +120,12 @@ fn run_to_eos(pipeline: &gst::Element, timeout: Duration) -> Result<(), MediaErr
 
 /// Finds the first H.264 encoder that really encodes here, and an AAC encoder.
 pub fn probe_encoder() -> Result<EncoderChoice, MediaError> {
+    probe_encoder_except(&[])
+}
+
+/// [`probe_encoder`] skipping the elements named in `deny` (as if they were not installed):
+/// how the fallback order is tested, and a way to rule out an encoder known to misbehave.
+pub fn probe_encoder_except(deny: &[&str]) -> Result<EncoderChoice, MediaError> {
     init()?;
     let audio = ["avenc_aac", "voaacenc"]
         .into_iter()
@@ -127,7 +133,7 @@ pub fn probe_encoder() -> Result<EncoderChoice, MediaError> {
         .ok_or(MediaError::NoAudioEncoder)?;
     let mut tried = Vec::new();
     for (name, hardware) in CANDIDATES {
-        if gst::ElementFactory::find(name).is_none() {
+        if deny.contains(name) || gst::ElementFactory::find(name).is_none() {
             continue;
         }
         tried.push(*name);

@@ -346,3 +346,66 @@ fn concurrent_jobs_share_gpu_submissions() {
     assert!(s.frames_per_submission > 4.0, "{s:?}");
     assert_eq!(s.jobs_open, 0, "jobs close their targets");
 }
+
+#[test]
+fn the_encoder_probe_falls_back_past_denied_elements() {
+    use reelgen::media::{MediaError, probe_encoder, probe_encoder_except};
+    // Here (no GPU) the first working encoder is x264enc.
+    let first = probe_encoder().expect("an H.264 encoder");
+    assert_eq!(first.element, "x264enc");
+    assert!(!first.hardware);
+    // Without it, the next in line that works: openh264enc.
+    let next = probe_encoder_except(&["x264enc"]).expect("a fallback encoder");
+    assert_eq!(next.element, "openh264enc");
+    // None left: a clear error naming what was tried, not a panic.
+    let all = [
+        "nvh264enc",
+        "nvcudah264enc",
+        "vah264enc",
+        "vaapih264enc",
+        "qsvh264enc",
+        "x264enc",
+        "openh264enc",
+    ];
+    match probe_encoder_except(&all) {
+        Err(MediaError::NoEncoder(why)) => assert_eq!(why, "none installed"),
+        other => panic!("expected NoEncoder, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error_never_a_panic() {
+    let cat = catalog();
+    // Refused before any work, each with its field.
+    for bad in [
+        json!({"script": "   "}),
+        json!({"script": "Hi", "dimension": {"width": 321, "height": 180}}),
+        json!({"script": "Hi", "fps": 61}),
+        json!({"script": "Hi", "avatar": {"id": "nobody"}}),
+        json!({"script": "Hi", "voice": {"id": "xx-none"}}),
+    ] {
+        assert!(
+            domain::parse_video_request(&bad, &cat, "", 1).is_err(),
+            "{bad} was accepted"
+        );
+    }
+    // Past validation (e.g. an avatar removed from the catalogue since): a typed error.
+    let g = generator();
+    let mut p = params(json!({"script": "Hello.", "dimension": {"width": 256, "height": 144}}));
+    p.avatar.id = "removed".into();
+    let out = tmp("bad.mp4");
+    let res = g.run(
+        &JobSpec {
+            params: p,
+            output: out.clone(),
+            thumbnail: None,
+            live: false,
+        },
+        &AtomicBool::new(false),
+        &mut |_| {},
+        &mut |_| {},
+    );
+    assert!(matches!(res, Err(GenerateError::UnknownAvatar(_))), "{res:?}");
+    assert_eq!(res.err().map(|e| e.code()), Some("invalid_avatar"));
+    assert!(!out.exists());
+}
