@@ -303,10 +303,11 @@ async fn start_worker(
         batch_size: config.optimization_level.batch_size(),
         busy_ns: analytics.gpu_busy_counter(),
     };
-    let generator = tokio::task::spawn_blocking(move || generate::Generator::with_options(cat, options))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    let generator =
+        tokio::task::spawn_blocking(move || generate::Generator::with_options(cat, options))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
     let (gpu, encoder) = match &generator {
         Ok(g) => (
             Ok(g.gpu().describe()),

@@ -284,7 +284,10 @@ pub async fn alerts(
         // This process's latest transitions win over the history rows, which the writer
         // records a moment after they are broadcast.
         let recent: Vec<Alert> = state.perf.recent.read().iter().cloned().collect();
-        for a in recent.into_iter().chain(db::recent_alerts(&state.db, 100).await?) {
+        for a in recent
+            .into_iter()
+            .chain(db::recent_alerts(&state.db, 100).await?)
+        {
             if !data.iter().any(|f| f.id == a.id) {
                 data.push(a);
             }

@@ -147,7 +147,8 @@ impl Generator {
         let gpu = Arc::new(Gpu::new()?);
         let encoder = media::probe_encoder()?;
         let host = sysinfo::System::new_with_specifics(
-            sysinfo::RefreshKind::nothing().with_memory(sysinfo::MemoryRefreshKind::nothing().with_ram()),
+            sysinfo::RefreshKind::nothing()
+                .with_memory(sysinfo::MemoryRefreshKind::nothing().with_ram()),
         )
         .map(|s| s.total_memory())
         .unwrap_or(0);
@@ -365,7 +366,9 @@ impl Generator {
                     params,
                     caption,
                     line: line.and_then(|l| {
-                        captions.as_ref().map(|t| Arc::from(t.lines[l].coverage.as_slice()))
+                        captions
+                            .as_ref()
+                            .map(|t| Arc::from(t.lines[l].coverage.as_slice()))
                     }),
                 });
                 *next += 1;

@@ -126,8 +126,9 @@ impl Gpu {
             composite_pipeline: pipeline("composite_head"),
             features_pipeline: pipeline("render_features"),
             captions_pipeline: pipeline("render_captions"),
-            uniform_stride: (size_of::<Uniforms>() as u64)
-                .next_multiple_of(u64::from(device.limits().min_uniform_buffer_offset_alignment)),
+            uniform_stride: (size_of::<Uniforms>() as u64).next_multiple_of(u64::from(
+                device.limits().min_uniform_buffer_offset_alignment,
+            )),
             device,
             queue,
             info,
@@ -417,7 +418,9 @@ impl Target {
             mapped_at_creation: false,
         });
         let caption_bytes = captions
-            .map_or(4, |[_, _, w, h]| u64::from(w.div_ceil(4)) * u64::from(h) * 4)
+            .map_or(4, |[_, _, w, h]| {
+                u64::from(w.div_ceil(4)) * u64::from(h) * 4
+            })
             .max(4);
         let caption_buf = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("caption line"),
@@ -426,7 +429,8 @@ impl Target {
             mapped_at_creation: false,
         });
         let uniform_buf = gpu.uniform_slots(1);
-        let bind_group = gpu.bind_group(&uniform_buf, &model.base, &out, &model.layer, &caption_buf);
+        let bind_group =
+            gpu.bind_group(&uniform_buf, &model.base, &out, &model.layer, &caption_buf);
         Self {
             model,
             width,
@@ -472,12 +476,13 @@ impl Target {
             );
         }
         while self.staging.len() < n {
-            self.staging.push(gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("staging"),
-                size: self.frame_bytes() as u64,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }));
+            self.staging
+                .push(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("staging"),
+                    size: self.frame_bytes() as u64,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }));
         }
     }
 
@@ -566,7 +571,12 @@ impl Uniforms {
         Self {
             frame,
             style,
-            size: [width as f32, height as f32, layout.scale, 1.0 / layout.scale],
+            size: [
+                width as f32,
+                height as f32,
+                layout.scale,
+                1.0 / layout.scale,
+            ],
             center: [
                 layout.cx,
                 layout.cy,

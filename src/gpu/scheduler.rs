@@ -51,7 +51,13 @@ impl SchedulerConfig {
     /// `fraction` of the device's memory: on a CPU device (lavapipe) that memory is the
     /// machine's, so the budget is a share of `host_memory`; a real GPU's is not exposed
     /// portably by wgpu, so its budget is the share of the largest buffer it allows times 4.
-    pub fn new(gpu: &Gpu, fraction: f64, model_cache_size: usize, auto_tune: bool, host_memory: u64) -> Self {
+    pub fn new(
+        gpu: &Gpu,
+        fraction: f64,
+        model_cache_size: usize,
+        auto_tune: bool,
+        host_memory: u64,
+    ) -> Self {
         let device_memory = if gpu.is_cpu() {
             host_memory
         } else {
@@ -109,7 +115,11 @@ impl SchedulerStats {
         StatsSnapshot {
             submissions: subs,
             frames,
-            frames_per_submission: if subs == 0 { 0.0 } else { frames as f64 / subs as f64 },
+            frames_per_submission: if subs == 0 {
+                0.0
+            } else {
+                frames as f64 / subs as f64
+            },
             batch_efficiency: (cap > 0).then(|| frames as f64 / cap as f64),
             busy_s: l(&self.busy_ns) as f64 / 1e9,
             model_cache_hit_rate: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
@@ -161,7 +171,11 @@ impl GpuScheduler {
     pub fn start(gpu: Arc<Gpu>, config: SchedulerConfig, busy_ns: Arc<AtomicU64>) -> Self {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(SchedulerStats::default());
-        let initial = if config.auto_tune { 1 } else { config.batch_size.clamp(1, MAX_BATCH) };
+        let initial = if config.auto_tune {
+            1
+        } else {
+            config.batch_size.clamp(1, MAX_BATCH)
+        };
         stats.batch_size.store(initial, Ordering::Relaxed);
         let mut core = Core {
             gpu: gpu.clone(),
@@ -320,8 +334,11 @@ impl Core {
                     }
                     None => {
                         self.stats.model_misses.fetch_add(1, Ordering::Relaxed);
-                        let m = Arc::new(Model::build(&self.gpu, job.style, job.width, job.height, &job.rest));
-                        self.models.put(key, m.clone(), self.config.model_cache_size);
+                        let m = Arc::new(Model::build(
+                            &self.gpu, job.style, job.width, job.height, &job.rest,
+                        ));
+                        self.models
+                            .put(key, m.clone(), self.config.model_cache_size);
                         m
                     }
                 };
@@ -330,7 +347,13 @@ impl Core {
                     .store(self.models.len(), Ordering::Relaxed);
                 let layout = model.layout;
                 let target = Target::new(
-                    &self.gpu, model, job.style, job.width, job.height, &job.rest, job.captions,
+                    &self.gpu,
+                    model,
+                    job.style,
+                    job.width,
+                    job.height,
+                    &job.rest,
+                    job.captions,
                 );
                 let id = self.next_id;
                 self.next_id += 1;
@@ -348,7 +371,12 @@ impl Core {
                 self.rebalance();
                 let _ = reply.send((id, layout, batch));
             }
-            Command::Render { job, frames, out, reply } => match self.jobs.get_mut(&job) {
+            Command::Render {
+                job,
+                frames,
+                out,
+                reply,
+            } => match self.jobs.get_mut(&job) {
                 Some(j) => j.pending.push_back((frames, out, reply)),
                 None => {
                     let _ = reply.send(Err(GpuError::Device("job is not open".into())));
@@ -372,7 +400,11 @@ impl Core {
         let models: u64 = self.models.bytes();
         let n = self.jobs.len().max(1) as u64;
         let share = self.config.memory_budget.saturating_sub(models) / n;
-        let wanted = self.tuner.size.min(self.config.batch_size).clamp(1, MAX_BATCH);
+        let wanted = self
+            .tuner
+            .size
+            .min(self.config.batch_size)
+            .clamp(1, MAX_BATCH);
         let mut bytes = models;
         for j in self.jobs.values() {
             // A batch lives three times: staging here, the job's buffers, the encoder's queue.
@@ -382,7 +414,9 @@ impl Core {
             bytes += j.target.bytes();
         }
         self.stats.batch_size.store(wanted, Ordering::Relaxed);
-        self.stats.jobs_open.store(self.jobs.len(), Ordering::Relaxed);
+        self.stats
+            .jobs_open
+            .store(self.jobs.len(), Ordering::Relaxed);
         self.stats.device_bytes.store(bytes, Ordering::Relaxed);
     }
 
@@ -393,9 +427,13 @@ impl Core {
         let mut taken = Vec::new();
         let mut capacity = 0u64;
         for _ in 0..self.order.len() {
-            let Some(id) = self.order.pop_front() else { break };
+            let Some(id) = self.order.pop_front() else {
+                break;
+            };
             self.order.push_back(id);
-            let Some(job) = self.jobs.get_mut(&id) else { continue };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
             capacity += job.batch.load(Ordering::Relaxed) as u64;
             if let Some((frames, out, reply)) = job.pending.pop_front() {
                 let n = frames.len().min(out.len());
@@ -437,7 +475,9 @@ impl Core {
         self.add_busy(spent);
         self.stats.submissions.fetch_add(1, Ordering::Relaxed);
         self.stats.frames.fetch_add(frames, Ordering::Relaxed);
-        self.stats.capacity.fetch_add(capacity.max(frames), Ordering::Relaxed);
+        self.stats
+            .capacity
+            .fetch_add(capacity.max(frames), Ordering::Relaxed);
         if self.config.auto_tune && self.tuner.record(spent, frames, capacity) {
             self.rebalance();
         }
@@ -499,7 +539,12 @@ impl Tuner {
             }
             _ => (self.size * 2, cost),
         };
-        tracing::debug!(from = self.size, to = size, per_frame_ms = best * 1e3, "batch size tuned");
+        tracing::debug!(
+            from = self.size,
+            to = size,
+            per_frame_ms = best * 1e3,
+            "batch size tuned"
+        );
         self.previous = Some((self.size, cost));
         let changed = size != self.size;
         self.size = size;

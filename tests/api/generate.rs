@@ -280,7 +280,9 @@ fn generator_with(batch: usize, cache: usize) -> Generator {
 fn batched_submissions_give_the_same_frames_as_one_at_a_time() {
     let one = generator_with(1, 4);
     let eight = generator_with(8, 4);
-    let p = params(json!({"script": "Batching must not change a pixel.", "dimension": {"width": 320, "height": 180}, "seed": 3}));
+    let p = params(
+        json!({"script": "Batching must not change a pixel.", "dimension": {"width": 320, "height": 180}, "seed": 3}),
+    );
     // One timeline for both, so only the batching differs.
     let timeline = one.timeline(&p).expect("timeline");
     let at: Vec<usize> = (0..timeline.frames.len().min(20)).collect();
@@ -297,7 +299,9 @@ fn batched_submissions_give_the_same_frames_as_one_at_a_time() {
 fn the_model_cache_keeps_a_look_resident_and_evicts_the_least_recent() {
     let g = generator_with(4, 1);
     let look = |avatar: &str| {
-        let p = params(json!({"script": "Hi.", "avatar": {"id": avatar}, "dimension": {"width": 256, "height": 144}, "voice": null}));
+        let p = params(
+            json!({"script": "Hi.", "avatar": {"id": avatar}, "dimension": {"width": 256, "height": 144}, "voice": null}),
+        );
         let t = g.timeline(&p).expect("timeline");
         g.still_frames(&p, &t, &[0]).expect("frame")
     };
@@ -310,7 +314,11 @@ fn the_model_cache_keeps_a_look_resident_and_evicts_the_least_recent() {
     look(&ids[1]);
     look(&ids[0]);
     let s = g.scheduler().stats().snapshot();
-    assert_eq!((s.model_misses, s.model_hits), (3, 1), "capacity 1 evicts: {s:?}");
+    assert_eq!(
+        (s.model_misses, s.model_hits),
+        (3, 1),
+        "capacity 1 evicts: {s:?}"
+    );
     assert_eq!(s.models_resident, 1);
     assert_eq!(s.model_cache_hit_rate, Some(0.25));
 }
@@ -319,7 +327,9 @@ fn the_model_cache_keeps_a_look_resident_and_evicts_the_least_recent() {
 fn concurrent_jobs_share_gpu_submissions() {
     let g = Arc::new(generator_with(4, 4));
     let spawn = |name: &str, seed: u64| {
-        let p = params(json!({"script": "Two jobs render at once and share the device.", "dimension": {"width": 320, "height": 180}, "quality": "draft", "seed": seed}));
+        let p = params(
+            json!({"script": "Two jobs render at once and share the device.", "dimension": {"width": 320, "height": 180}, "quality": "draft", "seed": seed}),
+        );
         g.spawn(
             JobSpec {
                 params: p,
@@ -405,7 +415,10 @@ fn bad_input_is_a_typed_error_never_a_panic() {
         &mut |_| {},
         &mut |_| {},
     );
-    assert!(matches!(res, Err(GenerateError::UnknownAvatar(_))), "{res:?}");
+    assert!(
+        matches!(res, Err(GenerateError::UnknownAvatar(_))),
+        "{res:?}"
+    );
     assert_eq!(res.err().map(|e| e.code()), Some("invalid_avatar"));
     assert!(!out.exists());
 }
