@@ -341,7 +341,7 @@ impl AnalyticsActor {
 
     /// Queues the transitions for the writer task, which records them one at a time in
     /// the order they happened (a `resolved` update never overtakes its `firing` insert).
-    fn persist(&self, changes: Vec<Alert>, _: &mut Context<Self>) {
+    fn persist(&self, changes: Vec<Alert>) {
         let Some(tx) = &self.persist_tx else { return };
         for alert in changes {
             if tx.send(alert).is_err() {
@@ -372,9 +372,7 @@ impl Actor for AnalyticsActor {
                 .set(0);
         }
         ctx.run_interval(TICK, |act, ctx| {
-            let fut = act
-                .tick()
-                .map(|changes, act, ctx| act.persist(changes, ctx));
+            let fut = act.tick().map(|changes, act, _| act.persist(changes));
             ctx.spawn(fut);
         });
     }
@@ -390,8 +388,8 @@ pub struct EvaluateNow;
 impl Handler<EvaluateNow> for AnalyticsActor {
     type Result = ResponseActFuture<Self, Vec<Alert>>;
     fn handle(&mut self, _: EvaluateNow, _: &mut Self::Context) -> Self::Result {
-        Box::pin(self.tick().map(|changes, act, ctx| {
-            act.persist(changes.clone(), ctx);
+        Box::pin(self.tick().map(|changes, act, _| {
+            act.persist(changes.clone());
             changes
         }))
     }
