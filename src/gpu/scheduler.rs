@@ -459,6 +459,7 @@ impl Core {
             })
             .map_err(|e| GpuError::Readback(e.to_string()));
         let mut frames = 0u64;
+        let mut replies = Vec::with_capacity(taken.len());
         for (id, mut out, reply, n) in taken {
             let result = match (&waited, self.jobs.get_mut(&id)) {
                 (Err(e), _) => Err(GpuError::Readback(e.to_string())),
@@ -469,15 +470,19 @@ impl Core {
                 (Ok(_), None) => Err(GpuError::Device("job closed".into())),
             };
             frames += n as u64;
-            let _ = reply.send(result);
+            replies.push((reply, result));
         }
         let spent = t.elapsed();
         self.add_busy(spent);
+        // Counters first, replies after: a job that has its frames sees them counted.
         self.stats.submissions.fetch_add(1, Ordering::Relaxed);
         self.stats.frames.fetch_add(frames, Ordering::Relaxed);
         self.stats
             .capacity
             .fetch_add(capacity.max(frames), Ordering::Relaxed);
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
         if self.config.auto_tune && self.tuner.record(spent, frames, capacity) {
             self.rebalance();
         }
