@@ -3,14 +3,19 @@
 // Inputs:  @group(0) @binding(0) uniform U: frame drive (mouth, blink, gaze, head pose,
 //          expression), style (colours, hair style, face shape, background), geometry.
 //          @binding(1) storage `base`: RGBA8 (packed u32) static layer, width × height.
-// Outputs: @binding(2) storage `out`: RGBA8 (packed u32) frame, width × height.
+// Outputs: @binding(2) storage `out`: RGBA8 (packed u32). For render_base the whole frame
+//          (width × height); for the per-frame kernels the frame's patch: the head box
+//          (rows of boxsz.x pixels) followed by the caption box (rows of cbox.z pixels).
+//          Nothing else of a frame changes, so only the patch is read back and applied to a
+//          copy of the static frame on the CPU.
 //          @binding(3) storage `layer`: premultiplied RGBA8 head without moving parts,
 //          head-box sized.
 // Entry points (workgroup 8×8, one invocation per pixel):
 //   render_base       — whole frame, once per job: background, soft shadow, shoulders, neck.
 //   render_head_layer — head box, once per job: hair, ears, shaded face, nose, at rest.
 //   composite_head    — head box, every frame: the layer moved by the pose over `base`.
-//   render_features   — a small box, every frame: eyes, brows, mouth (lips, teeth, tongue).
+//   render_features   — a small box inside the head box, every frame: eyes, brows, mouth
+//                       (lips, teeth, tongue).
 //   render_captions   — the caption box, every frame when captions are on: a translucent
 //                       panel and the current line's coverage (@binding(4) `caps`, 8-bit,
 //                       four pixels per u32), the spoken word highlighted.
@@ -276,13 +281,18 @@ fn layer_at(x: i32, y: i32) -> vec4f {
 @compute @workgroup_size(8, 8, 1)
 fn composite_head(@builtin(global_invocation_id) gid: vec3u) {
     if (gid.x >= u.boxsz.x || gid.y >= u.boxsz.y) { return; }
-    // Columns of this row the head can ever reach (spans follow the layer in `layer`).
-    let span_at = u.boxsz.x * u.boxsz.y + 2u * gid.y;
-    if (gid.x < layer[span_at] || gid.x >= layer[span_at + 1u]) { return; }
     let w = u32(u.size.x);
     let xy = vec2u(u32(u.center.z) + gid.x, u32(u.center.w) + gid.y);
     if (xy.x >= w || xy.y >= u32(u.size.y)) { return; }
     let idx = xy.y * w + xy.x;
+    let pi = gid.y * u.boxsz.x + gid.x;
+    // Columns of this row the head can ever reach (spans follow the layer in `layer`);
+    // elsewhere the patch is the static frame.
+    let span_at = u.boxsz.x * u.boxsz.y + 2u * gid.y;
+    if (gid.x < layer[span_at] || gid.x >= layer[span_at + 1u]) {
+        out[pi] = base[idx];
+        return;
+    }
     let px = vec2f(f32(xy.x) + 0.5, f32(xy.y) + 0.5);
     // Where this pixel lies in the neutral-pose layer.
     let lp = posed(px) * u.size.z + u.center.xy - u.center.zw - vec2f(0.5);
@@ -292,18 +302,18 @@ fn composite_head(@builtin(global_invocation_id) gid: vec3u) {
     let bottom = mix(layer_at(i.x, i.y + 1), layer_at(i.x + 1, i.y + 1), f.x);
     let l = mix(top, bottom, f.y);
     let c = l.rgb + unpack(base[idx]) * (1.0 - l.a);
-    out[idx] = pack(c);
+    out[pi] = pack(c);
 }
 
 // Every frame, over the small features box only: eyes, brows and mouth, drawn on the
-// composited head in `out`.
+// composited head in the patch.
 @compute @workgroup_size(8, 8, 1)
 fn render_features(@builtin(global_invocation_id) gid: vec3u) {
     if (gid.x >= u.fbox.z || gid.y >= u.fbox.w) { return; }
     let w = u32(u.size.x);
     let xy = vec2u(u.fbox.x + gid.x, u.fbox.y + gid.y);
     if (xy.x >= w || xy.y >= u32(u.size.y)) { return; }
-    let idx = xy.y * w + xy.x;
+    let idx = (xy.y - u32(u.center.w)) * u.boxsz.x + (xy.x - u32(u.center.z));
     var c = unpack(out[idx]);
     let skin = c;
     let px = vec2f(f32(xy.x) + 0.5, f32(xy.y) + 0.5);
@@ -383,14 +393,13 @@ fn render_captions(@builtin(global_invocation_id) gid: vec3u) {
     let w = u32(u.size.x);
     let xy = vec2u(u.cbox.x + gid.x, u.cbox.y + gid.y);
     if (xy.x >= w || xy.y >= u32(u.size.y)) { return; }
-    let idx = xy.y * w + xy.x;
-    // Pixels of the head box were composited this frame; elsewhere start from the static layer,
-    // so last frame's caption never lingers.
+    // Pixels of the head box were composited this frame (head part of the patch); elsewhere
+    // start from the static layer, so last frame's caption never lingers.
     let hx = u32(u.center.z);
     let hy = u32(u.center.w);
     let in_head = xy.x >= hx && xy.x < hx + u.boxsz.x && xy.y >= hy && xy.y < hy + u.boxsz.y;
-    var c = unpack(base[idx]);
-    if (in_head) { c = unpack(out[idx]); }
+    var c = unpack(base[xy.y * w + xy.x]);
+    if (in_head) { c = unpack(out[(xy.y - hy) * u.boxsz.x + (xy.x - hx)]); }
     if (u.cword.x > 0.5) {
         let size = vec2f(f32(u.cbox.z), f32(u.cbox.w));
         let local = vec2f(f32(gid.x) + 0.5, f32(gid.y) + 0.5);
@@ -403,5 +412,5 @@ fn render_captions(@builtin(global_invocation_id) gid: vec3u) {
         let col = select(vec3f(0.96, 0.96, 0.96), vec3f(1.0, 0.82, 0.2), lit);
         c = mix(c, col, cov);
     }
-    out[idx] = pack(c);
+    out[u.boxsz.x * u.boxsz.y + gid.y * u.cbox.z + gid.x] = pack(c);
 }

@@ -43,28 +43,92 @@ struct EspeakEvent {
 
 type SynthCallback = unsafe extern "C" fn(*mut c_short, c_int, *mut EspeakEvent) -> c_int;
 
-#[link(name = "espeak-ng")]
+type InitializeFn = unsafe extern "C" fn(c_int, c_int, *const c_char, c_int) -> c_int;
+type SetSynthCallbackFn = unsafe extern "C" fn(SynthCallback);
+type SetVoiceByNameFn = unsafe extern "C" fn(*const c_char) -> c_int;
+type SetParameterFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
+type SynthFn = unsafe extern "C" fn(
+    *const c_void,
+    usize,
+    c_uint,
+    c_int,
+    c_uint,
+    c_uint,
+    *mut c_uint,
+    *mut c_void,
+) -> c_int;
+type NoArgFn = unsafe extern "C" fn() -> c_int;
+
+const RTLD_NOW: c_int = 0x2;
+const RTLD_LOCAL: c_int = 0;
+const RTLD_NODELETE: c_int = 0x1000;
+const LIBRARY: &str = "libespeak-ng.so.1";
+/// Its dependencies, held open for the life of the process so that unloading espeak itself
+/// never unloads (and re-initialises) the audio libraries under it.
+const DEPENDENCIES: [&str; 2] = ["libpcaudio.so.0", "libsonic.so.0"];
+
 unsafe extern "C" {
-    fn espeak_Initialize(
-        output: c_int,
-        buflength: c_int,
-        path: *const c_char,
-        options: c_int,
-    ) -> c_int;
-    fn espeak_SetSynthCallback(cb: SynthCallback);
-    fn espeak_SetVoiceByName(name: *const c_char) -> c_int;
-    fn espeak_SetParameter(parameter: c_int, value: c_int, relative: c_int) -> c_int;
-    fn espeak_Synth(
-        text: *const c_void,
-        size: usize,
-        position: c_uint,
-        position_type: c_int,
-        end_position: c_uint,
-        flags: c_uint,
-        unique_identifier: *mut c_uint,
-        user_data: *mut c_void,
-    ) -> c_int;
-    fn espeak_Synchronize() -> c_int;
+    fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    fn dlclose(handle: *mut c_void) -> c_int;
+}
+
+/// libespeak-ng loaded for one utterance. espeak-ng 1.51 keeps synthesis state in globals
+/// (pitch flutter, filters), so the same text spoken twice in one process comes out with
+/// phonemes up to ~20 ms apart. A fresh copy of the library per utterance (loaded,
+/// initialised, terminated and unloaded: ~10 ms) makes every utterance start from the same
+/// state, so the same input gives the same samples and timings in any process, in any order.
+struct Library {
+    handle: *mut c_void,
+}
+
+impl Library {
+    fn open() -> Result<Self, EspeakError> {
+        static DEPS: std::sync::Once = std::sync::Once::new();
+        DEPS.call_once(|| {
+            for dep in DEPENDENCIES {
+                if let Ok(name) = CString::new(dep) {
+                    // SAFETY: a plain dlopen; a missing library only means espeak loads it.
+                    unsafe { dlopen(name.as_ptr(), RTLD_NOW | RTLD_NODELETE) };
+                }
+            }
+        });
+        let name = CString::new(LIBRARY).map_err(|_| EspeakError::Init)?;
+        // SAFETY: loading a shared library by name; failure is a null handle.
+        let handle = unsafe { dlopen(name.as_ptr(), RTLD_NOW | RTLD_LOCAL) };
+        if handle.is_null() {
+            return Err(EspeakError::Init);
+        }
+        Ok(Self { handle })
+    }
+
+    /// The address of `symbol` as a function of type `F` (a `fn` pointer type).
+    ///
+    /// # Safety
+    /// `F` must be the exact C signature of `symbol`.
+    unsafe fn get<F: Copy>(&self, symbol: &str) -> Result<F, EspeakError> {
+        let name = CString::new(symbol).map_err(|_| EspeakError::Init)?;
+        // SAFETY: `handle` is a live dlopen handle.
+        let ptr = unsafe { dlsym(self.handle, name.as_ptr()) };
+        if ptr.is_null() {
+            return Err(EspeakError::Init);
+        }
+        debug_assert_eq!(size_of::<F>(), size_of::<*mut c_void>());
+        // SAFETY: the caller names the symbol's real signature; fn pointers are pointer-sized.
+        Ok(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&ptr) })
+    }
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        // SAFETY: `handle` came from dlopen and nothing refers into the library any more.
+        unsafe {
+            if let Ok(terminate) = self.get::<NoArgFn>("espeak_Terminate") {
+                terminate();
+            }
+            dlclose(self.handle);
+        }
+    }
 }
 
 unsafe extern "C" {
@@ -110,13 +174,8 @@ pub struct Synthesis {
     pub events: Vec<Event>,
 }
 
-/// Set once libespeak-ng is initialised: its output sample rate.
-struct State {
-    sample_rate: u32,
-}
-
-static STATE: Mutex<Option<State>> = Mutex::new(None);
-/// Filled by the callback; only touched while `STATE` is locked by `synthesize`.
+/// Serialises every use of libespeak-ng (one global state, one global callback).
+static LOCK: Mutex<()> = Mutex::new(());
 static SINK: Mutex<Option<Synthesis>> = Mutex::new(None);
 
 unsafe extern "C" fn on_synth(
@@ -174,47 +233,50 @@ pub fn synthesize(
 ) -> Result<Synthesis, EspeakError> {
     let ctext = CString::new(text).map_err(|_| EspeakError::Nul)?;
     let cvoice = CString::new(voice).map_err(|_| EspeakError::Nul)?;
-    let mut state = STATE.lock().unwrap_or_else(|p| p.into_inner());
-    if state.is_none() {
-        // SAFETY: plain C calls; the callback is a `'static` function.
-        let rate = unsafe {
-            espeak_Initialize(
-                AUDIO_OUTPUT_SYNCHRONOUS,
-                500,
-                std::ptr::null(),
-                INITIALIZE_PHONEME_EVENTS | INITIALIZE_DONT_EXIT,
-            )
-        };
-        if rate <= 0 {
-            return Err(EspeakError::Init);
-        }
-        unsafe { espeak_SetSynthCallback(on_synth) };
-        *state = Some(State {
-            sample_rate: rate as u32,
-        });
-    }
-    let Some(st) = state.as_ref() else {
-        return Err(EspeakError::Init);
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let lib = Library::open()?;
+    // SAFETY: each type is the signature `speak_lib.h` declares for that symbol.
+    let (initialize, set_callback, set_voice, set_parameter, synth, synchronize) = unsafe {
+        (
+            lib.get::<InitializeFn>("espeak_Initialize")?,
+            lib.get::<SetSynthCallbackFn>("espeak_SetSynthCallback")?,
+            lib.get::<SetVoiceByNameFn>("espeak_SetVoiceByName")?,
+            lib.get::<SetParameterFn>("espeak_SetParameter")?,
+            lib.get::<SynthFn>("espeak_Synth")?,
+            lib.get::<NoArgFn>("espeak_Synchronize")?,
+        )
     };
+    // SAFETY: plain C calls on the freshly loaded library; the callback is a `'static` fn.
+    let sample_rate = unsafe {
+        initialize(
+            AUDIO_OUTPUT_SYNCHRONOUS,
+            500,
+            std::ptr::null(),
+            INITIALIZE_PHONEME_EVENTS | INITIALIZE_DONT_EXIT,
+        )
+    };
+    if sample_rate <= 0 {
+        return Err(EspeakError::Init);
+    }
+    unsafe { set_callback(on_synth) };
     // SAFETY: valid NUL-terminated strings; espeak copies what it needs.
-    if unsafe { espeak_SetVoiceByName(cvoice.as_ptr()) } != 0 {
+    if unsafe { set_voice(cvoice.as_ptr()) } != 0 {
         return Err(EspeakError::Voice(voice.to_string()));
     }
     unsafe {
-        espeak_SetParameter(PARAM_RATE, rate.clamp(80, 450) as c_int, 0);
-        espeak_SetParameter(PARAM_PITCH, pitch.min(100) as c_int, 0);
+        set_parameter(PARAM_RATE, rate.clamp(80, 450) as c_int, 0);
+        set_parameter(PARAM_PITCH, pitch.min(100) as c_int, 0);
     }
     *SINK.lock().unwrap_or_else(|p| p.into_inner()) = Some(Synthesis {
-        sample_rate: st.sample_rate,
+        sample_rate: sample_rate as u32,
         ..Synthesis::default()
     });
     let bytes = ctext.as_bytes_with_nul();
-    // Same noise source for the same text. (espeak-ng 1.51 still jitters by about a
-    // millisecond between utterances: its pitch flutter state persists in the process.)
+    // espeak-ng 1.51 draws its noise sources from libc's generator: same seed, same noise.
     unsafe { srand(0x5EED) };
     // SAFETY: `bytes` outlives the call; synchronous mode returns after all callbacks ran.
     let code = unsafe {
-        espeak_Synth(
+        synth(
             bytes.as_ptr().cast(),
             bytes.len(),
             0,
@@ -225,14 +287,33 @@ pub fn synthesize(
             std::ptr::null_mut(),
         )
     };
-    unsafe { espeak_Synchronize() };
+    unsafe { synchronize() };
     let out = SINK
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take()
         .unwrap_or_default();
+    drop(lib);
     if code != 0 {
         return Err(EspeakError::Synth(code));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_text_gives_the_same_samples_and_timings_whatever_came_before() {
+        let text = "Hello world. Open your mouth wide, and say it again!";
+        let first = synthesize(text, "en-us+f3", 175, 50).expect("espeak-ng");
+        let other = synthesize("Something else entirely: 42 numbers.", "en-us+m3", 140, 30)
+            .expect("espeak-ng");
+        let again = synthesize(text, "en-us+f3", 175, 50).expect("espeak-ng");
+        assert!(!first.samples.is_empty() && first.events.len() > 10);
+        assert_ne!(first.samples.len(), other.samples.len());
+        assert_eq!(first.events, again.events);
+        assert!(first.samples == again.samples, "identical PCM");
+    }
 }

@@ -239,24 +239,43 @@ impl Generator {
         timeline: &Timeline,
         at: &[usize],
     ) -> Result<Vec<Vec<u8>>, GenerateError> {
-        let renderer = self.open(params, timeline, None)?;
-        let pool = media::FramePool::new(renderer.frame_bytes());
-        let frames = at
-            .iter()
-            .map(|&i| FrameRequest {
-                params: timeline.frames.get(i).copied().unwrap_or_default(),
-                caption: None,
-                line: None,
-            })
-            .collect::<Vec<_>>();
         let mut out = Vec::with_capacity(at.len());
-        for chunk in frames.chunks(renderer.batch_size()) {
-            let bufs = chunk.iter().map(|_| pool.get()).collect();
-            for f in renderer.render(chunk.to_vec(), bufs)? {
-                out.push(f.as_ref().to_vec());
+        self.render_frames(params, timeline, at, &mut |frame| out.push(frame.to_vec()))?;
+        Ok(out)
+    }
+
+    /// Renders the frames at `at` (captions if `params` asks for them; no encoder) and hands
+    /// each to `sink`, in order, as the job path makes them: patches from the GPU applied to
+    /// reused frame buffers.
+    pub fn render_frames(
+        &self,
+        params: &VideoParams,
+        timeline: &Timeline,
+        at: &[usize],
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), GenerateError> {
+        let captions = caption_track(params, timeline)?;
+        let renderer = self.open(params, timeline, captions.as_ref().map(|c| c.area))?;
+        let patches = media::FramePool::new(renderer.patch_bytes());
+        let frames = media::FramePool::starting_as(renderer.static_frame());
+        let geometry = renderer.geometry();
+        let mut feed = Feed::new(timeline, captions.as_ref(), at);
+        let mut submit = || {
+            let batch = feed.next_batch(renderer.batch_size());
+            let bufs = batch.iter().map(|_| patches.get()).collect();
+            (!batch.is_empty()).then(|| renderer.submit(batch, bufs))
+        };
+        // One batch ahead, as a job does.
+        let mut in_flight = submit();
+        while let Some(ticket) = in_flight.take() {
+            in_flight = submit();
+            for patch in ticket.wait()? {
+                let mut frame = frames.get();
+                geometry.apply(patch.as_ref(), frame.as_mut());
+                sink(frame.as_ref());
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Registers a job with the GPU scheduler: its static layers come from the model cache
@@ -300,14 +319,7 @@ impl Generator {
         }
 
         let (w, h) = (p.dimension.width, p.dimension.height);
-        let captions = if p.captions && !timeline.words.is_empty() {
-            Some(
-                captions::CaptionTrack::build(&timeline.words, w, h)
-                    .map_err(|e| GenerateError::Media(MediaError::Pipeline(e.to_string())))?,
-            )
-        } else {
-            None
-        };
+        let captions = caption_track(p, &timeline)?;
         let renderer = self.open(p, &timeline, captions.as_ref().map(|c| c.area))?;
         let settings = EncodeSettings {
             width: w,
@@ -332,64 +344,35 @@ impl Generator {
         let render_start = Instant::now();
         let mut last_report = Instant::now();
         let mut done = 0u64;
-        let pool = media::FramePool::new(renderer.frame_bytes());
+        // Patches come back from the GPU; frames start as the static frame and get each
+        // frame's patch (buffers return from the encoder still holding an earlier frame).
+        let patches = media::FramePool::new(renderer.patch_bytes());
+        let pool = media::FramePool::starting_as(renderer.static_frame());
+        let geometry = renderer.geometry();
         let (mut submit_t, mut readback_t, mut encode_t) = (
             std::time::Duration::ZERO,
             std::time::Duration::ZERO,
             std::time::Duration::ZERO,
         );
         // Batches go to the scheduler one ahead: while it renders batch k + 1, this thread
-        // hands batch k to the encoder. A new caption line starts a batch (its coverage is
-        // uploaded once, before the batch's first frame).
-        let mut shown_line: Option<usize> = None;
-        let mut next = 0usize;
-        let mut make_batch = |next: &mut usize| -> Vec<FrameRequest> {
-            let size = renderer.batch_size();
-            let mut batch = Vec::with_capacity(size);
-            while *next < timeline.frames.len() && batch.len() < size {
-                let params = timeline.frames[*next];
-                let mut line = None;
-                let caption = captions.as_ref().and_then(|track| {
-                    let f = track.at(f64::from(params.time))?;
-                    if shown_line != Some(f.line) {
-                        line = Some(f.line);
-                    }
-                    Some((f.x0, f.x1))
-                });
-                if let Some(l) = line {
-                    if !batch.is_empty() {
-                        break;
-                    }
-                    shown_line = Some(l);
-                }
-                batch.push(FrameRequest {
-                    params,
-                    caption,
-                    line: line.and_then(|l| {
-                        captions
-                            .as_ref()
-                            .map(|t| Arc::from(t.lines[l].coverage.as_slice()))
-                    }),
-                });
-                *next += 1;
-            }
-            batch
-        };
+        // hands batch k to the encoder.
+        let all: Vec<usize> = (0..timeline.frames.len()).collect();
+        let mut feed = Feed::new(&timeline, captions.as_ref(), &all);
         let submit = |batch: Vec<FrameRequest>, submit_t: &mut std::time::Duration| {
             let t = Instant::now();
-            let bufs = batch.iter().map(|_| pool.get()).collect();
+            let bufs = batch.iter().map(|_| patches.get()).collect();
             let ticket = renderer.submit(batch, bufs);
             *submit_t += t.elapsed();
             ticket
         };
-        let first = make_batch(&mut next);
+        let first = feed.next_batch(renderer.batch_size());
         let mut in_flight = (!first.is_empty()).then(|| submit(first, &mut submit_t));
         while let Some(ticket) = in_flight.take() {
             if cancel.load(Ordering::Relaxed) {
                 writer.abort();
                 return Err(GenerateError::Cancelled);
             }
-            let batch = make_batch(&mut next);
+            let batch = feed.next_batch(renderer.batch_size());
             if !batch.is_empty() {
                 in_flight = Some(submit(batch, &mut submit_t));
             }
@@ -402,7 +385,10 @@ impl Generator {
                 }
             };
             readback_t += t.elapsed();
-            for frame in frames {
+            for patch in frames {
+                let mut frame = pool.get();
+                geometry.apply(patch.as_ref(), frame.as_mut());
+                drop(patch);
                 if done == thumb_at {
                     thumb = Some(frame.as_ref().to_vec());
                 }
@@ -466,6 +452,80 @@ impl Generator {
             .name("reelgen-job".into())
             .spawn(move || me.run(&spec, &flag, &mut on_progress, &mut on_live));
         JobHandle { cancel, thread }
+    }
+}
+
+/// The caption track of a video, when it asks for captions and has words.
+fn caption_track(
+    p: &VideoParams,
+    timeline: &Timeline,
+) -> Result<Option<captions::CaptionTrack>, GenerateError> {
+    if !p.captions || timeline.words.is_empty() {
+        return Ok(None);
+    }
+    captions::CaptionTrack::build(&timeline.words, p.dimension.width, p.dimension.height)
+        .map(Some)
+        .map_err(|e| GenerateError::Media(MediaError::Pipeline(e.to_string())))
+}
+
+/// Timeline frames (those at `at`, in order) as GPU requests, batch by batch. A new caption
+/// line starts a batch: its coverage is uploaded once, before the batch's first frame.
+struct Feed<'a> {
+    timeline: &'a Timeline,
+    captions: Option<&'a captions::CaptionTrack>,
+    at: &'a [usize],
+    next: usize,
+    shown_line: Option<usize>,
+}
+
+impl<'a> Feed<'a> {
+    fn new(
+        timeline: &'a Timeline,
+        captions: Option<&'a captions::CaptionTrack>,
+        at: &'a [usize],
+    ) -> Self {
+        Self {
+            timeline,
+            captions,
+            at,
+            next: 0,
+            shown_line: None,
+        }
+    }
+
+    fn next_batch(&mut self, size: usize) -> Vec<FrameRequest> {
+        let size = size.max(1);
+        let mut batch = Vec::with_capacity(size);
+        while let Some(&i) = self.at.get(self.next) {
+            if batch.len() >= size {
+                break;
+            }
+            let params = self.timeline.frames.get(i).copied().unwrap_or_default();
+            let mut line = None;
+            let caption = self.captions.and_then(|track| {
+                let f = track.at(f64::from(params.time))?;
+                if self.shown_line != Some(f.line) {
+                    line = Some(f.line);
+                }
+                Some((f.x0, f.x1))
+            });
+            if let Some(l) = line {
+                if !batch.is_empty() {
+                    break;
+                }
+                self.shown_line = Some(l);
+            }
+            batch.push(FrameRequest {
+                params,
+                caption,
+                line: line.and_then(|l| {
+                    let track = self.captions?;
+                    Some(Arc::from(track.lines.get(l)?.coverage.as_slice()))
+                }),
+            });
+            self.next += 1;
+        }
+        batch
     }
 }
 

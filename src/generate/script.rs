@@ -1,7 +1,9 @@
 //! Script → timeline. Normalises the text, has the voice speak it (phoneme timings come from
 //! the synthesiser), maps phonemes to visemes, blends neighbouring mouth shapes
-//! (co-articulation: a triangular window over ±[`COARTICULATION_MS`]), and schedules blinks,
-//! gaze and idle head/breathing motion from the seed. Same input + seed → the same timeline.
+//! (co-articulation: each viseme is fully formed at its phoneme's start and the mouth moves
+//! towards the next one up to [`ANTICIPATION_MS`] ahead, see [`VisemeTrack`]), and schedules
+//! blinks, gaze and idle head/breathing motion from the seed. Same input + seed → the same
+//! timeline.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -9,7 +11,10 @@ use crate::domain::VideoParams;
 
 use super::voice::{Speech, TtsBackend, VoiceError, WordAt};
 
-pub const COARTICULATION_MS: f64 = 45.0;
+/// How far ahead of a phoneme the mouth starts moving towards its shape.
+pub const ANTICIPATION_MS: f64 = 60.0;
+/// The share of a viseme's own time that anticipation of the next may take.
+const ANTICIPATION_SHARE: f64 = 0.6;
 
 /// Per-frame drive of the avatar kernel. `#[repr(C)]`: uploaded to the GPU as is.
 #[repr(C)]
@@ -45,7 +50,7 @@ pub struct FrameParams {
     pub word: f32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Viseme {
     Sil,
     PP,
@@ -91,6 +96,9 @@ pub fn viseme_of(phoneme: &str) -> Viseme {
     if p.is_empty() || p.starts_with('_') || p.starts_with(';') {
         return Viseme::Sil;
     }
+    // Variants (`t2`, `l/2`) and length marks (`i:`) keep their base sound's shape.
+    let base = p.trim_end_matches(|c: char| c.is_ascii_digit() || c == ':' || c == '/');
+    let p = if base.is_empty() { p } else { base };
     match p {
         "p" | "b" | "m" | "m-" => Viseme::PP,
         "f" | "v" => Viseme::FF,
@@ -179,6 +187,8 @@ pub struct Timeline {
     /// `None` when the video has no voice.
     pub speech: Option<Speech>,
     pub words: Vec<WordAt>,
+    /// The mouth's drive: which viseme shows when (empty without speech).
+    pub visemes: VisemeTrack,
 }
 
 impl Timeline {
@@ -213,6 +223,7 @@ pub fn build(params: &VideoParams, tts: &dyn TtsBackend) -> Result<Timeline, Tim
         None => (params.estimate_duration().0, Vec::new(), Vec::new()),
     };
     let n = ((duration_s * f64::from(fps)).round() as usize).max(1);
+    let visemes = VisemeTrack::new(&phonemes, duration_s * 1000.0);
 
     let (base_smile, base_brow) = match params.avatar.expression.as_str() {
         "friendly" => (0.55, 0.2),
@@ -234,7 +245,7 @@ pub fn build(params: &VideoParams, tts: &dyn TtsBackend) -> Result<Timeline, Tim
         .map(|i| {
             let t = i as f64 / f64::from(fps);
             let t_ms = t * 1000.0;
-            let m = coarticulated(&phonemes, t_ms);
+            let m = visemes.shape_at(t_ms);
             // Speaking energy from the mouth shape itself (not from the audio samples, which
             // espeak does not reproduce bit for bit).
             let loud = (m[0] * 1.6).min(1.0);
@@ -285,6 +296,7 @@ pub fn build(params: &VideoParams, tts: &dyn TtsBackend) -> Result<Timeline, Tim
         frames,
         speech,
         words,
+        visemes,
     })
 }
 
@@ -323,32 +335,109 @@ fn gaze_at(times: &[f64], targets: &[(f64, f64)], t: f64) -> (f64, f64) {
     )
 }
 
-/// The viseme shape at `t_ms` of a piecewise-constant phoneme track.
-fn shape_at(phonemes: &[super::voice::PhonemeAt], t_ms: f64) -> [f64; 5] {
-    match phonemes.iter().rposition(|p| f64::from(p.start_ms) <= t_ms) {
-        Some(i) => shape(viseme_of(&phonemes[i].name)),
-        None => shape(Viseme::Sil),
-    }
+/// One run of phonemes that share a viseme, from its first phoneme's start to the next
+/// run's start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VisemeSegment {
+    pub viseme: Viseme,
+    pub start_ms: f64,
+    pub end_ms: f64,
+    /// How long before `end_ms` the mouth starts moving towards the next run.
+    anticipation_ms: f64,
 }
 
-/// Triangular-window average of the mouth shape around `t_ms`: anticipates the next phoneme
-/// and carries over the previous one, so shapes blend instead of snapping.
-fn coarticulated(phonemes: &[super::voice::PhonemeAt], t_ms: f64) -> [f64; 5] {
-    const TAPS: i32 = 9;
-    let mut acc = [0.0; 5];
-    let mut wsum = 0.0;
-    for k in -TAPS..=TAPS {
-        let w = 1.0 - f64::from(k.abs()) / f64::from(TAPS + 1);
-        let s = shape_at(
-            phonemes,
-            t_ms + f64::from(k) * COARTICULATION_MS / f64::from(TAPS),
-        );
-        for (a, v) in acc.iter_mut().zip(s) {
-            *a += w * v;
+/// The mouth over time. Each viseme reaches full weight exactly at its first phoneme's
+/// start (espeak's audio position) and holds it; towards the end of its run it cross-fades
+/// (smoothstep) into the next viseme, starting [`ANTICIPATION_MS`] (or 60 % of the run,
+/// if shorter) ahead. At most two visemes are ever blended and their weights sum to one,
+/// so silences (`Sil`) close the mouth completely.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisemeTrack {
+    segments: Vec<VisemeSegment>,
+}
+
+impl VisemeTrack {
+    /// The track of `phonemes` (start times in ms) over an utterance of `end_ms`.
+    pub fn new(phonemes: &[super::voice::PhonemeAt], end_ms: f64) -> Self {
+        let mut segments: Vec<VisemeSegment> = Vec::new();
+        let mut push = |viseme: Viseme, start_ms: f64| match segments.last_mut() {
+            Some(last) if last.viseme == viseme => {}
+            Some(last) if start_ms <= last.start_ms => last.viseme = viseme,
+            _ => segments.push(VisemeSegment {
+                viseme,
+                start_ms,
+                end_ms,
+                anticipation_ms: 0.0,
+            }),
+        };
+        push(Viseme::Sil, 0.0);
+        for p in phonemes {
+            push(viseme_of(&p.name), f64::from(p.start_ms).min(end_ms));
         }
-        wsum += w;
+        push(Viseme::Sil, end_ms);
+        // Merging a zero-length run may leave neighbours with equal visemes: merge again.
+        segments.dedup_by(|next, prev| next.viseme == prev.viseme);
+        let count = segments.len();
+        for i in 0..count {
+            let end = segments.get(i + 1).map_or(end_ms, |n| n.start_ms);
+            let s = &mut segments[i];
+            s.end_ms = end.max(s.start_ms);
+            s.anticipation_ms = if i + 1 < count {
+                ANTICIPATION_MS.min(ANTICIPATION_SHARE * (s.end_ms - s.start_ms))
+            } else {
+                0.0
+            };
+        }
+        if end_ms <= 0.0 || phonemes.is_empty() {
+            segments.clear();
+        }
+        Self { segments }
     }
-    acc.map(|a| a / wsum)
+
+    pub fn segments(&self) -> &[VisemeSegment] {
+        &self.segments
+    }
+
+    /// The visemes showing at `t_ms` with their weights (summing to one).
+    pub fn weights_at(&self, t_ms: f64) -> [(Viseme, f64); 2] {
+        let idx = self
+            .segments
+            .partition_point(|s| s.start_ms <= t_ms)
+            .saturating_sub(1);
+        let Some(seg) = self.segments.get(idx) else {
+            return [(Viseme::Sil, 1.0), (Viseme::Sil, 0.0)];
+        };
+        let next = self.segments.get(idx + 1);
+        let fade_from = seg.end_ms - seg.anticipation_ms;
+        match next {
+            Some(n) if t_ms > fade_from && seg.anticipation_ms > 0.0 => {
+                let k = ((t_ms - fade_from) / seg.anticipation_ms).clamp(0.0, 1.0);
+                let k = k * k * (3.0 - 2.0 * k);
+                [(seg.viseme, 1.0 - k), (n.viseme, k)]
+            }
+            _ => [(seg.viseme, 1.0), (seg.viseme, 0.0)],
+        }
+    }
+
+    /// The weight of viseme `v` at `t_ms`.
+    pub fn weight(&self, v: Viseme, t_ms: f64) -> f64 {
+        self.weights_at(t_ms)
+            .iter()
+            .filter(|(x, _)| *x == v)
+            .map(|(_, w)| w)
+            .sum()
+    }
+
+    /// (open, wide, round, teeth, tongue) at `t_ms`.
+    pub fn shape_at(&self, t_ms: f64) -> [f64; 5] {
+        let mut acc = [0.0; 5];
+        for (v, w) in self.weights_at(t_ms) {
+            for (a, s) in acc.iter_mut().zip(shape(v)) {
+                *a += w * s;
+            }
+        }
+        acc
+    }
 }
 
 #[cfg(test)]
@@ -364,6 +453,53 @@ mod tests {
         assert_eq!(viseme_of("_:"), Viseme::Sil);
         assert_eq!(viseme_of(""), Viseme::Sil);
         assert_eq!(viseme_of("s"), Viseme::SS);
+        assert_eq!(viseme_of("t2"), Viseme::DD);
+        assert_eq!(viseme_of("i:"), Viseme::IH);
+        assert_eq!(viseme_of("3:"), Viseme::E);
+        assert_eq!(viseme_of("0"), Viseme::OH);
+    }
+
+    fn ph(name: &str, start_ms: u32) -> super::super::voice::PhonemeAt {
+        super::super::voice::PhonemeAt {
+            name: name.into(),
+            start_ms,
+        }
+    }
+
+    #[test]
+    fn visemes_peak_at_their_phoneme_and_silence_closes_the_mouth() {
+        // "ma", a pause, "pa": m/p share a viseme but a pause separates them.
+        let track = VisemeTrack::new(
+            &[
+                ph("m", 20),
+                ph("a", 100),
+                ph("_:", 300),
+                ph("p", 700),
+                ph("a", 760),
+            ],
+            1000.0,
+        );
+        let kinds: Vec<Viseme> = track.segments().iter().map(|s| s.viseme).collect();
+        use Viseme::*;
+        assert_eq!(kinds, [Sil, PP, AA, Sil, PP, AA, Sil]);
+        for s in track.segments() {
+            assert!(
+                (track.weight(s.viseme, s.start_ms) - 1.0).abs() < 1e-12,
+                "{s:?}"
+            );
+            assert!(track.weight(s.viseme, s.start_ms - 1.0) < 1.0 || s.start_ms == 0.0);
+        }
+        // The pause: closed from its start until the anticipation of "p" (60 ms ahead).
+        for t in [300.0, 400.0, 639.0] {
+            assert_eq!(track.shape_at(t)[0], 0.0, "open at {t} ms");
+        }
+        assert!(track.shape_at(150.0)[0] > 0.7, "open on the vowel");
+        // Weights always sum to one.
+        for t in 0..1000 {
+            let w: f64 = track.weights_at(f64::from(t)).iter().map(|(_, w)| w).sum();
+            assert!((w - 1.0).abs() < 1e-12);
+        }
+        assert!(VisemeTrack::new(&[], 1000.0).segments().is_empty());
     }
 
     #[test]

@@ -276,7 +276,10 @@ pub struct Model {
     base: wgpu::Buffer,
     layer: wgpu::Buffer,
     pub layout: Layout,
-    /// Device memory it holds.
+    /// The static frame (RGBA, width × height) on the CPU: what every frame of the look is
+    /// outside its patch, so a job's frame buffers start as copies of it.
+    pub frame: Arc<[u8]>,
+    /// Device memory it holds (and the CPU copy).
     pub bytes: u64,
 }
 
@@ -351,22 +354,75 @@ impl Model {
             pass.dispatch_workgroups(bw.div_ceil(WG), bh.div_ceil(WG), 1);
         }
         enc.copy_buffer_to_buffer(&out, 0, &base, 0, frame_bytes);
+        // Read back once: the static frame (kept on the CPU) and the layer (for its spans).
+        let fb = frame_bytes;
         let probe = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("layer probe"),
-            size: (layer_px * 4).max(4),
+            label: Some("static probe"),
+            size: fb + (layer_px * 4).max(4),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        enc.copy_buffer_to_buffer(&layer, 0, &probe, 0, layer_px * 4);
+        enc.copy_buffer_to_buffer(&out, 0, &probe, 0, fb);
+        enc.copy_buffer_to_buffer(&layer, 0, &probe, fb, layer_px * 4);
         let idx = gpu.queue.submit([enc.finish()]);
-        let spans = row_spans(gpu, &probe, idx, &layout);
+        let (frame, spans) = read_static(gpu, &probe, idx, fb as usize, &layout);
         gpu.queue
             .write_buffer(&layer, layer_px * 4, bytemuck::cast_slice(&spans));
         Self {
             base,
             layer,
             layout,
-            bytes: frame_bytes + layer_bytes,
+            bytes: 2 * frame_bytes + layer_bytes,
+            frame,
+        }
+    }
+}
+
+/// Where a frame's patch goes: the head box, then the caption box, each row-major.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchGeometry {
+    pub width: u32,
+    pub height: u32,
+    pub head: [u32; 4],
+    pub caption: Option<[u32; 4]>,
+}
+
+impl PatchGeometry {
+    pub fn new(width: u32, height: u32, layout: &Layout, captions: Option<[u32; 4]>) -> Self {
+        let clip = |[x, y, w, h]: [u32; 4]| {
+            let x = x.min(width);
+            let y = y.min(height);
+            [x, y, w.min(width - x), h.min(height - y)]
+        };
+        Self {
+            width,
+            height,
+            head: clip(layout.head_box),
+            caption: captions.map(clip),
+        }
+    }
+
+    /// Bytes of one patch.
+    pub fn bytes(&self) -> usize {
+        let px = |b: [u32; 4]| b[2] as usize * b[3] as usize;
+        (px(self.head) + self.caption.map_or(0, px)) * 4
+    }
+
+    /// Writes `patch` into `frame` (RGBA, width × height), which must hold this look's
+    /// static frame or an earlier frame of it outside the patch.
+    pub fn apply(&self, patch: &[u8], frame: &mut [u8]) {
+        let stride = self.width as usize * 4;
+        let mut at = 0usize;
+        for [x, y, w, h] in std::iter::once(self.head).chain(self.caption) {
+            let row = w as usize * 4;
+            for r in 0..h as usize {
+                let dst = (y as usize + r) * stride + x as usize * 4;
+                if let (Some(d), Some(s)) = (frame.get_mut(dst..dst + row), patch.get(at..at + row))
+                {
+                    d.copy_from_slice(s);
+                }
+                at += row;
+            }
         }
     }
 }
@@ -382,14 +438,13 @@ pub struct FrameRequest {
 }
 
 /// A job's own buffers over a shared [`Model`]: one uniform slot and one staging buffer per
-/// frame of a batch (so a batch is one submission), the output frame and the caption line.
+/// frame of a batch (so a batch is one submission), the patch and the caption line.
 pub struct Target {
     model: Arc<Model>,
-    width: u32,
-    height: u32,
+    geometry: PatchGeometry,
     uniforms: Uniforms,
     uniform_buf: wgpu::Buffer,
-    out: wgpu::Buffer,
+    patch: wgpu::Buffer,
     caption_buf: wgpu::Buffer,
     captions: Option<[u32; 4]>,
     bind_group: wgpu::BindGroup,
@@ -408,16 +463,17 @@ impl Target {
         rest: &FrameParams,
         captions: Option<[u32; 4]>,
     ) -> Self {
-        let uniforms = Uniforms::new(*rest, style, width, height, &model.layout, captions);
+        let geometry = PatchGeometry::new(width, height, &model.layout, captions);
+        let uniforms = Uniforms::new(*rest, style, width, height, &model.layout, geometry.caption);
         let d = &gpu.device;
-        let frame_bytes = u64::from(width) * u64::from(height) * 4;
-        let out = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("out"),
-            size: frame_bytes,
+        let patch = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("patch"),
+            size: geometry.bytes().max(4) as u64,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let caption_bytes = captions
+        let caption_bytes = geometry
+            .caption
             .map_or(4, |[_, _, w, h]| {
                 u64::from(w.div_ceil(4)) * u64::from(h) * 4
             })
@@ -429,17 +485,21 @@ impl Target {
             mapped_at_creation: false,
         });
         let uniform_buf = gpu.uniform_slots(1);
-        let bind_group =
-            gpu.bind_group(&uniform_buf, &model.base, &out, &model.layer, &caption_buf);
+        let bind_group = gpu.bind_group(
+            &uniform_buf,
+            &model.base,
+            &patch,
+            &model.layer,
+            &caption_buf,
+        );
         Self {
             model,
-            width,
-            height,
+            geometry,
             uniforms,
             uniform_buf,
-            out,
+            patch,
             caption_buf,
-            captions,
+            captions: geometry.caption,
             bind_group,
             staging: Vec::new(),
             encoded: 0,
@@ -450,14 +510,23 @@ impl Target {
         self.model.layout
     }
 
-    pub fn frame_bytes(&self) -> usize {
-        self.width as usize * self.height as usize * 4
+    pub fn geometry(&self) -> PatchGeometry {
+        self.geometry
+    }
+
+    /// The look's static frame (shared with the model).
+    pub fn static_frame(&self) -> Arc<[u8]> {
+        self.model.frame.clone()
+    }
+
+    pub fn patch_bytes(&self) -> usize {
+        self.geometry.bytes()
     }
 
     /// Device memory of this target's own buffers (the shared model not counted).
     pub fn bytes(&self) -> u64 {
         self.uniform_buf.size()
-            + self.out.size()
+            + self.patch.size()
             + self.caption_buf.size()
             + self.staging.iter().map(wgpu::Buffer::size).sum::<u64>()
     }
@@ -470,7 +539,7 @@ impl Target {
             self.bind_group = gpu.bind_group(
                 &self.uniform_buf,
                 &self.model.base,
-                &self.out,
+                &self.patch,
                 &self.model.layer,
                 &self.caption_buf,
             );
@@ -479,7 +548,7 @@ impl Target {
             self.staging
                 .push(gpu.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("staging"),
-                    size: self.frame_bytes() as u64,
+                    size: self.patch.size(),
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 }));
@@ -487,7 +556,8 @@ impl Target {
     }
 
     /// Records `frames` into `enc`: per frame the head composite over the head box, the
-    /// features box, the caption box, then a copy to that frame's staging buffer. Uniform
+    /// features box, the caption box (all into the patch), then a copy of the patch to that
+    /// frame's staging buffer. Uniform
     /// slots and the caption line are written now, so they land before the submission.
     pub fn encode(&mut self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, frames: &[FrameRequest]) {
         self.reserve(gpu, frames.len());
@@ -528,7 +598,7 @@ impl Target {
                 pass.set_bind_group(0, &self.bind_group, &offset);
                 pass.dispatch_workgroups(cw.div_ceil(WG), ch.div_ceil(WG), 1);
             }
-            enc.copy_buffer_to_buffer(&self.out, 0, &self.staging[i], 0, self.frame_bytes() as u64);
+            enc.copy_buffer_to_buffer(&self.patch, 0, &self.staging[i], 0, self.patch.size());
         }
         self.encoded = frames.len();
     }
@@ -540,7 +610,8 @@ impl Target {
         }
     }
 
-    /// After the device finished: copies the encoded frames (RGBA) into `dst`, in order.
+    /// After the device finished: copies the encoded frames' patches into `dst`, in order
+    /// ([`PatchGeometry::apply`] puts one into a frame).
     pub fn read(&mut self, dst: &mut [crate::media::PooledFrame]) -> Result<(), GpuError> {
         let n = self.encoded;
         self.encoded = 0;
@@ -591,17 +662,19 @@ impl Uniforms {
     }
 }
 
-/// Per row of the head box, the columns the moving head can ever cover: the layer's opaque
-/// span widened by the largest pose displacement. Rows and corners outside stay `base`, so
-/// the per-frame composite skips them. On any readback failure every row is full.
-fn row_spans(
+/// Reads the static probe: the static frame (`frame_bytes`, then the head layer). On a
+/// readback failure the frame is black (frames are still whole: every patch covers the
+/// moving parts) and every span full.
+fn read_static(
     gpu: &Gpu,
     probe: &wgpu::Buffer,
     idx: wgpu::SubmissionIndex,
+    frame_bytes: usize,
     layout: &Layout,
-) -> Vec<u32> {
+) -> (Arc<[u8]>, Vec<u32>) {
     let [_, _, bw, bh] = layout.head_box;
     let full: Vec<u32> = (0..bh).flat_map(|_| [0, bw]).collect();
+    let black = || -> Arc<[u8]> { vec![0u8; frame_bytes].into() };
     let slice = probe.slice(..);
     slice.map_async(wgpu::MapMode::Read, |_| {});
     if gpu
@@ -612,23 +685,32 @@ fn row_spans(
         })
         .is_err()
     {
-        return full;
+        return (black(), full);
     }
     let Ok(view) = slice.get_mapped_range() else {
-        return full;
+        return (black(), full);
     };
-    let px: &[u32] = bytemuck::cast_slice(&view);
+    let frame: Arc<[u8]> = view[..frame_bytes].into();
+    let spans = row_spans(bytemuck::cast_slice(&view[frame_bytes..]), layout);
+    drop(view);
+    probe.unmap();
+    (frame, spans)
+}
+
+/// Per row of the head box, the columns the moving head can ever cover: the layer's opaque
+/// span widened by the largest pose displacement. Rows and corners outside stay `base`, so
+/// the per-frame composite only copies them.
+fn row_spans(px: &[u32], layout: &Layout) -> Vec<u32> {
+    let [_, _, bw, bh] = layout.head_box;
     let margin = (0.035 * layout.scale).ceil() as i64 + 2;
     let mut rows: Vec<Option<(i64, i64)>> = (0..bh as usize)
         .map(|y| {
-            let row = &px[y * bw as usize..(y + 1) * bw as usize];
+            let row = px.get(y * bw as usize..(y + 1) * bw as usize)?;
             let first = row.iter().position(|p| p >> 24 != 0)?;
             let last = row.iter().rposition(|p| p >> 24 != 0)?;
             Some((first as i64, last as i64 + 1))
         })
         .collect();
-    drop(view);
-    probe.unmap();
     // Widen vertically too: a row may be reached by content from rows `margin` away.
     let original = rows.clone();
     for (y, slot) in rows.iter_mut().enumerate() {

@@ -7,8 +7,9 @@
 //! - `Open` — a job's look and size: the static layers come from the LRU model cache
 //!   (`MODEL_CACHE_SIZE` looks resident; a hit skips rendering them), the job gets a
 //!   [`Target`] of its own; replies with the job's handle.
-//! - `Render` — a batch of a job's frames and the buffers to read them into; replies with the
-//!   filled buffers once the device is done.
+//! - `Render` — a batch of a job's frames and the buffers to read their patches into (only
+//!   the head and caption boxes change between frames); replies with the filled buffers
+//!   once the device is done. The job applies each patch to a copy of the static frame.
 //! - `Close` — the job ended (sent when its [`JobRenderer`] drops); its buffers are freed.
 //!
 //! Scheduling: requests wait per job; each round takes the oldest batch of every job that has
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{FrameRequest, Gpu, GpuError, Layout, Model, ModelKey, Style, Target};
+use super::{FrameRequest, Gpu, GpuError, Layout, Model, ModelKey, PatchGeometry, Style, Target};
 use crate::generate::script::FrameParams;
 use crate::media::PooledFrame;
 
@@ -144,11 +145,20 @@ pub struct OpenJob {
 }
 
 type Reply<T> = mpsc::SyncSender<T>;
+
+/// The scheduler's answer to `Open`.
+pub struct Opened {
+    id: u64,
+    layout: Layout,
+    geometry: PatchGeometry,
+    static_frame: Arc<[u8]>,
+    batch: Arc<AtomicUsize>,
+}
 type Frames = Result<Vec<PooledFrame>, GpuError>;
 
 /// The scheduler's messages.
 pub enum Command {
-    Open(Box<OpenJob>, Reply<(u64, Layout, Arc<AtomicUsize>)>),
+    Open(Box<OpenJob>, Reply<Opened>),
     Render {
         job: u64,
         frames: Vec<FrameRequest>,
@@ -212,13 +222,15 @@ impl GpuScheduler {
         self.tx
             .send(Command::Open(Box::new(job), reply))
             .map_err(|_| stopped())?;
-        let (id, layout, batch) = rx.recv().map_err(|_| stopped())?;
+        let o = rx.recv().map_err(|_| stopped())?;
         Ok(JobRenderer {
-            id,
+            id: o.id,
             tx: self.tx.clone(),
-            layout,
+            layout: o.layout,
+            geometry: o.geometry,
+            static_frame: o.static_frame,
             frame_bytes,
-            batch,
+            batch: o.batch,
         })
     }
 }
@@ -232,6 +244,8 @@ pub struct JobRenderer {
     id: u64,
     tx: mpsc::Sender<Command>,
     layout: Layout,
+    geometry: PatchGeometry,
+    static_frame: Arc<[u8]>,
     frame_bytes: usize,
     batch: Arc<AtomicUsize>,
 }
@@ -254,12 +268,26 @@ impl JobRenderer {
         self.frame_bytes
     }
 
+    /// Where a patch goes in a frame.
+    pub fn geometry(&self) -> PatchGeometry {
+        self.geometry
+    }
+
+    pub fn patch_bytes(&self) -> usize {
+        self.geometry.bytes()
+    }
+
+    /// The look's static frame: new frame buffers start as a copy of it.
+    pub fn static_frame(&self) -> Arc<[u8]> {
+        self.static_frame.clone()
+    }
+
     /// Frames this job should put in its next batch (tuned and memory-capped).
     pub fn batch_size(&self) -> usize {
         self.batch.load(Ordering::Relaxed).max(1)
     }
 
-    /// Queues a batch (`out` holds one buffer per frame); returns at once.
+    /// Queues a batch (`out` holds one patch buffer per frame); returns at once.
     pub fn submit(&self, frames: Vec<FrameRequest>, out: Vec<PooledFrame>) -> Ticket {
         let (reply, rx) = mpsc::sync_channel(1);
         let sent = self.tx.send(Command::Render {
@@ -346,6 +374,7 @@ impl Core {
                     .models_resident
                     .store(self.models.len(), Ordering::Relaxed);
                 let layout = model.layout;
+                let static_frame = model.frame.clone();
                 let target = Target::new(
                     &self.gpu,
                     model,
@@ -355,6 +384,7 @@ impl Core {
                     &job.rest,
                     job.captions,
                 );
+                let geometry = target.geometry();
                 let id = self.next_id;
                 self.next_id += 1;
                 let batch = Arc::new(AtomicUsize::new(1));
@@ -369,7 +399,13 @@ impl Core {
                 self.order.push_back(id);
                 self.add_busy(t.elapsed());
                 self.rebalance();
-                let _ = reply.send((id, layout, batch));
+                let _ = reply.send(Opened {
+                    id,
+                    layout,
+                    geometry,
+                    static_frame,
+                    batch,
+                });
             }
             Command::Render {
                 job,
@@ -407,8 +443,8 @@ impl Core {
             .clamp(1, MAX_BATCH);
         let mut bytes = models;
         for j in self.jobs.values() {
-            // A batch lives three times: staging here, the job's buffers, the encoder's queue.
-            let per_frame = 3 * j.target.frame_bytes() as u64;
+            // A batch frame lives twice: its staging buffer here and the job's patch buffer.
+            let per_frame = 2 * j.target.patch_bytes() as u64;
             let cap = (share / per_frame.max(1)).max(1) as usize;
             j.batch.store(wanted.min(cap), Ordering::Relaxed);
             bytes += j.target.bytes();

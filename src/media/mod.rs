@@ -165,6 +165,8 @@ pub fn probe_encoder_except(deny: &[&str]) -> Result<EncoderChoice, MediaError> 
 pub struct FramePool {
     free: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
     size: usize,
+    /// What a new buffer starts as (zeros when `None`).
+    initial: Option<std::sync::Arc<[u8]>>,
 }
 
 /// A frame borrowed from a [`FramePool`]; returns to it when dropped.
@@ -178,6 +180,18 @@ impl FramePool {
         Self {
             free: Default::default(),
             size,
+            initial: None,
+        }
+    }
+
+    /// A pool whose new buffers are copies of `initial` (a job's static frame). Buffers
+    /// coming back hold an earlier frame of the same job, so only what changes per frame
+    /// needs writing.
+    pub fn starting_as(initial: std::sync::Arc<[u8]>) -> Self {
+        Self {
+            free: Default::default(),
+            size: initial.len(),
+            initial: Some(initial),
         }
     }
 
@@ -187,7 +201,10 @@ impl FramePool {
             .lock()
             .ok()
             .and_then(|mut f| f.pop())
-            .unwrap_or_else(|| vec![0u8; self.size]);
+            .unwrap_or_else(|| match &self.initial {
+                Some(init) => init.to_vec(),
+                None => vec![0u8; self.size],
+            });
         PooledFrame {
             data,
             free: self.free.clone(),

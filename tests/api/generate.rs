@@ -12,15 +12,15 @@ use reelgen::domain::{self, VideoParams};
 use reelgen::generate::{GenerateError, Generator, GeneratorOptions, JobSpec};
 use serde_json::{Value, json};
 
-fn catalog() -> Arc<Catalog> {
+pub(crate) fn catalog() -> Arc<Catalog> {
     Arc::new(Catalog::embedded().expect("catalog"))
 }
 
-fn params(v: Value) -> VideoParams {
+pub(crate) fn params(v: Value) -> VideoParams {
     domain::parse_video_request(&v, &catalog(), "", 1).expect("valid request")
 }
 
-fn generator() -> Arc<Generator> {
+pub(crate) fn generator() -> Arc<Generator> {
     static G: OnceLock<Arc<Generator>> = OnceLock::new();
     G.get_or_init(|| {
         Arc::new(
@@ -68,23 +68,20 @@ fn the_timeline_follows_the_speech_and_is_deterministic() {
     let g = generator();
     let p = params(json!({"script": "Hello world. Open your mouth wide!", "fps": 25, "seed": 7}));
     let a = g.timeline(&p).expect("timeline");
+    // Something else spoken in between must not change how the same script is spoken.
+    g.timeline(&params(
+        json!({"script": "Another voice, another text.", "voice": {"id": "en-gb-1", "speed": 1.3}}),
+    ))
+    .expect("timeline");
     let b = g.timeline(&p).expect("timeline");
-    // Seed-driven motion is exact; the mouth follows espeak's phoneme times, which espeak-ng
-    // 1.51 reproduces to about a millisecond, so mouth shapes agree within a small tolerance.
-    assert_eq!(a.frames.len(), b.frames.len());
-    for (x, y) in a.frames.iter().zip(&b.frames) {
-        assert_eq!(
-            (x.blink, x.gaze_x, x.roll, x.breath),
-            (y.blink, y.gaze_x, y.roll, y.breath)
-        );
-        assert!(
-            (x.mouth_open - y.mouth_open).abs() < 0.08,
-            "frame at {} s: {} vs {}",
-            x.time,
-            x.mouth_open,
-            y.mouth_open
-        );
-    }
+    assert!(a.frames == b.frames, "same input + seed, same frames");
+    assert_eq!(a.visemes, b.visemes);
+    let (sa, sb) = (
+        a.speech.as_ref().expect("speech"),
+        b.speech.as_ref().expect("speech"),
+    );
+    assert_eq!(sa.phonemes, sb.phonemes);
+    assert!(sa.samples == sb.samples, "same audio, sample for sample");
     let speech = a.speech.as_ref().expect("default voice speaks");
     assert!(speech.phonemes.len() > 10);
     assert!(
@@ -430,4 +427,313 @@ fn bad_input_is_a_typed_error_never_a_panic() {
     );
     assert_eq!(res.err().map(|e| e.code()), Some("invalid_avatar"));
     assert!(!out.exists());
+}
+
+#[test]
+fn each_viseme_peaks_within_a_frame_of_its_phoneme_and_pauses_close_the_mouth() {
+    let g = generator();
+    for fps in [25u32, 60] {
+        let p = params(json!({
+            "script": "Hello world. Open your mouth wide, and then... stop! Five big apples.",
+            "fps": fps,
+            "seed": 2
+        }));
+        let t = g.timeline(&p).expect("timeline");
+        let speech = t.speech.as_ref().expect("speech");
+        let frame_ms = 1000.0 / f64::from(fps);
+        let at = |i: usize| i as f64 * frame_ms;
+        let end_ms = f64::from(speech.duration_ms());
+        let mut checked = 0;
+        let mut previous = reelgen::generate::script::Viseme::Sil;
+        for (k, ph) in speech.phonemes.iter().enumerate() {
+            let start = f64::from(ph.start_ms);
+            let end = speech
+                .phonemes
+                .get(k + 1)
+                .map_or(end_ms, |n| f64::from(n.start_ms));
+            let v = reelgen::generate::script::viseme_of(&ph.name);
+            if end <= start {
+                continue; // zero-length marker
+            }
+            // A run of phonemes with one mouth shape (`n` after `t`, a pause after a pause)
+            // holds the shape its first phoneme reached.
+            let same_run = v == previous;
+            previous = v;
+            if same_run {
+                assert!(
+                    t.visemes.weight(v, start) > 0.0,
+                    "{} at {start} ms",
+                    ph.name
+                );
+                continue;
+            }
+            // Continuous: full weight at espeak's time for this phoneme.
+            assert!(
+                (t.visemes.weight(v, start) - 1.0).abs() < 1e-9,
+                "{} at {start} ms: weight {}",
+                ph.name,
+                t.visemes.weight(v, start)
+            );
+            // Sampled at frames from one frame before to the phoneme's end: the strongest
+            // frame for its viseme is within one frame of the phoneme's time.
+            let frames: Vec<usize> = (0..t.frames.len())
+                .filter(|&i| at(i) >= start - frame_ms && at(i) <= end)
+                .collect();
+            let Some(best) = frames.iter().copied().max_by(|&a, &b| {
+                t.visemes
+                    .weight(v, at(a))
+                    .total_cmp(&t.visemes.weight(v, at(b)))
+                    .then(b.cmp(&a)) // the earliest of equals
+            }) else {
+                continue;
+            };
+            assert!(
+                (at(best) - start).abs() <= frame_ms + 1e-9,
+                "{} ({v:?}) at {start} ms peaks at frame {best} ({} ms), {fps} fps",
+                ph.name,
+                at(best)
+            );
+            checked += 1;
+        }
+        assert!(checked > 30, "{checked} phonemes checked");
+        // The frames follow the track: what the kernel gets is the track's mouth.
+        for (i, f) in t.frames.iter().enumerate() {
+            let m = t.visemes.shape_at(at(i));
+            assert!((f64::from(f.mouth_open) - m[0]).abs() < 1e-6);
+        }
+        // Silent gaps (the sentence pauses, before and after speech): the mouth is shut
+        // from the pause's start until it anticipates the next sound.
+        let pauses: Vec<_> = t
+            .visemes
+            .segments()
+            .iter()
+            .filter(|s| s.viseme == reelgen::generate::script::Viseme::Sil)
+            .copied()
+            .collect();
+        assert!(pauses.len() >= 4, "{pauses:?}");
+        let mut closed = 0;
+        for s in &pauses {
+            for (i, f) in t.frames.iter().enumerate() {
+                let ms = at(i);
+                if ms >= s.start_ms && ms + reelgen::generate::script::ANTICIPATION_MS <= s.end_ms {
+                    assert_eq!(f.mouth_open, 0.0, "open at {ms} ms in a pause");
+                    closed += 1;
+                }
+            }
+        }
+        assert!(closed >= 10, "{closed} closed frames");
+        assert_eq!(t.frames[0].mouth_open, 0.0);
+        assert!(t.frames.iter().map(|f| f.mouth_open).fold(0.0, f32::max) > 0.6);
+    }
+}
+
+#[test]
+fn two_runs_with_the_same_seed_render_byte_identical_frames() {
+    let request = json!({"script": "Same seed, same pixels. Every time!",
+        "avatar": {"id": "lena", "expression": "friendly"},
+        "dimension": {"width": 256, "height": 144}, "fps": 20, "seed": 99});
+    let p = params(request.clone());
+    let first = generator();
+    let second = generator_with(3, 2);
+    let ta = first.timeline(&p).expect("timeline");
+    let tb = second.timeline(&params(request)).expect("timeline");
+    assert!(ta.frames == tb.frames);
+    let all: Vec<usize> = (0..ta.frames.len()).collect();
+    let a = first.still_frames(&p, &ta, &all).expect("frames");
+    let b = second.still_frames(&p, &tb, &all).expect("frames");
+    assert_eq!(a.len(), ta.frames.len());
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(x == y, "frame {i} differs");
+    }
+    assert!(a.windows(2).any(|w| w[0] != w[1]), "the avatar moves");
+    let other = params(json!({"script": "Same seed, same pixels. Every time!",
+        "avatar": {"id": "lena", "expression": "friendly"},
+        "dimension": {"width": 256, "height": 144}, "fps": 20, "seed": 100}));
+    let tc = first.timeline(&other).expect("timeline");
+    let c = first
+        .still_frames(&other, &tc, &all[..all.len().min(tc.frames.len())])
+        .expect("frames");
+    assert!(
+        a.iter().zip(&c).any(|(x, y)| x != y),
+        "another seed moves differently"
+    );
+}
+
+/// Per track of an MP4 (moov/trak): handler, timescale, duration and sample count.
+pub(crate) fn mp4_tracks(data: &[u8]) -> Vec<(String, u32, u64, u32)> {
+    fn boxes(data: &[u8]) -> Vec<(&str, &[u8])> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i + 8 <= data.len() {
+            let size =
+                u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) as usize;
+            let kind = std::str::from_utf8(&data[i + 4..i + 8]).unwrap_or("????");
+            if size < 8 || i + size > data.len() {
+                break;
+            }
+            out.push((kind, &data[i + 8..i + size]));
+            i += size;
+        }
+        out
+    }
+    fn child<'a>(data: &'a [u8], kind: &str) -> Option<&'a [u8]> {
+        boxes(data)
+            .into_iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, b)| b)
+    }
+    let be32 = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let Some(moov) = child(data, "moov") else {
+        return Vec::new();
+    };
+    boxes(moov)
+        .into_iter()
+        .filter(|(k, _)| *k == "trak")
+        .filter_map(|(_, trak)| {
+            let mdia = child(trak, "mdia")?;
+            let mdhd = child(mdia, "mdhd")?;
+            let (timescale, duration) = if mdhd[0] == 1 {
+                (
+                    be32(mdhd, 20),
+                    u64::from(be32(mdhd, 24)) << 32 | u64::from(be32(mdhd, 28)),
+                )
+            } else {
+                (be32(mdhd, 12), u64::from(be32(mdhd, 16)))
+            };
+            let handler = String::from_utf8_lossy(&child(mdia, "hdlr")?[8..12]).to_string();
+            let stsz = child(child(child(mdia, "minf")?, "stbl")?, "stsz")?;
+            Some((handler, timescale, duration, be32(stsz, 8)))
+        })
+        .collect()
+}
+
+#[test]
+fn the_mp4_has_exactly_the_timeline_s_frames_and_audio_as_long_as_the_speech() {
+    let g = generator();
+    let request = json!({"script": "Count my frames, please. Then measure my voice.",
+        "dimension": {"width": 320, "height": 180}, "fps": 24, "quality": "draft", "seed": 4});
+    let timeline = g.timeline(&params(request.clone())).expect("timeline");
+    let out = tmp("count.mp4");
+    let outcome = g
+        .run(
+            &JobSpec {
+                params: params(request),
+                output: out.clone(),
+                thumbnail: None,
+                live: false,
+            },
+            &AtomicBool::new(false),
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .expect("generated");
+    assert_eq!(outcome.frames, timeline.frames.len() as u64);
+    let tracks = mp4_tracks(&std::fs::read(&out).expect("mp4"));
+    let video = tracks
+        .iter()
+        .find(|t| t.0 == "vide")
+        .expect("a video track");
+    let audio = tracks
+        .iter()
+        .find(|t| t.0 == "soun")
+        .expect("an audio track");
+    assert_eq!(
+        video.3 as usize,
+        timeline.frames.len(),
+        "every frame is in the file"
+    );
+    let video_s = video.2 as f64 / f64::from(video.1);
+    assert!(
+        (video_s - timeline.duration_s()).abs() <= 1.0 / 24.0 + 1e-6,
+        "video {video_s} s vs timeline {} s",
+        timeline.duration_s()
+    );
+    let speech_s = f64::from(timeline.speech.as_ref().expect("speech").duration_ms()) / 1000.0;
+    let audio_s = audio.2 as f64 / f64::from(audio.1);
+    // AAC frames are 1024 samples (~23 ms at 44.1 kHz): allow two.
+    assert!(
+        (audio_s - speech_s).abs() <= 0.05,
+        "audio {audio_s} s vs speech {speech_s} s"
+    );
+    let info = discover(&out);
+    assert!(info.contains("Frame rate: 24/1"), "{info}");
+}
+
+#[test]
+fn every_listed_voice_speaks() {
+    let g = generator();
+    let cat = catalog();
+    assert!(cat.voices.len() >= 4);
+    for v in &cat.voices {
+        let t = g
+            .timeline(&params(
+                json!({"script": "One, two, three.", "voice": {"id": v.id}}),
+            ))
+            .unwrap_or_else(|e| panic!("voice {}: {e}", v.id));
+        let speech = t.speech.expect("speech");
+        assert!(speech.phonemes.len() > 5, "voice {}", v.id);
+        assert!(speech.duration_ms() > 300, "voice {}", v.id);
+    }
+}
+
+#[test]
+fn captions_burn_in_the_current_line_and_highlight_the_spoken_word() {
+    let g = generator();
+    let (w, h) = (640usize, 360usize);
+    let request = |captions: bool| {
+        params(
+            json!({"script": "Captions follow every word. They highlight the one being spoken.",
+            "dimension": {"width": w, "height": h}, "fps": 10, "seed": 6, "captions": captions}),
+        )
+    };
+    let (with, without) = (request(true), request(false));
+    let t = g.timeline(&with).expect("timeline");
+    let track = reelgen::generate::captions::CaptionTrack::build(&t.words, w as u32, h as u32)
+        .expect("captions");
+    let [bx, by, bw, bh] = track.area.map(|v| v as usize);
+    let all: Vec<usize> = (0..t.frames.len()).collect();
+    let a = g.still_frames(&with, &t, &all).expect("frames");
+    let b = g.still_frames(&without, &t, &all).expect("frames");
+    let inside = |i: usize| {
+        let (x, y) = ((i / 4) % w, (i / 4) / w);
+        x >= bx && x < bx + bw && y >= by && y < by + bh
+    };
+    let mut lit_frames = 0;
+    let mut highlights = std::collections::HashSet::new();
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let shown = track.at(f64::from(t.frames[i].time));
+        let outside_same = x
+            .iter()
+            .zip(y.iter())
+            .enumerate()
+            .all(|(k, (p, q))| inside(k) || p == q);
+        assert!(
+            outside_same,
+            "frame {i}: captions changed pixels outside their box"
+        );
+        if shown.is_none() {
+            continue;
+        }
+        assert!(x != y, "frame {i}: a caption line shows");
+        // Highlight colour (amber, ~#ffd133) marks the spoken word.
+        let lit: Vec<usize> = x
+            .chunks_exact(4)
+            .enumerate()
+            .filter(|(_, p)| p[0] > 225 && (170..=235).contains(&p[1]) && p[2] < 110)
+            .map(|(k, _)| k % w)
+            .collect();
+        if let Some(min) = lit.iter().min() {
+            lit_frames += 1;
+            highlights.insert(min / 8);
+        }
+    }
+    assert!(
+        lit_frames * 2 > a.len(),
+        "{lit_frames} of {} frames highlight a word",
+        a.len()
+    );
+    assert!(
+        highlights.len() >= 3,
+        "the highlight moves from word to word: {highlights:?}"
+    );
 }

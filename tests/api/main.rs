@@ -5,6 +5,7 @@ mod helpers;
 mod browser;
 mod cli;
 mod generate;
+mod golden;
 mod hostile;
 mod ops;
 mod performance;
