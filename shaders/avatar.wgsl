@@ -9,13 +9,19 @@
 //          Nothing else of a frame changes, so only the patch is read back and applied to a
 //          copy of the static frame on the CPU.
 //          @binding(3) storage `layer`: premultiplied RGBA8 head without moving parts,
-//          head-box sized.
+//          head-box sized, then per row the span of columns the moving head can reach,
+//          then the list of 8×8 tiles those spans meet.
+//          @binding(5) storage `head`: the composited head (head-box sized), kept between
+//          frames: recomposited only when the pose has moved it by a quarter pixel.
 // Entry points (workgroup 8×8, one invocation per pixel):
 //   render_base       — whole frame, once per job: background, soft shadow, shoulders, neck.
 //   render_head_layer — head box, once per job: hair, ears, shaded face, nose, at rest.
-//   composite_head    — head box, every frame: the layer moved by the pose over `base`.
-//   render_features   — a small box inside the head box, every frame: eyes, brows, mouth
-//                       (lips, teeth, tongue).
+//   composite_head    — head box, a job's first frame: the layer moved by the pose over
+//                       `base`, into `head`.
+//   composite_tiles   — the tiles of the head box the head can reach, whenever the pose
+//                       has moved it.
+//   render_eyes       — a small box, every frame: eyes and brows over `head`, into the patch.
+//   render_mouth      — a small box, every frame: lips, teeth, tongue over `head`.
 //   render_captions   — the caption box, every frame when captions are on: a translucent
 //                       panel and the current line's coverage (@binding(4) `caps`, 8-bit,
 //                       four pixels per u32), the spoken word highlighted.
@@ -38,8 +44,9 @@ struct U {
     center: vec4f,
     // head box width, height, unused, unused
     boxsz: vec4u,
-    // features box: x, y, width, height (pixels)
-    fbox: vec4u,
+    // eyes box and mouth box: x, y, width, height (pixels)
+    ebox: vec4u,
+    mbox: vec4u,
     // caption box: x, y, width, height (pixels)
     cbox: vec4u,
     // caption: shown (0/1), highlighted word x0, x1 (box pixels), unused
@@ -51,6 +58,7 @@ struct U {
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 @group(0) @binding(3) var<storage, read_write> layer: array<u32>;
 @group(0) @binding(4) var<storage, read> caps: array<u32>;
+@group(0) @binding(5) var<storage, read_write> head: array<u32>;
 
 fn cover(d: f32) -> f32 {
     // d in avatar units; one pixel is u.size.w units.
@@ -272,67 +280,73 @@ fn render_head_layer(@builtin(global_invocation_id) gid: vec3u) {
     layer[gid.y * u.boxsz.x + gid.x] = pack4x8unorm(clamp(c, vec4f(0.0), vec4f(1.0)));
 }
 
-fn layer_at(x: i32, y: i32) -> vec4f {
-    if (x < 0 || y < 0 || x >= i32(u.boxsz.x) || y >= i32(u.boxsz.y)) { return vec4f(0.0); }
-    return unpack4x8unorm(layer[u32(y) * u.boxsz.x + u32(x)]);
+// The head layer moved by the pose (bilinear) over `base` at head-box pixel `g`, into
+// `head`. The layer's edges are transparent, so clamping the taps to it is the same as
+// sampling outside.
+fn composite_at(g: vec2u) {
+    let xy = vec2u(u32(u.center.z) + g.x, u32(u.center.w) + g.y);
+    let idx = xy.y * u32(u.size.x) + xy.x;
+    let px = vec2f(xy) + vec2f(0.5);
+    // Where this pixel lies in the neutral-pose layer.
+    let lp = posed(px) * u.size.z + u.center.xy - u.center.zw - vec2f(0.5);
+    let fl = floor(lp);
+    let f = lp - fl;
+    let i = vec2u(clamp(vec2i(fl), vec2i(0), max(vec2i(u.boxsz.xy) - 2, vec2i(0))));
+    let k = i.y * u.boxsz.x + i.x;
+    let top = mix(unpack4x8unorm(layer[k]), unpack4x8unorm(layer[k + 1u]), f.x);
+    let bottom = mix(unpack4x8unorm(layer[k + u.boxsz.x]), unpack4x8unorm(layer[k + u.boxsz.x + 1u]), f.x);
+    let l = mix(top, bottom, f.y);
+    head[g.y * u.boxsz.x + g.x] = pack(l.rgb + unpack(base[idx]) * (1.0 - l.a));
 }
 
-// Every frame, over the head box: the head layer moved by the pose (bilinear), over `base`.
+// A job's first frame, over the whole head box: the composite on the columns of each row
+// the head can ever reach (spans follow the layer's pixels in `layer`), the static frame
+// elsewhere — which later composites never touch again.
 @compute @workgroup_size(8, 8, 1)
 fn composite_head(@builtin(global_invocation_id) gid: vec3u) {
     if (gid.x >= u.boxsz.x || gid.y >= u.boxsz.y) { return; }
-    let w = u32(u.size.x);
-    let xy = vec2u(u32(u.center.z) + gid.x, u32(u.center.w) + gid.y);
-    if (xy.x >= w || xy.y >= u32(u.size.y)) { return; }
-    let idx = xy.y * w + xy.x;
-    let pi = gid.y * u.boxsz.x + gid.x;
-    // Columns of this row the head can ever reach (spans follow the layer in `layer`);
-    // elsewhere the patch is the static frame.
     let span_at = u.boxsz.x * u.boxsz.y + 2u * gid.y;
     if (gid.x < layer[span_at] || gid.x >= layer[span_at + 1u]) {
-        out[pi] = base[idx];
+        let xy = vec2u(u32(u.center.z) + gid.x, u32(u.center.w) + gid.y);
+        head[gid.y * u.boxsz.x + gid.x] = base[xy.y * u32(u.size.x) + xy.x];
         return;
     }
-    let px = vec2f(f32(xy.x) + 0.5, f32(xy.y) + 0.5);
-    // Where this pixel lies in the neutral-pose layer.
-    let lp = posed(px) * u.size.z + u.center.xy - u.center.zw - vec2f(0.5);
-    let i = vec2i(floor(lp));
-    let f = lp - floor(lp);
-    let top = mix(layer_at(i.x, i.y), layer_at(i.x + 1, i.y), f.x);
-    let bottom = mix(layer_at(i.x, i.y + 1), layer_at(i.x + 1, i.y + 1), f.x);
-    let l = mix(top, bottom, f.y);
-    let c = l.rgb + unpack(base[idx]) * (1.0 - l.a);
-    out[pi] = pack(c);
+    composite_at(gid.xy);
 }
 
-// Every frame, over the small features box only: eyes, brows and mouth, drawn on the
-// composited head in the patch.
+// Whenever the pose has moved the head: only the 8×8 tiles of the head box that meet the
+// spans, one workgroup each (their list, packed x | y << 16, follows the spans in `layer`).
 @compute @workgroup_size(8, 8, 1)
-fn render_features(@builtin(global_invocation_id) gid: vec3u) {
-    if (gid.x >= u.fbox.z || gid.y >= u.fbox.w) { return; }
-    let w = u32(u.size.x);
-    let xy = vec2u(u.fbox.x + gid.x, u.fbox.y + gid.y);
-    if (xy.x >= w || xy.y >= u32(u.size.y)) { return; }
-    let idx = (xy.y - u32(u.center.w)) * u.boxsz.x + (xy.x - u32(u.center.z));
-    var c = unpack(out[idx]);
-    let skin = c;
-    let px = vec2f(f32(xy.x) + 0.5, f32(xy.y) + 0.5);
+fn composite_tiles(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+    let t = layer[u.boxsz.x * u.boxsz.y + 2u * u.boxsz.y + wg.x];
+    let g = vec2u((t & 0xffffu) * 8u + lid.x, (t >> 16u) * 8u + lid.y);
+    if (g.x >= u.boxsz.x || g.y >= u.boxsz.y) { return; }
+    composite_at(g);
+}
 
-    let mouth_open = u.fa.x;
-    let mouth_wide = u.fa.y;
-    let mouth_round = u.fa.z;
-    let teeth = u.fa.w;
-    let tongue = u.fb.x;
+// Frame pixel `xy` (inside the head box) → its index in `head` and in the patch.
+fn head_index(xy: vec2u) -> u32 {
+    return (xy.y - u32(u.center.w)) * u.boxsz.x + (xy.x - u32(u.center.z));
+}
+
+// Face-local coordinates of a pixel centre under the pose, and whether it is on the face.
+fn face_at(px: vec2f) -> vec3f {
+    let head_p = posed(px);
+    let face = head_p - vec2f(u.fc.x * 0.1, u.fc.y * 0.12);
+    return vec3f(face, cover(sd_head(head_p) + 0.01));
+}
+
+// Eyes (white, iris, pupil, highlight, lids, lashes, crease) and brows over `skin`.
+fn eyes(skin: vec3f, px: vec2f) -> vec3f {
+    var c = skin;
     let blink = u.fb.y;
     let gaze = u.fb.zw;
     let smile = u.fd.x;
     let brow = u.fd.y;
+    let fi = face_at(px);
+    let face = fi.xy;
+    let inside = fi.z;
 
-    let head_p = posed(px);
-    let face = head_p - vec2f(u.fc.x * 0.1, u.fc.y * 0.12);
-    let inside = cover(sd_head(head_p) + 0.01);
-
-    // Eyes: white, iris, pupil, highlight, lids and lashes.
     for (var s = -1.0; s <= 1.0; s = s + 2.0) {
         let e = face - vec2f(s * 0.115, -0.03);
         let eye = sd_ellipse(e, vec2f(0.062, 0.034 - 0.004 * smile));
@@ -366,7 +380,23 @@ fn render_features(@builtin(global_invocation_id) gid: vec3u) {
         c = blend(c, u.hair.rgb * 0.9, cover(br) * inside);
     }
 
-    // Mouth. Width from spread/rounding, opening from the jaw; corners follow the smile.
+    return c;
+}
+
+// The mouth over `skin`: width from spread/rounding, opening from the jaw, corners
+// following the smile; lips, the dark opening, upper teeth, tongue, the closed-lip line.
+fn mouth(skin: vec3f, px: vec2f) -> vec3f {
+    var c = skin;
+    let mouth_open = u.fa.x;
+    let mouth_wide = u.fa.y;
+    let mouth_round = u.fa.z;
+    let teeth = u.fa.w;
+    let tongue = u.fb.x;
+    let smile = u.fd.x;
+    let fi = face_at(px);
+    let face = fi.xy;
+    let inside = fi.z;
+
     let mw = 0.085 * (1.0 + 0.28 * mouth_wide - 0.3 * mouth_round);
     let mh = 0.004 + 0.07 * mouth_open;
     let mc = vec2f(0.0, 0.205 + 0.02 * mouth_open);
@@ -384,7 +414,27 @@ fn render_features(@builtin(global_invocation_id) gid: vec3u) {
     let line = abs(m.y) - 0.0022;
     c = blend(c, u.lip.rgb * 0.55, cover(max(line, abs(m.x) - mw)) * inside * (1.0 - open_a));
 
-    out[idx] = pack(c);
+    return c;
+}
+
+// Every frame, over the eyes box: eyes and brows on the composited head, into the patch.
+@compute @workgroup_size(8, 8, 1)
+fn render_eyes(@builtin(global_invocation_id) gid: vec3u) {
+    if (gid.x >= u.ebox.z || gid.y >= u.ebox.w) { return; }
+    let xy = vec2u(u.ebox.x + gid.x, u.ebox.y + gid.y);
+    if (xy.x >= u32(u.size.x) || xy.y >= u32(u.size.y)) { return; }
+    let i = head_index(xy);
+    out[i] = pack(eyes(unpack(head[i]), vec2f(xy) + vec2f(0.5)));
+}
+
+// Every frame, over the mouth box: the mouth on the composited head, into the patch.
+@compute @workgroup_size(8, 8, 1)
+fn render_mouth(@builtin(global_invocation_id) gid: vec3u) {
+    if (gid.x >= u.mbox.z || gid.y >= u.mbox.w) { return; }
+    let xy = vec2u(u.mbox.x + gid.x, u.mbox.y + gid.y);
+    if (xy.x >= u32(u.size.x) || xy.y >= u32(u.size.y)) { return; }
+    let i = head_index(xy);
+    out[i] = pack(mouth(unpack(head[i]), vec2f(xy) + vec2f(0.5)));
 }
 
 @compute @workgroup_size(8, 8, 1)

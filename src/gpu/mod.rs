@@ -4,10 +4,14 @@
 //! adapter is a clear [`GpuError`], not a panic. Device, shader module and pipelines are
 //! built once and shared (`Arc<Gpu>`). A [`Model`] holds the static layers of one avatar
 //! look (background, shadow, shoulders, neck; the head at rest), rendered once and shared by
-//! every job that uses the same look; a [`Target`] (one per job) holds the job's own buffers
-//! and records a batch of frames — per frame the head composite over the head's box and SDF
-//! shading of a small features box — into one submission, each frame with its own uniform
-//! slot and staging buffer. Only the [`scheduler`] thread touches these; jobs talk to it.
+//! every job that uses the same look (with a CPU copy of the static frame); a [`Target`] (one
+//! per job) holds the job's own buffers and records a batch of frames into one submission,
+//! each frame with its own uniform slot and staging buffer. Per frame only what changes is
+//! drawn: the head is recomposited (the layer moved by the pose, over the 8×8 tiles it can
+//! reach) only once the pose has moved it by [`HEAD_STEP_PX`]; eyes, brows and mouth are SDF
+//! shaded in two small boxes; captions in theirs. Only that patch (head box + caption box)
+//! is read back; [`PatchGeometry::apply`] writes it into a reused copy of the static frame.
+//! Only the [`scheduler`] thread touches these; jobs talk to it.
 
 use std::sync::Arc;
 
@@ -39,7 +43,9 @@ pub struct Gpu {
     base_pipeline: wgpu::ComputePipeline,
     layer_pipeline: wgpu::ComputePipeline,
     composite_pipeline: wgpu::ComputePipeline,
-    features_pipeline: wgpu::ComputePipeline,
+    tiles_pipeline: wgpu::ComputePipeline,
+    eyes_pipeline: wgpu::ComputePipeline,
+    mouth_pipeline: wgpu::ComputePipeline,
     captions_pipeline: wgpu::ComputePipeline,
     /// Bytes between two frames' uniform slots (the device's offset alignment).
     uniform_stride: u64,
@@ -103,6 +109,7 @@ impl Gpu {
                 storage(2, false),
                 storage(3, false),
                 storage(4, true),
+                storage(5, false),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -124,7 +131,9 @@ impl Gpu {
             base_pipeline: pipeline("render_base"),
             layer_pipeline: pipeline("render_head_layer"),
             composite_pipeline: pipeline("composite_head"),
-            features_pipeline: pipeline("render_features"),
+            tiles_pipeline: pipeline("composite_tiles"),
+            eyes_pipeline: pipeline("render_eyes"),
+            mouth_pipeline: pipeline("render_mouth"),
             captions_pipeline: pipeline("render_captions"),
             uniform_stride: (size_of::<Uniforms>() as u64).next_multiple_of(u64::from(
                 device.limits().min_uniform_buffer_offset_alignment,
@@ -158,6 +167,7 @@ impl Gpu {
         out: &wgpu::Buffer,
         layer: &wgpu::Buffer,
         caps: &wgpu::Buffer,
+        head: &wgpu::Buffer,
     ) -> wgpu::BindGroup {
         fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
             wgpu::BindGroupEntry {
@@ -181,6 +191,7 @@ impl Gpu {
                 entry(2, out),
                 entry(3, layer),
                 entry(4, caps),
+                entry(5, head),
             ],
         })
     }
@@ -216,7 +227,8 @@ struct Uniforms {
     size: [f32; 4],
     center: [f32; 4],
     boxsz: [u32; 4],
-    fbox: [u32; 4],
+    ebox: [u32; 4],
+    mbox: [u32; 4],
     cbox: [u32; 4],
     cword: [f32; 4],
 }
@@ -229,8 +241,10 @@ pub struct Layout {
     pub cy: f32,
     /// Head box: x, y, width, height.
     pub head_box: [u32; 4],
-    /// Box of the moving features (eyes, brows, mouth): x, y, width, height.
-    pub features_box: [u32; 4],
+    /// Boxes of the moving features, x, y, width, height: eyes and brows, and the mouth
+    /// (each with room for the largest pose shift and expression).
+    pub eyes_box: [u32; 4],
+    pub mouth_box: [u32; 4],
 }
 
 impl Layout {
@@ -244,10 +258,17 @@ impl Layout {
         let y0 = (cy - 0.72 * scale).max(0.0);
         let x1 = (cx + 0.56 * scale).min(w);
         let y1 = (cy + bottom * scale).min(h);
-        let fx0 = (cx - 0.26 * scale).max(0.0);
-        let fy0 = (cy - 0.2 * scale).max(0.0);
-        let fx1 = (cx + 0.26 * scale).min(w);
-        let fy1 = (cy + 0.36 * scale).min(h);
+        // A box in head units (x0, y0, x1, y1 around the head centre) → pixels in the frame.
+        let pixels = |[x0, y0, x1, y1]: [f32; 4]| {
+            let (px0, py0) = ((cx + x0 * scale).max(0.0), (cy + y0 * scale).max(0.0));
+            let (px1, py1) = ((cx + x1 * scale).min(w), (cy + y1 * scale).min(h));
+            [
+                px0 as u32,
+                py0 as u32,
+                (px1 - px0).max(0.0).ceil() as u32,
+                (py1 - py0).max(0.0).ceil() as u32,
+            ]
+        };
         Self {
             scale,
             cx,
@@ -258,12 +279,10 @@ impl Layout {
                 (x1 - x0).ceil() as u32,
                 (y1 - y0).ceil() as u32,
             ],
-            features_box: [
-                fx0 as u32,
-                fy0 as u32,
-                (fx1 - fx0).ceil() as u32,
-                (fy1 - fy0).ceil() as u32,
-            ],
+            // Brows reach y −0.14, lids and creases ±0.18 across; the lips at the widest
+            // and most open span ±0.12 and y 0.11–0.32; 0.03 for pose shifts.
+            eyes_box: pixels([-0.22, -0.18, 0.22, 0.055]),
+            mouth_box: pixels([-0.16, 0.075, 0.16, 0.36]),
         }
     }
 }
@@ -275,6 +294,8 @@ impl Layout {
 pub struct Model {
     base: wgpu::Buffer,
     layer: wgpu::Buffer,
+    /// 8×8 tiles of the head box the moving head can reach (listed in `layer`).
+    tiles: u32,
     pub layout: Layout,
     /// The static frame (RGBA, width × height) on the CPU: what every frame of the look is
     /// outside its patch, so a job's frame buffers start as copies of it.
@@ -325,7 +346,9 @@ impl Model {
         });
         // The head layer, then one [start, end) span per row of the head box.
         let layer_px = u64::from(layout.head_box[2]) * u64::from(layout.head_box[3]);
-        let layer_bytes = ((layer_px + 2 * u64::from(layout.head_box[3])) * 4).max(8);
+        let max_tiles =
+            u64::from(layout.head_box[2].div_ceil(WG)) * u64::from(layout.head_box[3].div_ceil(WG));
+        let layer_bytes = ((layer_px + 2 * u64::from(layout.head_box[3]) + max_tiles) * 4).max(8);
         let layer = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("head layer"),
             size: layer_bytes,
@@ -340,7 +363,13 @@ impl Model {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let bind_group = gpu.bind_group(&uniform_buf, &base, &out, &layer, &caps);
+        let no_head = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("model head"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let bind_group = gpu.bind_group(&uniform_buf, &base, &out, &layer, &caps, &no_head);
 
         // The static layer: render it into `out`, keep a copy in `base` for the head kernel.
         let mut enc = d.create_command_encoder(&Default::default());
@@ -366,11 +395,15 @@ impl Model {
         enc.copy_buffer_to_buffer(&layer, 0, &probe, fb, layer_px * 4);
         let idx = gpu.queue.submit([enc.finish()]);
         let (frame, spans) = read_static(gpu, &probe, idx, fb as usize, &layout);
+        let tiles = span_tiles(&spans, &layout);
+        let mut tail = spans;
+        tail.extend_from_slice(&tiles);
         gpu.queue
-            .write_buffer(&layer, layer_px * 4, bytemuck::cast_slice(&spans));
+            .write_buffer(&layer, layer_px * 4, bytemuck::cast_slice(&tail));
         Self {
             base,
             layer,
+            tiles: tiles.len() as u32,
             layout,
             bytes: 2 * frame_bytes + layer_bytes,
             frame,
@@ -445,12 +478,46 @@ pub struct Target {
     uniforms: Uniforms,
     uniform_buf: wgpu::Buffer,
     patch: wgpu::Buffer,
+    /// The composited head (head-box sized), kept from frame to frame.
+    head: wgpu::Buffer,
+    /// The pose (yaw, pitch, roll, breath) `head` was composited at; `None` before the first.
+    held: Option<[f32; 4]>,
     caption_buf: wgpu::Buffer,
     captions: Option<[u32; 4]>,
     bind_group: wgpu::BindGroup,
     staging: Vec<wgpu::Buffer>,
     /// Frames encoded into the current submission, waiting to be read back.
     encoded: usize,
+}
+
+/// The head is recomposited once the pose would move some pixel of it by this much; until
+/// then frames reuse the composite (and draw eyes and mouth at the same pose, so they stay
+/// exactly on the face). Idle motion moves ~0.1 px per frame at 720p, so this halves or
+/// better the per-frame composite while no motion step is ever visible.
+pub const HEAD_STEP_PX: f32 = 0.25;
+
+/// How far (pixels) going from pose `a` to pose `b` moves the farthest corner of the head
+/// box, by the kernel's `posed` mapping.
+fn pose_shift_px(a: [f32; 4], b: [f32; 4], layout: &Layout) -> f32 {
+    let posed = |[yaw, pitch, roll, breath]: [f32; 4], (x, y): (f32, f32)| {
+        let y = y + 0.006 * breath - 0.45;
+        let (s, c) = (-roll).sin_cos();
+        let (rx, ry) = (c * x - s * y, s * x + c * y + 0.45);
+        (rx - yaw * 0.06, ry - pitch * 0.05)
+    };
+    let [x, y, w, h] = layout.head_box.map(|v| v as f32);
+    [(x, y), (x + w, y), (x, y + h), (x + w, y + h)]
+        .into_iter()
+        .map(|(px, py)| {
+            let p = (
+                (px - layout.cx) / layout.scale,
+                (py - layout.cy) / layout.scale,
+            );
+            let (ax, ay) = posed(a, p);
+            let (bx, by) = posed(b, p);
+            (ax - bx).hypot(ay - by) * layout.scale
+        })
+        .fold(0.0, f32::max)
 }
 
 impl Target {
@@ -469,7 +536,9 @@ impl Target {
         let patch = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("patch"),
             size: geometry.bytes().max(4) as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let caption_bytes = geometry
@@ -484,6 +553,13 @@ impl Target {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let [_, _, bw, bh] = geometry.head;
+        let head = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("composited head"),
+            size: (u64::from(bw) * u64::from(bh) * 4).max(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
         let uniform_buf = gpu.uniform_slots(1);
         let bind_group = gpu.bind_group(
             &uniform_buf,
@@ -491,6 +567,7 @@ impl Target {
             &patch,
             &model.layer,
             &caption_buf,
+            &head,
         );
         Self {
             model,
@@ -498,6 +575,8 @@ impl Target {
             uniforms,
             uniform_buf,
             patch,
+            head,
+            held: None,
             caption_buf,
             captions: geometry.caption,
             bind_group,
@@ -527,6 +606,7 @@ impl Target {
     pub fn bytes(&self) -> u64 {
         self.uniform_buf.size()
             + self.patch.size()
+            + self.head.size()
             + self.caption_buf.size()
             + self.staging.iter().map(wgpu::Buffer::size).sum::<u64>()
     }
@@ -542,6 +622,7 @@ impl Target {
                 &self.patch,
                 &self.model.layer,
                 &self.caption_buf,
+                &self.head,
             );
         }
         while self.staging.len() < n {
@@ -561,42 +642,73 @@ impl Target {
     /// slots and the caption line are written now, so they land before the submission.
     pub fn encode(&mut self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, frames: &[FrameRequest]) {
         self.reserve(gpu, frames.len());
+        let layout = self.model.layout;
         let mut slots = vec![0u8; frames.len() * gpu.uniform_stride as usize];
+        // Per frame: 0 none, 1 the whole head box (the first), 2 the head's tiles.
+        let mut composite = vec![0u8; frames.len()];
         for (i, f) in frames.iter().enumerate() {
             if let Some(line) = &f.line {
                 gpu.queue
                     .write_buffer(&self.caption_buf, 0, bytemuck::cast_slice(line));
             }
-            self.uniforms.frame = f.params;
+            let p = f.params;
+            let pose = [p.yaw, p.pitch, p.roll, p.breath];
+            let held = match self.held {
+                Some(h) if pose_shift_px(h, pose, &layout) < HEAD_STEP_PX => h,
+                held => {
+                    composite[i] = if held.is_some() { 2 } else { 1 };
+                    self.held = Some(pose);
+                    pose
+                }
+            };
+            self.uniforms.frame = FrameParams {
+                yaw: held[0],
+                pitch: held[1],
+                roll: held[2],
+                breath: held[3],
+                ..p
+            };
             self.uniforms.cword = f.caption.map_or([0.0; 4], |(a, b)| [1.0, a, b, 0.0]);
             let at = i * gpu.uniform_stride as usize;
             slots[at..at + size_of::<Uniforms>()]
                 .copy_from_slice(bytemuck::bytes_of(&self.uniforms));
         }
         gpu.queue.write_buffer(&self.uniform_buf, 0, &slots);
-        let layout = self.model.layout;
-        for i in 0..frames.len() {
+        let dispatch = |enc: &mut wgpu::CommandEncoder,
+                        pipelines: &[(&wgpu::ComputePipeline, [u32; 4])],
+                        offset: &[u32]| {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_bind_group(0, &self.bind_group, offset);
+            for (pipeline, [_, _, w, h]) in pipelines {
+                pass.set_pipeline(pipeline);
+                pass.dispatch_workgroups(w.div_ceil(WG), h.div_ceil(WG), 1);
+            }
+        };
+        let head_bytes = self.head.size().min(self.patch.size());
+        for (i, &recomposite) in composite.iter().enumerate() {
             let offset = [(i as u64 * gpu.uniform_stride) as u32];
-            {
-                // Separate passes: the features read what the composite wrote.
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&gpu.composite_pipeline);
-                pass.set_bind_group(0, &self.bind_group, &offset);
-                let [_, _, bw, bh] = layout.head_box;
-                pass.dispatch_workgroups(bw.div_ceil(WG), bh.div_ceil(WG), 1);
+            // Separate passes where one reads what the previous wrote.
+            match recomposite {
+                1 => dispatch(enc, &[(&gpu.composite_pipeline, layout.head_box)], &offset),
+                2 => {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    pass.set_bind_group(0, &self.bind_group, &offset);
+                    pass.set_pipeline(&gpu.tiles_pipeline);
+                    pass.dispatch_workgroups(self.model.tiles, 1, 1);
+                }
+                _ => {}
             }
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&gpu.features_pipeline);
-                pass.set_bind_group(0, &self.bind_group, &offset);
-                let [_, _, fw, fh] = layout.features_box;
-                pass.dispatch_workgroups(fw.div_ceil(WG), fh.div_ceil(WG), 1);
-            }
-            if let Some([_, _, cw, ch]) = self.captions {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&gpu.captions_pipeline);
-                pass.set_bind_group(0, &self.bind_group, &offset);
-                pass.dispatch_workgroups(cw.div_ceil(WG), ch.div_ceil(WG), 1);
+            enc.copy_buffer_to_buffer(&self.head, 0, &self.patch, 0, head_bytes);
+            dispatch(
+                enc,
+                &[
+                    (&gpu.eyes_pipeline, layout.eyes_box),
+                    (&gpu.mouth_pipeline, layout.mouth_box),
+                ],
+                &offset,
+            );
+            if let Some(cbox) = self.captions {
+                dispatch(enc, &[(&gpu.captions_pipeline, cbox)], &offset);
             }
             enc.copy_buffer_to_buffer(&self.patch, 0, &self.staging[i], 0, self.patch.size());
         }
@@ -655,7 +767,8 @@ impl Uniforms {
                 layout.head_box[1] as f32,
             ],
             boxsz: [layout.head_box[2], layout.head_box[3], 0, 0],
-            fbox: layout.features_box,
+            ebox: layout.eyes_box,
+            mbox: layout.mouth_box,
             cbox: captions.unwrap_or_default(),
             cword: [0.0; 4],
         }
@@ -695,6 +808,27 @@ fn read_static(
     drop(view);
     probe.unmap();
     (frame, spans)
+}
+
+/// The 8×8 tiles of the head box that meet `spans` (two per row), packed `x | y << 16`.
+fn span_tiles(spans: &[u32], layout: &Layout) -> Vec<u32> {
+    let [_, _, bw, bh] = layout.head_box;
+    let wg = WG as usize;
+    let mut tiles = Vec::new();
+    for ty in 0..bh.div_ceil(WG) as usize {
+        let rows = spans
+            .chunks_exact(2)
+            .skip(ty * wg)
+            .take(wg)
+            .filter(|s| s[1] > s[0]);
+        let (lo, hi) = rows.fold((u32::MAX, 0), |(lo, hi), s| (lo.min(s[0]), hi.max(s[1])));
+        if lo < hi {
+            for tx in lo / WG..hi.min(bw).div_ceil(WG) {
+                tiles.push(tx | (ty as u32) << 16);
+            }
+        }
+    }
+    tiles
 }
 
 /// Per row of the head box, the columns the moving head can ever cover: the layer's opaque
