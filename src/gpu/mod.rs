@@ -878,3 +878,88 @@ pub fn hex_rgba(hex: &str) -> [f32; 4] {
         1.0,
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tiles_cover_every_span_pixel_and_nothing_outside_the_box() {
+        let layout = Layout::new(1280, 720, false);
+        let [_, _, bw, bh] = layout.head_box;
+        // A head-shaped set of spans: narrow at the top and bottom, wide in the middle.
+        let spans: Vec<u32> = (0..bh)
+            .flat_map(|y| {
+                let half = (f64::from(bw)
+                    * 0.45
+                    * (1.0 - ((f64::from(y) / f64::from(bh)) * 2.0 - 1.0).powi(2)).sqrt())
+                    as u32;
+                let c = bw / 2;
+                if half == 0 {
+                    [0, 0]
+                } else {
+                    [c - half, c + half]
+                }
+            })
+            .collect();
+        let tiles = span_tiles(&spans, &layout);
+        let covered: std::collections::HashSet<(u32, u32)> =
+            tiles.iter().map(|t| (t & 0xffff, t >> 16)).collect();
+        assert_eq!(covered.len(), tiles.len(), "no tile twice");
+        for (y, s) in spans.chunks_exact(2).enumerate() {
+            for x in s[0]..s[1] {
+                assert!(
+                    covered.contains(&(x / WG, y as u32 / WG)),
+                    "({x}, {y}) not covered"
+                );
+            }
+        }
+        let all = bw.div_ceil(WG) * bh.div_ceil(WG);
+        assert!(tiles.len() < all as usize, "the corners are skipped");
+        assert!(
+            tiles
+                .iter()
+                .all(|t| (t & 0xffff) < bw.div_ceil(WG) && (t >> 16) < bh.div_ceil(WG))
+        );
+    }
+
+    #[test]
+    fn pose_shift_grows_with_the_pose_change_and_is_zero_for_none() {
+        let layout = Layout::new(1280, 720, false);
+        let rest = [0.0, 0.0, 0.0, 0.5];
+        assert_eq!(pose_shift_px(rest, rest, &layout), 0.0);
+        // Breathing moves the head 0.006 units per unit of breath: 0.36 px at full breath.
+        let breath = pose_shift_px(rest, [0.0, 0.0, 0.0, 1.5], &layout);
+        assert!((breath - 0.006 * layout.scale).abs() < 1e-3, "{breath}");
+        let small = pose_shift_px(rest, [0.001, 0.0, 0.0, 0.5], &layout);
+        let large = pose_shift_px(rest, [0.01, 0.0, 0.0, 0.5], &layout);
+        assert!(small < HEAD_STEP_PX && large > small * 5.0);
+        let roll = pose_shift_px(rest, [0.0, 0.0, 0.01, 0.5], &layout);
+        assert!(
+            roll > 1.0,
+            "a 0.01 rad roll moves the top of the box by pixels: {roll}"
+        );
+    }
+
+    #[test]
+    fn a_patch_lands_in_its_boxes_only() {
+        let g = PatchGeometry {
+            width: 8,
+            height: 6,
+            head: [2, 1, 3, 2],
+            caption: Some([0, 5, 8, 1]),
+        };
+        assert_eq!(g.bytes(), (3 * 2 + 8) * 4);
+        let patch: Vec<u8> = (0..g.bytes() as u32).map(|i| (i % 250 + 1) as u8).collect();
+        let mut frame = vec![0u8; 8 * 6 * 4];
+        g.apply(&patch, &mut frame);
+        let px = |x: usize, y: usize| &frame[(y * 8 + x) * 4..(y * 8 + x) * 4 + 4];
+        assert_eq!(px(2, 1), &patch[0..4]);
+        assert_eq!(px(4, 2), &patch[20..24]);
+        assert_eq!(px(0, 5), &patch[24..28]);
+        assert_eq!(px(0, 0), &[0, 0, 0, 0]);
+        assert_eq!(px(5, 1), &[0, 0, 0, 0]);
+        let changed = frame.chunks_exact(4).filter(|p| p != &[0, 0, 0, 0]).count();
+        assert_eq!(changed, 3 * 2 + 8);
+    }
+}

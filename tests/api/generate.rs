@@ -737,3 +737,34 @@ fn captions_burn_in_the_current_line_and_highlight_the_spoken_word() {
         "the highlight moves from word to word: {highlights:?}"
     );
 }
+
+#[test]
+fn holding_the_head_between_composites_stays_within_a_quarter_pixel_of_the_exact_pose() {
+    let g = generator();
+    let p = params(
+        json!({"script": "A nod, a turn, a breath: the head keeps moving while I talk.",
+        "dimension": {"width": 640, "height": 360}, "fps": 30, "seed": 8}),
+    );
+    let t = g.timeline(&p).expect("timeline");
+    let all: Vec<usize> = (0..t.frames.len()).collect();
+    // In sequence (the job path): the head is recomposited only when it moved enough.
+    let sequence = g.still_frames(&p, &t, &all).expect("frames");
+    let mut worst = 0.0f64;
+    let mut held = 0;
+    for i in (0..all.len()).step_by(7) {
+        // Alone, a frame is always composited at its exact pose.
+        let exact = g.still_frames(&p, &t, &[i]).expect("frame").remove(0);
+        let diff: u64 = exact
+            .iter()
+            .zip(&sequence[i])
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum();
+        let mean = diff as f64 / exact.len() as f64;
+        if diff > 0 {
+            held += 1;
+        }
+        worst = worst.max(mean);
+    }
+    assert!(held > 0, "some frames reuse an earlier composite");
+    assert!(worst < 0.5, "mean difference per channel {worst}");
+}
