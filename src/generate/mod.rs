@@ -144,7 +144,16 @@ impl Generator {
 
     /// Opens the device, starts the GPU scheduler on it and probes the encoder.
     pub fn with_options(catalog: Arc<Catalog>, o: GeneratorOptions) -> Result<Self, GenerateError> {
-        let gpu = Arc::new(Gpu::new()?);
+        // Opened from a lowered thread: the device's worker threads (lavapipe's) inherit it.
+        let gpu = std::thread::spawn(|| {
+            crate::priority::lower_this_thread();
+            Gpu::new()
+        })
+        .join()
+        .map_err(|_| {
+            GenerateError::Gpu(crate::gpu::GpuError::Device("device setup panicked".into()))
+        })??;
+        let gpu = Arc::new(gpu);
         let encoder = media::probe_encoder()?;
         let host = sysinfo::System::new_with_specifics(
             sysinfo::RefreshKind::nothing()
@@ -450,7 +459,10 @@ impl Generator {
         let flag = cancel.clone();
         let thread = std::thread::Builder::new()
             .name("reelgen-job".into())
-            .spawn(move || me.run(&spec, &flag, &mut on_progress, &mut on_live));
+            .spawn(move || {
+                crate::priority::lower_this_thread();
+                me.run(&spec, &flag, &mut on_progress, &mut on_live)
+            });
         JobHandle { cancel, thread }
     }
 }

@@ -335,6 +335,7 @@ struct Core {
 
 impl Core {
     fn run(&mut self, rx: &mpsc::Receiver<Command>) {
+        crate::priority::lower_this_thread();
         while let Ok(cmd) = rx.recv() {
             self.handle(cmd);
             // Take everything that arrived meanwhile, so one round sees every ready job.

@@ -286,7 +286,7 @@ impl Mp4Writer {
              ! video/x-h264,stream-format=avc,alignment=au ! tee name=vt \
              vt. ! queue max-size-time=0 max-size-buffers=0 max-size-bytes=67108864 ! mux. \
              mp4mux name=mux faststart=true ! filesink name=file location=\"{tmp}\" ",
-            max = u64::from(width) * u64::from(height) * 4 * 3,
+            max = u64::from(width) * u64::from(height) * 4,
             tmp = tmp.display()
         );
         if live {
@@ -337,6 +337,19 @@ impl Mp4Writer {
         } else {
             None
         };
+        // Each streaming thread posts `stream-status: enter` from itself as it starts: lower
+        // it there (x264's threads, started from it, inherit that), so encoding yields to
+        // the API.
+        if let Some(bus) = pipeline.bus() {
+            bus.set_sync_handler(|_, msg| {
+                if let gst::MessageView::StreamStatus(s) = msg.view()
+                    && s.type_() == gst::StreamStatusType::Enter
+                {
+                    crate::priority::lower_this_thread();
+                }
+                gst::BusSyncReply::Pass
+            });
+        }
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| MediaError::Pipeline(e.to_string()))?;
@@ -464,6 +477,7 @@ fn spawn_fragmenter(sink: gst_app::AppSink) -> mpsc::Receiver<LiveChunk> {
     std::thread::Builder::new()
         .name("reelgen-fmp4".into())
         .spawn(move || {
+            crate::priority::lower_this_thread();
             let mut init: Vec<u8> = Vec::new();
             let mut current: Vec<u8> = Vec::new();
             let mut sent_init = false;

@@ -1,0 +1,54 @@
+//! Generation runs at a lower CPU priority than the API: on a machine where rendering and
+//! encoding can use every core, HTTP handlers and WebSocket fan-out must still get the CPU
+//! at once (a progress event should reach 1,000 viewers in milliseconds, not after the
+//! encoder's time slice). Linux keeps a nice value per thread and a new thread inherits its
+//! creator's, so [`lower_this_thread`] is called by each thread that does generation work
+//! — job threads, the GPU scheduler, the thread that opens the Vulkan device (lavapipe's
+//! workers are born there), GStreamer's streaming threads as they start (x264's are born
+//! there) — and never by the HTTP workers.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_int, c_uint};
+
+/// The nice value generation threads run at (0 is normal, 19 the lowest).
+pub const GENERATION_NICE: c_int = 19;
+
+const PRIO_PROCESS: c_int = 0;
+
+unsafe extern "C" {
+    fn setpriority(which: c_int, who: c_uint, prio: c_int) -> c_int;
+}
+
+/// Lowers the calling thread (only it, on Linux) to [`GENERATION_NICE`]. Lowering needs
+/// no privilege; a failure leaves the thread as it was.
+pub fn lower_this_thread() {
+    // SAFETY: a plain system call on the calling thread (`who` 0), no memory involved.
+    let _ = unsafe { setpriority(PRIO_PROCESS, 0, GENERATION_NICE) };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_lowered_thread_runs_nicer_and_its_children_inherit_it() {
+        fn nice_of_this_thread() -> i64 {
+            // Field 19 of /proc/thread-self/stat is the nice value.
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+            let after = stat.rsplit(')').next().unwrap_or("");
+            after
+                .split_whitespace()
+                .nth(16)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        }
+        let (own, child) = std::thread::spawn(|| {
+            super::lower_this_thread();
+            let child = std::thread::spawn(nice_of_this_thread).join().unwrap_or(0);
+            (nice_of_this_thread(), child)
+        })
+        .join()
+        .unwrap_or((0, 0));
+        assert_eq!(own, i64::from(super::GENERATION_NICE));
+        assert_eq!(child, own, "threads it starts inherit it");
+        assert!(nice_of_this_thread() < own, "other threads are untouched");
+    }
+}
