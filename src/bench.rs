@@ -489,6 +489,31 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     let keep = generator
         .still_frames(&p720, &timeline, &indices[..n.min(90)])
         .map_err(|e| e.to_string())?;
+
+    // 2b. The RGBA→I420 path, chosen from measurement: the kernel (frame already on the
+    //     device, I420 read back) against videoconvert, per 720p frame.
+    if let Some(frame) = keep.first() {
+        let gpu = generator.gpu();
+        let conv =
+            crate::gpu::i420::I420Converter::new(gpu, 1280, 720).map_err(|e| e.to_string())?;
+        conv.convert(gpu, frame).map_err(|e| e.to_string())?;
+        let kernel = conv.time_on_device(gpu, 60).map_err(|e| e.to_string())?;
+        let vc =
+            crate::media::time_videoconvert(frame, 1280, 720, 60).map_err(|e| e.to_string())?;
+        let (k, v) = (
+            kernel.as_secs_f64() * 1000.0 / 60.0,
+            vc.as_secs_f64() * 1000.0 / 60.0,
+        );
+        println!(
+            "RGBA->I420 per 720p frame: kernel {k:.2} ms (incl. I420 readback), videoconvert {v:.2} ms -> {} (jobs on this device use {})",
+            if k < v {
+                "the kernel is faster"
+            } else {
+                "videoconvert is faster"
+            },
+            generator.color_path().as_str()
+        );
+    }
     drop(indices);
     let total = timeline.frames.len() as u64;
     let pool = crate::media::FramePool::new(1280 * 720 * 4);
@@ -501,6 +526,7 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
             quality: p720.quality,
             audio_rate: None,
             live: false,
+            i420: false,
         },
         generator.encoder(),
         &dir.join("floor.mp4"),

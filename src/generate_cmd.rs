@@ -86,7 +86,7 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
     })?;
     let generator = Generator::new(catalog).map_err(|e| e.to_string())?;
     eprintln!(
-        "device: {} · encoder: {}{} · audio: {}",
+        "device: {} · encoder: {}{} · audio: {} · RGBA→I420: {}",
         generator.gpu().describe(),
         generator.encoder().element,
         if generator.encoder().hardware {
@@ -94,7 +94,8 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
         } else {
             ""
         },
-        generator.encoder().audio
+        generator.encoder().audio,
+        generator.color_path().as_str()
     );
     let bar = ProgressBar::new(0);
     bar.set_style(

@@ -303,6 +303,7 @@ async fn start_worker(
         batch_size_auto_tune: config.batch_size_auto_tune,
         batch_size: config.optimization_level.batch_size(),
         busy_ns: analytics.gpu_busy_counter(),
+        color_path: None,
     };
     let generator =
         tokio::task::spawn_blocking(move || generate::Generator::with_options(cat, options))
@@ -313,14 +314,15 @@ async fn start_worker(
         Ok(g) => (
             Ok(g.gpu().describe()),
             Ok(format!(
-                "{} ({}), audio {}",
+                "{} ({}), audio {}, RGBA->I420 by {}",
                 g.encoder().element,
                 if g.encoder().hardware {
                     "hardware"
                 } else {
                     "software"
                 },
-                g.encoder().audio
+                g.encoder().audio,
+                g.color_path().as_str()
             )),
         ),
         Err(e) => (Err(e.clone()), Err(e.clone())),

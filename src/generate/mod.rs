@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use crate::assets::Catalog;
 use crate::domain::{Background, VideoParams};
+use crate::gpu::i420::{ColorPath, I420Converter};
 use crate::gpu::scheduler::{GpuScheduler, JobRenderer, OpenJob, SchedulerConfig};
 use crate::gpu::{FrameRequest, Gpu, GpuError, Style, hex_rgba};
 use crate::media::{self, EncodeSettings, EncoderChoice, LiveChunk, MediaError, Mp4Writer};
@@ -106,6 +107,7 @@ pub struct Generator {
     tts: Arc<dyn TtsBackend>,
     catalog: Arc<Catalog>,
     encoder: EncoderChoice,
+    color: ColorPath,
 }
 
 /// How the GPU scheduler is set up (`GPU_MEMORY_FRACTION`, `MODEL_CACHE_SIZE`,
@@ -119,6 +121,8 @@ pub struct GeneratorOptions {
     pub batch_size: usize,
     /// Nanoseconds of device work, all jobs together (the analytics' GPU utilisation).
     pub busy_ns: Arc<std::sync::atomic::AtomicU64>,
+    /// RGBA→I420 path; `None` chooses per device ([`ColorPath::choose`]).
+    pub color_path: Option<ColorPath>,
 }
 
 impl Default for GeneratorOptions {
@@ -129,6 +133,7 @@ impl Default for GeneratorOptions {
             batch_size_auto_tune: true,
             batch_size: 4,
             busy_ns: Arc::default(),
+            color_path: None,
         }
     }
 }
@@ -171,12 +176,19 @@ impl Generator {
         if !o.batch_size_auto_tune {
             config.batch_size = o.batch_size;
         }
+        let color = o.color_path.unwrap_or_else(|| ColorPath::choose(&gpu));
         Ok(Self {
+            color,
             scheduler: GpuScheduler::start(gpu, config, o.busy_ns),
             tts: Arc::new(Espeak::new(catalog.clone())),
             catalog,
             encoder,
         })
+    }
+
+    /// How frames become I420 on this device.
+    pub fn color_path(&self) -> ColorPath {
+        self.color
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -330,6 +342,15 @@ impl Generator {
         let (w, h) = (p.dimension.width, p.dimension.height);
         let captions = caption_track(p, &timeline)?;
         let renderer = self.open(p, &timeline, captions.as_ref().map(|c| c.area))?;
+        // On the kernel path each finished frame is converted on the device (sizes the
+        // kernel cannot take stay on videoconvert).
+        let converter = match self.color {
+            ColorPath::Kernel => I420Converter::new(self.gpu(), w, h).ok(),
+            ColorPath::Videoconvert => None,
+        };
+        let i420_pool = converter
+            .as_ref()
+            .map(|c| media::FramePool::new(c.i420_bytes()));
         let settings = EncodeSettings {
             width: w,
             height: h,
@@ -337,6 +358,7 @@ impl Generator {
             quality: p.quality,
             audio_rate: timeline.speech.as_ref().map(|s| s.sample_rate),
             live: spec.live,
+            i420: converter.is_some(),
         };
         let mut writer = Mp4Writer::start(&settings, &self.encoder, &spec.output)?;
         let live_rx = writer.live.take();
@@ -402,7 +424,16 @@ impl Generator {
                     thumb = Some(frame.as_ref().to_vec());
                 }
                 let t = Instant::now();
-                if let Err(e) = writer.push_frame(frame, done) {
+                let pushed = match (&converter, &i420_pool) {
+                    (Some(c), Some(pool)) => {
+                        let mut yuv = pool.get();
+                        c.convert_into(self.gpu(), frame.as_ref(), yuv.as_mut())
+                            .map_err(|e| MediaError::Pipeline(e.to_string()))
+                            .and_then(|()| writer.push_frame(yuv, done))
+                    }
+                    _ => writer.push_frame(frame, done),
+                };
+                if let Err(e) = pushed {
                     writer.abort();
                     return Err(e.into());
                 }

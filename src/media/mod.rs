@@ -252,6 +252,8 @@ pub struct EncodeSettings {
     pub audio_rate: Option<u32>,
     /// Also produce the live fMP4 stream.
     pub live: bool,
+    /// Frames come as I420 (converted on the device) rather than RGBA.
+    pub i420: bool,
 }
 
 pub struct Mp4Writer {
@@ -281,12 +283,13 @@ impl Mp4Writer {
         let live = settings.live;
         let mut desc = format!(
             "appsrc name=v format=time block=true max-bytes={max} \
-               caps=video/x-raw,format=RGBA,width={width},height={height},framerate={fps}/1 \
+               caps=video/x-raw,format={format},width={width},height={height},framerate={fps}/1 \
              ! videoconvert n-threads=2 ! video/x-raw,format=I420 ! {enc} ! h264parse config-interval=-1 \
              ! video/x-h264,stream-format=avc,alignment=au ! tee name=vt \
              vt. ! queue max-size-time=0 max-size-buffers=0 max-size-bytes=67108864 ! mux. \
              mp4mux name=mux faststart=true ! filesink name=file location=\"{tmp}\" ",
             max = u64::from(width) * u64::from(height) * 4,
+            format = if settings.i420 { "I420" } else { "RGBA" },
             tmp = tmp.display()
         );
         if live {
@@ -403,7 +406,8 @@ impl Mp4Writer {
         Ok(())
     }
 
-    /// Pushes frame `index` (RGBA). Blocks while the encoder is three frames behind.
+    /// Pushes frame `index` (RGBA, or I420 when the settings say so). Blocks while a frame is still
+    /// queued for the encoder.
     pub fn push_frame(
         &self,
         rgba: impl AsMut<[u8]> + Send + 'static,
@@ -601,4 +605,58 @@ fn write_image(
     let tmp = dir.join(format!(".{}.part", uuid::Uuid::new_v4()));
     std::fs::write(&tmp, &jpeg).map_err(|e| MediaError::Io(tmp.clone(), e))?;
     std::fs::rename(&tmp, dest).map_err(|e| MediaError::Io(dest.to_path_buf(), e))
+}
+
+/// Time `videoconvert` takes to turn `n` copies of an RGBA frame into I420 (the same element
+/// and settings as the MP4 writer), for choosing the conversion path by measurement.
+pub fn time_videoconvert(
+    rgba: &[u8],
+    width: u32,
+    height: u32,
+    n: u32,
+) -> Result<Duration, MediaError> {
+    init()?;
+    let desc = format!(
+        "appsrc name=src format=time block=true max-bytes={max} \
+           caps=video/x-raw,format=RGBA,width={width},height={height},framerate=30/1 \
+         ! videoconvert n-threads=2 ! video/x-raw,format=I420 ! fakesink sync=false",
+        max = rgba.len() * 2
+    );
+    let pipeline = gst::parse::launch(&desc).map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    let src = pipeline
+        .clone()
+        .downcast::<gst::Bin>()
+        .ok()
+        .and_then(|b| b.by_name("src"))
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or_else(|| MediaError::Pipeline("appsrc missing".into()))?;
+    let t = std::time::Instant::now();
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    // Reused buffers (they already hold the frame), so no allocation is timed.
+    let pool = FramePool::starting_as(rgba.into());
+    let pushed = (0..n).try_for_each(|i| {
+        let mut buf = gst::Buffer::from_mut_slice(pool.get());
+        if let Some(b) = buf.get_mut() {
+            b.set_pts(gst::ClockTime::from_nseconds(
+                u64::from(i) * 1_000_000_000 / 30,
+            ));
+        }
+        src.push_buffer(buf).map(|_| ())
+    });
+    let result = match pushed.and_then(|()| src.end_of_stream().map(|_| ())) {
+        Err(e) => Err(MediaError::Pipeline(format!("push: {e:?}"))),
+        Ok(()) => match pipeline.bus().and_then(|bus| {
+            bus.timed_pop_filtered(
+                gst::ClockTime::from_seconds(60),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+        }) {
+            Some(msg) if matches!(msg.view(), gst::MessageView::Eos(_)) => Ok(t.elapsed()),
+            _ => Err(MediaError::Pipeline("videoconvert did not finish".into())),
+        },
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
 }
