@@ -784,7 +784,7 @@ fn the_i420_kernel_matches_a_bt709_limited_range_reference() {
     let worst = got.iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).max();
     assert!(worst <= Some(1), "off by {worst:?}");
     // White is Y 235, black Y 16, grey has neutral chroma.
-    let flat = |c: u8| vec![c, c, c, 255].repeat(320 * 180);
+    let flat = |c: u8| [c, c, c, 255].repeat(320 * 180);
     let white = conv.convert(g.gpu(), &flat(255)).expect("converted");
     let black = conv.convert(g.gpu(), &flat(0)).expect("converted");
     assert_eq!((white[0], black[0]), (235, 16));
