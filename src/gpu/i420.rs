@@ -182,6 +182,11 @@ impl I420Converter {
             ));
         }
         gpu.queue.write_buffer(&self.src, 0, rgba);
+        self.run(gpu, |yuv| out.copy_from_slice(yuv))
+    }
+
+    /// One conversion of what `src` holds, its I420 read back and handed to `read`.
+    fn run(&self, gpu: &Gpu, read: impl FnOnce(&[u8])) -> Result<(), GpuError> {
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         self.dispatch(&mut enc);
         enc.copy_buffer_to_buffer(&self.dst, 0, &self.staging, 0, self.dst.size());
@@ -189,7 +194,7 @@ impl I420Converter {
         let slice = self.staging.slice(..);
         slice.map_async(wgpu::MapMode::Read, |_| {});
         Self::wait(gpu, idx)?;
-        out.copy_from_slice(
+        read(
             &slice
                 .get_mapped_range()
                 .map_err(|e| GpuError::Readback(format!("{e:?}")))?,
@@ -203,15 +208,7 @@ impl I420Converter {
     pub fn time_on_device(&self, gpu: &Gpu, n: u32) -> Result<Duration, GpuError> {
         let t = Instant::now();
         for _ in 0..n {
-            let mut enc = gpu.device.create_command_encoder(&Default::default());
-            self.dispatch(&mut enc);
-            enc.copy_buffer_to_buffer(&self.dst, 0, &self.staging, 0, self.dst.size());
-            let idx = gpu.queue.submit([enc.finish()]);
-            let slice = self.staging.slice(..);
-            slice.map_async(wgpu::MapMode::Read, |_| {});
-            Self::wait(gpu, idx)?;
-            drop(slice.get_mapped_range());
-            self.staging.unmap();
+            self.run(gpu, |_| {})?;
         }
         Ok(t.elapsed())
     }

@@ -559,6 +559,34 @@ fn two_runs_with_the_same_seed_render_byte_identical_frames() {
     );
 }
 
+/// Renders `request` to a fresh file `name`: its timeline, the file, the outcome.
+fn render_video(
+    g: &Generator,
+    request: Value,
+    name: &str,
+) -> (
+    reelgen::generate::script::Timeline,
+    std::path::PathBuf,
+    reelgen::generate::Outcome,
+) {
+    let timeline = g.timeline(&params(request.clone())).expect("timeline");
+    let out = tmp(name);
+    let outcome = g
+        .run(
+            &JobSpec {
+                params: params(request),
+                output: out.clone(),
+                thumbnail: None,
+                live: false,
+            },
+            &AtomicBool::new(false),
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .expect("generated");
+    (timeline, out, outcome)
+}
+
 /// Per track of an MP4 (moov/trak): handler, timescale, duration and sample count.
 pub(crate) fn mp4_tracks(data: &[u8]) -> Vec<(String, u32, u64, u32)> {
     fn boxes(data: &[u8]) -> Vec<(&str, &[u8])> {
@@ -612,21 +640,7 @@ fn the_mp4_has_exactly_the_timeline_s_frames_and_audio_as_long_as_the_speech() {
     let g = generator();
     let request = json!({"script": "Count my frames, please. Then measure my voice.",
         "dimension": {"width": 320, "height": 180}, "fps": 24, "quality": "draft", "seed": 4});
-    let timeline = g.timeline(&params(request.clone())).expect("timeline");
-    let out = tmp("count.mp4");
-    let outcome = g
-        .run(
-            &JobSpec {
-                params: params(request),
-                output: out.clone(),
-                thumbnail: None,
-                live: false,
-            },
-            &AtomicBool::new(false),
-            &mut |_| {},
-            &mut |_| {},
-        )
-        .expect("generated");
+    let (timeline, out, outcome) = render_video(&g, request, "count.mp4");
     assert_eq!(outcome.frames, timeline.frames.len() as u64);
     let tracks = mp4_tracks(&std::fs::read(&out).expect("mp4"));
     let video = tracks
@@ -811,20 +825,7 @@ fn the_device_colour_path_makes_the_same_valid_video() {
     .expect("generator");
     let request = json!({"script": "Converted on the device.",
         "dimension": {"width": 320, "height": 180}, "fps": 15, "quality": "draft", "seed": 2});
-    let timeline = g.timeline(&params(request.clone())).expect("timeline");
-    let out = tmp("kernel.mp4");
-    g.run(
-        &JobSpec {
-            params: params(request),
-            output: out.clone(),
-            thumbnail: None,
-            live: false,
-        },
-        &AtomicBool::new(false),
-        &mut |_| {},
-        &mut |_| {},
-    )
-    .expect("generated");
+    let (timeline, out, _) = render_video(&g, request, "kernel.mp4");
     let tracks = mp4_tracks(&std::fs::read(&out).expect("mp4"));
     let video = tracks.iter().find(|t| t.0 == "vide").expect("video");
     assert_eq!(video.3 as usize, timeline.frames.len());
