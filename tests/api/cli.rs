@@ -167,7 +167,7 @@ async fn kill_9_mid_render_loses_nothing_and_the_video_completes_after_restart()
     let client = reqwest::Client::new();
     let mut server = serve(&dir, port);
     wait_ready(&client, &base).await;
-    let script = "A video interrupted by a crash must still be delivered. ".repeat(6);
+    let script = "A video interrupted by a crash must still be delivered. ".repeat(10);
     let v: Value = client
         .post(format!("{base}/api/v1/videos"))
         .json(&json!({"script": script, "dimension": {"width": 480, "height": 270}, "fps": 24, "quality": "draft"}))

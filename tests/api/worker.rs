@@ -281,7 +281,12 @@ async fn the_websocket_streams_snapshot_progress_and_completion_then_closes_1000
 }
 
 /// Text messages and binary frames of one `?preview=mse` connection, until it closes.
-async fn ws_preview(app: &TestApp, id: &str) -> (Vec<Value>, Vec<Vec<u8>>) {
+/// `on_fragment` fires once, when the second media fragment (after the init segment) arrives.
+async fn ws_preview(
+    app: &TestApp,
+    id: &str,
+    mut on_fragment: Option<tokio::sync::oneshot::Sender<()>>,
+) -> (Vec<Value>, Vec<Vec<u8>>) {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     let url = format!(
@@ -295,7 +300,14 @@ async fn ws_preview(app: &TestApp, id: &str) -> (Vec<Value>, Vec<Vec<u8>>) {
     while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
         match msg {
             Message::Text(t) => texts.push(serde_json::from_str(&t).expect("json")),
-            Message::Binary(b) => binaries.push(b.to_vec()),
+            Message::Binary(b) => {
+                binaries.push(b.to_vec());
+                if binaries.len() >= 3 {
+                    if let Some(tx) = on_fragment.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
             Message::Close(_) => break,
             _ => {}
         }
@@ -306,19 +318,20 @@ async fn ws_preview(app: &TestApp, id: &str) -> (Vec<Value>, Vec<Vec<u8>>) {
 #[actix_web::test]
 async fn preview_mse_streams_an_init_segment_then_key_frame_fragments() {
     let app = worker_app().await;
+    // Long enough (about a minute of speech) that rendering is still going when the early
+    // viewer has seen two fragments, even on a fast machine.
     let script =
         "This preview streams fragmented video while it renders, one fragment per second. "
-            .repeat(6);
-    let v = app.create_video(json!({"script": script, "dimension": {"width": 640, "height": 360}, "fps": 24, "quality": "draft"})).await;
+            .repeat(14);
+    let v = app.create_video(json!({"script": script, "dimension": {"width": 320, "height": 180}, "fps": 24, "quality": "draft"})).await;
     let id = v["id"].as_str().expect("id").to_string();
-    let early = ws_preview(&app, &id);
-    // A late joiner connects once rendering is well under way.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let early = ws_preview(&app, &id, Some(tx));
+    // A late joiner connects as soon as the early viewer has received two fragments: rendering
+    // is under way, and its stream must start at a later fragment.
     let late = async {
-        wait_for(&app, &id, Duration::from_secs(60), |v| {
-            v["progress"].as_f64().unwrap_or(0.0) > 0.1
-        })
-        .await;
-        ws_preview(&app, &id).await
+        rx.await.expect("the early viewer saw two fragments");
+        ws_preview(&app, &id, None).await
     };
     let ((texts, bins), (late_texts, late_bins)) = futures_util::join!(early, late);
     assert_eq!(
