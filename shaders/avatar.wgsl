@@ -90,6 +90,44 @@ fn sd_box(p: vec2f, b: vec2f, r: f32) -> f32 {
     return length(max(q, vec2f(0.0))) + min(max(q.x, q.y), 0.0) - r;
 }
 
+// A trapezoid centred on the origin: half-width r1 at y = -he, r2 at y = +he.
+fn sd_trapezoid(p: vec2f, r1: f32, r2: f32, he: f32) -> f32 {
+    let k1 = vec2f(r2, he);
+    let k2 = vec2f(r2 - r1, 2.0 * he);
+    let q = vec2f(abs(p.x), p.y);
+    let ca = vec2f(q.x - min(q.x, select(r2, r1, q.y < 0.0)), abs(q.y) - he);
+    let cb = q - k1 + k2 * clamp(dot(k1 - q, k2) / dot(k2, k2), 0.0, 1.0);
+    let s = select(1.0, -1.0, cb.x < 0.0 && ca.y < 0.0);
+    return s * sqrt(min(dot(ca, ca), dot(cb, cb)));
+}
+
+// A capsule whose radius goes from r0 at `a` to r1 at `b` (close to a distance near the
+// surface, which is all the anti-aliasing needs).
+fn sd_taper(p: vec2f, a: vec2f, b: vec2f, r0: f32, r1: f32) -> f32 {
+    let pa = p - a;
+    let ba = b - a;
+    let h = clamp(dot(pa, ba) / dot(ba, ba), 0.0, 1.0);
+    return length(pa - ba * h) - mix(r0, r1, h);
+}
+
+fn smin(a: f32, b: f32, k: f32) -> f32 {
+    let h = max(k - abs(a - b), 0.0) / k;
+    return min(a, b) - h * h * k * 0.25;
+}
+
+// Avatar units, y down, origin at the head centre. The neck widens towards its base.
+fn sd_neck(p: vec2f) -> f32 {
+    let flare = 1.0 + 0.3 * smoothstep(0.45, 0.74, p.y);
+    return sd_box(vec2f(p.x / flare, p.y) - vec2f(0.0, 0.50), vec2f(0.13, 0.24), 0.06);
+}
+
+// Chest and arms (a wide rounded box) blended into the trapezius slope up to the neck.
+fn sd_torso(p: vec2f) -> f32 {
+    let chest = sd_box(p - vec2f(0.0, 1.32), vec2f(0.9, 0.54), 0.3);
+    let traps = sd_trapezoid(p - vec2f(0.0, 0.71), 0.17, 0.66, 0.1);
+    return smin(chest, traps, 0.12);
+}
+
 fn rot(p: vec2f, a: f32) -> vec2f {
     let c = cos(a);
     let s = sin(a);
@@ -163,26 +201,23 @@ fn render_base(@builtin(global_invocation_id) gid: vec3u) {
     let shh = sd_ellipse(p - vec2f(0.05, 0.03), vec2f(0.34, 0.42));
     c = c * (1.0 - 0.18 * soft(shh, 0.12));
 
-    // Neck, shaded darker under the jaw.
-    let neck = sd_box(p - vec2f(0.0, 0.52), vec2f(0.12, 0.26), 0.05);
-    let neck_shade = mix(0.72, 0.95, smoothstep(0.34, 0.62, p.y));
-    c = blend(c, u.skin.rgb * neck_shade, cover(neck));
-
-    // Shoulders and torso: a wide rounded shape, lit from the upper left.
-    let torso = min(
-        sd_ellipse(p - vec2f(0.0, 1.32), vec2f(0.86, 0.62)),
-        sd_box(p - vec2f(0.0, 1.6), vec2f(0.80, 0.5), 0.2)
-    );
+    // Shoulders and torso: a rounded chest with the trapezius rising to the neck, lit from
+    // the upper left and darker towards its silhouette so it reads as round.
+    let torso = sd_torso(p);
     let light = clamp(0.82 - 0.25 * p.x + 0.12 * (1.0 - p.y), 0.6, 1.05);
-    var cloth = u.cloth.rgb * light;
-    // Collar: a V opening showing the neck and a shirt edge.
-    let vx = abs(p.x);
-    let vneck = max(vx - (p.y - 0.68) * 0.42, p.y - 0.92);
+    var cloth = u.cloth.rgb * light * (1.0 - 0.14 * smoothstep(-0.18, 0.0, torso));
     c = blend(c, cloth, cover(torso));
-    let in_v = cover(max(torso, vneck));
-    c = blend(c, u.skin.rgb * 0.9, in_v);
-    let lapel = abs(vx - (p.y - 0.68) * 0.42) - 0.014;
-    c = blend(c, cloth * 0.7, cover(max(lapel, max(torso, max(0.68 - p.y, p.y - 1.2)))) * 0.8);
+    // Neck and a V neckline: the neck runs into the V, the clothes cover it elsewhere. Skin
+    // is shaded darker under the jaw and where it meets the cloth.
+    let vx = abs(p.x);
+    let vneck = max(vx - (0.92 - p.y) * 0.53, 0.6 - p.y);
+    let clothed = max(torso, -vneck);
+    let skin_d = min(max(sd_neck(p), -clothed), max(torso, vneck));
+    let neck_shade = mix(0.72, 0.95, smoothstep(0.34, 0.62, p.y)) * (1.0 - 0.18 * smoothstep(0.58, 0.74, p.y)) * (1.0 + 0.1 * smoothstep(0.74, 0.92, p.y));
+    c = blend(c, u.skin.rgb * neck_shade, cover(skin_d));
+    // Lapels along the V.
+    let lapel = abs(vx - (0.92 - p.y) * 0.53) - 0.014;
+    c = blend(c, cloth * 0.7, cover(max(lapel, max(torso, max(0.62 - p.y, p.y - 0.93)))) * 0.8);
     // Fold shading near the arms.
     c = c * (1.0 - 0.12 * smoothstep(0.55, 0.85, vx) * cover(torso));
 
@@ -196,6 +231,15 @@ fn posed(px: vec2f) -> vec2f {
     p.y = p.y + 0.006 * u.fc.w;
     p = rot(p - vec2f(0.0, 0.45), -u.fc.z) + vec2f(0.0, 0.45);
     return p - vec2f(u.fc.x * 0.06, u.fc.y * 0.05);
+}
+
+// Strand shading: fine streaks that follow the hair down and around the head, at two
+// irregular frequencies so they never read as stripes.
+fn hair_strands(p: vec2f) -> f32 {
+    let flow = p.x * (1.0 + 0.6 * max(p.y + 0.1, 0.0));
+    let a = sin(flow * 150.0 + 1.5 * sin(p.x * 17.0));
+    let b = sin(flow * 410.0 + p.y * 17.0);
+    return 0.9 + 0.06 * a + 0.04 * b;
 }
 
 // Premultiplied "over": paint `col` with coverage `a` on top of `c`.
@@ -215,16 +259,21 @@ fn render_head_layer(@builtin(global_invocation_id) gid: vec3u) {
     let hair_style = u32(u.misc.x);
     var c = vec4f(0.0);
 
-    // Hair behind the head.
+    // Hair behind the head, with strands, darker towards the nape. Long hair falls behind
+    // the neck and shoulders: it is cut where they are in front (two pixels inside them, so
+    // no seam opens when the head moves).
+    let strands = hair_strands(head_p);
     if (hair_style == 0u || hair_style == 2u) {
-        var len = 0.22;
-        var half_w = 0.36;
-        if (hair_style == 2u) { len = 0.8; half_w = 0.34; }
-        let back = min(
-            sd_ellipse(head_p - vec2f(0.0, -0.06), vec2f(0.39, 0.44)),
-            sd_box(head_p - vec2f(0.0, len * 0.5 - 0.05), vec2f(half_w, len * 0.5 + 0.05), 0.1)
-        );
-        c = over(c, u.hair.rgb * 0.78, cover(back));
+        var back = sd_ellipse(head_p - vec2f(0.0, -0.06), vec2f(0.39, 0.44));
+        if (hair_style == 0u) {
+            back = smin(back, sd_box(head_p - vec2f(0.0, 0.06), vec2f(0.36, 0.16), 0.1), 0.04);
+        } else {
+            back = smin(back, sd_box(head_p - vec2f(0.0, 0.22), vec2f(0.355, 0.42), 0.14), 0.06);
+            let m = 2.0 * u.size.w;
+            back = max(back, -min(sd_neck(head_p) + m, sd_torso(head_p) + m));
+        }
+        let depth = 0.62 + 0.16 * smoothstep(0.5, -0.2, head_p.y);
+        c = over(c, u.hair.rgb * depth * strands, cover(back));
     }
 
     // Ears (hidden under bob and long hair).
@@ -269,11 +318,16 @@ fn render_head_layer(@builtin(global_invocation_id) gid: vec3u) {
     }
     if (hair_style == 0u || hair_style == 2u) {
         for (var s = -1.0; s <= 1.0; s = s + 2.0) {
-            let lock = sd_capsule(head_p, vec2f(s * 0.29, -0.12), vec2f(s * 0.30, select(0.08, 0.22, hair_style == 2u)), 0.04);
+            let lock = sd_capsule(head_p, vec2f(s * 0.29, -0.12), vec2f(s * 0.30, select(0.08, 0.2, hair_style == 2u)), 0.04);
             cap = min(cap, lock);
+            if (hair_style == 2u) {
+                // A fall of hair over each shoulder, in front of the clothes, narrowing to
+                // its tips.
+                let fall = sd_taper(head_p, vec2f(s * 0.31, 0.08), vec2f(s * 0.40, 0.7), 0.07, 0.045);
+                cap = smin(cap, fall, 0.05);
+            }
         }
     }
-    let strands = 0.92 + 0.08 * sin(head_p.x * 140.0 + head_p.y * 30.0);
     let hair_shade = u.hair.rgb * strands * (0.85 + 0.3 * max(-head_p.y - 0.3, 0.0) + 0.15 * smoothstep(0.1, -0.3, head_p.x));
     c = over(c, hair_shade, cover(cap));
 

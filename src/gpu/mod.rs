@@ -255,7 +255,7 @@ impl Layout {
         let scale = (h * 0.5).min(w * 0.62);
         let cx = w * 0.5;
         let cy = h * 0.42;
-        let bottom = if long_hair { 1.0 } else { 0.72 };
+        let bottom = if long_hair { 0.78 } else { 0.72 };
         let x0 = (cx - 0.56 * scale).max(0.0);
         let y0 = (cy - 0.72 * scale).max(0.0);
         let x1 = (cx + 0.56 * scale).min(w);
