@@ -39,6 +39,17 @@ static INIT: Once = Once::new();
 pub fn init() -> Result<(), MediaError> {
     let mut result = Ok(());
     INIT.call_once(|| {
+        // GLib 2.74 gives every thread of its shared pools the scheduling settings of the
+        // thread that created the first such pool. GStreamer's helper threads (videoconvert's
+        // workers, the task pool) come from there, so the first pool is made by a lowered
+        // thread: otherwise they run at the API's priority and delay its replies.
+        let _ = std::thread::spawn(|| {
+            crate::priority::lower_this_thread();
+            if let Ok(pool) = gst::glib::ThreadPool::shared(Some(1)) {
+                let _ = pool.push(|| ());
+            }
+        })
+        .join();
         if let Err(e) = gst::init() {
             result = Err(MediaError::Init(e.to_string()));
         }
