@@ -21,6 +21,7 @@ pub mod generate_cmd;
 pub mod gpu;
 pub mod http;
 pub mod media;
+pub mod memory;
 pub mod priority;
 pub mod state;
 pub mod store;

@@ -234,6 +234,8 @@ impl JobDispatcher {
                     }
                 }
             };
+            // The job's frames, patches and pipeline are freed now: give the pages back.
+            tokio::task::spawn_blocking(crate::memory::release_free_memory);
             let result = result.unwrap_or_else(|e| {
                 Err(GenerateError::Media(crate::media::MediaError::Pipeline(
                     e.to_string(),

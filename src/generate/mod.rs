@@ -407,6 +407,9 @@ impl Generator {
             if !batch.is_empty() {
                 in_flight = Some(submit(batch, &mut submit_t));
             }
+            // Two batches are in flight at most; idle patch buffers beyond that (left from
+            // when this job had the device to itself) are freed.
+            patches.trim(renderer.batch_size());
             let t = Instant::now();
             let frames = match ticket.wait() {
                 Ok(f) => f,

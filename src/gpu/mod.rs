@@ -638,6 +638,14 @@ impl Target {
         }
     }
 
+    /// Lets go of staging buffers beyond `n` frames per submission (a batch that size or
+    /// smaller is all this job gets now; a larger one would grow them again).
+    pub fn trim(&mut self, n: usize) {
+        if self.encoded == 0 {
+            self.staging.truncate(n.max(1));
+        }
+    }
+
     /// Records `frames` into `enc`: per frame the head composite over the head box, the
     /// features box, the caption box (all into the patch), then a copy of the patch to that
     /// frame's staging buffer. Uniform

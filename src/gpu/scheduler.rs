@@ -431,23 +431,28 @@ impl Core {
         }
     }
 
-    /// Batch sizes for the running jobs: the tuner's, capped by each job's share of the
-    /// memory budget (after the cached models).
+    /// Batch sizes for the running jobs. The tuner's size is frames per submission; a
+    /// round takes a batch from every job, so each of n jobs gets 1/n of it (rounded up):
+    /// the submission stays as large and each job holds fewer frames in flight. Each is
+    /// also capped by the job's share of the memory budget (after the cached models).
     fn rebalance(&mut self) {
         let models: u64 = self.models.bytes();
-        let n = self.jobs.len().max(1) as u64;
-        let share = self.config.memory_budget.saturating_sub(models) / n;
+        let n = self.jobs.len().max(1);
+        let share = self.config.memory_budget.saturating_sub(models) / n as u64;
         let wanted = self
             .tuner
             .size
             .min(self.config.batch_size)
             .clamp(1, MAX_BATCH);
+        let per_job = wanted.div_ceil(n);
         let mut bytes = models;
-        for j in self.jobs.values() {
+        for j in self.jobs.values_mut() {
             // A batch frame lives twice: its staging buffer here and the job's patch buffer.
             let per_frame = 2 * j.target.patch_bytes() as u64;
             let cap = (share / per_frame.max(1)).max(1) as usize;
-            j.batch.store(wanted.min(cap), Ordering::Relaxed);
+            let batch = per_job.min(cap);
+            j.batch.store(batch, Ordering::Relaxed);
+            j.target.trim(batch);
             bytes += j.target.bytes();
         }
         self.stats.batch_size.store(wanted, Ordering::Relaxed);

@@ -206,6 +206,14 @@ impl FramePool {
         }
     }
 
+    /// Keeps at most `keep` idle buffers (the rest are freed), for when fewer frames are in
+    /// flight than before.
+    pub fn trim(&self, keep: usize) {
+        if let Ok(mut free) = self.free.lock() {
+            free.truncate(keep);
+        }
+    }
+
     pub fn get(&self) -> PooledFrame {
         let data = self
             .free
