@@ -64,6 +64,14 @@ impl Espeak {
     }
 }
 
+/// Punctuation that belongs to the word before it when shown as a caption.
+fn is_attached_punctuation(c: char) -> bool {
+    matches!(
+        c,
+        '!' | '?' | '.' | ',' | ';' | ':' | '\'' | '"' | ')' | ']' | '…' | '’' | '”' | '»'
+    )
+}
+
 impl TtsBackend for Espeak {
     fn speak(&self, text: &str, voice: &VoiceParams) -> Result<Speech, VoiceError> {
         let item = self
@@ -96,7 +104,12 @@ impl TtsBackend for Espeak {
                     at_ms,
                 } if length > 0 => {
                     let start = text_position.saturating_sub(1) as usize;
-                    let end = (start + length as usize).min(chars.len());
+                    let mut end = (start + length as usize).min(chars.len());
+                    // espeak's length leaves out punctuation attached to the word ("show!"
+                    // is 4 long); captions keep it.
+                    while chars.get(end).is_some_and(|&c| is_attached_punctuation(c)) {
+                        end += 1;
+                    }
                     let word: String = chars
                         .get(start.min(end)..end)
                         .map(|c| c.iter().collect())

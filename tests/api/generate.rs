@@ -89,6 +89,12 @@ fn the_timeline_follows_the_speech_and_is_deterministic() {
         "{:?}",
         speech.words
     );
+    // Captions show the punctuation a word carries.
+    let texts: Vec<&str> = speech.words.iter().map(|w| w.text.as_str()).collect();
+    assert!(
+        texts.contains(&"world.") && texts.contains(&"wide!"),
+        "{texts:?}"
+    );
     let audio_s = f64::from(speech.duration_ms()) / 1000.0;
     assert!(
         (a.duration_s() - audio_s).abs() <= 1.0 / 25.0,
