@@ -302,10 +302,10 @@ async fn ws_preview(
             Message::Text(t) => texts.push(serde_json::from_str(&t).expect("json")),
             Message::Binary(b) => {
                 binaries.push(b.to_vec());
-                if binaries.len() >= 3 {
-                    if let Some(tx) = on_fragment.take() {
-                        let _ = tx.send(());
-                    }
+                if binaries.len() >= 3
+                    && let Some(tx) = on_fragment.take()
+                {
+                    let _ = tx.send(());
                 }
             }
             Message::Close(_) => break,
