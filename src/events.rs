@@ -109,9 +109,12 @@ impl Hub {
         self.publish(id, VideoEvent::Preview { mime, init: data });
     }
 
+    /// Called from a generation (low-priority) thread: the lock is held only to clone the
+    /// sender, never while waking viewers, so the API's threads never wait on this one.
     pub fn publish_fragment(&self, id: Uuid, data: bytes::Bytes) {
-        if let Some(l) = self.live.lock().get(&id) {
-            let _ = l.fragments.send(data);
+        let tx = self.live.lock().get(&id).map(|l| l.fragments.clone());
+        if let Some(tx) = tx {
+            let _ = tx.send(data);
         }
     }
 
@@ -120,12 +123,17 @@ impl Hub {
         if terminal {
             self.live.lock().remove(&id);
         }
-        let mut channels = self.channels.lock();
-        if let Some(tx) = channels.get(&id) {
+        // Sent outside the lock (see `publish_fragment`); a terminal event closes the channel.
+        let tx = {
+            let mut channels = self.channels.lock();
+            if terminal {
+                channels.remove(&id)
+            } else {
+                channels.get(&id).cloned()
+            }
+        };
+        if let Some(tx) = tx {
             let _ = tx.send(event);
-        }
-        if terminal {
-            channels.remove(&id);
         }
     }
 

@@ -22,6 +22,8 @@ unsafe extern "C" {
 /// Lowers the calling thread (only it, on Linux) to [`GENERATION_NICE`]. Lowering needs
 /// no privilege; a failure leaves the thread as it was.
 pub fn lower_this_thread() {
+    // Elsewhere `who` 0 would be the whole process, the API included: leave it alone.
+    #[cfg(target_os = "linux")]
     // SAFETY: a plain system call on the calling thread (`who` 0), no memory involved.
     let _ = unsafe { setpriority(PRIO_PROCESS, 0, GENERATION_NICE) };
 }

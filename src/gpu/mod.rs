@@ -735,20 +735,31 @@ impl Target {
     /// After the device finished: copies the encoded frames' patches into `dst`, in order
     /// ([`PatchGeometry::apply`] puts one into a frame).
     pub fn read(&mut self, dst: &mut [crate::media::PooledFrame]) -> Result<(), GpuError> {
-        let n = self.encoded;
-        self.encoded = 0;
+        let n = std::mem::take(&mut self.encoded);
         for (buf, frame) in self.staging[..n].iter().zip(dst.iter_mut()) {
-            {
-                let view = buf
-                    .get_mapped_range(..)
-                    .map_err(|e| GpuError::Readback(format!("{e:?}")))?;
-                let dst = frame.as_mut();
-                let k = dst.len().min(view.len());
-                dst[..k].copy_from_slice(&view[..k]);
-            }
+            let view = match buf.get_mapped_range(..) {
+                Ok(view) => view,
+                Err(e) => {
+                    // Some staging buffers may still be mapped or waiting to be: start over
+                    // with fresh ones rather than copy into them next time.
+                    self.staging.clear();
+                    return Err(GpuError::Readback(format!("{e:?}")));
+                }
+            };
+            let dst = frame.as_mut();
+            let k = dst.len().min(view.len());
+            dst[..k].copy_from_slice(&view[..k]);
+            drop(view);
             buf.unmap();
         }
         Ok(())
+    }
+
+    /// After a failed submission: forgets the encoded frames and their staging buffers
+    /// (mapped or waiting to be), so the next batch starts on fresh ones.
+    pub fn abandon(&mut self) {
+        self.encoded = 0;
+        self.staging.clear();
     }
 }
 

@@ -77,6 +77,8 @@ impl SchedulerConfig {
 #[derive(Debug, Default)]
 pub struct SchedulerStats {
     pub submissions: AtomicU64,
+    /// Submissions that held batches of more than one job.
+    pub shared_submissions: AtomicU64,
     pub frames: AtomicU64,
     /// Frames the rounds could have held: Σ over rounds of the running jobs' batch sizes.
     pub capacity: AtomicU64,
@@ -94,6 +96,7 @@ pub struct SchedulerStats {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct StatsSnapshot {
     pub submissions: u64,
+    pub shared_submissions: u64,
     pub frames: u64,
     pub frames_per_submission: f64,
     /// Frames submitted ÷ frames the running jobs could have submitted in those rounds.
@@ -115,6 +118,7 @@ impl SchedulerStats {
         let (hits, misses) = (l(&self.model_hits), l(&self.model_misses));
         StatsSnapshot {
             submissions: subs,
+            shared_submissions: l(&self.shared_submissions),
             frames,
             frames_per_submission: if subs == 0 {
                 0.0
@@ -504,7 +508,12 @@ impl Core {
         let mut replies = Vec::with_capacity(taken.len());
         for (id, mut out, reply, n) in taken {
             let result = match (&waited, self.jobs.get_mut(&id)) {
-                (Err(e), _) => Err(GpuError::Readback(e.to_string())),
+                (Err(e), job) => {
+                    if let Some(j) = job {
+                        j.target.abandon();
+                    }
+                    Err(GpuError::Readback(e.to_string()))
+                }
                 (Ok(_), Some(j)) => j.target.read(&mut out[..n]).map(|()| {
                     out.truncate(n);
                     out
@@ -518,6 +527,11 @@ impl Core {
         self.add_busy(spent);
         // Counters first, replies after: a job that has its frames sees them counted.
         self.stats.submissions.fetch_add(1, Ordering::Relaxed);
+        if replies.len() > 1 {
+            self.stats
+                .shared_submissions
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.stats.frames.fetch_add(frames, Ordering::Relaxed);
         self.stats
             .capacity

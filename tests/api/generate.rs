@@ -349,8 +349,9 @@ fn concurrent_jobs_share_gpu_submissions() {
     let s = g.scheduler().stats().snapshot();
     assert_eq!(s.frames, a.frames + b.frames);
     // A submission holds the batch size's 4 frames; while both run each job gets half of
-    // them, so a submission that holds more than one job's 2 is a cross-job batch, and no
-    // submission holds more than 4 (each job keeps fewer frames in flight instead).
+    // them and a round takes a batch from each (a shared submission), so there are fewer
+    // submissions than the jobs' 2-frame batches, and none holds more than 4 (each job keeps
+    // fewer frames in flight instead).
     let separate = a.frames.div_ceil(2) + b.frames.div_ceil(2);
     assert!(
         s.submissions < separate,
@@ -358,6 +359,7 @@ fn concurrent_jobs_share_gpu_submissions() {
         s.submissions,
         s.frames
     );
+    assert!(s.shared_submissions > 0, "{s:?}");
     assert!(
         s.frames_per_submission > 2.0 && s.frames_per_submission <= 4.0,
         "{s:?}"
