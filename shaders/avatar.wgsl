@@ -239,7 +239,10 @@ fn hair_strands(p: vec2f) -> f32 {
     let flow = p.x * (1.0 + 0.6 * max(p.y + 0.1, 0.0));
     let a = sin(flow * 150.0 + 1.5 * sin(p.x * 17.0));
     let b = sin(flow * 410.0 + p.y * 17.0);
-    return 0.9 + 0.06 * a + 0.04 * b;
+    // The fine streaks fade out where a pixel is too coarse to show them (small frames),
+    // instead of turning into moiré.
+    let fine = clamp(u.size.z / 130.0 - 1.0, 0.0, 1.0);
+    return 0.9 + 0.06 * a + 0.04 * b * fine;
 }
 
 // Premultiplied "over": paint `col` with coverage `a` on top of `c`.
@@ -272,7 +275,7 @@ fn render_head_layer(@builtin(global_invocation_id) gid: vec3u) {
             let m = 2.0 * u.size.w;
             back = max(back, -min(sd_neck(head_p) + m, sd_torso(head_p) + m));
         }
-        let depth = 0.62 + 0.16 * smoothstep(0.5, -0.2, head_p.y);
+        let depth = 0.62 + 0.16 * (1.0 - smoothstep(-0.2, 0.5, head_p.y));
         c = over(c, u.hair.rgb * depth * strands, cover(back));
     }
 
@@ -328,7 +331,7 @@ fn render_head_layer(@builtin(global_invocation_id) gid: vec3u) {
             }
         }
     }
-    let hair_shade = u.hair.rgb * strands * (0.85 + 0.3 * max(-head_p.y - 0.3, 0.0) + 0.15 * smoothstep(0.1, -0.3, head_p.x));
+    let hair_shade = u.hair.rgb * strands * (0.85 + 0.3 * max(-head_p.y - 0.3, 0.0) + 0.15 * (1.0 - smoothstep(-0.3, 0.1, head_p.x)));
     c = over(c, hair_shade, cover(cap));
 
     layer[gid.y * u.boxsz.x + gid.x] = pack4x8unorm(clamp(c, vec4f(0.0), vec4f(1.0)));
