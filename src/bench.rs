@@ -393,7 +393,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn proc_status_kib(field: &str) -> u64 {
+/// A `/proc/self/status` field in KiB (0 when unreadable).
+pub(crate) fn proc_status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -453,19 +454,23 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     // 1. Peak RSS of one 1080p job (first, so nothing else has raised the high-water mark).
     let p1080 = params(1920, 1080, args.rss_seconds)?;
     let rss_before = proc_status_kib("VmRSS:");
-    let o = generator
-        .run(
-            &JobSpec {
-                params: p1080,
-                output: dir.join("1080.mp4"),
-                thumbnail: Some(dir.join("1080.jpg")),
-                live: true,
-            },
-            &AtomicBool::new(false),
-            &mut |_| {},
-            &mut |_| {},
-        )
-        .map_err(|e| e.to_string())?;
+    // One whole job, to `dir/<name>.mp4` with its thumbnail, nobody watching its progress.
+    let run_job = |params: domain::VideoParams, name: &str, live: bool| {
+        generator
+            .run(
+                &JobSpec {
+                    params,
+                    output: dir.join(format!("{name}.mp4")),
+                    thumbnail: Some(dir.join(format!("{name}.jpg"))),
+                    live,
+                },
+                &AtomicBool::new(false),
+                &mut |_| {},
+                &mut |_| {},
+            )
+            .map_err(|e| e.to_string())
+    };
+    let o = run_job(p1080, "1080", true)?;
     println!(
         "1080p job: {} frames in {:.2} s ({:.1} fps) with live fMP4; peak RSS {:.1} MiB (before {:.1} MiB)",
         o.frames,
@@ -576,19 +581,7 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     for run in 1..=runs {
         let floor = floor_run()?;
         let t0 = Instant::now();
-        let o = generator
-            .run(
-                &JobSpec {
-                    params: p720.clone(),
-                    output: dir.join("720.mp4"),
-                    thumbnail: Some(dir.join("720.jpg")),
-                    live: false,
-                },
-                &AtomicBool::new(false),
-                &mut |_| {},
-                &mut |_| {},
-            )
-            .map_err(|e| e.to_string())?;
+        let o = run_job(p720.clone(), "720", false)?;
         let full = t0.elapsed().as_secs_f64();
         println!(
             "720p30 draft, {:.1} s of video ({} frames), run {run}:",

@@ -22,12 +22,7 @@ pub fn release_free_memory() {
 #[cfg(test)]
 mod tests {
     fn rss_kib() -> u64 {
-        std::fs::read_to_string("/proc/self/status")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        crate::bench::proc_status_kib("VmRSS:")
     }
 
     #[test]

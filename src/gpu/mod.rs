@@ -740,9 +740,8 @@ impl Target {
             let view = match buf.get_mapped_range(..) {
                 Ok(view) => view,
                 Err(e) => {
-                    // Some staging buffers may still be mapped or waiting to be: start over
-                    // with fresh ones rather than copy into them next time.
-                    self.staging.clear();
+                    // Some staging buffers may still be mapped or waiting to be.
+                    self.abandon();
                     return Err(GpuError::Readback(format!("{e:?}")));
                 }
             };
