@@ -160,4 +160,51 @@ mod tests {
         assert_eq!(a.hash.len(), 64);
         assert!(!a.hash.contains(&a.plain[3..]));
     }
+
+    mod properties {
+        use super::*;
+        use actix_web::test::TestRequest;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever a client puts in the credential headers is read without a panic,
+            /// and a presented key is exactly what was sent, trimmed.
+            #[test]
+            fn any_credential_header_is_read_safely(key in "[ -~]{0,300}", scheme in "[A-Za-z]{0,10}") {
+                let req = TestRequest::default().insert_header(("X-Api-Key", key.as_str())).to_http_request();
+                prop_assert_eq!(Authenticator::presented_key(&req), Some(key.trim()));
+                let bearer = format!("{scheme} {key}");
+                let req = TestRequest::default()
+                    .insert_header((actix_web::http::header::AUTHORIZATION, bearer.as_str()))
+                    .to_http_request();
+                let got = Authenticator::presented_key(&req);
+                if scheme.eq_ignore_ascii_case("bearer") {
+                    prop_assert_eq!(got, Some(key.trim()));
+                } else {
+                    prop_assert_eq!(got, None);
+                }
+                let _ = hash_key(&key);
+            }
+
+            /// Query-string keys on the WebSocket routes, any bytes at all.
+            #[test]
+            fn any_access_token_query_is_read_safely(qs in "[!-~]{0,200}") {
+                let uri = format!("/api/v1/videos/x/ws?{qs}");
+                if let Ok(req) = std::panic::catch_unwind(|| TestRequest::get().uri(&uri).to_http_request()) {
+                    let _ = Authenticator::presented_key(&req);
+                }
+            }
+        }
+
+        #[test]
+        fn a_generated_key_hashes_to_its_stored_hash_every_time() {
+            for _ in 0..64 {
+                let k = generate_key();
+                assert_eq!(hash_key(&k.plain), k.hash);
+                assert!(k.plain.starts_with(&k.prefix));
+            }
+        }
+    }
 }

@@ -107,6 +107,10 @@ pub struct Config {
     pub alert_rules: Vec<crate::analytics::alerts::RuleSpec>,
     /// How long a firing alert's value must stay clear before it resolves.
     pub alert_clear_for: Duration,
+    /// Origins (`scheme://host[:port]`) a browser front end may call the API from (CORS).
+    pub cors_allowed_origins: Vec<String>,
+    /// On SIGTERM, how long running renders may go on before they are handed back.
+    pub shutdown_grace: Duration,
 }
 
 macro_rules! settings {
@@ -169,6 +173,8 @@ settings! {
     webhook_retry_base => "WEBHOOK_RETRY_BASE": "Seconds before the first webhook retry (doubles per attempt)",
     alert_rules => "ALERT_RULES": "JSON array of alert rules replacing or adding to the defaults",
     alert_clear_for => "ALERT_CLEAR_FOR": "Seconds a firing alert must stay clear to resolve",
+    cors_allowed_origins => "CORS_ALLOWED_ORIGINS": "Comma-separated origins allowed to call the API from a browser",
+    shutdown_grace => "SHUTDOWN_GRACE": "Seconds running renders may finish after SIGTERM before they are re-queued",
 }
 
 /// Where raw values come from, highest precedence first.
@@ -312,6 +318,31 @@ fn non_empty(s: &str) -> Result<String, String> {
     } else {
         Ok(s.to_string())
     }
+}
+
+/// A comma-separated list of web origins: `scheme://host[:port]`, no path.
+/// Normalised to lower case, as browsers send them in `Origin`.
+pub fn origins(s: &str) -> Result<Vec<String>, String> {
+    let expected = "expected comma-separated origins like https://app.example.com";
+    s.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let url = url::Url::parse(o).map_err(|_| expected.to_string())?;
+            let ok = matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some_and(|h| !h.is_empty())
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.query().is_none()
+                && url.fragment().is_none()
+                && url.path() == "/";
+            if ok {
+                Ok(url.origin().ascii_serialization())
+            } else {
+                Err(expected.to_string())
+            }
+        })
+        .collect()
 }
 
 impl Config {
@@ -474,6 +505,13 @@ impl Config {
                 Duration::from_secs(30),
                 seconds(0.0, 86_400.0),
             )?,
+            cors_allowed_origins: setting(src, "CORS_ALLOWED_ORIGINS", Vec::new(), origins)?,
+            shutdown_grace: setting(
+                src,
+                "SHUTDOWN_GRACE",
+                Duration::from_secs(30),
+                seconds(0.0, 3600.0),
+            )?,
         })
     }
 
@@ -521,6 +559,10 @@ mod tests {
             ("ENABLE_METRICS", "maybe"),
             ("CACHE_TTL", "-1"),
             ("REDIS_URL", "http://x"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example/path"),
+            ("CORS_ALLOWED_ORIGINS", "ftp://a.example"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+            ("SHUTDOWN_GRACE", "-3"),
         ] {
             let err = load(&[(name, value)]).expect_err(name).to_string();
             assert!(err.contains(name), "{err} should name {name}");
@@ -536,6 +578,20 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_are_normalised_like_browsers_send_them() {
+        let cfg = load(&[(
+            "CORS_ALLOWED_ORIGINS",
+            " https://App.Example.com , http://localhost:5173,",
+        )])
+        .expect("valid");
+        assert_eq!(
+            cfg.cors_allowed_origins,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        assert!(load(&[]).expect("valid").cors_allowed_origins.is_empty());
+    }
+
+    #[test]
     fn flag_beats_env_beats_file() {
         let mut src = Sources::from_pairs([("PORT", "9001"), ("WORKERS", "3")]);
         src.file.insert("PORT".into(), "9002".into());
@@ -545,5 +601,38 @@ mod tests {
         assert_eq!(cfg.port, 9001);
         assert_eq!(cfg.host, "0.0.0.0");
         assert_eq!(cfg.workers, 5);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any value for any setting loads or is refused naming that setting.
+            #[test]
+            fn any_value_of_any_setting_loads_or_names_the_setting(
+                which in 0..SettingFlags::NAMES.len(),
+                value in "\\PC{0,80}",
+            ) {
+                let name = SettingFlags::NAMES[which];
+                if let Err(e) = load(&[(name, value.as_str())]) {
+                    prop_assert!(e.to_string().contains(name), "{e} should name {name}");
+                }
+            }
+
+            /// Numbers inside a setting's range read back as themselves.
+            #[test]
+            fn in_range_numbers_round_trip(port: u16, workers in 1usize..=1024, jobs in 1usize..=256, grace in 0u32..3600) {
+                let (p, w, j, g) = (port.to_string(), workers.to_string(), jobs.to_string(), grace.to_string());
+                let cfg = load(&[("PORT", p.as_str()), ("WORKERS", w.as_str()), ("MAX_CONCURRENT_JOBS", j.as_str()), ("SHUTDOWN_GRACE", g.as_str())])
+                    .expect("in range");
+                prop_assert_eq!(cfg.port, port);
+                prop_assert_eq!(cfg.workers, workers);
+                prop_assert_eq!(cfg.max_concurrent_jobs, jobs);
+                prop_assert_eq!(cfg.shutdown_grace, Duration::from_secs(u64::from(grace)));
+            }
+        }
     }
 }

@@ -16,6 +16,18 @@ pub const TITLE_MAX_CHARS: usize = 200;
 pub const BATCH_MAX: usize = 50;
 /// Seeds stay within JavaScript's exact integer range.
 pub const SEED_MAX: u64 = (1 << 53) - 1;
+/// Frame size limits: even integers in these ranges.
+pub const WIDTH_RANGE: (u64, u64) = (128, 3840);
+pub const HEIGHT_RANGE: (u64, u64) = (128, 2160);
+pub const FPS_RANGE: (u64, u64) = (1, 60);
+/// Voice speed and pitch factors.
+pub const VOICE_FACTOR_RANGE: (f64, f64) = (0.5, 2.0);
+pub const GRADIENT_ANGLE_RANGE: (f64, f64) = (0.0, 360.0);
+pub const CALLBACK_URL_MAX: usize = 2048;
+/// Characters a script or title may not contain (control characters but tab, CR, LF), as
+/// the JSON Schema pattern of [`request_schema`]; [`Check::text`] enforces the same.
+const NO_CONTROL_PATTERN: &str =
+    "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
 /// Words per minute of the default voice at speed 1.0, for the duration estimate.
 const WORDS_PER_MINUTE: f64 = 165.0;
 
@@ -351,7 +363,14 @@ pub fn parse_video_request(
     let voice = parse_voice(&mut c, obj.get("voice"), catalog);
     let background = parse_background(&mut c, obj.get("background"), catalog);
     let dimension = parse_dimension(&mut c, obj.get("dimension"));
-    let fps = c.int_in(obj.get("fps"), "fps", "invalid_fps", 1, 60, 30) as u32;
+    let fps = c.int_in(
+        obj.get("fps"),
+        "fps",
+        "invalid_fps",
+        FPS_RANGE.0,
+        FPS_RANGE.1,
+        30,
+    ) as u32;
     let captions = match obj.get("captions") {
         None => false,
         Some(Value::Bool(b)) => *b,
@@ -378,7 +397,9 @@ pub fn parse_video_request(
             c.fail(
                 "callback_url",
                 "invalid_callback_url",
-                "must be an http(s) URL with a host, at most 2048 characters",
+                format!(
+                    "must be an http(s) URL with a host, at most {CALLBACK_URL_MAX} characters"
+                ),
             );
             None
         }
@@ -425,8 +446,22 @@ fn default_title(script: &str) -> String {
     }
 }
 
+/// An absolute http(s) URL as written, not as a lenient URL parser would repair it
+/// (`http:host`, `http:///x` or surrounding whitespace are refused): the shape the
+/// documented pattern states, then a parse that must find a host.
 fn valid_callback(s: &str) -> bool {
-    s.len() <= 2048
+    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &s[8..]
+    } else if lower.starts_with("http://") {
+        &s[7..]
+    } else {
+        return false;
+    };
+    s.len() <= CALLBACK_URL_MAX
+        && !rest.is_empty()
+        && !rest.starts_with(['/', '?', '#'])
+        && !s.chars().any(char::is_whitespace)
         && url::Url::parse(s).is_ok_and(|u| {
             matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
         })
@@ -503,16 +538,16 @@ fn parse_voice(c: &mut Check<'_>, v: Option<&Value>, catalog: &Catalog) -> Optio
         obj.get("speed"),
         "voice.speed",
         "invalid_voice",
-        0.5,
-        2.0,
+        VOICE_FACTOR_RANGE.0,
+        VOICE_FACTOR_RANGE.1,
         1.0,
     );
     out.pitch = c.number_in(
         obj.get("pitch"),
         "voice.pitch",
         "invalid_voice",
-        0.5,
-        2.0,
+        VOICE_FACTOR_RANGE.0,
+        VOICE_FACTOR_RANGE.1,
         1.0,
     );
     Some(out)
@@ -542,8 +577,8 @@ fn parse_background(c: &mut Check<'_>, v: Option<&Value>, catalog: &Catalog) -> 
                     obj.get("angle"),
                     "background.angle",
                     "invalid_background",
-                    0.0,
-                    360.0,
+                    GRADIENT_ANGLE_RANGE.0,
+                    GRADIENT_ANGLE_RANGE.1,
                     180.0,
                 ),
             }
@@ -589,24 +624,111 @@ fn parse_dimension(c: &mut Check<'_>, v: Option<&Value>) -> Dimension {
         return out;
     };
     c.unknown_fields(obj, &["width", "height"], "dimension");
-    for (field, max, slot) in [
-        ("width", 3840, &mut out.width),
-        ("height", 2160, &mut out.height),
+    for (field, (min, max), slot) in [
+        ("width", WIDTH_RANGE, &mut out.width),
+        ("height", HEIGHT_RANGE, &mut out.height),
     ] {
         let path = format!("dimension.{field}");
+        // Width and height only make sense together: a missing one is an error, never a
+        // silently defaulted half of another aspect ratio.
         let Some(value) = obj.get(field) else {
+            c.fail(
+                &path,
+                "invalid_dimension",
+                "is required when dimension is given (width and height together)",
+            );
             continue;
         };
         match value.as_u64() {
-            Some(n) if (128..=max).contains(&n) && n % 2 == 0 => *slot = n as u32,
+            Some(n) if (min..=max).contains(&n) && n % 2 == 0 => *slot = n as u32,
             _ => c.fail(
                 &path,
                 "invalid_dimension",
-                format!("must be an even integer from 128 to {max}"),
+                format!("must be an even integer from {min} to {max}"),
             ),
         }
     }
     out
+}
+
+/// The JSON Schema of a create request, built from the same limits, enumerations and
+/// catalog the validator above checks, so the OpenAPI document states exactly what is
+/// accepted: `additionalProperties: false` everywhere (unknown fields are 422), both halves
+/// of `dimension` required, catalog ids as enums.
+pub fn request_schema(catalog: &Catalog) -> Value {
+    use serde_json::json;
+    let ids = |items: &[crate::assets::CatalogItem]| -> Vec<String> {
+        items.iter().map(|i| i.id.clone()).collect()
+    };
+    let mut expressions: Vec<String> = Vec::new();
+    for a in &catalog.avatars {
+        for e in catalog.expressions(a) {
+            if !expressions.contains(&e) {
+                expressions.push(e);
+            }
+        }
+    }
+    let hex = json!({"type": "string", "pattern": "^#[0-9a-fA-F]{6}$", "examples": ["#0f172a"]});
+    let text = |max: usize, what: &str| {
+        json!({
+            "type": "string", "minLength": 1, "maxLength": max, "pattern": NO_CONTROL_PATTERN,
+            "description": format!("{what}: 1–{max} characters after trimming; no control characters but tab and line breaks"),
+        })
+    };
+    let even = |(lo, hi): (u64, u64)| json!({"type": "integer", "minimum": lo, "maximum": hi, "multipleOf": 2});
+    let factor = json!({"type": "number", "minimum": VOICE_FACTOR_RANGE.0, "maximum": VOICE_FACTOR_RANGE.1, "default": 1.0});
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["script"],
+        "properties": {
+            "script": text(SCRIPT_MAX_CHARS, "what the avatar says"),
+            "title": {"oneOf": [text(TITLE_MAX_CHARS, "title"), {"type": "null"}]},
+            "avatar": {
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "id": {"type": "string", "enum": ids(&catalog.avatars)},
+                    "expression": {"type": "string", "enum": expressions, "default": "neutral"},
+                },
+            },
+            "voice": {"oneOf": [{
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "id": {"type": "string", "enum": ids(&catalog.voices)},
+                    "speed": factor, "pitch": factor,
+                },
+            }, {"type": "null", "description": "no audio track"}]},
+            "background": {"oneOf": [
+                {"type": "object", "additionalProperties": false, "required": ["type", "value"],
+                 "properties": {"type": {"const": "color"}, "value": hex}},
+                {"type": "object", "additionalProperties": false, "required": ["type", "from", "to"],
+                 "properties": {"type": {"const": "gradient"}, "from": hex, "to": hex,
+                    "angle": {"type": "number", "minimum": GRADIENT_ANGLE_RANGE.0, "maximum": GRADIENT_ANGLE_RANGE.1, "default": 180}}},
+                {"type": "object", "additionalProperties": false, "required": ["type", "asset_id"],
+                 "properties": {"type": {"const": "image"}, "asset_id": {"type": "string", "enum": ids(&catalog.backgrounds)}}},
+            ]},
+            "dimension": {
+                "type": "object", "additionalProperties": false, "required": ["width", "height"],
+                "properties": {"width": even(WIDTH_RANGE), "height": even(HEIGHT_RANGE)},
+            },
+            "fps": {"type": "integer", "minimum": FPS_RANGE.0, "maximum": FPS_RANGE.1, "default": 30},
+            "captions": {"type": "boolean", "default": false},
+            "quality": {"type": "string", "enum": ["draft", "standard", "high"], "default": "standard"},
+            "callback_url": {"oneOf": [
+                {"type": "string", "maxLength": CALLBACK_URL_MAX, "pattern": "^[hH][tT][tT][pP][sS]?://[^/?#\\s]+([/?#]\\S*)?$"},
+                {"type": "null"},
+            ]},
+            "seed": {"oneOf": [{"type": "integer", "minimum": 0, "maximum": SEED_MAX}, {"type": "null"}]},
+        },
+    })
+}
+
+/// The JSON Schema of a batch: `{"videos": [request, …]}` with 1–[`BATCH_MAX`] items.
+pub fn batch_schema(catalog: &Catalog) -> Value {
+    serde_json::json!({
+        "type": "object", "additionalProperties": false, "required": ["videos"],
+        "properties": {"videos": {"type": "array", "minItems": 1, "maxItems": BATCH_MAX, "items": request_schema(catalog)}},
+    })
 }
 
 #[cfg(test)]
@@ -666,7 +788,21 @@ mod tests {
         );
         assert_eq!(
             codes(json!({"script": "a", "dimension": {"width": 1281}})),
-            [("dimension.width".into(), "invalid_dimension")]
+            [
+                ("dimension.width".into(), "invalid_dimension"),
+                ("dimension.height".into(), "invalid_dimension")
+            ]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "dimension": {"width": 320}})),
+            [("dimension.height".into(), "invalid_dimension")]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "dimension": {}})),
+            [
+                ("dimension.width".into(), "invalid_dimension"),
+                ("dimension.height".into(), "invalid_dimension")
+            ]
         );
         assert!(
             parse(json!({"script": "a", "fps": 60, "voice": {"speed": 0.5, "pitch": 2.0}})).is_ok()
@@ -743,5 +879,83 @@ mod tests {
         let (d, frames) = p.estimate_duration();
         assert!((d * 24.0 - frames as f64).abs() < 1e-9);
         assert!(d > 3.0 && d < 6.0, "{d}");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Scripts as users and attackers write them: any Unicode, control characters,
+        /// emoji, SSML-like tags, very long words.
+        fn script() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,300}",
+                "[\\x00-\\x1f\\x7f a-z]{0,100}",
+                "([a-z]{1,12}|😀|👩‍👩‍👧|\\u{200d}|\\u{fe0f}|\\u{202e}|<break time=\"[0-9]{1,3}m?s\"/>|<[a-z]{1,8}>|&[a-z]{2,5};| |\\n){0,60}",
+                "[a-zA-Z]{1000,6000}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any script is accepted (trimmed, 1–5000 characters, no control characters but
+            /// whitespace) or refused as `invalid_script`; never a panic.
+            #[test]
+            fn any_script_is_accepted_trimmed_or_refused(s in script()) {
+                match parse(serde_json::json!({"script": s})) {
+                    Ok(p) => {
+                        let n = p.script.chars().count();
+                        prop_assert!((1..=SCRIPT_MAX_CHARS).contains(&n));
+                        prop_assert_eq!(p.script.as_str(), s.trim());
+                        prop_assert!(!p.script.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')));
+                        let (d, frames) = p.estimate_duration();
+                        prop_assert!(d.is_finite() && d > 0.0 && frames >= 1);
+                    }
+                    Err(e) => prop_assert_eq!(e[0].code, "invalid_script"),
+                }
+            }
+
+            /// Any JSON value as a whole request body or as any field: a 422 list or params.
+            #[test]
+            fn any_json_is_parsed_or_refused(v in json_value(), field in prop::sample::select(TOP_FIELDS)) {
+                let _ = parse(v.clone());
+                let _ = parse(serde_json::json!({"script": "hello", field: v}));
+            }
+
+            /// The normalised params of an accepted request are themselves a valid request
+            /// that normalises to the same params (what `params` echoes can be sent again).
+            #[test]
+            fn normalised_params_round_trip(
+                s in "[a-zA-Z ,.!?]{1,200}",
+                w in 64u32..=1920, h in 64u32..=1080, fps in 1u32..=60,
+                speed in 0.5f64..=2.0, seed in 0u64..=SEED_MAX,
+            ) {
+                prop_assume!(!s.trim().is_empty());
+                let first = parse(serde_json::json!({
+                    "script": s, "dimension": {"width": w * 2, "height": h * 2}, "fps": fps,
+                    "voice": {"speed": speed}, "seed": seed,
+                })).expect("valid");
+                let again = parse(serde_json::to_value(&first).expect("serialises")).expect("still valid");
+                prop_assert_eq!(first, again);
+            }
+        }
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "\\PC{0,40}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 24, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z_]{1,10}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
     }
 }

@@ -69,6 +69,12 @@ pub enum ApiError {
     Overloaded,
     #[error("the service is not ready: {0}")]
     Unavailable(String),
+    /// A plain request to a WebSocket route (426, `Upgrade: websocket`).
+    #[error("this route speaks WebSocket: {0}")]
+    UpgradeRequired(String),
+    /// A WebSocket handshake that is malformed (bad key, missing or unsupported version).
+    #[error("invalid WebSocket handshake: {0}")]
+    BadHandshake(String),
     /// Any other error status produced outside our handlers (e.g. 416 from a file range).
     #[error("{}", .0.canonical_reason().unwrap_or("error"))]
     Http(StatusCode),
@@ -92,6 +98,8 @@ impl ApiError {
             Self::Conflict { code, .. } => code,
             Self::Overloaded => "overloaded",
             Self::Unavailable(_) => "unavailable",
+            Self::UpgradeRequired(_) => "websocket_required",
+            Self::BadHandshake(_) => "invalid_websocket_handshake",
             Self::Http(status) => match status.as_u16() {
                 400 => "bad_request",
                 406 => "not_acceptable",
@@ -150,6 +158,8 @@ impl ResponseError for ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
+            Self::BadHandshake(_) => StatusCode::BAD_REQUEST,
             Self::Http(status) => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -175,6 +185,14 @@ impl ResponseError for ApiError {
                     HeaderValue::from_static("Bearer realm=\"reelgen\""),
                 );
             }
+            Self::UpgradeRequired(_) | Self::BadHandshake(_) => {
+                let h = res.headers_mut();
+                h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                h.insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
+            }
             _ => {}
         }
         res
@@ -198,6 +216,7 @@ pub fn problem_for_status(status: StatusCode) -> ApiError {
         405 => ApiError::MethodNotAllowed,
         413 => ApiError::PayloadTooLarge { limit: 0 },
         415 => ApiError::UnsupportedMediaType,
+        426 => ApiError::UpgradeRequired("use a WebSocket client".into()),
         429 => ApiError::RateLimited { retry_after_s: 1 },
         503 => ApiError::Unavailable("try again shortly".into()),
         _ => ApiError::Http(status),
@@ -242,6 +261,26 @@ pub mod extractors {
         )])
         .into()
     }
+}
+
+/// A refused WebSocket handshake: a plain request is told to upgrade (426), a malformed
+/// handshake is a 400. Both WebSocket routes check the handshake through [`verify_upgrade`]
+/// before they subscribe to anything.
+pub fn handshake(err: actix_http::ws::HandshakeError) -> ApiError {
+    use actix_http::ws::HandshakeError as H;
+    match err {
+        H::GetMethodRequired | H::NoWebsocketUpgrade | H::NoConnectionUpgrade => {
+            ApiError::UpgradeRequired(err.to_string())
+        }
+        H::NoVersionHeader | H::UnsupportedVersion | H::BadWebsocketKey => {
+            ApiError::BadHandshake(err.to_string())
+        }
+    }
+}
+
+/// Checks a WebSocket handshake without answering it yet.
+pub fn verify_upgrade(req: &actix_web::HttpRequest) -> Result<(), ApiError> {
+    actix_http::ws::verify_handshake(req.head()).map_err(handshake)
 }
 
 #[cfg(test)]

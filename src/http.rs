@@ -1,9 +1,13 @@
 //! HTTP plumbing shared by every route: the two middlewares and the body/ETag helpers.
 //!
-//! * [`edge`] wraps the whole app: admission (`MAX_CONCURRENT_REQUESTS`, else 503), catching a
-//!   panicking handler (500, the worker and the process go on), rewriting any error response
-//!   that is not problem+json yet (routing 404/405, payload errors) into one, and the HTTP
-//!   metrics labelled by route *pattern*.
+//! * [`edge`] wraps the whole app and is the one place every response leaves through:
+//!   admission (`MAX_CONCURRENT_REQUESTS`, else 503), catching a panicking handler (500, the
+//!   worker and the process go on), rewriting any error that is not problem+json yet
+//!   (routing 404/405, payload errors, errors raised by middleware) into one, CORS
+//!   (`CORS_ALLOWED_ORIGINS`: preflights answered before authentication, only listed origins
+//!   echoed), the browser-facing headers on every response (`nosniff`, frame and referrer
+//!   policy, the app's Content-Security-Policy), and the HTTP metrics labelled by route
+//!   *pattern*.
 //! * [`api_guard`] wraps `/api`: authentication into a [`Principal`] and the GCRA rate limit
 //!   with `RateLimit-*` headers on every response (429 + `Retry-After` when exhausted).
 
@@ -102,30 +106,47 @@ pub async fn edge(
     state.metrics.http_requests_in_flight.inc();
     let _guard = InFlightGuard(&state.in_flight.0, &state.metrics.http_requests_in_flight);
 
+    let cors = cors_origin(&req, &state.config.cors_allowed_origins);
+    let page = page_kind(req.path());
+    if is_preflight(&req) {
+        // Answered before authentication: a browser sends no credentials on a preflight.
+        let mut res = HttpResponse::NoContent().finish();
+        preflight_headers(res.headers_mut(), &cors);
+        decorate(res.headers_mut(), &cors, page);
+        observe(204);
+        return Ok(req.into_response(res));
+    }
+
     let res: ServiceResponse<BoxBody> = if in_flight > state.config.max_concurrent_requests {
         req.into_response(ApiError::Overloaded.error_response())
     } else {
-        match AssertUnwindSafe(next.call(req)).catch_unwind().await {
-            Ok(Ok(res)) => res.map_into_boxed_body(),
-            Ok(Err(err)) => {
-                // The server renders it (our errors as problem+json); count it here.
-                observe(err.as_response_error().status_code().as_u16());
-                return Err(err);
-            }
+        let outcome = match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+            Ok(outcome) => outcome,
             Err(panic) => {
                 let what = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                let err = ApiError::internal(format!("handler panicked: {what}"));
-                observe(500);
-                return Err(err.into());
+                Err(ApiError::internal(format!("handler panicked: {what}")).into())
+            }
+        };
+        match outcome {
+            Ok(res) => res.map_into_boxed_body(),
+            // An error raised by a middleware (or a panic) has no request left to answer
+            // with: render it here, decorated like any response, and hand the finished
+            // response to the server inside the error.
+            Err(err) => {
+                let mut res = problem_of(err.as_response_error());
+                decorate(res.headers_mut(), &cors, page);
+                observe(res.status().as_u16());
+                let cause = err.to_string();
+                return Err(actix_web::error::InternalError::from_response(cause, res).into());
             }
         }
     };
 
-    let res = if res.status().as_u16() >= 400 && !is_problem(res.response()) {
+    let mut res = if res.status().as_u16() >= 400 && !is_problem(res.response()) {
         let status = res.status();
         let mut problem = problem_for_status(status).error_response();
         // Keep headers such as Allow and Retry-After that the original response carried.
@@ -144,9 +165,163 @@ pub async fn edge(
     } else {
         res
     };
+    decorate(res.headers_mut(), &cors, page);
 
     observe(res.status().as_u16());
     Ok(res)
+}
+
+/// The problem+json rendering of any error: ours as they are, anything else by its status.
+fn problem_of(err: &dyn ResponseError) -> HttpResponse {
+    let res = err.error_response();
+    if is_problem(&res) {
+        return res;
+    }
+    let mut problem = problem_for_status(err.status_code()).error_response();
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+}
+
+// ---- browser-facing headers --------------------------------------------------------------
+
+/// Which security policy a path's responses carry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Page {
+    /// The browser app (`/`): a strict policy the app satisfies (no inline script or style).
+    App,
+    /// Swagger UI under `/docs/`: its bundled page, framing still refused.
+    Docs,
+    /// JSON, media and everything else: nothing may be loaded or framed.
+    Other,
+}
+
+fn page_kind(path: &str) -> Page {
+    if path == "/" {
+        Page::App
+    } else if path == "/docs" || path.starts_with("/docs/") {
+        Page::Docs
+    } else {
+        Page::Other
+    }
+}
+
+/// The browser app's policy: its own scripts, styles, images (and the `data:` favicon),
+/// the live preview's `blob:` media source, and fetches/WebSockets to this origin only.
+pub const APP_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; \
+object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const DOCS_CSP: &str = "frame-ancestors 'none'";
+const OTHER_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Headers the browser may read on a cross-origin response.
+const EXPOSED: &str = "Location, ETag, Retry-After, RateLimit-Limit, RateLimit-Remaining, \
+RateLimit-Reset, Idempotent-Replayed, Content-Range, Accept-Ranges, Content-Length";
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, DELETE, OPTIONS";
+const ALLOWED_HEADERS: &str =
+    "Content-Type, Authorization, X-Api-Key, Idempotency-Key, Range, If-None-Match";
+
+/// CORS for one request: whether any origin is configured, and the request's `Origin`
+/// when it is one of them.
+struct Cors {
+    enabled: bool,
+    origin: Option<HeaderValue>,
+}
+
+fn cors_origin(req: &ServiceRequest, allowed: &[String]) -> Cors {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|o| {
+            o.to_str()
+                .is_ok_and(|s| allowed.iter().any(|a| a.eq_ignore_ascii_case(s)))
+        })
+        .cloned();
+    Cors {
+        enabled: !allowed.is_empty(),
+        origin,
+    }
+}
+
+fn is_preflight(req: &ServiceRequest) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+fn preflight_headers(h: &mut header::HeaderMap, cors: &Cors) {
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static(
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+        ),
+    );
+    if cors.origin.is_some() {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOWED_METHODS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOWED_HEADERS),
+        );
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(600));
+    }
+}
+
+/// Every response: `nosniff`, no framing, no referrer, the page's CSP, and CORS for a
+/// listed origin (`Vary: Origin` whenever CORS is configured, so caches keep them apart).
+fn decorate(h: &mut header::HeaderMap, cors: &Cors, page: Page) {
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    let csp = match page {
+        Page::App => APP_CSP,
+        Page::Docs => DOCS_CSP,
+        Page::Other => OTHER_CSP,
+    };
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    if let Some(origin) = &cors.origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED),
+        );
+    }
+    if cors.enabled {
+        append_vary(h, "Origin");
+    }
+}
+
+fn append_vary(h: &mut header::HeaderMap, value: &'static str) {
+    match h.get(header::VARY).and_then(|v| v.to_str().ok()) {
+        Some(existing)
+            if existing
+                .split(',')
+                .any(|v| v.trim().eq_ignore_ascii_case(value)) => {}
+        Some(existing) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("{existing}, {value}")) {
+                h.insert(header::VARY, v);
+            }
+        }
+        None => {
+            h.insert(header::VARY, HeaderValue::from_static(value));
+        }
+    }
 }
 
 /// The `Allow` header of a route, from the route table.

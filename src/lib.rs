@@ -23,6 +23,7 @@ pub mod http;
 pub mod media;
 pub mod memory;
 pub mod priority;
+pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -159,21 +160,19 @@ impl Application {
                 )
             })
         };
-        {
-            let sender = webhooks::SenderConfig {
+        let webhooks = webhooks::Deliverer::new(
+            db.clone(),
+            webhooks::SenderConfig {
                 secret: config.webhook_secret.clone(),
                 allow_private: config.webhook_allow_private,
                 retry_base: config.webhook_retry_base,
-            };
-            let (db, analytics, metrics) = (db.clone(), analytics.clone(), metrics.clone());
-            actix::Supervisor::start(move |_| {
-                webhooks::WebhookSender::new(
-                    db.clone(),
-                    sender.clone(),
-                    analytics.clone(),
-                    metrics.clone(),
-                )
-            });
+            },
+            analytics.clone(),
+            metrics.clone(),
+        );
+        {
+            let deliverer = webhooks.clone();
+            actix::Supervisor::start(move |_| webhooks::WebhookSender::new(deliverer.clone()));
         }
         let hub = events::Hub::default();
         let dispatcher = if config.embedded_worker {
@@ -230,6 +229,8 @@ impl Application {
             hub,
             perf,
             analytics_actor,
+            webhooks,
+            shutdown: shutdown::Shutdown::default(),
         });
 
         let test_hooks = config.environment == Environment::Test;
@@ -251,6 +252,8 @@ impl Application {
         .backlog(4096)
         .max_connections(config.max_concurrent_requests.max(1024))
         .shutdown_timeout(10)
+        // SIGTERM/SIGINT are ours: see `run_until_stopped` and `shutdown`.
+        .disable_signals()
         .listen(listener)
         .map_err(|e| StartError::Other(e.to_string()))?
         .run();
@@ -271,9 +274,16 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM (graceful: in-flight requests finish).
+    /// Serves until SIGTERM/SIGINT, then shuts down gracefully (see [`shutdown`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let handle = self.server.handle();
+        let mut server = actix_web::rt::spawn(self.server);
+        tokio::select! {
+            res = &mut server => return res.map_err(std::io::Error::other)?,
+            () = shutdown::signal() => {}
+        }
+        shutdown::run(&self.state, handle).await;
+        server.await.map_err(std::io::Error::other)?
     }
 
     /// A handle to stop the server.
@@ -348,6 +358,8 @@ async fn start_worker(
             let g = Arc::new(g);
             let jobs = config.max_concurrent_jobs;
             let analytics = analytics.clone();
+            let hold = (config.environment == Environment::Test)
+                .then(|| config.data_dir.join("hold-renders"));
             Some(actix::Supervisor::start(move |_| {
                 actors::job_dispatcher::JobDispatcher::new(
                     db,
@@ -358,6 +370,7 @@ async fn start_worker(
                     jobs,
                     hub.clone(),
                     analytics.clone(),
+                    hold.clone(),
                 )
             }))
         }

@@ -40,6 +40,10 @@ pub struct AppState {
     /// Performance analytics, the live view and the alert stream.
     pub perf: crate::analytics::actor::AnalyticsHub,
     pub analytics_actor: actix::Addr<crate::analytics::actor::AnalyticsActor>,
+    /// Sends webhook deliveries (the sender actor's rounds and the shutdown flush).
+    pub webhooks: crate::webhooks::Deliverer,
+    /// Fires when the process starts to stop (WebSocket sessions close with 1001).
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 pub struct Listings {

@@ -177,22 +177,115 @@ pub struct SenderConfig {
     pub retry_base: Duration,
 }
 
-/// Polls for due deliveries and sends them.
-pub struct WebhookSender {
+/// Sends due deliveries, one round at a time: the sender actor's polls and the shutdown
+/// flush share it, and its round lock keeps the two from sending one row twice.
+#[derive(Clone)]
+pub struct Deliverer {
     db: Db,
     config: SenderConfig,
     analytics: Analytics,
     metrics: Arc<Metrics>,
-    busy: bool,
+    round: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl WebhookSender {
+impl Deliverer {
     pub fn new(db: Db, config: SenderConfig, analytics: Analytics, metrics: Arc<Metrics>) -> Self {
         Self {
             db,
             config,
             analytics,
             metrics,
+            round: Arc::default(),
+        }
+    }
+
+    /// Sends up to `limit` due deliveries and records each attempt; how many were due.
+    pub async fn round(&self, limit: u64) -> usize {
+        let _round = self.round.lock().await;
+        let (db, config) = (&self.db, &self.config);
+        let due = match db::due_webhooks(db, limit).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook poll failed");
+                return 0;
+            }
+        };
+        let count = due.len();
+        for d in due {
+            let started = Instant::now();
+            let result = send(
+                &d.url,
+                &d.payload,
+                &d.event,
+                d.id,
+                config.secret.as_deref(),
+                config.allow_private,
+            )
+            .await;
+            let took = started.elapsed();
+            let (code, error) = match &result {
+                Ok(code) if (200..300).contains(code) => (Some(*code), None),
+                Ok(code) => (Some(*code), Some(format!("HTTP {code}"))),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let ok = error.is_none();
+            self.analytics.record_stage(Stage::Webhook, took, !ok);
+            self.metrics
+                .stage_duration_seconds
+                .with_label_values(&[Stage::Webhook.as_str()])
+                .observe(took.as_secs_f64());
+            let attempts = d.attempts + 1;
+            let next = backoff(config.retry_base, attempts);
+            if let Err(e) = db::record_webhook_attempt(
+                db,
+                d.id,
+                attempts,
+                code.map(i32::from),
+                error.as_deref(),
+                took,
+                next,
+                MAX_ATTEMPTS,
+            )
+            .await
+            {
+                tracing::warn!(delivery = %d.id, error = %e, "could not record webhook attempt");
+            }
+            match error {
+                None => {
+                    tracing::info!(delivery = %d.id, video = %d.video_id, "webhook delivered")
+                }
+                Some(e) => {
+                    tracing::warn!(delivery = %d.id, attempts, error = %e, "webhook attempt failed")
+                }
+            }
+        }
+        count
+    }
+
+    /// At shutdown: sends every delivery that is due now, within `budget`. What fails or
+    /// does not fit stays in its row and is retried after the next start.
+    pub async fn flush(&self, budget: Duration) {
+        let until = Instant::now() + budget;
+        let work = async {
+            // A failed attempt is rescheduled into the future, so each row is tried once.
+            while self.round(16).await > 0 {}
+        };
+        if tokio::time::timeout_at(until.into(), work).await.is_err() {
+            tracing::warn!("webhook flush ran out of time; the rest is sent after restart");
+        }
+    }
+}
+
+/// Polls for due deliveries and sends them (every [`POLL`]).
+pub struct WebhookSender {
+    deliverer: Deliverer,
+    busy: bool,
+}
+
+impl WebhookSender {
+    pub fn new(deliverer: Deliverer) -> Self {
+        Self {
+            deliverer,
             busy: false,
         }
     }
@@ -202,68 +295,9 @@ impl WebhookSender {
             return;
         }
         self.busy = true;
-        let (db, config, analytics, metrics) = (
-            self.db.clone(),
-            self.config.clone(),
-            self.analytics.clone(),
-            self.metrics.clone(),
-        );
+        let deliverer = self.deliverer.clone();
         let work = async move {
-            let due = match db::due_webhooks(&db, 16).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook poll failed");
-                    return;
-                }
-            };
-            for d in due {
-                let started = Instant::now();
-                let result = send(
-                    &d.url,
-                    &d.payload,
-                    &d.event,
-                    d.id,
-                    config.secret.as_deref(),
-                    config.allow_private,
-                )
-                .await;
-                let took = started.elapsed();
-                let (code, error) = match &result {
-                    Ok(code) if (200..300).contains(code) => (Some(*code), None),
-                    Ok(code) => (Some(*code), Some(format!("HTTP {code}"))),
-                    Err(e) => (None, Some(e.to_string())),
-                };
-                let ok = error.is_none();
-                analytics.record_stage(Stage::Webhook, took, !ok);
-                metrics
-                    .stage_duration_seconds
-                    .with_label_values(&[Stage::Webhook.as_str()])
-                    .observe(took.as_secs_f64());
-                let attempts = d.attempts + 1;
-                let next = backoff(config.retry_base, attempts);
-                if let Err(e) = db::record_webhook_attempt(
-                    &db,
-                    d.id,
-                    attempts,
-                    code.map(i32::from),
-                    error.as_deref(),
-                    took,
-                    next,
-                    MAX_ATTEMPTS,
-                )
-                .await
-                {
-                    tracing::warn!(delivery = %d.id, error = %e, "could not record webhook attempt");
-                }
-                match error {
-                    None => {
-                        tracing::info!(delivery = %d.id, video = %d.video_id, "webhook delivered")
-                    }
-                    Some(e) => {
-                        tracing::warn!(delivery = %d.id, attempts, error = %e, "webhook attempt failed")
-                    }
-                }
-            }
+            deliverer.round(16).await;
         };
         ctx.spawn(work.into_actor(self).map(|_, act, _| act.busy = false));
     }

@@ -9,7 +9,17 @@
 //! progress write) stops within a frame. Finished videos get their exact frame count, length
 //! and size; failures carry a stable `error.code`.
 //!
-//! Messages: [`Wake`] (a video was queued), [`CancelJob`] (stop one now), [`GetStats`].
+//! Shutdown ([`Drain`], then [`HandBack`]): the dispatcher stops claiming, running jobs go on
+//! while the caller waits on the in-flight count it hands out, and whatever is still running
+//! when the grace ends is stopped within a frame and handed back to the queue (`queued`
+//! again, the attempt not counted), so it finishes after a restart or on another worker.
+//!
+//! Messages: [`Wake`] (a video was queued), [`CancelJob`] (stop one now), [`Drain`],
+//! [`HandBack`], [`GetStats`].
+//!
+//! Test hook (`ENVIRONMENT=test` only): while the file `$DATA_DIR/hold-renders` exists, every
+//! job waits at its next progress report (until the file goes or the job is stopped), so a
+//! test can hold a video "still rendering" by construction instead of hoping it is slow.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,6 +59,14 @@ pub struct JobDispatcher {
     claiming: bool,
     hub: Hub,
     analytics: Analytics,
+    /// Shutting down: claim nothing more.
+    draining: bool,
+    /// Jobs stopped now go back to the queue instead of being treated as cancelled.
+    handing_back: Arc<AtomicBool>,
+    /// The number of running jobs, for whoever waits for them to end.
+    in_flight: tokio::sync::watch::Sender<usize>,
+    /// The test hook's file (only with `ENVIRONMENT=test`).
+    hold: Option<std::path::PathBuf>,
 }
 
 impl JobDispatcher {
@@ -62,6 +80,7 @@ impl JobDispatcher {
         max_jobs: usize,
         hub: Hub,
         analytics: Analytics,
+        hold: Option<std::path::PathBuf>,
     ) -> Self {
         Self {
             db,
@@ -74,12 +93,21 @@ impl JobDispatcher {
             claiming: false,
             hub,
             analytics,
+            draining: false,
+            handing_back: Arc::default(),
+            in_flight: tokio::sync::watch::channel(0).0,
+            hold,
         }
+    }
+
+    fn running_changed(&self) {
+        self.metrics.jobs_in_flight.set(self.running.len() as i64);
+        self.in_flight.send_replace(self.running.len());
     }
 
     /// Claims and starts videos while there is a free slot.
     fn fill(&mut self, ctx: &mut Context<Self>) {
-        if self.claiming || self.running.len() >= self.max_jobs {
+        if self.draining || self.claiming || self.running.len() >= self.max_jobs {
             return;
         }
         self.claiming = true;
@@ -90,6 +118,15 @@ impl JobDispatcher {
                 .map(|claimed, act, ctx| {
                     act.claiming = false;
                     match claimed {
+                        // Claimed just as the drain began: give it straight back.
+                        Ok(Some(video)) if act.draining => {
+                            let db = act.db.clone();
+                            actix::spawn(async move {
+                                if let Err(e) = db::requeue_video(&db, video.id).await {
+                                    tracing::warn!(id = %video.id, error = %e, "could not hand a video back");
+                                }
+                            });
+                        }
                         Ok(Some(video)) => {
                             act.start(video, ctx);
                             act.fill(ctx);
@@ -148,10 +185,18 @@ impl JobDispatcher {
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         let live_hub = self.hub.clone();
-        let handle = self.generator.spawn(
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (hold, held) = (self.hold.clone(), cancel.clone());
+        let handle = self.generator.spawn_with(
             spec,
+            cancel.clone(),
             move |p| {
                 let _ = tx.send(p.clone());
+                if let Some(file) = &hold {
+                    while file.exists() && !held.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
             },
             move |chunk| match chunk {
                 crate::media::LiveChunk::Init { data, mime } => {
@@ -162,9 +207,8 @@ impl JobDispatcher {
                 }
             },
         );
-        let cancel = handle.canceller();
         self.running.insert(id, cancel.clone());
-        self.metrics.jobs_in_flight.set(self.running.len() as i64);
+        self.running_changed();
         self.metrics
             .jobs_total
             .with_label_values(&["rendering"])
@@ -184,6 +228,7 @@ impl JobDispatcher {
         let files = self.files.clone();
         let metrics = self.metrics.clone();
         let analytics = self.analytics.clone();
+        let handing_back = self.handing_back.clone();
         let callback = callback_url;
         let fps =
             f64::from(serde_json::from_value::<VideoParams>(video.params).map_or(30, |p| p.fps));
@@ -297,6 +342,27 @@ impl JobDispatcher {
                         Err(e) => tracing::error!(%id, error = %e, "could not record completion"),
                     }
                 }
+                Err(GenerateError::Cancelled) if handing_back.load(Ordering::Relaxed) => {
+                    let _ = files.remove_video(id).await;
+                    // Conditional on `rendering`: a video cancelled or deleted meanwhile
+                    // stays so.
+                    match with_retries(|| db::requeue_video(&db, id)).await {
+                        Ok(true) => {
+                            tracing::info!(%id, "rendering handed back to the queue at shutdown");
+                            hub.publish(
+                                id,
+                                VideoEvent::Status {
+                                    status: "queued".into(),
+                                    queue_position: None,
+                                },
+                            );
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(%id, error = %e, "could not hand the video back; it is recovered at the next start")
+                        }
+                    }
+                }
                 Err(GenerateError::Cancelled) => {
                     let _ = files.remove_video(id).await;
                     tracing::info!(%id, "rendering stopped: cancelled");
@@ -328,7 +394,7 @@ impl JobDispatcher {
         };
         ctx.spawn(job.into_actor(self).map(|id, act, ctx| {
             act.running.remove(&id);
-            act.metrics.jobs_in_flight.set(act.running.len() as i64);
+            act.running_changed();
             act.fill(ctx);
         }));
     }
@@ -393,6 +459,38 @@ impl Handler<CancelJob> for JobDispatcher {
             }
             None => false,
         }
+    }
+}
+
+/// Shutdown, first step: claim nothing more. Answers with the count of running jobs, which
+/// the caller watches fall to zero (or runs out of patience and sends [`HandBack`]).
+#[derive(Message)]
+#[rtype(result = "tokio::sync::watch::Receiver<usize>")]
+pub struct Drain;
+
+impl Handler<Drain> for JobDispatcher {
+    type Result = MessageResult<Drain>;
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        MessageResult(self.in_flight.subscribe())
+    }
+}
+
+/// Shutdown, when the grace is over: stop every running job within a frame and put its
+/// video back in the queue.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct HandBack;
+
+impl Handler<HandBack> for JobDispatcher {
+    type Result = usize;
+    fn handle(&mut self, _: HandBack, _: &mut Self::Context) -> usize {
+        self.draining = true;
+        self.handing_back.store(true, Ordering::Relaxed);
+        for flag in self.running.values() {
+            flag.store(true, Ordering::Relaxed);
+        }
+        self.running.len()
     }
 }
 

@@ -46,7 +46,9 @@ fn terminal_of(view: &VideoView) -> Option<VideoEvent> {
 #[utoipa::path(get, path = "/api/v1/videos/{id}/ws", tag = "videos",
     params(("id" = Uuid, Path)),
     responses((status = 101, description = "switching to WebSocket"),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "a malformed WebSocket handshake", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 426, description = "a plain HTTP request: upgrade to WebSocket", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn ws(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -60,6 +62,8 @@ pub async fn ws(
     if db::get_video(&state.db, &who.tenant, id).await?.is_none() {
         return Err(ApiError::NotFound("video"));
     }
+    // A plain GET (or a malformed handshake) is refused before anything is subscribed.
+    crate::error::verify_upgrade(&req)?;
     // Subscribe before reading the snapshot, so nothing published in between is lost.
     let mut events = state.hub.subscribe(id);
     let (mut init, mut fragments) = state.hub.subscribe_live(id);
@@ -79,14 +83,10 @@ pub async fn ws(
         .pop()
         .flatten();
     let view = VideoView::from_model(model, position);
-    let (response, mut session, incoming) = actix_ws::handle(&req, body).map_err(|e| {
-        ApiError::Validation(vec![crate::error::FieldError::new(
-            "upgrade",
-            "websocket_required",
-            e.to_string(),
-        )])
-    })?;
+    let (response, mut session, incoming) =
+        actix_ws::handle(&req, body).map_err(|e| ApiError::BadHandshake(e.to_string()))?;
     let incoming_limit = 64 * 1024;
+    let mut stop = state.shutdown.subscribe();
 
     actix_web::rt::spawn(async move {
         let session_hub = hub.clone();
@@ -169,6 +169,10 @@ pub async fn ws(
                         if last_seen.elapsed() > CLIENT_TIMEOUT || session.ping(b"").await.is_err() {
                             return;
                         }
+                    }
+                    () = crate::shutdown::stopping(&mut stop) => {
+                        let _ = session.close(Some(CloseReason::from(CloseCode::Away))).await;
+                        return;
                     }
                 }
             }

@@ -82,21 +82,124 @@ pub struct ApiDoc;
 
 /// This OpenAPI document
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, content_type = "application/json", description = "OpenAPI 3.1")))]
-pub async fn openapi_json() -> HttpResponse {
+pub async fn openapi_json(state: web::Data<crate::state::AppState>) -> HttpResponse {
+    static DOC: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let body = DOC.get_or_init(|| {
+        bytes::Bytes::from(serde_json::to_vec(&document(&state.catalog)).unwrap_or_default())
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.clone())
+}
+
+/// The OpenAPI document: the routes' own annotations, completed from single sources —
+/// request bodies from the validator's schema ([`domain::request_schema`]), and the
+/// responses the edge and the `/api` guard can give any route stated once here.
+pub fn document(catalog: &crate::assets::Catalog) -> serde_json::Value {
+    use serde_json::{Value, json};
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-    // `/performance/*` answers the same as `/api/v1/performance/*`: document both.
-    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
-        let aliases: Vec<(String, serde_json::Value)> = paths
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix("/api/v1")
-                    .filter(|rest| rest.starts_with("/performance/"))
-                    .map(|rest| (rest.to_string(), v.clone()))
-            })
-            .collect();
-        paths.extend(aliases);
+    let problem = |description: &str, headers: Value| {
+        json!({
+            "description": description,
+            "headers": headers,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        })
+    };
+    let retry_after =
+        json!({"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}});
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert("CreateVideo".into(), crate::domain::request_schema(catalog));
+        schemas.insert("CreateBatch".into(), crate::domain::batch_schema(catalog));
     }
-    HttpResponse::Ok().json(doc)
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return doc;
+    };
+    // `/performance/*` answers the same as `/api/v1/performance/*`: document both.
+    let aliases: Vec<(String, Value)> = paths
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("/api/v1")
+                .filter(|rest| rest.starts_with("/performance/"))
+                .map(|rest| (rest.to_string(), v.clone()))
+        })
+        .collect();
+    paths.extend(aliases);
+    for (path, item) in paths.iter_mut() {
+        let guarded = path.starts_with("/api/") || path.starts_with("/performance/");
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for (_, op) in ops.iter_mut() {
+            let has_body = op.get("requestBody").is_some();
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let mut add = |status: &str, response: Value| {
+                responses.entry(status.to_string()).or_insert(response);
+            };
+            add(
+                "503",
+                problem(
+                    "overloaded or not ready; retry after the given seconds",
+                    retry_after.clone(),
+                ),
+            );
+            if guarded {
+                add(
+                    "401",
+                    problem("a valid API key is required (AUTH_MODE=api_key)", json!({})),
+                );
+                add(
+                    "429",
+                    problem("rate limited (RATE_LIMIT_PER_MINUTE)", retry_after.clone()),
+                );
+            }
+            if has_body {
+                add("400", problem("malformed JSON", json!({})));
+                add("413", problem("body larger than MAX_BODY_BYTES", json!({})));
+                add(
+                    "415",
+                    problem("Content-Type is not application/json", json!({})),
+                );
+                add(
+                    "422",
+                    problem("invalid fields, each named in `errors`", json!({})),
+                );
+            }
+        }
+    }
+    // Links from a created video to what can be done with it (clients and test tools follow
+    // them to real ids).
+    let by_id = [
+        ("GetVideo", "/api/v1/videos/{id}", "get"),
+        ("CancelVideo", "/api/v1/videos/{id}/cancel", "post"),
+        ("DeleteVideo", "/api/v1/videos/{id}", "delete"),
+        ("DownloadVideo", "/api/v1/videos/{id}/file", "get"),
+        ("Thumbnail", "/api/v1/videos/{id}/thumbnail", "get"),
+        ("Deliveries", "/api/v1/videos/{id}/deliveries", "get"),
+        ("Events", "/api/v1/videos/{id}/ws", "get"),
+    ];
+    let links: serde_json::Map<String, Value> = by_id
+        .iter()
+        .map(|(name, path, method)| {
+            let pointer = path.replace('~', "~0").replace('/', "~1");
+            (
+                (*name).to_string(),
+                json!({"operationRef": format!("#/paths/{pointer}/{method}"), "parameters": {"id": "$response.body#/id"}}),
+            )
+        })
+        .collect();
+    if let Some(accepted) = paths
+        .get_mut("/api/v1/videos")
+        .and_then(|p| p.pointer_mut("/post/responses/202"))
+        .and_then(Value::as_object_mut)
+    {
+        accepted.insert("links".into(), Value::Object(links));
+    }
+    doc
 }
 
 /// Interactive API documentation (Swagger UI, served offline)
@@ -130,7 +233,13 @@ pub fn configure(
                 .route(web::post().to(videos::create))
                 .route(web::get().to(videos::list)),
         )
-        .service(web::resource("/videos/batch").route(web::post().to(videos::batch)))
+        // `batch` is also what `/videos/{id}` with a non-UUID id looks like: any other
+        // method names no video (404), as every non-UUID id does.
+        .service(
+            web::resource("/videos/batch")
+                .route(web::post().to(videos::batch))
+                .default_service(web::to(no_such_video)),
+        )
         .service(
             web::resource("/videos/{id}")
                 .route(web::get().to(videos::get))
@@ -193,6 +302,10 @@ fn performance_resources(c: &mut web::ServiceConfig) {
             web::resource("/recommendations").route(web::get().to(performance::recommendations)),
         )
         .service(web::resource("/alerts").route(web::get().to(performance::alerts)));
+}
+
+async fn no_such_video() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("video"))
 }
 
 /// Default service: any unmatched path is a problem+json 404.

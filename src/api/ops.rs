@@ -61,9 +61,28 @@ pub async fn live(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// The 200 body of `/health/ready`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// Always `ready` on a 200.
+    pub status: &'static str,
+    /// Always `true` on a 200 (a failing check answers 503).
+    pub ready: bool,
+    pub checks: Vec<health_checker::CheckStatus>,
+}
+
+/// The 503 body of `/health/ready`: a problem naming the failing checks, with every check.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct NotReady {
+    #[serde(flatten)]
+    pub problem: crate::error::Problem,
+    pub checks: Vec<health_checker::CheckStatus>,
+}
+
 /// 200 when every readiness check passes, else 503 with per-check detail
 #[utoipa::path(get, path = "/health/ready", tag = "ops",
-    responses((status = 200, body = health_checker::ReadinessReport), (status = 503, description = "a check fails")))]
+    responses((status = 200, body = Readiness),
+        (status = 503, body = NotReady, content_type = "application/problem+json", description = "a check fails", headers(("Retry-After" = u32)))))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let report = match state
         .actors
@@ -76,7 +95,11 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => return ApiError::Unavailable(format!("health checker unavailable: {e}")).into(),
     };
     if report.ready {
-        HttpResponse::Ok().json(json!({"status": "ready", "checks": report.checks}))
+        HttpResponse::Ok().json(Readiness {
+            status: "ready",
+            ready: true,
+            checks: report.checks,
+        })
     } else {
         let failing: Vec<&str> = report
             .checks
@@ -84,15 +107,15 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
             .filter(|c| !c.ok)
             .map(|c| c.name.as_str())
             .collect();
-        let mut body = serde_json::to_value(
-            ApiError::Unavailable(format!("failing checks: {}", failing.join(", "))).problem(),
-        )
-        .unwrap_or_default();
-        body["checks"] = serde_json::to_value(&report.checks).unwrap_or_default();
+        let body = NotReady {
+            problem: ApiError::Unavailable(format!("failing checks: {}", failing.join(", ")))
+                .problem(),
+            checks: report.checks,
+        };
         HttpResponse::ServiceUnavailable()
             .insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
             .insert_header((header::RETRY_AFTER, "5"))
-            .body(body.to_string())
+            .body(serde_json::to_string(&body).unwrap_or_default())
     }
 }
 

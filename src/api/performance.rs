@@ -267,7 +267,8 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 /// frame, as it happens. Browsers may pass the API key as `?access_token=`.
 #[utoipa::path(get, path = "/api/v1/performance/alerts", tag = "performance",
     responses((status = 200, description = "alerts", content_type = "application/json"),
-        (status = 101, description = "switching to WebSocket")))]
+        (status = 101, description = "switching to WebSocket"),
+        (status = 400, description = "a malformed WebSocket handshake", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn alerts(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -300,15 +301,12 @@ pub async fn alerts(
     }
     // Subscribe before reading the firing list: a change in between is sent twice at worst
     // (clients key alerts by id), never lost.
+    crate::error::verify_upgrade(&req)?;
     let mut changes = state.perf.alerts_tx.subscribe();
     let firing = state.perf.firing.read().clone();
-    let (response, mut session, incoming) = actix_ws::handle(&req, body).map_err(|e| {
-        ApiError::Validation(vec![crate::error::FieldError::new(
-            "upgrade",
-            "websocket_required",
-            e.to_string(),
-        )])
-    })?;
+    let (response, mut session, incoming) =
+        actix_ws::handle(&req, body).map_err(|e| ApiError::BadHandshake(e.to_string()))?;
+    let mut stop = state.shutdown.subscribe();
     actix_web::rt::spawn(async move {
         for alert in &firing {
             if session
@@ -353,6 +351,10 @@ pub async fn alerts(
                     if session.ping(b"").await.is_err() {
                         return;
                     }
+                }
+                () = crate::shutdown::stopping(&mut stop) => {
+                    let _ = session.close(Some(CloseReason::from(CloseCode::Away))).await;
+                    return;
                 }
             }
         }

@@ -485,10 +485,20 @@ impl Generator {
     pub fn spawn(
         self: &Arc<Self>,
         spec: JobSpec,
+        on_progress: impl FnMut(&Progress) + Send + 'static,
+        on_live: impl FnMut(LiveChunk) + Send + 'static,
+    ) -> JobHandle {
+        self.spawn_with(spec, Arc::default(), on_progress, on_live)
+    }
+
+    /// Runs a job on its own thread, stopped by a cancel flag the caller already holds.
+    pub fn spawn_with(
+        self: &Arc<Self>,
+        spec: JobSpec,
+        cancel: Arc<AtomicBool>,
         mut on_progress: impl FnMut(&Progress) + Send + 'static,
         mut on_live: impl FnMut(LiveChunk) + Send + 'static,
     ) -> JobHandle {
-        let cancel = Arc::new(AtomicBool::new(false));
         let me = self.clone();
         let flag = cancel.clone();
         let thread = std::thread::Builder::new()

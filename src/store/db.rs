@@ -446,6 +446,32 @@ pub async fn recover_interrupted(db: &Db, max_attempts: i32) -> Result<(u64, u64
     Ok((requeued, failed))
 }
 
+/// Hands a video that was rendering back to the queue (graceful shutdown): it starts again
+/// from the beginning, keeps its place (oldest first), and the interrupted attempt does not
+/// count against [`recover_interrupted`]'s limit. `false` when it was no longer rendering
+/// (cancelled or deleted meanwhile).
+pub async fn requeue_video(db: &Db, id: Uuid) -> Result<bool, StoreError> {
+    let res = video::Entity::update_many()
+        .col_expr(
+            video::Column::Status,
+            Expr::value(VideoStatus::Queued.as_str()),
+        )
+        .col_expr(video::Column::Progress, Expr::value(0.0))
+        .col_expr(video::Column::FramesDone, Expr::value(0))
+        .col_expr(video::Column::StartedAt, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(
+            video::Column::Attempts,
+            Expr::col(video::Column::Attempts).sub(1),
+        )
+        .col_expr(video::Column::UpdatedAt, Expr::value(now()))
+        .filter(video::Column::Id.eq(id))
+        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
+        .filter(video::Column::Attempts.gt(0))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
 /// Takes the oldest queued video (any tenant) and marks it `rendering`. Safe against other
 /// workers: the update only succeeds while the row is still `queued`.
 pub async fn claim_next(db: &Db) -> Result<Option<video::Model>, StoreError> {
