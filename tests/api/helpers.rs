@@ -208,3 +208,13 @@ pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> 
     );
     body
 }
+
+/// The headers every response carries (SPEC §2): no sniffing, no framing, no referrer, a CSP.
+pub fn assert_browser_headers(res: &reqwest::Response, what: &str) {
+    let h = res.headers();
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
+    assert!(get("content-security-policy").contains("frame-ancestors 'none'"), "{what}");
+}

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, assert_problem, spawn_app_with};
+use crate::helpers::{Backend, assert_browser_headers, assert_problem, spawn_app_with};
 
 struct Case {
     name: &'static str,
@@ -11,7 +11,7 @@ struct Case {
     path: String,
     content_type: Option<&'static str>,
     body: Vec<u8>,
-    header: Option<(&'static str, String)>,
+    headers: Vec<(&'static str, String)>,
     status: u16,
     code: &'static str,
 }
@@ -43,7 +43,7 @@ fn raw(
         path: path.to_string(),
         content_type,
         body,
-        header: None,
+        headers: Vec::new(),
         status,
         code,
     }
@@ -453,8 +453,52 @@ fn cases(existing: &str) -> Vec<Case> {
         422,
         "invalid_idempotency_key",
     );
-    long_key.header = Some(("Idempotency-Key", "k".repeat(300)));
+    long_key.headers = vec![("Idempotency-Key", "k".repeat(300))];
     c.push(long_key);
+    c.push(post(
+        "dimension with only a width",
+        s(json!({"dimension": {"width": 320}})),
+        422,
+        "invalid_dimension",
+    ));
+    c.push(get(
+        "plain GET on the video WebSocket",
+        &format!("/api/v1/videos/{existing}/ws"),
+        426,
+        "websocket_required",
+    ));
+    let mut no_version = get(
+        "WebSocket handshake without a version",
+        &format!("/api/v1/videos/{existing}/ws"),
+        400,
+        "invalid_websocket_handshake",
+    );
+    no_version.headers = vec![("Upgrade", "websocket".into()), ("Connection", "upgrade".into())];
+    c.push(no_version);
+    c.push(get(
+        "WebSocket route of an unknown video is 404 before the upgrade",
+        "/api/v1/videos/00000000-0000-0000-0000-000000000000/ws",
+        404,
+        "not_found",
+    ));
+    c.push(raw(
+        "GET on the batch route is no video",
+        "GET",
+        "/api/v1/videos/batch",
+        None,
+        Vec::new(),
+        404,
+        "not_found",
+    ));
+    c.push(raw(
+        "DELETE on the batch route is no video",
+        "DELETE",
+        "/api/v1/videos/batch",
+        None,
+        Vec::new(),
+        404,
+        "not_found",
+    ));
     c
 }
 
@@ -475,7 +519,7 @@ async fn malformed_and_hostile_requests_get_their_documented_problem() {
         if let Some(ct) = case.content_type {
             req = req.header("Content-Type", ct);
         }
-        if let Some((k, v)) = case.header {
+        for (k, v) in case.headers {
             req = req.header(k, v);
         }
         let res = req
@@ -488,6 +532,10 @@ async fn malformed_and_hostile_requests_get_their_documented_problem() {
             case.name,
             res.status()
         );
+        assert_browser_headers(&res, case.name);
+        if case.status == 405 {
+            assert!(res.headers().contains_key("allow"), "{}: no Allow", case.name);
+        }
         let body = assert_problem(res, case.status, case.code).await;
         if case.status == 422 {
             assert!(
@@ -519,4 +567,25 @@ async fn malformed_and_hostile_requests_get_their_documented_problem() {
             .await,
         None
     );
+}
+
+/// A body that arrives in chunks with no length: the limit holds while it streams.
+#[actix_web::test]
+async fn a_chunked_body_over_the_limit_is_413_problem_json() {
+    let app = spawn_app_with(Backend::Sqlite, &[("MAX_BODY_BYTES", "65536")]).await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..40).map(|_| Ok(vec![b' '; 4096])).collect();
+    let res = app
+        .client
+        .post(app.url("/api/v1/videos"))
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .expect("request");
+    assert_browser_headers(&res, "chunked 413");
+    assert_problem(res, 413, "payload_too_large").await;
+    // Middleware refusals and panics speak the same format.
+    let res = app.client.post(app.url("/api/v1/_debug/panic")).send().await.expect("request");
+    assert_browser_headers(&res, "panic");
+    assert_problem(res, 500, "internal_error").await;
 }

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod browser;
+mod browser_headers;
 mod cli;
 mod generate;
 mod golden;

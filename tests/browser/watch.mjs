@@ -52,6 +52,12 @@ async function main() {
       extraHTTPHeaders: API_KEY ? { "X-Api-Key": API_KEY } : {},
     });
     if (API_KEY) await context.addInitScript((k) => localStorage.setItem("reelgen.api_key", k), API_KEY);
+    // Every Content-Security-Policy violation the page causes is recorded (and fails the run).
+    await context.addInitScript(() => {
+      window.__cspViolations = [];
+      document.addEventListener("securitypolicyviolation", (e) =>
+        window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || "inline"}`));
+    });
     const page = await context.newPage();
     page.on("pageerror", (e) => pageErrors.push(`pageerror: ${e.message}`));
     page.on("console", (m) => {
@@ -61,6 +67,8 @@ async function main() {
     // ---- create ------------------------------------------------------------------------
     const res = await page.goto(BASE_URL, { waitUntil: "domcontentloaded" });
     if (!res || !res.ok()) fail(`GET ${BASE_URL} answered ${res ? res.status() : "nothing"}`);
+    const csp = (await res.allHeaders())["content-security-policy"] || "";
+    if (!csp.includes("script-src 'self'")) fail(`the app page has no strict Content-Security-Policy: "${csp}"`);
     await page.locator("#script").waitFor({ timeout: 15_000 }).catch(() => fail("the Create form (#script) did not appear"));
     await page.locator("input[name=avatar]").first().waitFor({ state: "attached", timeout: 15_000 })
       .catch(() => fail("avatars did not load into the Create form"));
@@ -177,6 +185,9 @@ async function main() {
 
     const seriousErrors = pageErrors.filter((e) => e.startsWith("pageerror"));
     if (seriousErrors.length) fail(`uncaught errors in the page: ${seriousErrors.join(" | ")}`);
+    const violations = (await page.evaluate(() => window.__cspViolations || []))
+      .concat(pageErrors.filter((e) => /Content Security Policy/i.test(e)));
+    if (violations.length) fail(`Content-Security-Policy violations: ${violations.join(" | ")}`);
 
     console.log(JSON.stringify({
       ok: true,
@@ -184,6 +195,7 @@ async function main() {
       max_live_time: Number(maxLive.toFixed(3)),
       progress_samples: progressValues.size,
       statuses,
+      csp_violations: violations.length,
       file_duration: Number(fileDuration.toFixed(3)),
       download_bytes: downloadBytes,
       screenshot: SCREENSHOT || null,
