@@ -14,6 +14,10 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm ci --silent --no-audit --no-fund)
 fi
 
+# Python test tools (schemathesis) from PyPI into a virtualenv outside the clone.
+REELGEN_PYTOOLS_BIN="$(bash scripts/pytools.sh)"
+export REELGEN_PYTOOLS_BIN
+
 export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
 if cargo nextest --version >/dev/null 2>&1; then

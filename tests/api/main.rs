@@ -5,6 +5,7 @@ mod helpers;
 mod browser;
 mod browser_headers;
 mod cli;
+mod contract;
 mod generate;
 mod golden;
 mod hostile;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Python test tools from PyPI into a virtualenv outside the clone
+# ($REELGEN_PYTOOLS, default ~/.cache/reelgen/pytools) and prints its bin directory.
+# Idempotent: a second run with everything present installs nothing.
+#   schemathesis — property-based checks of the live server against /openapi.json
+set -euo pipefail
+
+venv="${REELGEN_PYTOOLS:-$HOME/.cache/reelgen/pytools}"
+want=(
+  "schemathesis==4.32.5"
+)
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" >&2
+fi
+missing=()
+for spec in "${want[@]}"; do
+  name="${spec%%==*}"
+  version="${spec##*==}"
+  have=$("$venv/bin/python" -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)
+  [ "$have" = "$version" ] || missing+=("$spec")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "pytools: installing ${missing[*]} into $venv" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${missing[@]}" >&2
+fi
+echo "$venv/bin"
