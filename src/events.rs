@@ -153,6 +153,14 @@ impl Hub {
         }
     }
 
+    /// Sessions subscribed to one video's events now.
+    pub fn watchers(&self, id: Uuid) -> usize {
+        self.channels
+            .lock()
+            .get(&id)
+            .map_or(0, broadcast::Sender::receiver_count)
+    }
+
     /// Videos with a channel (someone subscribed since the last terminal event).
     pub fn watched(&self) -> usize {
         self.channels.lock().len()

@@ -50,7 +50,10 @@ async fn a_user_watches_a_video_generate_live_in_chromium_and_downloads_it() {
         .find_map(|l| serde_json::from_str(l).ok())
         .expect("a JSON summary line");
     assert_eq!(summary["ok"], true, "{summary}");
-    assert_eq!(summary["csp_violations"], 0, "the app broke its own CSP: {summary}");
+    assert_eq!(
+        summary["csp_violations"], 0,
+        "the app broke its own CSP: {summary}"
+    );
     // The live preview played while the video was still rendering.
     assert!(
         summary["max_live_time"].as_f64().expect("max_live_time") > 0.0,

@@ -10,7 +10,10 @@ const FRONT_END: &str = "https://studio.example.com";
 async fn a_listed_origin_gets_cors_and_its_preflight_is_answered_before_authentication() {
     let app = spawn_app_with(
         Backend::Sqlite,
-        &[("AUTH_MODE", "api_key"), ("CORS_ALLOWED_ORIGINS", FRONT_END)],
+        &[
+            ("AUTH_MODE", "api_key"),
+            ("CORS_ALLOWED_ORIGINS", FRONT_END),
+        ],
     )
     .await;
     let key = app.api_key("t1").await;
@@ -26,9 +29,20 @@ async fn a_listed_origin_gets_cors_and_its_preflight_is_answered_before_authenti
     assert!(res.status().is_success(), "{}", res.status());
     let h = res.headers();
     assert_eq!(h["access-control-allow-origin"], FRONT_END);
-    let allowed = h["access-control-allow-headers"].to_str().expect("ascii").to_ascii_lowercase();
-    assert!(allowed.contains("x-api-key") && allowed.contains("content-type"), "{allowed}");
-    assert!(h["access-control-allow-methods"].to_str().expect("ascii").contains("POST"));
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("x-api-key") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .expect("ascii")
+            .contains("POST")
+    );
     assert!(h["vary"].to_str().expect("ascii").contains("Origin"));
 
     // Another origin's preflight is answered too (never a 401), but grants nothing.
@@ -47,9 +61,19 @@ async fn a_listed_origin_gets_cors_and_its_preflight_is_answered_before_authenti
         .expect("get");
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["access-control-allow-origin"], FRONT_END);
-    let exposed = res.headers()["access-control-expose-headers"].to_str().expect("ascii");
-    assert!(exposed.contains("RateLimit-Remaining") && exposed.contains("Location"), "{exposed}");
-    assert!(res.headers()["vary"].to_str().expect("ascii").contains("Origin"));
+    let exposed = res.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        exposed.contains("RateLimit-Remaining") && exposed.contains("Location"),
+        "{exposed}"
+    );
+    assert!(
+        res.headers()["vary"]
+            .to_str()
+            .expect("ascii")
+            .contains("Origin")
+    );
     assert_browser_headers(&res, "list");
 
     // Unlisted origin: the response is served, with no permission for the browser to read it.
@@ -109,7 +133,10 @@ async fn every_response_carries_the_security_headers_and_the_app_a_strict_csp() 
         assert_browser_headers(&res, path);
     }
     let res = app.get("/").await;
-    let csp = res.headers()["content-security-policy"].to_str().expect("ascii").to_string();
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
     for directive in [
         "default-src 'self'",
         "script-src 'self'",
@@ -119,9 +146,18 @@ async fn every_response_carries_the_security_headers_and_the_app_a_strict_csp() 
     ] {
         assert!(csp.contains(directive), "{directive} missing from {csp}");
     }
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
     // The page keeps to it: no inline script or style in the HTML itself.
     let html = res.text().await.expect("html");
-    assert!(!html.contains("<script>") && !html.contains("<style"), "inline code in index.html");
-    assert!(!html.contains(" style=\"") && !html.contains(" onclick="), "inline code in index.html");
+    assert!(
+        !html.contains("<script>") && !html.contains("<style"),
+        "inline code in index.html"
+    );
+    assert!(
+        !html.contains(" style=\"") && !html.contains(" onclick="),
+        "inline code in index.html"
+    );
 }

@@ -13,10 +13,12 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
 response_schema_conformance,negative_data_rejection";
 
 fn schemathesis() -> PathBuf {
-    let bin = std::env::var("REELGEN_PYTOOLS_BIN").map(PathBuf::from).unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        PathBuf::from(home).join(".cache/reelgen/pytools/bin")
-    });
+    let bin = std::env::var("REELGEN_PYTOOLS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            PathBuf::from(home).join(".cache/reelgen/pytools/bin")
+        });
     let exe = bin.join("schemathesis");
     assert!(
         exe.exists(),
@@ -29,11 +31,7 @@ fn schemathesis() -> PathBuf {
 #[actix_web::test]
 async fn schemathesis_finds_nothing_against_the_openapi_document() {
     let exe = schemathesis();
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        &[("RATE_LIMIT_PER_MINUTE", "1000000000")],
-    )
-    .await;
+    let app = spawn_app_with(Backend::Sqlite, &[("RATE_LIMIT_PER_MINUTE", "1000000000")]).await;
     let report = app.data_dir.join("schemathesis");
     let run = tokio::process::Command::new(&exe)
         .arg("run")
@@ -41,7 +39,14 @@ async fn schemathesis_finds_nothing_against_the_openapi_document() {
         .args(["--checks", CHECKS])
         // A fixed seed: the same cases on every run, so a finding is reproducible and the
         // test cannot flake on a rare draw.
-        .args(["--seed", "20261204", "--max-examples", "40", "--workers", "2"])
+        .args([
+            "--seed",
+            "20261204",
+            "--max-examples",
+            "40",
+            "--workers",
+            "2",
+        ])
         .args(["--request-timeout", "30", "--no-color"])
         .arg("--report-dir")
         .arg(&report)

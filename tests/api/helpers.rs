@@ -119,7 +119,24 @@ impl Drop for TestApp {
     }
 }
 
+/// While alive, every render of the app waits at its next progress report (the dispatcher's
+/// `ENVIRONMENT=test` hook); dropping it lets them go on.
+pub struct HoldRenders(PathBuf);
+
+impl Drop for HoldRenders {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 impl TestApp {
+    /// Holds renders "still running" by construction (see [`HoldRenders`]).
+    pub fn hold_renders(&self) -> HoldRenders {
+        let file = self.data_dir.join("hold-renders");
+        std::fs::write(&file, b"").expect("hold file");
+        HoldRenders(file)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -212,9 +229,16 @@ pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> 
 /// The headers every response carries (SPEC §2): no sniffing, no framing, no referrer, a CSP.
 pub fn assert_browser_headers(res: &reqwest::Response, what: &str) {
     let h = res.headers();
-    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let get = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
     assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
     assert_eq!(get("x-frame-options"), "DENY", "{what}");
     assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
-    assert!(get("content-security-policy").contains("frame-ancestors 'none'"), "{what}");
+    assert!(
+        get("content-security-policy").contains("frame-ancestors 'none'"),
+        "{what}"
+    );
 }

@@ -473,7 +473,10 @@ fn cases(existing: &str) -> Vec<Case> {
         400,
         "invalid_websocket_handshake",
     );
-    no_version.headers = vec![("Upgrade", "websocket".into()), ("Connection", "upgrade".into())];
+    no_version.headers = vec![
+        ("Upgrade", "websocket".into()),
+        ("Connection", "upgrade".into()),
+    ];
     c.push(no_version);
     c.push(get(
         "WebSocket route of an unknown video is 404 before the upgrade",
@@ -534,7 +537,11 @@ async fn malformed_and_hostile_requests_get_their_documented_problem() {
         );
         assert_browser_headers(&res, case.name);
         if case.status == 405 {
-            assert!(res.headers().contains_key("allow"), "{}: no Allow", case.name);
+            assert!(
+                res.headers().contains_key("allow"),
+                "{}: no Allow",
+                case.name
+            );
         }
         let body = assert_problem(res, case.status, case.code).await;
         if case.status == 422 {
@@ -573,19 +580,27 @@ async fn malformed_and_hostile_requests_get_their_documented_problem() {
 #[actix_web::test]
 async fn a_chunked_body_over_the_limit_is_413_problem_json() {
     let app = spawn_app_with(Backend::Sqlite, &[("MAX_BODY_BYTES", "65536")]).await;
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..40).map(|_| Ok(vec![b' '; 4096])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..40).map(|_| Ok(vec![b' '; 4096])).collect();
     let res = app
         .client
         .post(app.url("/api/v1/videos"))
         .header("Content-Type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .expect("request");
     assert_browser_headers(&res, "chunked 413");
     assert_problem(res, 413, "payload_too_large").await;
     // Middleware refusals and panics speak the same format.
-    let res = app.client.post(app.url("/api/v1/_debug/panic")).send().await.expect("request");
+    let res = app
+        .client
+        .post(app.url("/api/v1/_debug/panic"))
+        .send()
+        .await
+        .expect("request");
     assert_browser_headers(&res, "panic");
     assert_problem(res, 500, "internal_error").await;
 }

@@ -47,8 +47,20 @@ async fn a_failing_registered_check_makes_ready_503_with_detail() {
         .send(RegisterCheck(Arc::new(Failing)))
         .await
         .expect("register");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let res = app.get("/health/ready").await;
+    // The checker runs every check each METRICS_INTERVAL: wait for the round that includes it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let res = loop {
+        let res = app.get("/health/ready").await;
+        if res.status() == 503 {
+            break res;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ready stayed {}",
+            res.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(res.headers()["retry-after"], "5");
     let body = assert_problem(res, 503, "unavailable").await;
     let enc = body["checks"]
@@ -105,8 +117,15 @@ async fn metrics_use_route_patterns_and_count_cache_and_requests() {
         app.metric(r#"reelgen_jobs_total{status="queued"}"#).await,
         Some(1.0)
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(app.metric("reelgen_queue_depth").await, Some(1.0));
+    // The queue gauge is sampled by the health checker: wait for its next round.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.metric("reelgen_queue_depth").await != Some(1.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queue depth never showed 1"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[actix_web::test]
@@ -205,7 +224,8 @@ async fn the_supervisor_restarts_a_crashed_actor() {
         assert_eq!(res.status(), 202);
         let line = format!("reelgen_actor_restarts_total{{actor=\"{actor}\"}}");
         let mut restarted = false;
-        for _ in 0..40 {
+        // The watchdog looks every second: a generous deadline, not a count of its ticks.
+        for _ in 0..300 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if app.metric(&line).await == Some(1.0) {
                 restarted = true;

@@ -146,11 +146,14 @@ async fn a_submitted_video_renders_completes_and_downloads() {
 #[actix_web::test]
 async fn cancelling_mid_render_stops_the_job_and_removes_its_file() {
     let app = worker_app().await;
+    // Held mid-render by the test hook: still rendering when the cancel arrives, by
+    // construction.
+    let _hold = app.hold_renders();
     let script = "This video is long enough to be cancelled while it renders. ".repeat(15);
     let v = app.create_video(json!({"script": script, "dimension": {"width": 640, "height": 360}, "fps": 30, "quality": "draft"})).await;
     let id = v["id"].as_str().expect("id").to_string();
-    wait_for(&app, &id, Duration::from_secs(30), |v| {
-        v["frames_done"].as_u64().unwrap_or(0) > 0
+    wait_for(&app, &id, Duration::from_secs(120), |v| {
+        v["status"] == "rendering"
     })
     .await;
     let res = app
@@ -179,7 +182,6 @@ async fn cancelling_mid_render_stops_the_job_and_removes_its_file() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let after: Value = app
         .get(&format!("/api/v1/videos/{id}"))
         .await
@@ -228,12 +230,23 @@ async fn ws_messages(app: &TestApp, id: &str) -> (Vec<Value>, Option<u16>) {
 #[actix_web::test]
 async fn the_websocket_streams_snapshot_progress_and_completion_then_closes_1000() {
     let app = worker_app().await;
+    // The render waits until all 50 watchers are subscribed, so each of them sees it go.
+    let hold = app.hold_renders();
     let v = app
         .create_video(json!({"script": "Watch me render live over a web socket. This takes a few seconds on a software device, so every watcher sees progress.", "dimension": {"width": 480, "height": 270}, "fps": 24, "quality": "draft"}))
         .await;
     let id = v["id"].as_str().expect("id").to_string();
     let watchers: Vec<_> = (0..50).map(|_| ws_messages(&app, &id)).collect();
-    let results = futures_util::future::join_all(watchers).await;
+    let release = async {
+        let uuid = uuid::Uuid::parse_str(&id).expect("uuid");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while app.state.hub.watchers(uuid) < 50 {
+            assert!(Instant::now() < deadline, "watchers did not subscribe");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(hold);
+    };
+    let (results, ()) = futures_util::join!(futures_util::future::join_all(watchers), release);
     for (messages, close) in &results {
         assert_eq!(
             messages.first().map(|m| m["type"].clone()),
@@ -275,9 +288,17 @@ async fn the_websocket_streams_snapshot_progress_and_completion_then_closes_1000
         .get(&format!("/api/v1/videos/{}/ws", uuid::Uuid::now_v7()))
         .await;
     assert_eq!(res.status(), 404);
-    // Nothing stays allocated for finished sessions or refused ids.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(app.state.hub.watched(), 0);
+    // Nothing stays allocated for finished sessions or refused ids (sessions release their
+    // channel as they end, a moment after the close frame).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.state.hub.watched() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} channels left",
+            app.state.hub.watched()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Text messages and binary frames of one `?preview=mse` connection, until it closes.
