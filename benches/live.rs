@@ -11,7 +11,6 @@
 //!
 //! Needs `ulimit -n` ≥ 4096 (scripts/bench.sh sets it). Prints one line per figure.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -20,72 +19,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 const SUBSCRIBERS: usize = 1000;
 
-struct Server {
-    child: Child,
-    base: String,
-    dir: std::path::PathBuf,
-}
+mod support;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Server {
-    fn rss_kib(&self, field: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-async fn start(env: &[(&str, &str)]) -> Server {
-    let dir = std::env::temp_dir().join(format!("reelgen-bench-{}", uuid::Uuid::new_v4()));
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelgen"));
-    cmd.arg("serve")
-        .env("DATA_DIR", &dir)
-        .env("PORT", port.to_string())
-        .env("RATE_LIMIT_PER_MINUTE", "1000000")
-        .env("MAX_CONCURRENT_REQUESTS", "8192")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().expect("spawn reelgen");
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        dir,
-    };
-    let client = reqwest::Client::new();
-    for _ in 0..400 {
-        if client
-            .get(format!("{}/health/ready", server.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not become ready");
-}
+use support::start;
 
 async fn create(client: &reqwest::Client, base: &str, body: Value) -> String {
     let v: Value = client

@@ -20,6 +20,7 @@ export REELGEN_PYTOOLS_BIN
 
 export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
+# nextest's closing `Summary [ N s ]` line is the suite's wall time.
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

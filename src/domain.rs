@@ -276,13 +276,14 @@ impl Check<'_> {
         code: &'static str,
         max: usize,
     ) -> Option<String> {
-        let s = match v? {
-            Value::String(s) => s.trim(),
+        let raw = match v? {
+            Value::String(s) => s,
             _ => {
                 self.fail(field, code, "must be a string");
                 return None;
             }
         };
+        let s = raw.trim();
         let n = s.chars().count();
         if n == 0 || n > max {
             self.fail(
@@ -291,7 +292,9 @@ impl Check<'_> {
                 format!("must be 1 to {max} characters after trimming (got {n})"),
             );
             None
-        } else if s
+        // The raw string, not the trimmed one: a control character (U+000B, U+0085) is
+        // refused wherever it stands, as the documented pattern says.
+        } else if raw
             .chars()
             .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
         {
@@ -461,7 +464,11 @@ fn valid_callback(s: &str) -> bool {
     s.len() <= CALLBACK_URL_MAX
         && !rest.is_empty()
         && !rest.starts_with(['/', '?', '#'])
-        && !s.chars().any(char::is_whitespace)
+        // Whitespace as any regex engine means it, control characters and the BOM: the
+        // documented pattern refuses them all, so the validator does too.
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\u{feff}')
         && url::Url::parse(s).is_ok_and(|u| {
             matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
         })
@@ -669,9 +676,12 @@ pub fn request_schema(catalog: &Catalog) -> Value {
         }
     }
     let hex = json!({"type": "string", "pattern": "^#[0-9a-fA-F]{6}$", "examples": ["#0f172a"]});
+    // "1–max characters after trimming" in JSON Schema: at most `max` characters, or longer
+    // only when whitespace at either end (which is trimmed before counting) allows it.
     let text = |max: usize, what: &str| {
         json!({
-            "type": "string", "minLength": 1, "maxLength": max, "pattern": NO_CONTROL_PATTERN,
+            "type": "string", "minLength": 1, "pattern": NO_CONTROL_PATTERN,
+            "anyOf": [{"maxLength": max}, {"pattern": "^\\s|\\s$"}],
             "description": format!("{what}: 1–{max} characters after trimming; no control characters but tab and line breaks"),
         })
     };
@@ -715,7 +725,7 @@ pub fn request_schema(catalog: &Catalog) -> Value {
             "captions": {"type": "boolean", "default": false},
             "quality": {"type": "string", "enum": ["draft", "standard", "high"], "default": "standard"},
             "callback_url": {"oneOf": [
-                {"type": "string", "maxLength": CALLBACK_URL_MAX, "pattern": "^[hH][tT][tT][pP][sS]?://[^/?#\\s]+([/?#]\\S*)?$"},
+                {"type": "string", "maxLength": CALLBACK_URL_MAX, "pattern": "^[hH][tT][tT][pP][sS]?://[^/?#\\s\\u0000-\\u001F\\u007F-\\u009F\\uFEFF]+([/?#][^\\s\\u0000-\\u001F\\u007F-\\u009F\\uFEFF]*)?$"},
                 {"type": "null"},
             ]},
             "seed": {"oneOf": [{"type": "integer", "minimum": 0, "maximum": SEED_MAX}, {"type": "null"}]},

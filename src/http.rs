@@ -150,11 +150,7 @@ pub async fn edge(
         let status = res.status();
         let mut problem = problem_for_status(status).error_response();
         // Keep headers such as Allow and Retry-After that the original response carried.
-        for (name, value) in res.headers() {
-            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                problem.headers_mut().insert(name.clone(), value.clone());
-            }
-        }
+        copy_headers(res.response(), &mut problem);
         if status == StatusCode::METHOD_NOT_ALLOWED
             && !problem.headers().contains_key(header::ALLOW)
             && let Some(allow) = allowed_methods(res.request())
@@ -171,6 +167,19 @@ pub async fn edge(
     Ok(res)
 }
 
+/// Headers of a response being replaced by a problem (all values of each, but its body's own).
+fn copy_headers<B>(from: &HttpResponse<B>, to: &mut HttpResponse) {
+    for name in from.headers().keys() {
+        if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
+            continue;
+        }
+        to.headers_mut().remove(name);
+        for value in from.headers().get_all(name) {
+            to.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+}
+
 /// The problem+json rendering of any error: ours as they are, anything else by its status.
 fn problem_of(err: &dyn ResponseError) -> HttpResponse {
     let res = err.error_response();
@@ -178,11 +187,7 @@ fn problem_of(err: &dyn ResponseError) -> HttpResponse {
         return res;
     }
     let mut problem = problem_for_status(err.status_code()).error_response();
-    for (name, value) in res.headers() {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            problem.headers_mut().insert(name.clone(), value.clone());
-        }
-    }
+    copy_headers(&res, &mut problem);
     problem
 }
 

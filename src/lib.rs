@@ -282,7 +282,15 @@ impl Application {
             res = &mut server => return res.map_err(std::io::Error::other)?,
             () = shutdown::signal() => {}
         }
-        shutdown::run(&self.state, handle).await;
+        tokio::select! {
+            () = shutdown::run(&self.state, handle) => {}
+            // A second SIGTERM/SIGINT: stop now (renders left running are recovered at the
+            // next start, as after a crash).
+            () = shutdown::signal() => {
+                tracing::warn!("second signal: stopping without waiting for renders");
+                return Err(std::io::Error::other("stopped by a second signal during shutdown"));
+            }
+        }
         server.await.map_err(std::io::Error::other)?
     }
 

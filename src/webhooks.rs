@@ -262,15 +262,10 @@ impl Deliverer {
         count
     }
 
-    /// At shutdown: sends every delivery that is due now, within `budget`. What fails or
-    /// does not fit stays in its row and is retried after the next start.
+    /// At shutdown: one more round over the deliveries due now (each tried once), within
+    /// `budget`. What fails or does not fit stays in its row and is sent after the next start.
     pub async fn flush(&self, budget: Duration) {
-        let until = Instant::now() + budget;
-        let work = async {
-            // A failed attempt is rescheduled into the future, so each row is tried once.
-            while self.round(16).await > 0 {}
-        };
-        if tokio::time::timeout_at(until.into(), work).await.is_err() {
+        if tokio::time::timeout(budget, self.round(64)).await.is_err() {
             tracing::warn!("webhook flush ran out of time; the rest is sent after restart");
         }
     }

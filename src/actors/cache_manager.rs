@@ -69,6 +69,7 @@ impl CacheHandle {
                     u32::try_from(k.len() + v.body.len() + v.etag.len() + 64).unwrap_or(u32::MAX)
                 })
                 .time_to_live(ttl)
+                .support_invalidation_closures()
                 .build()
         });
         Self {
@@ -142,15 +143,30 @@ impl CacheHandle {
         }
     }
 
-    /// Everything cached for `tenant` becomes unreachable.
+    /// Everything cached for `tenant` becomes unreachable. The generation bump makes readers
+    /// miss at once; the dead entries are also dropped in the background, so a busy writer
+    /// does not fill the cache with responses nobody can hit until their TTL (the soak
+    /// measured that as steady RSS growth).
     pub fn invalidate_tenant(&self, tenant: &str) {
-        let mut gens = self.inner.tenant_gen.write();
-        *gens.entry(tenant.to_string()).or_insert(0) += 1;
+        {
+            let mut gens = self.inner.tenant_gen.write();
+            *gens.entry(tenant.to_string()).or_insert(0) += 1;
+        }
+        if let Some(c) = &self.inner.cache {
+            let prefix = format!("{tenant}\u{1f}");
+            if let Err(e) = c.invalidate_entries_if(move |k, _| k.starts_with(&prefix)) {
+                tracing::debug!(error = %e, "a tenant's dead cache entries wait for their TTL");
+            }
+        }
     }
 
-    /// Everything cached for every tenant becomes unreachable (queue order changed).
+    /// Everything cached for every tenant becomes unreachable (queue order changed); the
+    /// entries are dropped too.
     pub fn invalidate_all(&self) {
         self.inner.queue_gen.fetch_add(1, Ordering::AcqRel);
+        if let Some(c) = &self.inner.cache {
+            c.invalidate_all();
+        }
     }
 
     /// Writes and reads back a private entry (not counted as a hit or miss); `true` when the

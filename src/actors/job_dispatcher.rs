@@ -18,8 +18,9 @@
 //! [`HandBack`], [`GetStats`].
 //!
 //! Test hook (`ENVIRONMENT=test` only): while the file `$DATA_DIR/hold-renders` exists, every
-//! job waits at its next progress report (until the file goes or the job is stopped), so a
-//! test can hold a video "still rendering" by construction instead of hoping it is slow.
+//! job waits at its first progress report with frames done (until the file goes or the job
+//! is stopped), so a test can hold a video mid-render by construction — waiting for
+//! `frames_done > 0` tells it the hold has taken — instead of hoping it is slow.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,8 +60,8 @@ pub struct JobDispatcher {
     claiming: bool,
     hub: Hub,
     analytics: Analytics,
-    /// Shutting down: claim nothing more.
-    draining: bool,
+    /// Shutting down: claim nothing more (claims already on their way go back).
+    draining: Arc<AtomicBool>,
     /// Jobs stopped now go back to the queue instead of being treated as cancelled.
     handing_back: Arc<AtomicBool>,
     /// The number of running jobs, for whoever waits for them to end.
@@ -93,7 +94,7 @@ impl JobDispatcher {
             claiming: false,
             hub,
             analytics,
-            draining: false,
+            draining: Arc::default(),
             handing_back: Arc::default(),
             in_flight: tokio::sync::watch::channel(0).0,
             hold,
@@ -102,32 +103,44 @@ impl JobDispatcher {
 
     fn running_changed(&self) {
         self.metrics.jobs_in_flight.set(self.running.len() as i64);
-        self.in_flight.send_replace(self.running.len());
+        // A claim on its way counts: the drain waits for it to start or go back.
+        self.in_flight
+            .send_replace(self.running.len() + usize::from(self.claiming));
     }
 
     /// Claims and starts videos while there is a free slot.
     fn fill(&mut self, ctx: &mut Context<Self>) {
-        if self.draining || self.claiming || self.running.len() >= self.max_jobs {
+        if self.draining.load(Ordering::Relaxed)
+            || self.claiming
+            || self.running.len() >= self.max_jobs
+        {
             return;
         }
         self.claiming = true;
+        self.running_changed();
         let db = self.db.clone();
+        let draining = self.draining.clone();
         ctx.spawn(
-            async move { db::claim_next(&db).await }
-                .into_actor(self)
-                .map(|claimed, act, ctx| {
-                    act.claiming = false;
-                    match claimed {
-                        // Claimed just as the drain began: give it straight back.
-                        Ok(Some(video)) if act.draining => {
-                            let db = act.db.clone();
-                            actix::spawn(async move {
-                                if let Err(e) = db::requeue_video(&db, video.id).await {
-                                    tracing::warn!(id = %video.id, error = %e, "could not hand a video back");
-                                }
-                            });
-                        }
-                        Ok(Some(video)) => {
+            async move {
+                let claimed = db::claim_next(&db).await;
+                // Claimed just as the drain began: give it straight back, before the claim
+                // stops counting as in flight.
+                if let Ok(Some(video)) = &claimed
+                    && draining.load(Ordering::Relaxed)
+                {
+                    if let Err(e) = with_retries(|| db::requeue_video(&db, video.id)).await {
+                        tracing::warn!(id = %video.id, error = %e, "could not hand a video back; it is recovered at the next start");
+                    }
+                    return Ok(None);
+                }
+                claimed
+            }
+            .into_actor(self)
+            .map(|claimed, act, ctx| {
+                act.claiming = false;
+                act.running_changed();
+                match claimed {
+                    Ok(Some(video)) => {
                             act.start(video, ctx);
                             act.fill(ctx);
                         }
@@ -192,7 +205,10 @@ impl JobDispatcher {
             cancel.clone(),
             move |p| {
                 let _ = tx.send(p.clone());
-                if let Some(file) = &hold {
+                // Held only once frames exist: the encoder and its temporary file are open,
+                // so a held job is truly mid-render (and the report is already sent, so its
+                // `frames_done` reaches the database).
+                if let Some(file) = hold.as_ref().filter(|_| p.frames_done > 0) {
                     while file.exists() && !held.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(20));
                     }
@@ -471,7 +487,7 @@ pub struct Drain;
 impl Handler<Drain> for JobDispatcher {
     type Result = MessageResult<Drain>;
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
-        self.draining = true;
+        self.draining.store(true, Ordering::Relaxed);
         MessageResult(self.in_flight.subscribe())
     }
 }
@@ -485,7 +501,7 @@ pub struct HandBack;
 impl Handler<HandBack> for JobDispatcher {
     type Result = usize;
     fn handle(&mut self, _: HandBack, _: &mut Self::Context) -> usize {
-        self.draining = true;
+        self.draining.store(true, Ordering::Relaxed);
         self.handing_back.store(true, Ordering::Relaxed);
         for flag in self.running.values() {
             flag.store(true, Ordering::Relaxed);

@@ -20,6 +20,15 @@ use crate::state::AppState;
 use crate::store::db;
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Releases a video's hub channels when the last session holding them ends.
+struct Release(crate::events::Hub, Uuid);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.release(self.1);
+    }
+}
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn terminal_of(view: &VideoView) -> Option<VideoEvent> {
@@ -64,20 +73,15 @@ pub async fn ws(
     }
     // A plain GET (or a malformed handshake) is refused before anything is subscribed.
     crate::error::verify_upgrade(&req)?;
+    // Declared before the subscriptions, so it is dropped after them on every path (an early
+    // return here, or the session's end): the hub then forgets channels nobody watches.
+    let release = Release(state.hub.clone(), id);
     // Subscribe before reading the snapshot, so nothing published in between is lost.
     let mut events = state.hub.subscribe(id);
     let (mut init, mut fragments) = state.hub.subscribe_live(id);
-    let hub = state.hub.clone();
-    let model = match db::get_video(&state.db, &who.tenant, id).await {
-        Ok(Some(m)) => m,
-        other => {
-            drop((events, fragments));
-            hub.release(id);
-            return Err(other
-                .err()
-                .map_or(ApiError::NotFound("video"), ApiError::from));
-        }
-    };
+    let model = db::get_video(&state.db, &who.tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound("video"))?;
     let position = db::queue_positions(&state.db, std::slice::from_ref(&model))
         .await?
         .pop()
@@ -89,7 +93,6 @@ pub async fn ws(
     let mut stop = state.shutdown.subscribe();
 
     actix_web::rt::spawn(async move {
-        let session_hub = hub.clone();
         let run = async move {
             let mut snapshot = json!({"type": "snapshot", "video": view});
             if let (true, Some((_, mime))) = (preview, &init) {
@@ -181,7 +184,7 @@ pub async fn ws(
                 .await;
         };
         run.await;
-        session_hub.release(id);
+        drop(release);
     });
     Ok(response)
 }

@@ -268,7 +268,8 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 #[utoipa::path(get, path = "/api/v1/performance/alerts", tag = "performance",
     responses((status = 200, description = "alerts", content_type = "application/json"),
         (status = 101, description = "switching to WebSocket"),
-        (status = 400, description = "a malformed WebSocket handshake", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "a malformed WebSocket handshake", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 426, description = "an Upgrade header without a WebSocket handshake", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn alerts(
     state: web::Data<AppState>,
     req: HttpRequest,

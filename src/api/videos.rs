@@ -417,8 +417,11 @@ fn parse_list_query(qs: &str) -> Result<ListQuery, ApiError> {
                     "must be one of queued, rendering, completed, failed, cancelled",
                 )),
             },
+            // Digits only: `+5` or ` 5` are not the integers the document describes.
             "limit" => match v.parse::<u64>() {
-                Ok(n) if (1..=100).contains(&n) => q.limit = n,
+                Ok(n) if (1..=100).contains(&n) && v.bytes().all(|b| b.is_ascii_digit()) => {
+                    q.limit = n
+                }
                 _ => errors.push(FieldError::new(
                     "limit",
                     "invalid_limit",

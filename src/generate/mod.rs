@@ -456,6 +456,12 @@ impl Generator {
         drop(renderer);
         let render_s = render_start.elapsed().as_secs_f64();
         on_progress(&progress(Stage::Finishing, done, total, render_start));
+        // A cancel that lands while the last frames drain still stops the job: nothing is
+        // published for a cancelled (or handed back) video.
+        if cancel.load(Ordering::Relaxed) {
+            writer.abort();
+            return Err(GenerateError::Cancelled);
+        }
         let finish_start = Instant::now();
         let size_bytes = writer.finish()?;
         if let Some(rx) = live_rx {

@@ -201,7 +201,8 @@ async fn kill_9_mid_render_loses_nothing_and_the_video_completes_after_restart()
             .json()
             .await
             .expect("json");
-        if s["status"] == "rendering" {
+        // Held by the hook once frames exist: mid-render, its temporary file open.
+        if s["status"] == "rendering" && s["frames_done"].as_u64().unwrap_or(0) > 0 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "never started: {s}");

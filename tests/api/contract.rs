@@ -63,8 +63,18 @@ async fn schemathesis_finds_nothing_against_the_openapi_document() {
         "schemathesis reported findings ({}):\n{stdout}\n{stderr}",
         out.status
     );
+    // Its summary reads "N generated, N passed": N must be more than none.
+    let generated: u64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" generated,")
+                .map(|(n, _)| n.trim().to_string())
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     assert!(
-        stdout.contains("passed") && !stdout.contains("0 generated"),
-        "schemathesis ran no case:\n{stdout}"
+        generated > 100,
+        "schemathesis ran {generated} cases:\n{stdout}"
     );
 }

@@ -61,6 +61,19 @@ async fn video(client: &reqwest::Client, base: &str, id: &str) -> Value {
         .expect("json")
 }
 
+/// Waits until the hook holds the render mid-way (frames done, so its encoder is open).
+async fn wait_held(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let v = video(client, base, id).await;
+        if v["status"] == "rendering" && v["frames_done"].as_u64().unwrap_or(0) > 0 {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never held mid-render; last {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_status(client: &reqwest::Client, base: &str, id: &str, want: &[&str]) -> Value {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -113,7 +126,7 @@ async fn sigterm_lets_a_render_finish_in_the_grace_closes_sockets_1001_and_flush
         json!({"callback_url": format!("http://127.0.0.1:{hook_port}/hook")}),
     )
     .await;
-    wait_status(&client, &base, &id, &["rendering"]).await;
+    wait_held(&client, &base, &id).await;
 
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/v1/videos/{id}/ws"))
@@ -172,7 +185,7 @@ async fn sigterm_hands_a_render_still_running_after_the_grace_back_and_it_finish
     let mut server = serve(&dir, port, &[("SHUTDOWN_GRACE", "0.2")]);
     wait_ready(&client, &base).await;
     let id = create(&client, &base, json!({})).await;
-    wait_status(&client, &base, &id, &["rendering"]).await;
+    wait_held(&client, &base, &id).await;
 
     sigterm(&server);
     let status = exit_of(&mut server, Duration::from_secs(120)).await;

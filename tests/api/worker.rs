@@ -153,7 +153,7 @@ async fn cancelling_mid_render_stops_the_job_and_removes_its_file() {
     let v = app.create_video(json!({"script": script, "dimension": {"width": 640, "height": 360}, "fps": 30, "quality": "draft"})).await;
     let id = v["id"].as_str().expect("id").to_string();
     wait_for(&app, &id, Duration::from_secs(120), |v| {
-        v["status"] == "rendering"
+        v["status"] == "rendering" && v["frames_done"].as_u64().unwrap_or(0) > 0
     })
     .await;
     let res = app
@@ -213,9 +213,9 @@ async fn ws_messages(app: &TestApp, id: &str) -> (Vec<Value>, Option<u16>) {
         .await
         .expect("websocket");
     let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+        match tokio::time::timeout(Duration::from_secs(120), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => {
                 out.push(serde_json::from_str(&t).expect("json message"))
             }
