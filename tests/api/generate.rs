@@ -339,10 +339,14 @@ fn the_model_cache_keeps_a_look_resident_and_evicts_the_least_recent() {
 #[test]
 fn concurrent_jobs_share_gpu_submissions() {
     let g = Arc::new(generator_with(4, 4));
+    // Both jobs meet at their first report with frames done and go on together, so their
+    // rendering overlaps by construction, not because the machine happened to run both.
+    let meet = Arc::new(std::sync::Barrier::new(2));
     let spawn = |name: &str, seed: u64| {
         let p = params(
-            json!({"script": "Two jobs render at once and share the device.", "dimension": {"width": 320, "height": 180}, "quality": "draft", "seed": seed}),
+            json!({"script": "Two jobs render at once and share the device. ".repeat(6), "dimension": {"width": 320, "height": 180}, "quality": "draft", "seed": seed}),
         );
+        let (meet, mut met) = (meet.clone(), false);
         g.spawn(
             JobSpec {
                 params: p,
@@ -350,7 +354,12 @@ fn concurrent_jobs_share_gpu_submissions() {
                 thumbnail: None,
                 live: false,
             },
-            |_| {},
+            move |p| {
+                if !met && p.frames_done > 0 {
+                    met = true;
+                    meet.wait();
+                }
+            },
             |_| {},
         )
     };
@@ -370,6 +379,7 @@ fn concurrent_jobs_share_gpu_submissions() {
         s.frames
     );
     assert!(s.shared_submissions > 0, "{s:?}");
+    // Frames from both jobs share submissions, never more than the batch size in one.
     assert!(
         s.frames_per_submission > 2.0 && s.frames_per_submission <= 4.0,
         "{s:?}"
