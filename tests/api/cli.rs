@@ -19,6 +19,16 @@ pub(crate) fn temp_dir() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("reelgen-cli-{}", uuid::Uuid::new_v4()))
 }
 
+/// A new `DATA_DIR` whose renders are held mid-way by the test hook (`ENVIRONMENT=test`)
+/// until the returned file is removed: `(dir, hold file)`.
+pub(crate) fn held_data_dir() -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let hold = dir.join("hold-renders");
+    std::fs::write(&hold, b"").expect("hold renders");
+    (dir, hold)
+}
+
 #[test]
 fn a_bad_setting_stops_start_up_naming_the_variable() {
     let dir = temp_dir();
@@ -162,12 +172,9 @@ pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) {
 
 #[actix_web::test]
 async fn kill_9_mid_render_loses_nothing_and_the_video_completes_after_restart() {
-    let dir = temp_dir();
     // The test hook holds the render mid-way, so the kill lands while it runs by
     // construction, however fast this machine renders.
-    std::fs::create_dir_all(&dir).expect("dir");
-    let hold = dir.join("hold-renders");
-    std::fs::write(&hold, b"").expect("hold renders");
+    let (dir, hold) = held_data_dir();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cli::{free_port, reelgen, temp_dir, wait_ready};
+use crate::cli::{free_port, held_data_dir, reelgen, wait_ready};
 
 fn serve(dir: &Path, port: u16, env: &[(&str, &str)]) -> Child {
     let mut cmd = reelgen(dir);
@@ -106,10 +106,7 @@ async fn create(client: &reqwest::Client, base: &str, extra: Value) -> String {
 
 #[actix_web::test]
 async fn sigterm_lets_a_render_finish_in_the_grace_closes_sockets_1001_and_flushes_its_webhook() {
-    let dir = temp_dir();
-    std::fs::create_dir_all(&dir).expect("dir");
-    let hold = dir.join("hold-renders");
-    std::fs::write(&hold, b"").expect("hold renders");
+    let (dir, hold) = held_data_dir();
     let (port, hook_port) = (free_port(), free_port());
     let (_, got, receiver) = crate::webhooks::receiver(hook_port, 0);
     let base = format!("http://127.0.0.1:{port}");
@@ -175,10 +172,7 @@ async fn sigterm_lets_a_render_finish_in_the_grace_closes_sockets_1001_and_flush
 
 #[actix_web::test]
 async fn sigterm_hands_a_render_still_running_after_the_grace_back_and_it_finishes_after_restart() {
-    let dir = temp_dir();
-    std::fs::create_dir_all(&dir).expect("dir");
-    let hold = dir.join("hold-renders");
-    std::fs::write(&hold, b"").expect("hold renders");
+    let (dir, hold) = held_data_dir();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
