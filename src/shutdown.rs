@@ -42,10 +42,6 @@ impl Shutdown {
         self.0.send_replace(true);
     }
 
-    pub fn is_triggered(&self) -> bool {
-        *self.0.borrow()
-    }
-
     /// A receiver for [`stopping`]; take it before the loop that selects on it.
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.0.subscribe()
