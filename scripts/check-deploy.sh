@@ -57,7 +57,7 @@ if ! python3 - "$RULES" <<'EOF'; then
 import re
 import sys
 
-# name -> severity, as in src/analytics/alerts.rs default_rules()
+# name -> severity, as in src/platform/alert_rules.rs default_rules()
 builtin = {
     "high_latency_p95": "warning",
     "high_error_rate": "critical",

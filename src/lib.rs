@@ -1,267 +1,66 @@
 //! reelgen: a self-hosted AI avatar video generation server.
 //!
-//! This crate holds everything; `main.rs` only parses the command line. [`Application::build`]
-//! assembles the service from a [`config::Config`]: database (migrated before any traffic),
-//! subsystem actors under their supervisor, and the actix-web server bound to its port
-//! (port 0 picks a free one; [`Application::port`] tells which).
+//! This crate holds everything; `main.rs` only calls [`cli::main`]. [`Application::build`]
+//! assembles the service from a [`Config`] in three steps: the [`Context`] (database migrated
+//! before any traffic, actors under their supervisor), the embedded worker, and the actix-web
+//! server bound to its port (port 0 picks a free one; [`Application::port`] tells which).
+//! [`Application::run_until_stopped`] owns the order of a graceful shutdown.
+//!
+//! Layers, lowest first (an import only ever points down; `scripts/imports.py` checks):
+//! `render` → `platform` → `videos` → `ops` → `context` → `api` → `cli` → this file.
 
-pub mod actors;
-pub mod analytics;
 pub mod api;
-pub mod assets;
-pub mod auth;
-pub mod bench;
 pub mod cli;
-pub mod config;
-pub mod domain;
-pub mod error;
-pub mod events;
-pub mod generate;
-pub mod generate_cmd;
-pub mod gpu;
-pub mod http;
-pub mod media;
-pub mod memory;
-pub mod priority;
-pub mod shutdown;
-pub mod state;
-pub mod store;
-pub mod telemetry;
-pub mod webhooks;
+pub mod context;
+pub mod ops;
+pub mod platform;
+pub mod render;
+pub mod videos;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, middleware, web};
-use parking_lot::RwLock;
 
-use actors::cache_manager::CacheHandle;
-use actors::health_checker::{
-    CacheCheck, DatabaseCheck, DiskCheck, HealthCheck, QueueCheck, RunNow,
-};
-use actors::rate_limiter::GcraTable;
-use actors::{ActorSeeds, Actors};
-use assets::Catalog;
-use config::{Config, Environment};
-use state::{AppState, Listings};
+pub use context::{Context, StartError};
+use ops::health::{RegisterCheck, StaticCheck};
+use platform::config::{Config, Environment};
+use platform::error;
+use render::pipeline::{Generator, GeneratorOptions};
+use videos::dispatcher::{Drain, HandBack, JobDispatcher, Worker};
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Store(#[from] store::db::StoreError),
-    #[error(transparent)]
-    Catalog(#[from] assets::CatalogError),
-    #[error(transparent)]
-    Metrics(#[from] telemetry::MetricsError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Other(String),
-}
-
-/// Free space below which the disk check fails.
-const MIN_FREE_DISK: u64 = 256 * 1024 * 1024;
+/// How long handed-back jobs get to stop and record themselves (they stop within a frame).
+const HAND_BACK_WAIT: Duration = Duration::from_secs(15);
+/// How long the final webhook round may take.
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
 
 pub struct Application {
     port: u16,
     server: Server,
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
 }
 
 impl Application {
-    /// Connects, migrates, starts the actors and binds the server. Needs the actix runtime.
+    /// Context, worker, server. Needs the actix runtime.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let metrics = Arc::new(telemetry::Metrics::new()?);
-        let analytics = analytics::Analytics::new();
-        let mut db = store::db::connect(&config).await?;
-        store::db::migrate(&db).await?;
+        let mut ctx = Context::start(config).await?;
+        if ctx.config.bench_routes {
+            ctx.bench_body = Some(cli::bench::ceiling_body());
+        }
+        let ctx = web::Data::new(ctx);
+        if ctx.config.embedded_worker
+            && let Some(worker) = start_worker(&ctx).await
         {
-            let (a, m) = (analytics.clone(), metrics.clone());
-            db.set_metric_callback(move |info| {
-                let sql = info.statement.sql.as_str();
-                a.record_statement(sql, info.elapsed, info.failed);
-                m.db_statement_duration_seconds
-                    .with_label_values(&[analytics::statement_kind(sql)])
-                    .observe(info.elapsed.as_secs_f64());
-            });
+            let _ = ctx.worker.set(worker);
         }
-        let catalog = Arc::new(Catalog::embedded()?);
-        let files = store::files::Files::new(&config.data_dir);
-        std::fs::create_dir_all(files.root()).map_err(|e| {
-            StartError::Other(format!("cannot create {}: {e}", files.root().display()))
-        })?;
-
-        let cache = CacheHandle::new(
-            config.memory_cache_size_mb,
-            config.cache_ttl,
-            metrics.clone(),
-        );
-        let limiter = Arc::new(GcraTable::new(config.rate_limit_per_minute));
-        let latest_sample = Arc::new(RwLock::new(None));
-        let checks: Vec<Arc<dyn HealthCheck>> = vec![
-            Arc::new(DatabaseCheck(db.clone())),
-            Arc::new(QueueCheck {
-                db: db.clone(),
-                metrics: metrics.clone(),
-            }),
-            Arc::new(CacheCheck(cache.clone())),
-            Arc::new(DiskCheck {
-                dir: config.data_dir.clone(),
-                min_free_bytes: MIN_FREE_DISK,
-            }),
-        ];
-        let actors = Actors::start(ActorSeeds {
-            limiter: limiter.clone(),
-            cache: cache.clone(),
-            latest_sample: latest_sample.clone(),
-            checks,
-            metrics_interval: config.metrics_interval,
-            health_interval: config
-                .metrics_interval
-                .clamp(Duration::from_millis(500), Duration::from_secs(10)),
-            metrics: metrics.clone(),
-        });
-        actors.watch(Duration::from_secs(1));
-        if let Err(e) = actors.health_checker().send(RunNow).await {
-            tracing::warn!(error = %e, "initial health checks did not run");
-        }
-        spawn_janitor(db.clone());
-        let perf =
-            analytics::actor::AnalyticsHub::new(analytics.clone(), config.alert_rules.clone());
-        let analytics_actor = {
-            let (hub, db, actors, latest, metrics) = (
-                perf.clone(),
-                db.clone(),
-                actors.clone(),
-                latest_sample.clone(),
-                metrics.clone(),
-            );
-            let (data_dir, limit, clear_for) = (
-                config.data_dir.clone(),
-                config.memory_limit_mb,
-                config.alert_clear_for,
-            );
-            actix::Supervisor::start(move |_| {
-                analytics::actor::AnalyticsActor::new(
-                    hub.clone(),
-                    db.clone(),
-                    actors.clone(),
-                    latest.clone(),
-                    metrics.clone(),
-                    data_dir.clone(),
-                    limit,
-                    clear_for,
-                )
-            })
-        };
-        let webhooks = webhooks::Deliverer::new(
-            db.clone(),
-            webhooks::SenderConfig {
-                secret: config.webhook_secret.clone(),
-                allow_private: config.webhook_allow_private,
-                retry_base: config.webhook_retry_base,
-            },
-            analytics.clone(),
-            metrics.clone(),
-        );
-        {
-            let deliverer = webhooks.clone();
-            actix::Supervisor::start(move |_| webhooks::WebhookSender::new(deliverer.clone()));
-        }
-        let hub = events::Hub::default();
-        let dispatcher = if config.embedded_worker {
-            start_worker(
-                &config, &db, &files, &cache, &metrics, &catalog, &actors, &hub, &analytics,
-            )
-            .await
-        } else {
-            None
-        };
-
-        let listings = Listings {
-            avatars: http::to_cached(&api::catalog::CatalogList {
-                data: catalog.avatars.clone(),
-            })
-            .map_err(|e| StartError::Other(e.to_string()))?,
-            voices: http::to_cached(&api::catalog::CatalogList {
-                data: catalog.voices.clone(),
-            })
-            .map_err(|e| StartError::Other(e.to_string()))?,
-            backgrounds: http::to_cached(&api::catalog::CatalogList {
-                data: catalog.backgrounds.clone(),
-            })
-            .map_err(|e| StartError::Other(e.to_string()))?,
-        };
-        let bench_body = config.bench_routes.then(bench::ceiling_body);
-
-        let addr = format!("{}:{}", config.host, config.port);
-        let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?
-            .port();
-
-        let auth = auth::Authenticator::new(&config, db.clone());
-        let state = web::Data::new(AppState {
-            config: config.clone(),
-            db,
-            cache,
-            limiter,
-            actors,
-            auth,
-            catalog,
-            files,
-            metrics,
-            latest_sample,
-            in_flight: http::InFlight::default(),
-            listings,
-            bench_body,
-            dispatcher,
-            hub,
-            perf,
-            analytics_actor,
-            webhooks,
-            shutdown: shutdown::Shutdown::default(),
-        });
-
-        let test_hooks = config.environment == Environment::Test;
-        let bench = config.bench_routes;
-        let static_dir = config.static_dir.clone();
-        let app_state = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .app_data(web::PathConfig::default().error_handler(error::extractors::path))
-                .app_data(web::QueryConfig::default().error_handler(error::extractors::query))
-                .app_data(web::JsonConfig::default().error_handler(error::extractors::json))
-                .wrap(middleware::from_fn(http::edge))
-                .wrap(middleware::Compress::default())
-                .configure(|cfg| api::configure(cfg, test_hooks, bench, &static_dir))
-                .default_service(web::to(api::not_found))
-        })
-        .workers(config.workers)
-        .backlog(4096)
-        .max_connections(config.max_concurrent_requests.max(1024))
-        .shutdown_timeout(10)
-        // SIGTERM/SIGINT are ours: see `run_until_stopped` and `shutdown`.
-        .disable_signals()
-        .listen(listener)
-        .map_err(|e| StartError::Other(e.to_string()))?
-        .run();
-        tracing::info!(port, auth = ?config.auth_mode, db = if config.is_sqlite() { "sqlite" } else { "postgres" }, "reelgen listening");
+        let (server, port) = serve(&ctx)?;
+        tracing::info!(port, auth = ?ctx.config.auth_mode, db = if ctx.config.is_sqlite() { "sqlite" } else { "postgres" }, "reelgen listening");
         Ok(Self {
             port,
             server,
-            state,
+            state: ctx,
         })
     }
 
@@ -269,24 +68,24 @@ impl Application {
         self.port
     }
 
-    /// The shared state (tests and benchmarks read metrics and actors through it).
-    pub fn state(&self) -> web::Data<AppState> {
+    /// The shared context (tests and benchmarks read metrics and actors through it).
+    pub fn state(&self) -> web::Data<Context> {
         self.state.clone()
     }
 
-    /// Serves until SIGTERM/SIGINT, then shuts down gracefully (see [`shutdown`]).
+    /// Serves until SIGTERM/SIGINT, then shuts down gracefully (see [`shut_down`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let mut server = actix_web::rt::spawn(self.server);
         tokio::select! {
             res = &mut server => return res.map_err(std::io::Error::other)?,
-            () = shutdown::signal() => {}
+            () = platform::shutdown::signal() => {}
         }
         tokio::select! {
-            () = shutdown::run(&self.state, handle) => {}
+            () = shut_down(&self.state, handle) => {}
             // A second SIGTERM/SIGINT: stop now (renders left running are recovered at the
             // next start, as after a crash).
-            () = shutdown::signal() => {
+            () = platform::shutdown::signal() => {
                 tracing::warn!("second signal: stopping without waiting for renders");
                 return Err(std::io::Error::other("stopped by a second signal during shutdown"));
             }
@@ -295,40 +94,67 @@ impl Application {
     }
 
     /// A handle to stop the server.
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+    pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 }
 
+/// The actix-web server on `HOST:PORT`, every response through the edge.
+fn serve(ctx: &web::Data<Context>) -> Result<(Server, u16), StartError> {
+    let config = &ctx.config;
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?
+        .port();
+    let test_hooks = config.environment == Environment::Test;
+    let bench = config.bench_routes;
+    let static_dir = config.static_dir.clone();
+    let app_state = ctx.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(web::PathConfig::default().error_handler(error::extractors::path))
+            .app_data(web::QueryConfig::default().error_handler(error::extractors::query))
+            .app_data(web::JsonConfig::default().error_handler(error::extractors::json))
+            .wrap(middleware::from_fn(api::edge::edge))
+            .wrap(middleware::Compress::default())
+            .configure(|cfg| api::configure(cfg, test_hooks, bench, &static_dir))
+            .default_service(web::to(api::not_found))
+    })
+    .workers(config.workers)
+    .backlog(4096)
+    .max_connections(config.max_concurrent_requests.max(1024))
+    .shutdown_timeout(10)
+    // SIGTERM/SIGINT are ours: see `run_until_stopped`.
+    .disable_signals()
+    .listen(listener)
+    .map_err(|e| StartError::Other(e.to_string()))?
+    .run();
+    Ok((server, port))
+}
+
 /// Opens the GPU and probes the encoder (registering both as readiness checks), then starts
 /// the job dispatcher. Without a device or encoder the server still serves; videos wait.
-#[allow(clippy::too_many_arguments)] // the pieces Application::build already holds
-async fn start_worker(
-    config: &Config,
-    db: &store::db::Db,
-    files: &store::files::Files,
-    cache: &CacheHandle,
-    metrics: &Arc<telemetry::Metrics>,
-    catalog: &Arc<Catalog>,
-    actors: &Actors,
-    hub: &events::Hub,
-    analytics: &analytics::Analytics,
-) -> Option<actix::Addr<actors::job_dispatcher::JobDispatcher>> {
-    use actors::health_checker::{RegisterCheck, StaticCheck};
-    let cat = catalog.clone();
-    let options = generate::GeneratorOptions {
+async fn start_worker(ctx: &Context) -> Option<actix::Addr<JobDispatcher>> {
+    let config = &ctx.config;
+    let cat = ctx.catalog.clone();
+    let options = GeneratorOptions {
         gpu_memory_fraction: config.gpu_memory_fraction,
         model_cache_size: config.model_cache_size,
         batch_size_auto_tune: config.batch_size_auto_tune,
         batch_size: config.optimization_level.batch_size(),
-        busy_ns: analytics.gpu_busy_counter(),
+        busy_ns: ctx.perf.analytics.gpu_busy_counter(),
         color_path: None,
     };
-    let generator =
-        tokio::task::spawn_blocking(move || generate::Generator::with_options(cat, options))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+    let generator = tokio::task::spawn_blocking(move || Generator::with_options(cat, options))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
     let (gpu, encoder) = match &generator {
         Ok(g) => (
             Ok(g.gpu().describe()),
@@ -347,7 +173,8 @@ async fn start_worker(
         Err(e) => (Err(e.clone()), Err(e.clone())),
     };
     for (name, result) in [("gpu", gpu), ("encoder", encoder)] {
-        let _ = actors
+        let _ = ctx
+            .actors
             .health_checker()
             .send(RegisterCheck(Arc::new(StaticCheck { name, result })))
             .await;
@@ -355,31 +182,20 @@ async fn start_worker(
     match generator {
         Ok(g) => {
             tracing::info!(device = %g.gpu().describe(), encoder = g.encoder().element, "worker ready");
-            let (db, files, cache, metrics, hub) = (
-                db.clone(),
-                files.clone(),
-                cache.clone(),
-                metrics.clone(),
-                hub.clone(),
-            );
-            analytics.set_scheduler(g.scheduler().stats().clone());
-            let g = Arc::new(g);
-            let jobs = config.max_concurrent_jobs;
-            let analytics = analytics.clone();
-            let hold = (config.environment == Environment::Test)
-                .then(|| config.data_dir.join("hold-renders"));
+            ctx.perf
+                .analytics
+                .set_scheduler(g.scheduler().stats().clone());
+            let worker = Arc::new(Worker {
+                generator: Arc::new(g),
+                files: ctx.files.clone(),
+                metrics: ctx.metrics.clone(),
+                max_jobs: config.max_concurrent_jobs,
+                hold: (config.environment == Environment::Test)
+                    .then(|| config.data_dir.join("hold-renders")),
+            });
+            let lifecycle = ctx.lifecycle.clone();
             Some(actix::Supervisor::start(move |_| {
-                actors::job_dispatcher::JobDispatcher::new(
-                    db,
-                    g,
-                    files,
-                    cache,
-                    metrics,
-                    jobs,
-                    hub.clone(),
-                    analytics.clone(),
-                    hold.clone(),
-                )
+                JobDispatcher::new(lifecycle.clone(), worker.clone())
             }))
         }
         Err(e) => {
@@ -389,17 +205,42 @@ async fn start_worker(
     }
 }
 
-/// Hourly removal of expired idempotency records.
-fn spawn_janitor(db: store::db::Db) {
-    actix::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            tick.tick().await;
-            match store::db::purge_idempotency(&db).await {
-                Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records removed"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+/// Graceful shutdown of `serve`, in this order:
+///
+/// 1. Stop accepting connections; requests in flight finish (actix's graceful stop).
+/// 2. Every WebSocket session sees the shutdown signal fire and closes with 1001.
+/// 3. The embedded worker claims nothing more; running renders go on for `SHUTDOWN_GRACE`,
+///    then whatever still runs is stopped within a frame and handed back to the queue
+///    (it finishes after the restart, its attempt not counted).
+/// 4. Webhook deliveries that are due are sent once more (bounded); the rest stay in
+///    their rows for the next start.
+/// 5. The server's future resolves and `reelgen serve` exits 0.
+async fn shut_down(ctx: &Context, server: ServerHandle) {
+    let stopped = server.stop(true);
+    ctx.shutdown.trigger();
+    if let Some(dispatcher) = ctx.worker.get()
+        && let Ok(mut running) = dispatcher.send(Drain).await
+    {
+        let grace = ctx.config.shutdown_grace;
+        let timed_out = tokio::time::timeout(grace, running.wait_for(|n| *n == 0))
+            .await
+            .is_err();
+        if timed_out {
+            let n = dispatcher.send(HandBack).await.unwrap_or(0);
+            tracing::info!(
+                jobs = n,
+                grace_s = grace.as_secs_f64(),
+                "grace over: handing running renders back to the queue"
+            );
+            if tokio::time::timeout(HAND_BACK_WAIT, running.wait_for(|n| *n == 0))
+                .await
+                .is_err()
+            {
+                tracing::warn!("a render did not stop in time; it is recovered at the next start");
             }
         }
-    });
+    }
+    ctx.webhooks.flush(WEBHOOK_FLUSH).await;
+    stopped.await;
+    tracing::info!("stopped");
 }

@@ -1,10 +1,14 @@
-//! Catalog listings: avatars, voices and background images (data from `assets/`).
+//! Catalog listings: avatars, voices and background images (data from `assets/`). The
+//! catalog never changes while the process runs, so each listing is serialised once.
+
+use std::sync::{Arc, OnceLock};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::assets::CatalogItem;
-use crate::http::json_with_etag;
-use crate::state::AppState;
+use crate::api::edge::{json_with_etag, to_cached};
+use crate::context::Context;
+use crate::platform::cache::Cached;
+use crate::render::assets::CatalogItem;
 
 /// `{"data": [...]}` of a catalog listing.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -12,20 +16,39 @@ pub struct CatalogList {
     pub data: Vec<CatalogItem>,
 }
 
+fn listing(
+    cell: &'static OnceLock<Arc<Cached>>,
+    items: impl FnOnce() -> Vec<CatalogItem>,
+) -> Arc<Cached> {
+    cell.get_or_init(|| {
+        // A list of plain structs always serialises; an empty body would be the only fallback.
+        to_cached(&CatalogList { data: items() }).unwrap_or_else(|_| {
+            Arc::new(Cached {
+                body: bytes::Bytes::from_static(b"{\"data\":[]}"),
+                etag: String::new(),
+            })
+        })
+    })
+    .clone()
+}
+
 /// Avatars a video can use
 #[utoipa::path(get, path = "/api/v1/avatars", tag = "catalog", responses((status = 200, body = CatalogList)))]
-pub async fn avatars(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    json_with_etag(&req, &state.listings.avatars)
+pub async fn avatars(ctx: web::Data<Context>, req: HttpRequest) -> HttpResponse {
+    static CELL: OnceLock<Arc<Cached>> = OnceLock::new();
+    json_with_etag(&req, &listing(&CELL, || ctx.catalog.avatars.clone()))
 }
 
 /// Voices a video can use
 #[utoipa::path(get, path = "/api/v1/voices", tag = "catalog", responses((status = 200, body = CatalogList)))]
-pub async fn voices(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    json_with_etag(&req, &state.listings.voices)
+pub async fn voices(ctx: web::Data<Context>, req: HttpRequest) -> HttpResponse {
+    static CELL: OnceLock<Arc<Cached>> = OnceLock::new();
+    json_with_etag(&req, &listing(&CELL, || ctx.catalog.voices.clone()))
 }
 
 /// Background images (`background.type = image`, `asset_id`)
 #[utoipa::path(get, path = "/api/v1/backgrounds", tag = "catalog", responses((status = 200, body = CatalogList)))]
-pub async fn backgrounds(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    json_with_etag(&req, &state.listings.backgrounds)
+pub async fn backgrounds(ctx: web::Data<Context>, req: HttpRequest) -> HttpResponse {
+    static CELL: OnceLock<Arc<Cached>> = OnceLock::new();
+    json_with_etag(&req, &listing(&CELL, || ctx.catalog.backgrounds.clone()))
 }

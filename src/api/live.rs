@@ -11,18 +11,18 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::videos::VideoView;
-use crate::auth::Principal;
-use crate::domain::VideoStatus;
-use crate::error::ApiError;
-use crate::events::VideoEvent;
-use crate::state::AppState;
-use crate::store::db;
+use crate::context::Context;
+use crate::platform::auth::Principal;
+use crate::platform::error::ApiError;
+use crate::videos::events::VideoEvent;
+use crate::videos::model::VideoStatus;
+use crate::videos::model::{VideoError, VideoView};
+use crate::videos::store;
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Releases a video's hub channels when the last session holding them ends.
-struct Release(crate::events::Hub, Uuid);
+struct Release(crate::videos::events::Hub, Uuid);
 
 impl Drop for Release {
     fn drop(&mut self) {
@@ -34,10 +34,13 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 fn terminal_of(view: &VideoView) -> Option<VideoEvent> {
     match view.status {
         VideoStatus::Completed => Some(VideoEvent::Completed {
-            video: serde_json::to_value(view).unwrap_or_default(),
+            video: Box::new(view.clone()),
         }),
         VideoStatus::Failed => Some(VideoEvent::Failed {
-            error: serde_json::to_value(&view.error).unwrap_or_default(),
+            error: view.error.clone().unwrap_or_else(|| VideoError {
+                code: "failed".into(),
+                message: String::new(),
+            }),
         }),
         VideoStatus::Cancelled => Some(VideoEvent::Cancelled),
         _ => None,
@@ -55,11 +58,11 @@ fn terminal_of(view: &VideoView) -> Option<VideoEvent> {
 #[utoipa::path(get, path = "/api/v1/videos/{id}/ws", tag = "videos",
     params(("id" = Uuid, Path)),
     responses((status = 101, description = "switching to WebSocket"),
-        (status = 400, description = "a malformed WebSocket handshake", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 426, description = "a plain HTTP request: upgrade to WebSocket", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "a malformed WebSocket handshake", body = crate::platform::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::platform::error::Problem, content_type = "application/problem+json"),
+        (status = 426, description = "a plain HTTP request: upgrade to WebSocket", body = crate::platform::error::Problem, content_type = "application/problem+json")))]
 pub async fn ws(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     req: HttpRequest,
     who: Principal,
     id: web::Path<Uuid>,
@@ -68,21 +71,24 @@ pub async fn ws(
     let id = id.into_inner();
     let preview = req.query_string().split('&').any(|kv| kv == "preview=mse");
     // 404 before anything is allocated for an unknown or foreign id.
-    if db::get_video(&state.db, &who.tenant, id).await?.is_none() {
+    if store::get_video(&state.db, &who.tenant, id)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::NotFound("video"));
     }
     // A plain GET (or a malformed handshake) is refused before anything is subscribed.
-    crate::error::verify_upgrade(&req)?;
+    crate::platform::error::verify_upgrade(&req)?;
     // Declared before the subscriptions, so it is dropped after them on every path (an early
     // return here, or the session's end): the hub then forgets channels nobody watches.
     let release = Release(state.hub.clone(), id);
     // Subscribe before reading the snapshot, so nothing published in between is lost.
     let mut events = state.hub.subscribe(id);
     let (mut init, mut fragments) = state.hub.subscribe_live(id);
-    let model = db::get_video(&state.db, &who.tenant, id)
+    let model = store::get_video(&state.db, &who.tenant, id)
         .await?
         .ok_or(ApiError::NotFound("video"))?;
-    let position = db::queue_positions(&state.db, std::slice::from_ref(&model))
+    let position = store::queue_positions(&state.db, std::slice::from_ref(&model))
         .await?
         .pop()
         .flatten();
@@ -173,7 +179,7 @@ pub async fn ws(
                             return;
                         }
                     }
-                    () = crate::shutdown::stopping(&mut stop) => {
+                    () = crate::platform::shutdown::stopping(&mut stop) => {
                         let _ = session.close(Some(CloseReason::from(CloseCode::Away))).await;
                         return;
                     }

@@ -2,6 +2,7 @@
 //! route the server answers (the OpenAPI test checks each one is documented).
 
 pub mod catalog;
+pub mod edge;
 pub mod live;
 pub mod ops;
 pub mod performance;
@@ -10,8 +11,7 @@ pub mod videos;
 use actix_web::{HttpResponse, web};
 use utoipa::OpenApi;
 
-use crate::error::{ApiError, FieldError, Problem};
-use crate::http;
+use crate::platform::error::{ApiError, FieldError, Problem};
 
 pub struct RouteInfo {
     pub method: &'static str,
@@ -70,7 +70,7 @@ routes! {
         performance::metrics, performance::stats, performance::bottlenecks,
         performance::recommendations, performance::alerts,
     ),
-    components(schemas(Problem, FieldError, crate::analytics::alerts::Alert, crate::analytics::alerts::RuleSpec)),
+    components(schemas(Problem, FieldError, crate::ops::alerts::Alert, crate::platform::alert_rules::RuleSpec)),
     tags(
         (name = "videos", description = "Create, list, cancel, delete and download videos"),
         (name = "catalog", description = "Avatars, voices and backgrounds"),
@@ -82,7 +82,7 @@ pub struct ApiDoc;
 
 /// This OpenAPI document
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, content_type = "application/json", description = "OpenAPI 3.1")))]
-pub async fn openapi_json(state: web::Data<crate::state::AppState>) -> HttpResponse {
+pub async fn openapi_json(state: web::Data<crate::context::Context>) -> HttpResponse {
     static DOC: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
     let body = DOC.get_or_init(|| {
         bytes::Bytes::from(serde_json::to_vec(&document(&state.catalog)).unwrap_or_default())
@@ -95,7 +95,7 @@ pub async fn openapi_json(state: web::Data<crate::state::AppState>) -> HttpRespo
 /// The OpenAPI document: the routes' own annotations, completed from single sources —
 /// request bodies from the validator's schema ([`domain::request_schema`]), and the
 /// responses the edge and the `/api` guard can give any route stated once here.
-pub fn document(catalog: &crate::assets::Catalog) -> serde_json::Value {
+pub fn document(catalog: &crate::render::assets::Catalog) -> serde_json::Value {
     use serde_json::{Value, json};
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     let problem = |description: &str, headers: Value| {
@@ -111,8 +111,14 @@ pub fn document(catalog: &crate::assets::Catalog) -> serde_json::Value {
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
     {
-        schemas.insert("CreateVideo".into(), crate::domain::request_schema(catalog));
-        schemas.insert("CreateBatch".into(), crate::domain::batch_schema(catalog));
+        schemas.insert(
+            "CreateVideo".into(),
+            crate::videos::request::request_schema(catalog),
+        );
+        schemas.insert(
+            "CreateBatch".into(),
+            crate::videos::request::batch_schema(catalog),
+        );
     }
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return doc;
@@ -213,7 +219,7 @@ pub async fn docs() -> HttpResponse {
 /// The browser app
 #[utoipa::path(get, path = "/", tag = "ops", responses((status = 200, content_type = "text/html", description = "the app")))]
 pub async fn index(
-    state: web::Data<crate::state::AppState>,
+    state: web::Data<crate::context::Context>,
 ) -> Result<actix_files::NamedFile, ApiError> {
     actix_files::NamedFile::open_async(state.config.static_dir.join("index.html"))
         .await
@@ -227,7 +233,7 @@ pub fn configure(
     static_dir: &std::path::Path,
 ) {
     let mut api = web::scope("/api/v1")
-        .wrap(actix_web::middleware::from_fn(http::api_guard))
+        .wrap(actix_web::middleware::from_fn(edge::api_guard))
         .service(
             web::resource("/videos")
                 .route(web::post().to(videos::create))
@@ -272,7 +278,7 @@ pub fn configure(
     cfg.service(api)
         .service(
             web::scope("/performance")
-                .wrap(actix_web::middleware::from_fn(http::api_guard))
+                .wrap(actix_web::middleware::from_fn(edge::api_guard))
                 .configure(performance_resources),
         )
         .service(web::resource("/health").route(web::get().to(ops::health)))

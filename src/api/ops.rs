@@ -7,9 +7,10 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::actors::{cache_manager, health_checker, rate_limiter, resource_monitor};
-use crate::error::{ApiError, PROBLEM_JSON};
-use crate::state::AppState;
+use crate::context::Context;
+use crate::ops::{health as health_checker, resources as resource_monitor};
+use crate::platform::error::{ApiError, PROBLEM_JSON};
+use crate::platform::{cache as cache_manager, limiter as rate_limiter};
 
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -25,7 +26,7 @@ pub async fn health() -> HttpResponse {
 /// makes this 503.
 #[utoipa::path(get, path = "/health/live", tag = "ops",
     responses((status = 200, description = "alive"), (status = 503, description = "an actor did not answer")))]
-pub async fn live(state: web::Data<AppState>) -> HttpResponse {
+pub async fn live(state: web::Data<Context>) -> HttpResponse {
     let a = &state.actors;
     let (rl, cm, rm, hc) = futures_util::join!(
         a.rate_limiter()
@@ -75,7 +76,7 @@ pub struct Readiness {
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct NotReady {
     #[serde(flatten)]
-    pub problem: crate::error::Problem,
+    pub problem: crate::platform::error::Problem,
     pub checks: Vec<health_checker::CheckStatus>,
 }
 
@@ -83,7 +84,7 @@ pub struct NotReady {
 #[utoipa::path(get, path = "/health/ready", tag = "ops",
     responses((status = 200, body = Readiness),
         (status = 503, body = NotReady, content_type = "application/problem+json", description = "a check fails", headers(("Retry-After" = u32)))))]
-pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+pub async fn ready(state: web::Data<Context>) -> HttpResponse {
     let report = match state
         .actors
         .health_checker()
@@ -121,7 +122,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text exposition
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain", description = "metrics")))]
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(state: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     if !state.config.enable_metrics {
         return Err(ApiError::RouteNotFound);
     }
@@ -141,7 +142,7 @@ impl From<ApiError> for HttpResponse {
 
 /// The ceiling route of `reelgen bench http`: a fixed body of the list's size, through the
 /// same middleware, with no work behind it.
-pub async fn bench_ceiling(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn bench_ceiling(state: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     let body = state.bench_body.clone().ok_or(ApiError::RouteNotFound)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
@@ -156,7 +157,7 @@ pub async fn debug_panic() -> HttpResponse {
 
 /// Test hook (`ENVIRONMENT=test` only): makes the named actor panic.
 pub async fn debug_crash(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     if state.actors.crash(&name) {

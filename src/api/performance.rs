@@ -1,7 +1,7 @@
 //! Performance endpoints (SPEC §5), under `/api/v1/performance/` and `/performance/`:
 //! `metrics`, `stats`, `bottlenecks`, `recommendations` and `alerts` (JSON, or a WebSocket
 //! stream of alert state changes on the same path). Every figure comes from
-//! [`crate::analytics`]: the request and stage histograms, the analytics actor's live view,
+//! [`crate::platform::analytics`]: the request and stage histograms, the analytics actor's live view,
 //! the resource monitor's sample and the Prometheus counters.
 
 use std::time::Duration;
@@ -14,13 +14,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::analytics::alerts::Alert;
-use crate::analytics::report::{self, Evidence};
-use crate::analytics::window::WINDOWS;
-use crate::analytics::{Stage, is_streaming_route};
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::store::db;
+use crate::context::Context;
+use crate::ops::alerts::Alert;
+use crate::ops::report::{self, Evidence};
+use crate::platform::analytics::window::WINDOWS;
+use crate::platform::analytics::{Stage, is_streaming_route};
+use crate::platform::error::ApiError;
 
 /// The window `metrics` reports over.
 const METRICS_WINDOW_S: u64 = 60;
@@ -82,7 +81,7 @@ pub struct PerformanceMetrics {
 /// process's resident memory against the machine's, `gpu_percent` the renderer's busy time.
 #[utoipa::path(get, path = "/api/v1/performance/metrics", tag = "performance",
     responses((status = 200, body = PerformanceMetrics)))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(state: web::Data<Context>) -> HttpResponse {
     let a = &state.perf.analytics;
     let req = a.requests(METRICS_WINDOW_S);
     let view = state.perf.view.read().clone();
@@ -133,7 +132,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// queue depth and resident memory.
 #[utoipa::path(get, path = "/api/v1/performance/stats", tag = "performance",
     responses((status = 200, description = "statistics", content_type = "application/json")))]
-pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
+pub async fn stats(state: web::Data<Context>) -> HttpResponse {
     let a = &state.perf.analytics;
     let mut windows = serde_json::Map::new();
     for (name, secs) in WINDOWS {
@@ -167,7 +166,7 @@ pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
         "database": {
             "statements": a.statements(300).into_iter().take(20).collect::<Vec<_>>(),
             "slow": a.slow_statements(),
-            "slow_threshold_ms": crate::analytics::SLOW_STATEMENT.as_millis() as u64,
+            "slow_threshold_ms": crate::platform::analytics::SLOW_STATEMENT.as_millis() as u64,
         },
         "cache": {
             "hits": hits,
@@ -192,7 +191,7 @@ pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The evidence the bottleneck and recommendation rules read, from live measurements.
-pub fn gather(state: &AppState) -> Evidence {
+pub fn gather(state: &Context) -> Evidence {
     let a = &state.perf.analytics;
     let view = state.perf.view.read().clone();
     let sample = *state.latest_sample.read();
@@ -240,7 +239,7 @@ pub fn gather(state: &AppState) -> Evidence {
 /// triggered it) and `suggestions`. `optimization_score = round(100 × Π(1 − severity/2))`.
 #[utoipa::path(get, path = "/api/v1/performance/bottlenecks", tag = "performance",
     responses((status = 200, description = "bottlenecks and score", content_type = "application/json")))]
-pub async fn bottlenecks(state: web::Data<AppState>) -> HttpResponse {
+pub async fn bottlenecks(state: web::Data<Context>) -> HttpResponse {
     let found = report::bottlenecks(&gather(&state));
     let score = report::optimization_score(&found);
     HttpResponse::Ok().json(json!({
@@ -253,25 +252,35 @@ pub async fn bottlenecks(state: web::Data<AppState>) -> HttpResponse {
 /// Tuning suggestions derived from measured data
 #[utoipa::path(get, path = "/api/v1/performance/recommendations", tag = "performance",
     responses((status = 200, description = "recommendations", content_type = "application/json")))]
-pub async fn recommendations(state: web::Data<AppState>) -> HttpResponse {
+pub async fn recommendations(state: web::Data<Context>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"data": report::recommendations(&gather(&state))}))
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// One alert as a WebSocket text frame: the alert object with `"type": "alert"`, tagged like
+/// the video socket's messages.
+fn alert_frame(alert: &Alert) -> String {
+    let mut v = serde_json::to_value(alert).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("type".into(), json!("alert"));
+    }
+    v.to_string()
+}
 
 /// Active and recent alerts; a WebSocket upgrade streams state changes
 ///
 /// Without an upgrade: `{"data": [alert…]}` (firing ones first, then the most recent from
 /// the history kept in the database) and `rules`. With `Upgrade: websocket`: the currently
 /// firing alerts first, then every `firing`/`resolved` transition as one JSON alert per text
-/// frame, as it happens. Browsers may pass the API key as `?access_token=`.
+/// frame (with `"type": "alert"`), as it happens. Browsers may pass the API key as `?access_token=`.
 #[utoipa::path(get, path = "/api/v1/performance/alerts", tag = "performance",
     responses((status = 200, description = "alerts", content_type = "application/json"),
         (status = 101, description = "switching to WebSocket"),
-        (status = 400, description = "a malformed WebSocket handshake", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 426, description = "an Upgrade header without a WebSocket handshake", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "a malformed WebSocket handshake", body = crate::platform::error::Problem, content_type = "application/problem+json"),
+        (status = 426, description = "an Upgrade header without a WebSocket handshake", body = crate::platform::error::Problem, content_type = "application/problem+json")))]
 pub async fn alerts(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -288,7 +297,7 @@ pub async fn alerts(
         let recent: Vec<Alert> = state.perf.recent.read().iter().cloned().collect();
         for a in recent
             .into_iter()
-            .chain(db::recent_alerts(&state.db, 100).await?)
+            .chain(crate::ops::alerts::recent_alerts(&state.db, 100).await?)
         {
             if !data.iter().any(|f| f.id == a.id) {
                 data.push(a);
@@ -302,7 +311,7 @@ pub async fn alerts(
     }
     // Subscribe before reading the firing list: a change in between is sent twice at worst
     // (clients key alerts by id), never lost.
-    crate::error::verify_upgrade(&req)?;
+    crate::platform::error::verify_upgrade(&req)?;
     let mut changes = state.perf.alerts_tx.subscribe();
     let firing = state.perf.firing.read().clone();
     let (response, mut session, incoming) =
@@ -310,11 +319,7 @@ pub async fn alerts(
     let mut stop = state.shutdown.subscribe();
     actix_web::rt::spawn(async move {
         for alert in &firing {
-            if session
-                .text(serde_json::to_string(alert).unwrap_or_default())
-                .await
-                .is_err()
-            {
+            if session.text(alert_frame(alert)).await.is_err() {
                 return;
             }
         }
@@ -324,7 +329,7 @@ pub async fn alerts(
             tokio::select! {
                 change = changes.recv() => match change {
                     Ok(alert) => {
-                        if session.text(serde_json::to_string(&alert).unwrap_or_default()).await.is_err() {
+                        if session.text(alert_frame(&alert)).await.is_err() {
                             return;
                         }
                     }
@@ -332,7 +337,7 @@ pub async fn alerts(
                     Err(RecvError::Lagged(_)) => {
                         let now = state.perf.firing.read().clone();
                         for alert in &now {
-                            if session.text(serde_json::to_string(alert).unwrap_or_default()).await.is_err() {
+                            if session.text(alert_frame(alert)).await.is_err() {
                                 return;
                             }
                         }
@@ -353,7 +358,7 @@ pub async fn alerts(
                         return;
                     }
                 }
-                () = crate::shutdown::stopping(&mut stop) => {
+                () = crate::platform::shutdown::stopping(&mut stop) => {
                     let _ = session.close(Some(CloseReason::from(CloseCode::Away))).await;
                     return;
                 }

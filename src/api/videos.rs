@@ -8,21 +8,22 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use entity::video;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::auth::Principal;
-use crate::domain::{self, BATCH_MAX, VideoParams, VideoStatus};
-use crate::error::{ApiError, FieldError, Problem};
-use crate::http::{json_body, json_with_etag, to_cached};
-use crate::state::AppState;
-use crate::store::db::{
-    self, CancelOutcome, InsertOutcome, ListCursor, StoreError, StoredResponse,
-};
+use crate::api::edge::{json_body, json_with_etag, to_cached};
+use crate::context::Context;
+use crate::platform::auth::Principal;
+use crate::platform::db::StoreError;
+use crate::platform::error::{ApiError, FieldError, Problem};
+use crate::render::params::VideoParams;
+use crate::videos::model::{VideoStatus, VideoView};
+use crate::videos::request::{self, BATCH_MAX};
+use crate::videos::store::{self, CancelOutcome, InsertOutcome, ListCursor, StoredResponse};
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -31,75 +32,6 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable("database pool exhausted".into())
             }
             other => ApiError::internal(other),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct VideoError {
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct VideoLinks {
-    #[serde(rename = "self")]
-    pub self_: String,
-    pub events: String,
-}
-
-/// The Video object of SPEC §3.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct VideoView {
-    pub id: Uuid,
-    pub title: String,
-    pub status: VideoStatus,
-    pub progress: f64,
-    pub frames_done: i64,
-    pub frames_total: i64,
-    pub duration_s: f64,
-    pub queue_position: Option<u64>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub completed_at: Option<DateTime<Utc>>,
-    pub error: Option<VideoError>,
-    pub video_url: Option<String>,
-    pub thumbnail_url: Option<String>,
-    pub size_bytes: Option<i64>,
-    #[schema(value_type = VideoParams)]
-    pub params: Value,
-    pub links: VideoLinks,
-}
-
-impl VideoView {
-    pub fn from_model(m: video::Model, queue_position: Option<u64>) -> Self {
-        let status: VideoStatus = m.status.parse().unwrap_or(VideoStatus::Failed);
-        let base = format!("/api/v1/videos/{}", m.id);
-        let done = status == VideoStatus::Completed;
-        Self {
-            id: m.id,
-            title: m.title,
-            status,
-            progress: m.progress,
-            frames_done: m.frames_done,
-            frames_total: m.frames_total,
-            duration_s: m.duration_s,
-            queue_position,
-            created_at: m.created_at,
-            started_at: m.started_at,
-            completed_at: m.completed_at,
-            error: m.error_code.map(|code| VideoError {
-                code,
-                message: m.error_message.unwrap_or_default(),
-            }),
-            video_url: done.then(|| format!("{base}/file")),
-            thumbnail_url: done.then(|| format!("{base}/thumbnail")),
-            size_bytes: m.size_bytes,
-            params: m.params,
-            links: VideoLinks {
-                events: format!("{base}/ws"),
-                self_: base,
-            },
         }
     }
 }
@@ -173,7 +105,7 @@ fn replay(stored: &StoredResponse, hash: &str) -> Result<HttpResponse, ApiError>
 /// exactly what the first request answered. New videos join the end of the queue: their
 /// positions are the current queue length plus their index.
 async fn accept(
-    state: &AppState,
+    state: &Context,
     req: &HttpRequest,
     who: &Principal,
     raw: &[u8],
@@ -183,18 +115,17 @@ async fn accept(
     let key = idempotency_key(req)?;
     let hash = request_hash(req, raw);
     if let Some(k) = &key
-        && let Some(stored) = db::find_idempotent(&state.db, &who.tenant, k).await?
+        && let Some(stored) = store::find_idempotent(&state.db, &who.tenant, k).await?
     {
         return replay(&stored, &hash);
     }
-    let count = rows.len() as u64;
     let location = single.then(|| {
         format!(
             "/api/v1/videos/{}",
             rows.first().map(|r| r.id).unwrap_or_default()
         )
     });
-    let queued = db::count_queued(&state.db).await?;
+    let queued = store::count_queued(&state.db).await?;
     let views: Vec<VideoView> = rows
         .iter()
         .enumerate()
@@ -212,20 +143,10 @@ async fn accept(
         location: location.clone(),
         body: body.clone(),
     };
-    let idem = key.as_deref().map(|k| (who.tenant.as_str(), k, stored));
-    if let InsertOutcome::Replay(prev) = db::insert_videos(&state.db, rows, idem).await? {
+    let idem = key.as_deref().map(|k| (k, stored));
+    if let InsertOutcome::Replay(prev) = state.lifecycle.accepted(&who.tenant, rows, idem).await? {
         return replay(&prev, &hash);
     }
-    state.cache.invalidate_tenant(&who.tenant);
-    if let Some(d) = &state.dispatcher {
-        d.do_send(crate::actors::job_dispatcher::Wake);
-    }
-    state
-        .metrics
-        .jobs_total
-        .with_label_values(&["queued"])
-        .inc_by(count);
-    tracing::info!(tenant = %who.tenant, count, "videos accepted");
     let mut res = HttpResponse::Accepted();
     res.insert_header((header::CONTENT_TYPE, "application/json"));
     if let Some(loc) = location {
@@ -235,17 +156,17 @@ async fn accept(
 }
 
 async fn fetch_views(
-    state: &AppState,
+    state: &Context,
     tenant: &str,
     ids: &[Uuid],
 ) -> Result<Vec<VideoView>, ApiError> {
     let mut rows = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(m) = db::get_video(&state.db, tenant, *id).await? {
+        if let Some(m) = store::get_video(&state.db, tenant, *id).await? {
             rows.push(m);
         }
     }
-    let positions = db::queue_positions(&state.db, &rows).await?;
+    let positions = store::queue_positions(&state.db, &rows).await?;
     Ok(rows
         .into_iter()
         .zip(positions)
@@ -274,15 +195,15 @@ fn random_seed() -> u64 {
         (status = 422, description = "invalid fields", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     req: HttpRequest,
     who: Principal,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (value, raw) = json_body(&req, payload, state.config.max_body_bytes).await?;
-    let params = domain::parse_video_request(&value, &state.catalog, "", random_seed())
+    let params = request::parse_video_request(&value, &state.catalog, "", random_seed())
         .map_err(ApiError::Validation)?;
-    let row = db::new_video(&who.tenant, &params)?;
+    let row = store::new_video(&who.tenant, &params)?;
     accept(&state, &req, &who, &raw, vec![row], true).await
 }
 
@@ -300,7 +221,7 @@ pub async fn create(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn batch(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     req: HttpRequest,
     who: Principal,
     payload: web::Payload,
@@ -351,7 +272,7 @@ pub async fn batch(
     let mut all_errors = Vec::new();
     let mut params: Vec<VideoParams> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match domain::parse_video_request(
+        match request::parse_video_request(
             item,
             &state.catalog,
             &format!("videos[{i}]."),
@@ -366,7 +287,7 @@ pub async fn batch(
     }
     let rows = params
         .iter()
-        .map(|p| db::new_video(&who.tenant, p))
+        .map(|p| store::new_video(&who.tenant, p))
         .collect::<Result<Vec<_>, _>>()?;
     accept(&state, &req, &who, &raw, rows, false).await
 }
@@ -460,7 +381,7 @@ fn parse_list_query(qs: &str) -> Result<ListQuery, ApiError> {
     responses((status = 200, body = VideoList), (status = 304, description = "If-None-Match matched"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     req: HttpRequest,
     who: Principal,
 ) -> Result<HttpResponse, ApiError> {
@@ -476,8 +397,8 @@ pub async fn list(
         .cache
         .get_or_compute(key, || async {
             let (rows, next) =
-                db::list_videos(&state.db, &who.tenant, q.status, q.cursor, q.limit).await?;
-            let positions = db::queue_positions(&state.db, &rows).await?;
+                store::list_videos(&state.db, &who.tenant, q.status, q.cursor, q.limit).await?;
+            let positions = store::queue_positions(&state.db, &rows).await?;
             to_cached(&VideoList {
                 data: rows
                     .into_iter()
@@ -497,7 +418,7 @@ pub async fn list(
     responses((status = 200, body = VideoView), (status = 304, description = "If-None-Match matched"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     req: HttpRequest,
     who: Principal,
     id: web::Path<Uuid>,
@@ -524,29 +445,18 @@ pub async fn get(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "already finished", body = Problem, content_type = "application/problem+json")))]
 pub async fn cancel(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     who: Principal,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    match db::cancel_video(&state.db, &who.tenant, id).await? {
+    match state.lifecycle.cancelled(&who.tenant, id).await? {
         CancelOutcome::NotFound => Err(ApiError::NotFound("video")),
         CancelOutcome::AlreadyFinished(status) => Err(ApiError::conflict(
             "video_finished",
             format!("the video is already {status}"),
         )),
         CancelOutcome::Cancelled(model) => {
-            if let Some(d) = &state.dispatcher {
-                d.do_send(crate::actors::job_dispatcher::CancelJob(id));
-            }
-            state.hub.publish(id, crate::events::VideoEvent::Cancelled);
-            state.cache.invalidate_tenant(&who.tenant);
-            state.cache.invalidate_all();
-            state
-                .metrics
-                .jobs_total
-                .with_label_values(&["cancelled"])
-                .inc();
             Ok(HttpResponse::Ok().json(VideoView::from_model(*model, None)))
         }
     }
@@ -557,36 +467,25 @@ pub async fn cancel(
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "deleted"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     who: Principal,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let Some(status) = db::delete_video(&state.db, &who.tenant, id).await? else {
-        return Err(ApiError::NotFound("video"));
-    };
-    if let Some(d) = &state.dispatcher {
-        d.do_send(crate::actors::job_dispatcher::CancelJob(id));
+    match state.lifecycle.deleted(&who.tenant, id).await? {
+        Some(_) => Ok(HttpResponse::NoContent().finish()),
+        None => Err(ApiError::NotFound("video")),
     }
-    state.hub.publish(id, crate::events::VideoEvent::Cancelled);
-    state.cache.invalidate_tenant(&who.tenant);
-    if status == VideoStatus::Queued {
-        state.cache.invalidate_all();
-    }
-    if let Err(e) = state.files.remove_video(id).await {
-        tracing::warn!(%id, error = %e, "video files could not be removed");
-    }
-    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn completed_file(
-    state: &AppState,
+    state: &Context,
     who: &Principal,
     id: Uuid,
     path: std::path::PathBuf,
     what: &'static str,
 ) -> Result<actix_files::NamedFile, ApiError> {
-    let model = db::get_video(&state.db, &who.tenant, id)
+    let model = store::get_video(&state.db, &who.tenant, id)
         .await?
         .ok_or(ApiError::NotFound("video"))?;
     let status: VideoStatus = model.status.parse().unwrap_or(VideoStatus::Failed);
@@ -616,7 +515,7 @@ async fn completed_file(
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 416, body = Problem, content_type = "application/problem+json")))]
 pub async fn file(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     req: HttpRequest,
     who: Principal,
     id: web::Path<Uuid>,
@@ -641,7 +540,7 @@ pub async fn file(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn thumbnail(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     req: HttpRequest,
     who: Principal,
     id: web::Path<Uuid>,
@@ -668,15 +567,18 @@ pub async fn thumbnail(
     responses((status = 200, description = "deliveries", content_type = "application/json"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn deliveries(
-    state: web::Data<AppState>,
+    state: web::Data<Context>,
     who: Principal,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    if db::get_video(&state.db, &who.tenant, id).await?.is_none() {
+    if store::get_video(&state.db, &who.tenant, id)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::NotFound("video"));
     }
-    let rows = db::list_webhooks(&state.db, &who.tenant, id).await?;
+    let rows = store::list_webhooks(&state.db, &who.tenant, id).await?;
     let data: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|d| {

@@ -7,9 +7,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use reelgen::assets::Catalog;
-use reelgen::domain::{self, VideoParams};
-use reelgen::generate::{GenerateError, Generator, GeneratorOptions, JobSpec};
+use reelgen::render::assets::Catalog;
+use reelgen::render::pipeline::{GenerateError, Generator, GeneratorOptions, JobSpec};
+use reelgen::{render::params::VideoParams, videos::request};
 use serde_json::{Value, json};
 
 pub(crate) fn catalog() -> Arc<Catalog> {
@@ -17,7 +17,7 @@ pub(crate) fn catalog() -> Arc<Catalog> {
 }
 
 pub(crate) fn params(v: Value) -> VideoParams {
-    domain::parse_video_request(&v, &catalog(), "", 1).expect("valid request")
+    request::parse_video_request(&v, &catalog(), "", 1).expect("valid request")
 }
 
 pub(crate) fn generator() -> Arc<Generator> {
@@ -198,7 +198,7 @@ fn the_live_branch_cuts_an_init_segment_then_moof_fragments() {
         chunks.push(c)
     })
     .expect("generated");
-    let Some(reelgen::media::LiveChunk::Init { data, mime }) = chunks.first() else {
+    let Some(reelgen::render::media::LiveChunk::Init { data, mime }) = chunks.first() else {
         panic!("init first")
     };
     assert_eq!(&data[4..8], b"ftyp");
@@ -209,7 +209,7 @@ fn the_live_branch_cuts_an_init_segment_then_moof_fragments() {
         .iter()
         .skip(1)
         .filter_map(|c| match c {
-            reelgen::media::LiveChunk::Fragment(f) => Some(f),
+            reelgen::render::media::LiveChunk::Fragment(f) => Some(f),
             _ => None,
         })
         .collect();
@@ -398,7 +398,7 @@ fn concurrent_jobs_share_gpu_submissions() {
 
 #[test]
 fn the_encoder_probe_falls_back_past_denied_elements() {
-    use reelgen::media::{MediaError, probe_encoder, probe_encoder_except};
+    use reelgen::render::media::{MediaError, probe_encoder, probe_encoder_except};
     // Here (no GPU) the first working encoder is x264enc.
     let first = probe_encoder().expect("an H.264 encoder");
     assert_eq!(first.element, "x264enc");
@@ -434,7 +434,7 @@ fn bad_input_is_a_typed_error_never_a_panic() {
         json!({"script": "Hi", "voice": {"id": "xx-none"}}),
     ] {
         assert!(
-            domain::parse_video_request(&bad, &cat, "", 1).is_err(),
+            request::parse_video_request(&bad, &cat, "", 1).is_err(),
             "{bad} was accepted"
         );
     }
@@ -477,14 +477,14 @@ fn each_viseme_peaks_within_a_frame_of_its_phoneme_and_pauses_close_the_mouth() 
         let at = |i: usize| i as f64 * frame_ms;
         let end_ms = f64::from(speech.duration_ms());
         let mut checked = 0;
-        let mut previous = reelgen::generate::script::Viseme::Sil;
+        let mut previous = reelgen::render::timeline::script::Viseme::Sil;
         for (k, ph) in speech.phonemes.iter().enumerate() {
             let start = f64::from(ph.start_ms);
             let end = speech
                 .phonemes
                 .get(k + 1)
                 .map_or(end_ms, |n| f64::from(n.start_ms));
-            let v = reelgen::generate::script::viseme_of(&ph.name);
+            let v = reelgen::render::timeline::script::viseme_of(&ph.name);
             if end <= start {
                 continue; // zero-length marker
             }
@@ -540,7 +540,7 @@ fn each_viseme_peaks_within_a_frame_of_its_phoneme_and_pauses_close_the_mouth() 
             .visemes
             .segments()
             .iter()
-            .filter(|s| s.viseme == reelgen::generate::script::Viseme::Sil)
+            .filter(|s| s.viseme == reelgen::render::timeline::script::Viseme::Sil)
             .copied()
             .collect();
         assert!(pauses.len() >= 4, "{pauses:?}");
@@ -548,7 +548,9 @@ fn each_viseme_peaks_within_a_frame_of_its_phoneme_and_pauses_close_the_mouth() 
         for s in &pauses {
             for (i, f) in t.frames.iter().enumerate() {
                 let ms = at(i);
-                if ms >= s.start_ms && ms + reelgen::generate::script::ANTICIPATION_MS <= s.end_ms {
+                if ms >= s.start_ms
+                    && ms + reelgen::render::timeline::script::ANTICIPATION_MS <= s.end_ms
+                {
                     assert_eq!(f.mouth_open, 0.0, "open at {ms} ms in a pause");
                     closed += 1;
                 }
@@ -598,9 +600,9 @@ fn render_video(
     request: Value,
     name: &str,
 ) -> (
-    reelgen::generate::script::Timeline,
+    reelgen::render::timeline::script::Timeline,
     std::path::PathBuf,
-    reelgen::generate::Outcome,
+    reelgen::render::pipeline::Outcome,
 ) {
     let timeline = g.timeline(&params(request.clone())).expect("timeline");
     let out = tmp(name);
@@ -735,8 +737,9 @@ fn captions_burn_in_the_current_line_and_highlight_the_spoken_word() {
     };
     let (with, without) = (request(true), request(false));
     let t = g.timeline(&with).expect("timeline");
-    let track = reelgen::generate::captions::CaptionTrack::build(&t.words, w as u32, h as u32)
-        .expect("captions");
+    let track =
+        reelgen::render::timeline::captions::CaptionTrack::build(&t.words, w as u32, h as u32)
+            .expect("captions");
     let [bx, by, bw, bh] = track.area.map(|v| v as usize);
     let all: Vec<usize> = (0..t.frames.len()).collect();
     let a = g.still_frames(&with, &t, &all).expect("frames");
@@ -818,7 +821,7 @@ fn holding_the_head_between_composites_stays_within_a_quarter_pixel_of_the_exact
 
 #[test]
 fn the_i420_kernel_matches_a_bt709_limited_range_reference() {
-    use reelgen::gpu::i420::{I420Converter, reference};
+    use reelgen::render::gpu::i420::{I420Converter, reference};
     let g = generator();
     let p = params(json!({"script": "Colour check.", "voice": null,
         "dimension": {"width": 320, "height": 180}, "seed": 1}));
@@ -844,7 +847,7 @@ fn the_i420_kernel_matches_a_bt709_limited_range_reference() {
 
 #[test]
 fn the_device_colour_path_makes_the_same_valid_video() {
-    use reelgen::gpu::i420::ColorPath;
+    use reelgen::render::gpu::i420::ColorPath;
     // lavapipe measures the kernel slower, so it would not choose it; force it to check
     // the path a real GPU takes.
     assert_eq!(generator().color_path(), ColorPath::Videoconvert);

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use reelgen::Application;
-use reelgen::config::{Config, Sources};
-use reelgen::state::AppState;
+use reelgen::context::Context;
+use reelgen::platform::config::{Config, Sources};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -21,7 +21,7 @@ pub enum Backend {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub state: actix_web::web::Data<AppState>,
+    pub state: actix_web::web::Data<Context>,
     pub data_dir: PathBuf,
     pg_database: Option<String>,
 }
@@ -171,8 +171,8 @@ impl TestApp {
 
     /// Creates an API key for `tenant` straight in the database; returns the plain key.
     pub async fn api_key(&self, tenant: &str) -> String {
-        let key = reelgen::auth::generate_key();
-        reelgen::store::db::create_api_key(
+        let key = reelgen::platform::auth::generate_key();
+        reelgen::platform::auth::create_api_key(
             &self.state.db,
             entity::api_key::Model {
                 id: Uuid::now_v7(),
@@ -180,7 +180,7 @@ impl TestApp {
                 tenant: tenant.into(),
                 key_hash: key.hash,
                 prefix: key.prefix,
-                created_at: reelgen::store::db::now(),
+                created_at: reelgen::platform::db::now(),
                 revoked_at: None,
             },
         )

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use reelgen::actors::health_checker::{HealthCheck, RegisterCheck};
+use reelgen::ops::health::{HealthCheck, RegisterCheck};
 use serde_json::Value;
 
 use crate::helpers::{assert_problem, spawn_app};

@@ -184,6 +184,10 @@ async fn an_alert_fires_and_resolves_over_the_websocket(backend: Backend) {
     let batch: Value = res.json().await.expect("json");
 
     let fired = next_alert(&mut ws, Duration::from_secs(60)).await;
+    assert_eq!(
+        fired["type"], "alert",
+        "alert frames are tagged like video events"
+    );
     assert_eq!(fired["rule"], "deep_queue");
     assert_eq!(fired["state"], "firing");
     assert_eq!(fired["severity"], "critical");

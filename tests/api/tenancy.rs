@@ -112,11 +112,11 @@ async fn a_revoked_key_stops_working() {
         .await
         .expect("send");
     assert_eq!(ok.status(), 200);
-    let keys = reelgen::store::db::list_api_keys(&app.state.db)
+    let keys = reelgen::platform::auth::list_api_keys(&app.state.db)
         .await
         .expect("keys");
     assert!(
-        reelgen::store::db::revoke_api_key(&app.state.db, keys[0].id)
+        reelgen::platform::auth::revoke_api_key(&app.state.db, keys[0].id)
             .await
             .expect("revoke")
     );

@@ -78,7 +78,7 @@ pub fn verify(secret: &str, header: &str, body: &str) -> bool {
         return false;
     };
     let fresh = (chrono::Utc::now().timestamp() - t).abs() < 300;
-    let expected = hex::encode(reelgen::webhooks::hmac_sha256(
+    let expected = hex::encode(reelgen::videos::webhooks::hmac_sha256(
         secret.as_bytes(),
         format!("{t}.{body}").as_bytes(),
     ));

@@ -167,10 +167,10 @@ async fn cancelling_mid_render_stops_the_job_and_removes_its_file() {
     loop {
         let stats = app
             .state
-            .dispatcher
-            .as_ref()
+            .worker
+            .get()
             .expect("worker")
-            .send(reelgen::actors::job_dispatcher::GetStats)
+            .send(reelgen::videos::dispatcher::GetStats)
             .await
             .expect("stats");
         if stats.running == 0 {

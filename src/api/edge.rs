@@ -1,0 +1,473 @@
+//! HTTP plumbing shared by every route: the two middlewares and the body/ETag helpers.
+//!
+//! * [`edge`] wraps the whole app and is the one place every response leaves through:
+//!   admission (`MAX_CONCURRENT_REQUESTS`, else 503), catching a panicking handler (500, the
+//!   worker and the process go on), rewriting any error that is not problem+json yet
+//!   (routing 404/405, payload errors, errors raised by middleware) into one, CORS
+//!   (`CORS_ALLOWED_ORIGINS`: preflights answered before authentication, only listed origins
+//!   echoed), the browser-facing headers on every response (`nosniff`, frame and referrer
+//!   policy, the app's Content-Security-Policy), and the HTTP metrics labelled by route
+//!   *pattern*.
+//! * [`api_guard`] wraps `/api`: authentication into a [`Principal`] and the GCRA rate limit
+//!   with `RateLimit-*` headers on every response (429 + `Retry-After` when exhausted).
+
+use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use serde_json::Value;
+
+use crate::context::Context;
+use crate::platform::auth::{self, Principal};
+use crate::platform::cache::Cached;
+use crate::platform::error::{ApiError, PROBLEM_JSON, problem_for_status};
+
+struct InFlightGuard<'a>(&'a AtomicUsize, &'a prometheus::IntGauge);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.dec();
+    }
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn is_problem(res: &HttpResponse<impl MessageBody>) -> bool {
+    res.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
+}
+
+/// App-wide middleware: admission, panic catching, problem+json, metrics.
+pub async fn edge(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<Context>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let started = Instant::now();
+    let method = method_label(req.method());
+    // Computed before the call: the request must stay uniquely owned while it is routed.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let m = state.metrics.clone();
+    let observe = |status: u16| {
+        let elapsed = started.elapsed();
+        m.http_requests_total
+            .with_label_values(&[method, &route, &status.to_string()])
+            .inc();
+        m.http_request_duration_seconds
+            .with_label_values(&[method, &route])
+            .observe(elapsed.as_secs_f64());
+        state
+            .perf
+            .analytics
+            .record_request(method, &route, status, elapsed);
+        if state.config.enable_tracing {
+            tracing::info!(
+                method,
+                route,
+                status,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "request"
+            );
+        }
+    };
+
+    let in_flight = state.in_flight.0.fetch_add(1, Ordering::Relaxed) + 1;
+    state.metrics.http_requests_in_flight.inc();
+    let _guard = InFlightGuard(&state.in_flight.0, &state.metrics.http_requests_in_flight);
+
+    let cors = cors_origin(&req, &state.config.cors_allowed_origins);
+    let page = page_kind(req.path());
+    if is_preflight(&req) {
+        // Answered before authentication: a browser sends no credentials on a preflight.
+        let mut res = HttpResponse::NoContent().finish();
+        preflight_headers(res.headers_mut(), &cors);
+        decorate(res.headers_mut(), &cors, page);
+        observe(204);
+        return Ok(req.into_response(res));
+    }
+
+    let res: ServiceResponse<BoxBody> = if in_flight > state.config.max_concurrent_requests {
+        req.into_response(ApiError::Overloaded.error_response())
+    } else {
+        let outcome = match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(ApiError::internal(format!("handler panicked: {what}")).into())
+            }
+        };
+        match outcome {
+            Ok(res) => res.map_into_boxed_body(),
+            // An error raised by a middleware (or a panic) has no request left to answer
+            // with: render it here, decorated like any response, and hand the finished
+            // response to the server inside the error.
+            Err(err) => {
+                let mut res = problem_of(err.as_response_error());
+                decorate(res.headers_mut(), &cors, page);
+                observe(res.status().as_u16());
+                let cause = err.to_string();
+                return Err(actix_web::error::InternalError::from_response(cause, res).into());
+            }
+        }
+    };
+
+    let mut res = if res.status().as_u16() >= 400 && !is_problem(res.response()) {
+        let status = res.status();
+        let mut problem = problem_for_status(status).error_response();
+        // Keep headers such as Allow and Retry-After that the original response carried.
+        copy_headers(res.response(), &mut problem);
+        if status == StatusCode::METHOD_NOT_ALLOWED
+            && !problem.headers().contains_key(header::ALLOW)
+            && let Some(allow) = allowed_methods(res.request())
+        {
+            problem.headers_mut().insert(header::ALLOW, allow);
+        }
+        res.into_response(problem)
+    } else {
+        res
+    };
+    decorate(res.headers_mut(), &cors, page);
+
+    observe(res.status().as_u16());
+    Ok(res)
+}
+
+/// Headers of a response being replaced by a problem (all values of each, but its body's own).
+fn copy_headers<B>(from: &HttpResponse<B>, to: &mut HttpResponse) {
+    for name in from.headers().keys() {
+        if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
+            continue;
+        }
+        to.headers_mut().remove(name);
+        for value in from.headers().get_all(name) {
+            to.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// The problem+json rendering of any error: ours as they are, anything else by its status.
+fn problem_of(err: &dyn ResponseError) -> HttpResponse {
+    let res = err.error_response();
+    if is_problem(&res) {
+        return res;
+    }
+    let mut problem = problem_for_status(err.status_code()).error_response();
+    copy_headers(&res, &mut problem);
+    problem
+}
+
+// ---- browser-facing headers --------------------------------------------------------------
+
+/// Which security policy a path's responses carry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Page {
+    /// The browser app (`/`): a strict policy the app satisfies (no inline script or style).
+    App,
+    /// Swagger UI under `/docs/`: its bundled page, framing still refused.
+    Docs,
+    /// JSON, media and everything else: nothing may be loaded or framed.
+    Other,
+}
+
+fn page_kind(path: &str) -> Page {
+    if path == "/" {
+        Page::App
+    } else if path == "/docs" || path.starts_with("/docs/") {
+        Page::Docs
+    } else {
+        Page::Other
+    }
+}
+
+/// The browser app's policy: its own scripts, styles, images (and the `data:` favicon),
+/// the live preview's `blob:` media source, and fetches/WebSockets to this origin only.
+pub const APP_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; \
+object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const DOCS_CSP: &str = "frame-ancestors 'none'";
+const OTHER_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Headers the browser may read on a cross-origin response.
+const EXPOSED: &str = "Location, ETag, Retry-After, RateLimit-Limit, RateLimit-Remaining, \
+RateLimit-Reset, Idempotent-Replayed, Content-Range, Accept-Ranges, Content-Length";
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, DELETE, OPTIONS";
+const ALLOWED_HEADERS: &str =
+    "Content-Type, Authorization, X-Api-Key, Idempotency-Key, Range, If-None-Match";
+
+/// CORS for one request: whether any origin is configured, and the request's `Origin`
+/// when it is one of them.
+struct Cors {
+    enabled: bool,
+    origin: Option<HeaderValue>,
+}
+
+fn cors_origin(req: &ServiceRequest, allowed: &[String]) -> Cors {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|o| {
+            o.to_str()
+                .is_ok_and(|s| allowed.iter().any(|a| a.eq_ignore_ascii_case(s)))
+        })
+        .cloned();
+    Cors {
+        enabled: !allowed.is_empty(),
+        origin,
+    }
+}
+
+fn is_preflight(req: &ServiceRequest) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+fn preflight_headers(h: &mut header::HeaderMap, cors: &Cors) {
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static(
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+        ),
+    );
+    if cors.origin.is_some() {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOWED_METHODS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOWED_HEADERS),
+        );
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(600));
+    }
+}
+
+/// Every response: `nosniff`, no framing, no referrer, the page's CSP, and CORS for a
+/// listed origin (`Vary: Origin` whenever CORS is configured, so caches keep them apart).
+fn decorate(h: &mut header::HeaderMap, cors: &Cors, page: Page) {
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    let csp = match page {
+        Page::App => APP_CSP,
+        Page::Docs => DOCS_CSP,
+        Page::Other => OTHER_CSP,
+    };
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    if let Some(origin) = &cors.origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED),
+        );
+    }
+    if cors.enabled {
+        append_vary(h, "Origin");
+    }
+}
+
+fn append_vary(h: &mut header::HeaderMap, value: &'static str) {
+    match h.get(header::VARY).and_then(|v| v.to_str().ok()) {
+        Some(existing)
+            if existing
+                .split(',')
+                .any(|v| v.trim().eq_ignore_ascii_case(value)) => {}
+        Some(existing) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("{existing}, {value}")) {
+                h.insert(header::VARY, v);
+            }
+        }
+        None => {
+            h.insert(header::VARY, HeaderValue::from_static(value));
+        }
+    }
+}
+
+/// The `Allow` header of a route, from the route table.
+fn allowed_methods(req: &HttpRequest) -> Option<HeaderValue> {
+    let pattern = req.match_pattern()?;
+    let methods: Vec<&str> = crate::api::ROUTES
+        .iter()
+        .filter(|r| r.path == pattern)
+        .map(|r| r.method)
+        .collect();
+    if methods.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&methods.join(", ")).ok()
+}
+
+fn set_rate_headers(
+    headers: &mut actix_web::http::header::HeaderMap,
+    d: &crate::platform::limiter::Decision,
+) {
+    headers.insert(
+        header::HeaderName::from_static("ratelimit-limit"),
+        HeaderValue::from(d.limit),
+    );
+    headers.insert(
+        header::HeaderName::from_static("ratelimit-remaining"),
+        HeaderValue::from(d.remaining),
+    );
+    headers.insert(
+        header::HeaderName::from_static("ratelimit-reset"),
+        HeaderValue::from(d.reset_s),
+    );
+}
+
+/// `/api` middleware: authentication and rate limiting.
+pub async fn api_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<Context>>().cloned() else {
+        return Err(ApiError::internal("application state missing").into());
+    };
+    let principal: Principal = match state.auth.authenticate(req.request()).await {
+        Ok(p) => p,
+        Err(e) => return Ok(req.into_response(e.error_response())),
+    };
+    let decision = state.limiter.check(&principal.rate_key);
+    if !decision.allowed {
+        state.metrics.rate_limited_total.inc();
+        let mut res = ApiError::RateLimited {
+            retry_after_s: decision.retry_after_s,
+        }
+        .error_response();
+        set_rate_headers(res.headers_mut(), &decision);
+        return Ok(req.into_response(res));
+    }
+    auth::attach(req.request(), principal);
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    set_rate_headers(res.headers_mut(), &decision);
+    Ok(res)
+}
+
+/// Content-Type check, size limit and JSON parse of a request body. Returns the value and
+/// the raw bytes (for idempotency hashing).
+pub async fn json_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<(Value, Bytes), ApiError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json"))
+    {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::MalformedJson(format!("body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok((value, body))
+}
+
+/// A strong ETag of a body.
+pub fn etag_of(body: &[u8]) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    format!("\"{:016x}{:08x}\"", h.finish(), body.len())
+}
+
+fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
+}
+
+/// A JSON response with ETag, answering 304 when `If-None-Match` matches.
+pub fn json_with_etag(req: &HttpRequest, cached: &Cached) -> HttpResponse {
+    let etag = HeaderValue::from_str(&cached.etag).unwrap_or(HeaderValue::from_static("\"0\""));
+    if if_none_match(req, &cached.etag) {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+        .insert_header((header::VARY, "X-Api-Key, Authorization"))
+        .body(cached.body.clone())
+}
+
+/// Serialises a value into a cacheable response body with its ETag.
+pub fn to_cached(value: &impl serde::Serialize) -> Result<Arc<Cached>, ApiError> {
+    let body = Bytes::from(serde_json::to_vec(value).map_err(ApiError::internal)?);
+    Ok(Arc::new(Cached {
+        etag: etag_of(&body),
+        body,
+    }))
+}

@@ -1,0 +1,209 @@
+//! `reelgen generate`: one video from the command line, with a progress bar. The arguments
+//! become the same JSON request the API takes, so validation is identical.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::render::assets::Catalog;
+use crate::render::pipeline::{Generator, JobSpec, Stage};
+use crate::videos::request;
+
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// What the avatar says
+    #[arg(long)]
+    pub script: String,
+    /// Output MP4
+    #[arg(short, long, default_value = "out.mp4")]
+    pub output: PathBuf,
+    /// Also write a JPEG poster frame here
+    #[arg(long)]
+    pub thumbnail: Option<PathBuf>,
+    #[arg(long, default_value = "ava")]
+    pub avatar: String,
+    /// neutral | friendly | serious
+    #[arg(long, default_value = "neutral")]
+    pub expression: String,
+    #[arg(long, default_value = "en-us-1")]
+    pub voice: String,
+    /// `#rrggbb`, `gradient:#from:#to[:angle]` or `image:ID`
+    #[arg(long, default_value = "#0f172a")]
+    pub background: String,
+    #[arg(long, default_value_t = 1280)]
+    pub width: u32,
+    #[arg(long, default_value_t = 720)]
+    pub height: u32,
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// draft | standard | high
+    #[arg(long, default_value = "standard")]
+    pub quality: String,
+    #[arg(long)]
+    pub captions: bool,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub pitch: f64,
+}
+
+fn background(arg: &str) -> Value {
+    let parts: Vec<&str> = arg.split(':').collect();
+    match parts.as_slice() {
+        ["gradient", from, to] => json!({"type": "gradient", "from": from, "to": to, "angle": 180}),
+        ["gradient", from, to, angle] => {
+            json!({"type": "gradient", "from": from, "to": to, "angle": angle.parse::<f64>().unwrap_or(f64::NAN)})
+        }
+        ["image", id] => json!({"type": "image", "asset_id": id}),
+        _ => json!({"type": "color", "value": arg}),
+    }
+}
+
+pub fn run(a: GenerateArgs) -> Result<(), String> {
+    let catalog = Arc::new(Catalog::embedded().map_err(|e| e.to_string())?);
+    let request = json!({
+        "script": a.script,
+        "avatar": {"id": a.avatar, "expression": a.expression},
+        "voice": {"id": a.voice, "speed": a.speed, "pitch": a.pitch},
+        "background": background(&a.background),
+        "dimension": {"width": a.width, "height": a.height},
+        "fps": a.fps,
+        "quality": a.quality,
+        "captions": a.captions,
+        "seed": a.seed,
+    });
+    let params =
+        request::parse_video_request(&request, &catalog, "", a.seed).map_err(|errors| {
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("  {}: {}", e.field, e.message))
+                .collect();
+            format!("invalid request:\n{}", lines.join("\n"))
+        })?;
+    let generator = Generator::new(catalog).map_err(|e| e.to_string())?;
+    eprintln!(
+        "device: {} · encoder: {}{} · audio: {} · RGBA→I420: {}",
+        generator.gpu().describe(),
+        generator.encoder().element,
+        if generator.encoder().hardware {
+            " (hardware)"
+        } else {
+            ""
+        },
+        generator.encoder().audio,
+        generator.color_path().as_str()
+    );
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg:<10} [{bar:40}] {pos}/{len} frames · {per_sec} · ETA {eta}",
+        )
+        .map_err(|e| e.to_string())?
+        .progress_chars("=> "),
+    );
+    let cancel = AtomicBool::new(false);
+    let spec = JobSpec {
+        params,
+        output: a.output.clone(),
+        thumbnail: a.thumbnail.clone(),
+        live: false,
+    };
+    let outcome = generator
+        .run(
+            &spec,
+            &cancel,
+            &mut |p| {
+                bar.set_length(p.frames_total);
+                bar.set_position(p.frames_done);
+                bar.set_message(match p.stage {
+                    Stage::Timeline => "speech",
+                    Stage::Rendering => "rendering",
+                    Stage::Finishing => "muxing",
+                    Stage::Done => "done",
+                });
+            },
+            &mut |_| {},
+        )
+        .map_err(|e| e.to_string())?;
+    bar.finish();
+    println!(
+        "wrote {} — {} frames, {:.2} s, {:.1} KiB (timeline {:.2} s, render+encode {:.2} s, finish {:.2} s)",
+        a.output.display(),
+        outcome.frames,
+        outcome.duration_s,
+        outcome.size_bytes as f64 / 1024.0,
+        outcome.timeline_s,
+        outcome.render_s,
+        outcome.finish_s
+    );
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ContactSheetArgs {
+    /// Output PNG
+    #[arg(short, long, default_value = "docs/contact-sheet.png")]
+    pub output: PathBuf,
+    /// Width of one cell (16:9)
+    #[arg(long, default_value_t = 480)]
+    pub cell_width: u32,
+}
+
+/// `reelgen contact-sheet`: every avatar (rows) in every expression (columns), mid-word.
+pub fn contact_sheet(a: ContactSheetArgs) -> Result<(), String> {
+    let catalog = Arc::new(Catalog::embedded().map_err(|e| e.to_string())?);
+    let generator = Generator::new(catalog.clone()).map_err(|e| e.to_string())?;
+    let cw = a.cell_width.max(128) & !1;
+    let ch = (cw * 9 / 16) & !1;
+    let expressions = ["neutral", "friendly", "serious"];
+    let backgrounds = [
+        json!({"type": "image", "asset_id": "studio"}),
+        json!({"type": "gradient", "from": "#1e3a8a", "to": "#0f172a", "angle": 160}),
+        json!({"type": "color", "value": "#e2e8f0"}),
+        json!({"type": "image", "asset_id": "sunrise"}),
+    ];
+    let cols = expressions.len() as u32;
+    let rows = catalog.avatars.len() as u32;
+    let (sw, sh) = (cw * cols, ch * rows);
+    let mut sheet = vec![0u8; (sw * sh * 4) as usize];
+    for (r, avatar) in catalog.avatars.iter().enumerate() {
+        for (c, expr) in expressions.iter().enumerate() {
+            let request = json!({"script": "Hello! Welcome to the show.", "avatar": {"id": avatar.id, "expression": expr},
+                "background": backgrounds[r % backgrounds.len()], "dimension": {"width": cw, "height": ch}, "seed": 5});
+            let params = request::parse_video_request(&request, &catalog, "", 5)
+                .map_err(|e| format!("{e:?}"))?;
+            let timeline = generator.timeline(&params).map_err(|e| e.to_string())?;
+            // The frame where the mouth is most open, so lips, teeth and tongue show.
+            let at = timeline
+                .frames
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.mouth_open.total_cmp(&y.1.mouth_open))
+                .map_or(0, |(i, _)| i);
+            let frame = generator
+                .still_frames(&params, &timeline, &[at])
+                .map_err(|e| e.to_string())?;
+            let Some(rgba) = frame.first() else { continue };
+            for y in 0..ch {
+                let src = (y * cw * 4) as usize;
+                let dst = (((r as u32 * ch + y) * sw + c as u32 * cw) * 4) as usize;
+                sheet[dst..dst + (cw * 4) as usize]
+                    .copy_from_slice(&rgba[src..src + (cw * 4) as usize]);
+            }
+        }
+    }
+    if let Some(dir) = a.output.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    crate::render::media::write_png(&sheet, sw, sh, &a.output).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} ({sw}x{sh}: {rows} avatars x {cols} expressions)",
+        a.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! The command line: `serve`, `migrate`, `apikey create|list|revoke`, `bench http|ratelimit`.
+//! Settings flags are global (`reelgen --port 9000 serve` or `reelgen serve --port 9000`).
+
+pub mod bench;
+pub mod generate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::Application;
+use crate::platform::config::{Config, SettingFlags, Sources};
+use crate::platform::{auth, db, telemetry};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "reelgen",
+    version,
+    about = "Self-hosted AI avatar video generation server"
+)]
+pub struct Cli {
+    /// Config file (default ./reelgen.toml when it exists; also REELGEN_CONFIG)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: SettingFlags,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP server (migrates the database first)
+    Serve {
+        /// Adds the ceiling route used by `reelgen bench http`
+        #[arg(long, hide = true)]
+        bench_routes: bool,
+    },
+    /// Apply database migrations and exit
+    Migrate,
+    /// Manage API keys
+    Apikey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
+    /// Render one video to an MP4, no server needed
+    Generate(crate::cli::generate::GenerateArgs),
+    /// Render every avatar in every expression into one PNG
+    ContactSheet(crate::cli::generate::ContactSheetArgs),
+    /// Benchmarks; figures are printed for the record
+    Bench {
+        #[command(subcommand)]
+        which: BenchKind,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeyAction {
+    /// Create a key; the key is printed once, alone on the last line
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Tenant the key acts for (default: a new tenant of its own)
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List keys (never the keys themselves)
+    List,
+    /// Revoke a key by id
+    Revoke { id: Uuid },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchKind {
+    /// wrk against GET /api/v1/videos and a trivial route of the same size, interleaved
+    Http(bench::HttpBenchArgs),
+    /// GCRA check through the actor mailbox versus the shared striped table
+    Ratelimit,
+    /// End-to-end generation versus the encode-only floor; render cost; 1080p peak RSS
+    Generate(bench::GenerateBenchArgs),
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_tracing();
+    let sources = match Sources::from_process(cli.settings.clone(), cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let mut config = match Config::load(&sources) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("configuration error: {e}")),
+    };
+    let system = actix_web::rt::System::new();
+    let result: Result<(), String> = match cli.command {
+        Command::Serve { bench_routes } => {
+            config.bench_routes = bench_routes;
+            system.block_on(async move {
+                let app = Application::build(config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                app.run_until_stopped().await.map_err(|e| e.to_string())
+            })
+        }
+        Command::Migrate => system.block_on(async move {
+            let conn = db::connect(&config).await.map_err(|e| e.to_string())?;
+            db::migrate(&conn).await.map_err(|e| e.to_string())?;
+            println!("migrations applied");
+            Ok(())
+        }),
+        Command::Apikey { action } => system.block_on(apikey(config, action)),
+        Command::Generate(args) => crate::cli::generate::run(args),
+        Command::ContactSheet(args) => crate::cli::generate::contact_sheet(args),
+        Command::Bench { which } => match which {
+            BenchKind::Http(args) => bench::http(args),
+            BenchKind::Ratelimit => system.block_on(bench::ratelimit()),
+            BenchKind::Generate(args) => bench::generate(args),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("reelgen: {msg}");
+    ExitCode::FAILURE
+}
+
+async fn apikey(config: Config, action: ApiKeyAction) -> Result<(), String> {
+    let conn = db::connect(&config).await.map_err(|e| e.to_string())?;
+    db::migrate(&conn).await.map_err(|e| e.to_string())?;
+    match action {
+        ApiKeyAction::Create { name, tenant } => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.chars().count() > 200 {
+                return Err("--name must be 1 to 200 characters".into());
+            }
+            let id = Uuid::now_v7();
+            let tenant = tenant.unwrap_or_else(|| id.to_string());
+            if tenant.is_empty() || tenant.len() > 64 {
+                return Err("--tenant must be 1 to 64 bytes".into());
+            }
+            let key = auth::generate_key();
+            auth::create_api_key(
+                &conn,
+                entity::api_key::Model {
+                    id,
+                    name: name.clone(),
+                    tenant: tenant.clone(),
+                    key_hash: key.hash,
+                    prefix: key.prefix,
+                    created_at: db::now(),
+                    revoked_at: None,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            println!("created key {id} ({name}) for tenant {tenant}; it is shown only once:");
+            println!("{}", key.plain);
+        }
+        ApiKeyAction::List => {
+            let keys = auth::list_api_keys(&conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{:<36}  {:<10}  {:<20}  {:<36}  {:<25}  status",
+                "id", "prefix", "name", "tenant", "created"
+            );
+            for k in keys {
+                println!(
+                    "{:<36}  {:<10}  {:<20}  {:<36}  {:<25}  {}",
+                    k.id,
+                    k.prefix,
+                    k.name,
+                    k.tenant,
+                    k.created_at.to_rfc3339(),
+                    if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+        ApiKeyAction::Revoke { id } => {
+            if auth::revoke_api_key(&conn, id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("revoked {id}");
+            } else {
+                return Err(format!("no active key with id {id}"));
+            }
+        }
+    }
+    Ok(())
+}

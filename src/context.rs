@@ -1,0 +1,221 @@
+//! The one value every handler, actor and command is handed: [`Context`], built once by
+//! [`Context::start`] from a [`Config`] — database (migrated), file storage, the video
+//! lifecycle and its event hub, response cache, rate limiter, metrics and analytics, catalog,
+//! the subsystem actors, webhook delivery and the shutdown signal. Handlers take
+//! `web::Data<Context>`; everything in it is a handle or an `Arc`, so it is cheap to share.
+//!
+//! It sits above the capabilities (`platform`, `render`, `videos`, `ops`) and below the HTTP
+//! surface (`api`) and the commands (`cli`): it may call down, never up. The embedded worker
+//! is not part of it; `Application::build` starts it from the context and records its
+//! address in [`Context::worker`].
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+use crate::ops::analytics::{AnalyticsActor, AnalyticsHub};
+use crate::ops::health::{CacheCheck, DatabaseCheck, DiskCheck, HealthCheck, QueueCheck, RunNow};
+use crate::ops::resources::LatestSample;
+use crate::ops::supervisor::{ActorSeeds, Actors};
+use crate::platform::analytics::{self, Analytics};
+use crate::platform::auth::Authenticator;
+use crate::platform::cache::CacheHandle;
+use crate::platform::config::Config;
+use crate::platform::db::{self, Db, StoreError};
+use crate::platform::limiter::{GcraTable, InFlight};
+use crate::platform::shutdown::Shutdown;
+use crate::platform::storage::Files;
+use crate::platform::telemetry::{Metrics, MetricsError};
+use crate::render::assets::{Catalog, CatalogError};
+use crate::videos::dispatcher::JobDispatcher;
+use crate::videos::events::Hub;
+use crate::videos::lifecycle::Lifecycle;
+use crate::videos::store;
+use crate::videos::webhooks::{Deliverer, SenderConfig, WebhookSender};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Free space below which the disk check fails.
+const MIN_FREE_DISK: u64 = 256 * 1024 * 1024;
+
+pub struct Context {
+    pub config: Config,
+    pub db: Db,
+    pub files: Files,
+    pub catalog: Arc<Catalog>,
+    /// The only way to change a video's state (see `videos::lifecycle`).
+    pub lifecycle: Lifecycle,
+    /// Per-video events for the WebSocket sessions (published by the lifecycle).
+    pub hub: Hub,
+    pub cache: CacheHandle,
+    pub limiter: Arc<GcraTable>,
+    pub in_flight: InFlight,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub actors: Actors,
+    pub latest_sample: LatestSample,
+    /// Performance analytics, the live view and the alert stream.
+    pub perf: AnalyticsHub,
+    pub analytics_actor: actix::Addr<AnalyticsActor>,
+    /// Sends webhook deliveries (the sender actor's rounds and the shutdown flush).
+    pub webhooks: Deliverer,
+    /// Fires when the process starts to stop (WebSocket sessions close with 1001).
+    pub shutdown: Shutdown,
+    /// The embedded worker, once it runs.
+    pub worker: OnceLock<actix::Addr<JobDispatcher>>,
+    /// The fixed body `reelgen bench http` uses as its ceiling route.
+    pub bench_body: Option<bytes::Bytes>,
+}
+
+impl Context {
+    /// Connects and migrates the database, then starts the actors and background tasks.
+    /// Needs the actix runtime.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let recorder = Analytics::new();
+        let mut db = db::connect(&config).await?;
+        db::migrate(&db).await?;
+        {
+            let (a, m) = (recorder.clone(), metrics.clone());
+            db.set_metric_callback(move |info| {
+                let sql = info.statement.sql.as_str();
+                a.record_statement(sql, info.elapsed, info.failed);
+                m.db_statement_duration_seconds
+                    .with_label_values(&[analytics::statement_kind(sql)])
+                    .observe(info.elapsed.as_secs_f64());
+            });
+        }
+        let catalog = Arc::new(Catalog::embedded()?);
+        let files = Files::new(&config.data_dir);
+        std::fs::create_dir_all(files.root()).map_err(|e| {
+            StartError::Other(format!("cannot create {}: {e}", files.root().display()))
+        })?;
+
+        let cache = CacheHandle::new(
+            config.memory_cache_size_mb,
+            config.cache_ttl,
+            metrics.clone(),
+        );
+        let limiter = Arc::new(GcraTable::new(config.rate_limit_per_minute));
+        let latest_sample: LatestSample = Arc::new(RwLock::new(None));
+        let checks: Vec<Arc<dyn HealthCheck>> = vec![
+            Arc::new(DatabaseCheck(db.clone())),
+            Arc::new(QueueCheck {
+                db: db.clone(),
+                metrics: metrics.clone(),
+            }),
+            Arc::new(CacheCheck(cache.clone())),
+            Arc::new(DiskCheck {
+                dir: config.data_dir.clone(),
+                min_free_bytes: MIN_FREE_DISK,
+            }),
+        ];
+        let actors = Actors::start(ActorSeeds {
+            limiter: limiter.clone(),
+            cache: cache.clone(),
+            latest_sample: latest_sample.clone(),
+            checks,
+            metrics_interval: config.metrics_interval,
+            health_interval: config
+                .metrics_interval
+                .clamp(Duration::from_millis(500), Duration::from_secs(10)),
+            metrics: metrics.clone(),
+        });
+        actors.watch(Duration::from_secs(1));
+        if let Err(e) = actors.health_checker().send(RunNow).await {
+            tracing::warn!(error = %e, "initial health checks did not run");
+        }
+        spawn_janitor(db.clone());
+        let perf = AnalyticsHub::new(recorder.clone(), config.alert_rules.clone());
+        let analytics_actor = {
+            let seed = crate::ops::analytics::Seed {
+                hub: perf.clone(),
+                db: db.clone(),
+                actors: actors.clone(),
+                latest: latest_sample.clone(),
+                metrics: metrics.clone(),
+                data_dir: config.data_dir.clone(),
+                memory_limit_mb: config.memory_limit_mb,
+                clear_for: config.alert_clear_for,
+            };
+            actix::Supervisor::start(move |_| AnalyticsActor::new(seed.clone()))
+        };
+        let webhooks = Deliverer::new(
+            db.clone(),
+            SenderConfig {
+                secret: config.webhook_secret.clone(),
+                allow_private: config.webhook_allow_private,
+                retry_base: config.webhook_retry_base,
+            },
+            recorder.clone(),
+            metrics.clone(),
+        );
+        {
+            let deliverer = webhooks.clone();
+            actix::Supervisor::start(move |_| WebhookSender::new(deliverer.clone()));
+        }
+        let hub = Hub::default();
+        let lifecycle = Lifecycle::new(
+            db.clone(),
+            cache.clone(),
+            hub.clone(),
+            files.clone(),
+            metrics.clone(),
+            recorder,
+        );
+        let auth = Authenticator::new(&config, db.clone());
+        Ok(Self {
+            config,
+            db,
+            files,
+            catalog,
+            lifecycle,
+            hub,
+            cache,
+            limiter,
+            in_flight: InFlight::default(),
+            auth,
+            metrics,
+            actors,
+            latest_sample,
+            perf,
+            analytics_actor,
+            webhooks,
+            shutdown: Shutdown::default(),
+            worker: OnceLock::new(),
+            bench_body: None,
+        })
+    }
+}
+
+/// Hourly removal of expired idempotency records.
+fn spawn_janitor(db: Db) {
+    actix::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match store::purge_idempotency(&db).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+            }
+        }
+    });
+}

@@ -1,0 +1,318 @@
+//! Cache manager: a moka-backed cache of rendered GET responses (body bytes + ETag), per
+//! tenant, bounded by `MEMORY_CACHE_SIZE` MiB and `CACHE_TTL`.
+//!
+//! Invalidation is by generation: every key embeds the tenant's generation and a global
+//! "queue" generation. A write that changes what a tenant's GETs return bumps that tenant's
+//! generation ([`CacheHandle::invalidate_tenant`]); a change in queue order (a queued video
+//! leaves the queue) bumps the global one, since `queue_position` of every tenant's videos
+//! moves. Old entries are never served again and age out by TTL or capacity. Bumps happen
+//! before the write's response is sent, so a client never reads its own stale data.
+//!
+//! The [`CacheManager`] actor owns the handle: it runs moka's maintenance on a timer, exports
+//! the entry gauge, and answers [`Lookup`], [`Invalidate`] and [`GetStats`]. Handlers use the
+//! handle directly — moka is concurrent, and a mailbox hop per GET would cost more than the
+//! lookup (see `reelgen bench ratelimit`, which measures the same trade-off).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use moka::sync::Cache;
+use parking_lot::RwLock;
+
+use crate::platform::telemetry::Metrics;
+
+/// A cached response.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub body: Bytes,
+    pub etag: String,
+}
+
+#[derive(Clone)]
+pub struct CacheHandle {
+    inner: Arc<Inner>,
+}
+
+/// A response being computed; concurrent misses of the same key wait for it.
+type InFlight = Arc<tokio::sync::OnceCell<Arc<Cached>>>;
+
+struct Inner {
+    cache: Option<Cache<String, Arc<Cached>>>,
+    inflight: Cache<String, InFlight>,
+    tenant_gen: RwLock<HashMap<String, u64>>,
+    queue_gen: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: u64,
+    pub weighted_bytes: u64,
+    pub hit_rate: f64,
+}
+
+impl CacheHandle {
+    /// A cache of `size_mb` MiB (0 disables caching) whose entries live `ttl`.
+    pub fn new(size_mb: u64, ttl: Duration, metrics: Arc<Metrics>) -> Self {
+        let cache = (size_mb > 0 && !ttl.is_zero()).then(|| {
+            Cache::builder()
+                .max_capacity(size_mb * 1024 * 1024)
+                .weigher(|k: &String, v: &Arc<Cached>| {
+                    u32::try_from(k.len() + v.body.len() + v.etag.len() + 64).unwrap_or(u32::MAX)
+                })
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build()
+        });
+        Self {
+            inner: Arc::new(Inner {
+                cache,
+                inflight: Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(Duration::from_secs(10))
+                    .build(),
+                tenant_gen: RwLock::new(HashMap::new()),
+                queue_gen: AtomicU64::new(0),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                metrics,
+            }),
+        }
+    }
+
+    /// The key of `resource` (a normalised path and query) for `tenant`, at the current
+    /// generations.
+    pub fn key(&self, tenant: &str, resource: &str) -> String {
+        let tgen = self
+            .inner
+            .tenant_gen
+            .read()
+            .get(tenant)
+            .copied()
+            .unwrap_or(0);
+        let qgen = self.inner.queue_gen.load(Ordering::Acquire);
+        format!("{tenant}\u{1f}{tgen}\u{1f}{qgen}\u{1f}{resource}")
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
+        let found = self.inner.cache.as_ref().and_then(|c| c.get(key));
+        if found.is_some() {
+            self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            self.inner.metrics.cache_hits_total.inc();
+        } else {
+            self.inner.misses.fetch_add(1, Ordering::Relaxed);
+            self.inner.metrics.cache_misses_total.inc();
+        }
+        found
+    }
+
+    /// The cached response, or the one `compute` makes. Concurrent misses of one key share a
+    /// single computation (no stampede on the database when a popular entry expires).
+    pub async fn get_or_compute<F, Fut, E>(&self, key: String, compute: F) -> Result<Arc<Cached>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<Cached>, E>>,
+    {
+        if let Some(hit) = self.get(&key) {
+            return Ok(hit);
+        }
+        if self.inner.cache.is_none() {
+            return compute().await;
+        }
+        let cell = self
+            .inner
+            .inflight
+            .get_with(key.clone(), || Arc::new(tokio::sync::OnceCell::new()));
+        let value = cell.get_or_try_init(compute).await?.clone();
+        self.put(key.clone(), value.clone());
+        self.inner.inflight.invalidate(&key);
+        Ok(value)
+    }
+
+    pub fn put(&self, key: String, value: Arc<Cached>) {
+        if let Some(c) = &self.inner.cache {
+            c.insert(key, value);
+        }
+    }
+
+    /// Everything cached for `tenant` becomes unreachable. The generation bump makes readers
+    /// miss at once; the dead entries are also dropped in the background, so a busy writer
+    /// does not fill the cache with responses nobody can hit until their TTL (the soak
+    /// measured that as steady RSS growth).
+    pub fn invalidate_tenant(&self, tenant: &str) {
+        {
+            let mut gens = self.inner.tenant_gen.write();
+            *gens.entry(tenant.to_string()).or_insert(0) += 1;
+        }
+        if let Some(c) = &self.inner.cache {
+            let prefix = format!("{tenant}\u{1f}");
+            if let Err(e) = c.invalidate_entries_if(move |k, _| k.starts_with(&prefix)) {
+                tracing::debug!(error = %e, "a tenant's dead cache entries wait for their TTL");
+            }
+        }
+    }
+
+    /// Everything cached for every tenant becomes unreachable (queue order changed); the
+    /// entries are dropped too.
+    pub fn invalidate_all(&self) {
+        self.inner.queue_gen.fetch_add(1, Ordering::AcqRel);
+        if let Some(c) = &self.inner.cache {
+            c.invalidate_all();
+        }
+    }
+
+    /// Writes and reads back a private entry (not counted as a hit or miss); `true` when the
+    /// cache answers, or when caching is disabled.
+    pub fn probe(&self) -> bool {
+        let Some(c) = &self.inner.cache else {
+            return true;
+        };
+        let key = "\u{0}probe".to_string();
+        let value = Arc::new(Cached {
+            body: Bytes::from_static(b"ok"),
+            etag: String::new(),
+        });
+        c.insert(key.clone(), value);
+        let ok = c.get(&key).is_some_and(|v| v.body.as_ref() == b"ok");
+        c.invalidate(&key);
+        ok
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let hits = self.inner.hits.load(Ordering::Relaxed);
+        let misses = self.inner.misses.load(Ordering::Relaxed);
+        let (entries, weighted_bytes) = self
+            .inner
+            .cache
+            .as_ref()
+            .map_or((0, 0), |c| (c.entry_count(), c.weighted_size()));
+        CacheStats {
+            hits,
+            misses,
+            entries,
+            weighted_bytes,
+            hit_rate: if hits + misses == 0 {
+                0.0
+            } else {
+                hits as f64 / (hits + misses) as f64
+            },
+        }
+    }
+
+    fn maintain(&self) {
+        if let Some(c) = &self.inner.cache {
+            c.run_pending_tasks();
+            self.inner
+                .metrics
+                .cache_entries
+                .set(i64::try_from(c.entry_count()).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+pub struct CacheManager {
+    handle: CacheHandle,
+}
+
+impl CacheManager {
+    pub fn new(handle: CacheHandle) -> Self {
+        Self { handle }
+    }
+}
+
+impl Actor for CacheManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.handle.maintain());
+    }
+}
+
+impl Supervised for CacheManager {}
+
+/// Looks a key up (counts a hit or a miss).
+#[derive(Message)]
+#[rtype(result = "Option<Arc<Cached>>")]
+pub struct Lookup(pub String);
+
+impl Handler<Lookup> for CacheManager {
+    type Result = Option<Arc<Cached>>;
+    fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
+        self.handle.get(&msg.0)
+    }
+}
+
+/// Stores a response.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Store(pub String, pub Arc<Cached>);
+
+impl Handler<Store> for CacheManager {
+    type Result = ();
+    fn handle(&mut self, msg: Store, _: &mut Self::Context) {
+        self.handle.put(msg.0, msg.1);
+    }
+}
+
+/// Drops a tenant's entries (`Some`) or everyone's (`None`), e.g. on a change seen elsewhere.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Invalidate(pub Option<String>);
+
+impl Handler<Invalidate> for CacheManager {
+    type Result = ();
+    fn handle(&mut self, msg: Invalidate, _: &mut Self::Context) {
+        match msg.0 {
+            Some(t) => self.handle.invalidate_tenant(&t),
+            None => self.handle.invalidate_all(),
+        }
+    }
+}
+
+/// Hit/miss counts and size.
+#[derive(Message)]
+#[rtype(result = "CacheStats")]
+pub struct GetStats;
+
+impl Handler<GetStats> for CacheManager {
+    type Result = MessageResult<GetStats>;
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.handle.stats())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(s: &str) -> Arc<Cached> {
+        Arc::new(Cached {
+            body: Bytes::from(s.to_string()),
+            etag: format!("\"{s}\""),
+        })
+    }
+
+    #[test]
+    fn invalidation_hides_old_entries_per_tenant_and_globally() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let c = CacheHandle::new(1, Duration::from_secs(60), metrics);
+        c.put(c.key("a", "/v"), cached("a1"));
+        c.put(c.key("b", "/v"), cached("b1"));
+        assert!(c.get(&c.key("a", "/v")).is_some());
+        c.invalidate_tenant("a");
+        assert!(c.get(&c.key("a", "/v")).is_none());
+        assert!(c.get(&c.key("b", "/v")).is_some());
+        c.invalidate_all();
+        assert!(c.get(&c.key("b", "/v")).is_none());
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses), (2, 2));
+    }
+}

@@ -1,0 +1,248 @@
+//! RGBA → I420 on the device (`shaders/i420.wgsl`, BT.709 limited range).
+//!
+//! The conversion path is chosen per device from measurement ([`ColorPath::choose`]): on a
+//! real GPU the generator times this kernel against GStreamer's `videoconvert` at start and
+//! jobs use the faster; on lavapipe (a CPU Vulkan device) `reelgen bench generate` measures
+//! the kernel dearer (~7 ms of CPU against 2–2.7 ms per 720p frame here), so CPU devices go
+//! straight to `videoconvert`. Jobs on the kernel path hand I420 to the encoder.
+
+/// How frames become I420 for the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorPath {
+    /// RGBA to GStreamer, which converts with `videoconvert`.
+    Videoconvert,
+    /// This kernel on the device; the encoder gets I420.
+    Kernel,
+}
+
+impl ColorPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Videoconvert => "videoconvert",
+            Self::Kernel => "gpu-kernel",
+        }
+    }
+
+    /// The faster path on `gpu`: measured (a 640×360 frame, a few conversions each way)
+    /// on a real GPU; `videoconvert` on a CPU device, where the kernel measures slower.
+    pub fn choose(gpu: &Gpu) -> Self {
+        if gpu.is_cpu() {
+            return Self::Videoconvert;
+        }
+        let (w, h, n) = (640u32, 360u32, 10u32);
+        let frame = vec![128u8; (w * h * 4) as usize];
+        let kernel = I420Converter::new(gpu, w, h).and_then(|c| {
+            c.convert(gpu, &frame)?;
+            let t = Instant::now();
+            for _ in 0..n {
+                c.convert(gpu, &frame)?;
+            }
+            Ok(t.elapsed())
+        });
+        let vc = crate::render::media::time_videoconvert(&frame, w, h, n);
+        match (kernel, vc) {
+            (Ok(k), Ok(v)) if k < v => Self::Kernel,
+            _ => Self::Videoconvert,
+        }
+    }
+}
+
+use std::time::{Duration, Instant};
+
+use wgpu::util::DeviceExt;
+
+use super::{Gpu, GpuError};
+
+const SHADER: &str = include_str!("../../../shaders/i420.wgsl");
+
+/// A converter for one frame size: its buffers are made once.
+pub struct I420Converter {
+    width: u32,
+    height: u32,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    src: wgpu::Buffer,
+    dst: wgpu::Buffer,
+    staging: wgpu::Buffer,
+}
+
+impl I420Converter {
+    /// `width` must be a multiple of 8 and `height` even (whole words in every plane).
+    pub fn new(gpu: &Gpu, width: u32, height: u32) -> Result<Self, GpuError> {
+        if width == 0 || height == 0 || !width.is_multiple_of(8) || !height.is_multiple_of(2) {
+            return Err(GpuError::Device(format!(
+                "the I420 kernel needs a width that is a multiple of 8 and an even height, not {width}x{height}"
+            )));
+        }
+        let d = &gpu.device;
+        let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("i420.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+        });
+        let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("rgba_to_i420"),
+            layout: None,
+            module: &module,
+            entry_point: Some("rgba_to_i420"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let px = u64::from(width) * u64::from(height);
+        let uniform = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("i420 size"),
+            contents: bytemuck::cast_slice(&[width, height, 0, 0]),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let src = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("i420 rgba"),
+            size: px * 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let yuv_bytes = px * 3 / 2;
+        let dst = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("i420 planes"),
+            size: yuv_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("i420 staging"),
+            size: yuv_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let bind_group = d.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("i420"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: uniform.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: src.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: dst.as_entire_binding(),
+                },
+            ],
+        });
+        Ok(Self {
+            width,
+            height,
+            pipeline,
+            bind_group,
+            src,
+            dst,
+            staging,
+        })
+    }
+
+    fn dispatch(&self, enc: &mut wgpu::CommandEncoder) {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(
+            (self.width / 8).div_ceil(8),
+            (self.height / 2).div_ceil(8),
+            1,
+        );
+    }
+
+    fn wait(gpu: &Gpu, idx: wgpu::SubmissionIndex) -> Result<(), GpuError> {
+        gpu.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(idx),
+                timeout: None,
+            })
+            .map(|_| ())
+            .map_err(|e| GpuError::Readback(e.to_string()))
+    }
+
+    /// Bytes of one converted frame.
+    pub fn i420_bytes(&self) -> usize {
+        self.dst.size() as usize
+    }
+
+    /// Converts one RGBA frame (uploaded, converted, read back): the I420 planes.
+    pub fn convert(&self, gpu: &Gpu, rgba: &[u8]) -> Result<Vec<u8>, GpuError> {
+        let mut out = vec![0u8; self.i420_bytes()];
+        self.convert_into(gpu, rgba, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Self::convert`] into `out` (`i420_bytes` long).
+    pub fn convert_into(&self, gpu: &Gpu, rgba: &[u8], out: &mut [u8]) -> Result<(), GpuError> {
+        if rgba.len() as u64 != self.src.size() || out.len() != self.i420_bytes() {
+            return Err(GpuError::Device(
+                "frame size does not match the converter".into(),
+            ));
+        }
+        gpu.queue.write_buffer(&self.src, 0, rgba);
+        self.run(gpu, |yuv| out.copy_from_slice(yuv))
+    }
+
+    /// One conversion of what `src` holds, its I420 read back and handed to `read`.
+    fn run(&self, gpu: &Gpu, read: impl FnOnce(&[u8])) -> Result<(), GpuError> {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        self.dispatch(&mut enc);
+        enc.copy_buffer_to_buffer(&self.dst, 0, &self.staging, 0, self.dst.size());
+        let idx = gpu.queue.submit([enc.finish()]);
+        let slice = self.staging.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |_| {});
+        Self::wait(gpu, idx)?;
+        read(
+            &slice
+                .get_mapped_range()
+                .map_err(|e| GpuError::Readback(format!("{e:?}")))?,
+        );
+        self.staging.unmap();
+        Ok(())
+    }
+
+    /// Device time of `n` conversions of a frame already on the device, with the I420
+    /// readback of each (what a job on this device would pay per frame on this path).
+    pub fn time_on_device(&self, gpu: &Gpu, n: u32) -> Result<Duration, GpuError> {
+        let t = Instant::now();
+        for _ in 0..n {
+            self.run(gpu, |_| {})?;
+        }
+        Ok(t.elapsed())
+    }
+}
+
+/// The same conversion on the CPU, as a reference.
+pub fn reference(rgba: &[u8], width: usize, height: usize) -> Vec<u8> {
+    let px = |x: usize, y: usize| {
+        let i = (y * width + x) * 4;
+        [
+            f64::from(rgba[i]) / 255.0,
+            f64::from(rgba[i + 1]) / 255.0,
+            f64::from(rgba[i + 2]) / 255.0,
+        ]
+    };
+    let byte = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+    let mut out = Vec::with_capacity(width * height * 3 / 2);
+    for y in 0..height {
+        for x in 0..width {
+            let [r, g, b] = px(x, y);
+            out.push(byte(16.0 + 219.0 * (0.2126 * r + 0.7152 * g + 0.0722 * b)));
+        }
+    }
+    for (wr, wg, wb) in [(-0.1146, -0.3854, 0.5), (0.5, -0.4542, -0.0458)] {
+        for y in (0..height).step_by(2) {
+            for x in (0..width).step_by(2) {
+                let mut acc = 0.0;
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    let [r, g, b] = px(x + dx, y + dy);
+                    acc += wr * r + wg * g + wb * b;
+                }
+                out.push(byte(128.0 + 224.0 * acc / 4.0));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,636 @@
+//! Generation: one video from [`VideoParams`] to an MP4 on disk, without a server.
+//!
+//! [`Generator`] holds what is built once per process — the GPU device and kernels, the TTS
+//! backend, the probed encoder. [`Generator::run`] drives one job: timeline (text, speech,
+//! visemes, motion) → per-frame avatar kernel → readback ring → GStreamer MP4 (+ live fMP4),
+//! reporting [`Progress`], honouring a cancel flag between frames (so a cancel stops GPU and
+//! encoder work within a frame's time), and writing a thumbnail. [`Generator::spawn`] runs it
+//! on its own thread and hands back a [`JobHandle`] (cancel, progress, join) — the API the job
+//! dispatcher drives.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::render::assets::Catalog;
+use crate::render::gpu::i420::{ColorPath, I420Converter};
+use crate::render::gpu::scheduler::{GpuScheduler, JobRenderer, OpenJob, SchedulerConfig};
+use crate::render::gpu::{FrameRequest, Gpu, GpuError, Style, hex_rgba};
+use crate::render::media::{self, EncodeSettings, EncoderChoice, LiveChunk, MediaError, Mp4Writer};
+use crate::render::params::{Background, VideoParams};
+
+use crate::render::timeline::captions;
+use crate::render::timeline::script::{self, Timeline, TimelineError};
+use crate::render::timeline::voice::{Espeak, TtsBackend};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Timeline(#[from] TimelineError),
+    #[error("unknown avatar {0:?}")]
+    UnknownAvatar(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl GenerateError {
+    /// Stable code for `error.code` of a failed video.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Gpu(_) => "gpu_unavailable",
+            Self::Media(MediaError::NoEncoder(_) | MediaError::NoAudioEncoder) => {
+                "encoder_unavailable"
+            }
+            Self::Media(_) => "encode_failed",
+            Self::Timeline(_) => "speech_failed",
+            Self::UnknownAvatar(_) => "invalid_avatar",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Timeline,
+    Rendering,
+    Finishing,
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Progress {
+    pub stage: Stage,
+    pub frames_done: u64,
+    pub frames_total: u64,
+    /// Frames per second over the render so far.
+    pub fps: f64,
+    pub eta_s: f64,
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Outcome {
+    pub frames: u64,
+    pub duration_s: f64,
+    pub size_bytes: u64,
+    pub encoder: String,
+    /// Seconds spent: timeline (text + speech), render + encode loop, finishing the file.
+    pub timeline_s: f64,
+    pub render_s: f64,
+    pub finish_s: f64,
+    /// The render loop split: kernel submission, waiting for readback, handing frames to
+    /// the encoder (which blocks while the encoder is behind).
+    pub submit_s: f64,
+    pub readback_s: f64,
+    pub encode_s: f64,
+}
+
+pub struct JobSpec {
+    pub params: VideoParams,
+    pub output: PathBuf,
+    pub thumbnail: Option<PathBuf>,
+    pub live: bool,
+}
+
+pub struct Generator {
+    scheduler: GpuScheduler,
+    tts: Arc<dyn TtsBackend>,
+    catalog: Arc<Catalog>,
+    encoder: EncoderChoice,
+    color: ColorPath,
+}
+
+/// How the GPU scheduler is set up (`GPU_MEMORY_FRACTION`, `MODEL_CACHE_SIZE`,
+/// `BATCH_SIZE_AUTO_TUNE`) and where it adds its device time.
+#[derive(Debug, Clone)]
+pub struct GeneratorOptions {
+    pub gpu_memory_fraction: f64,
+    pub model_cache_size: usize,
+    pub batch_size_auto_tune: bool,
+    /// Frames per submission when not auto-tuning.
+    pub batch_size: usize,
+    /// Nanoseconds of device work, all jobs together (the analytics' GPU utilisation).
+    pub busy_ns: Arc<std::sync::atomic::AtomicU64>,
+    /// RGBA→I420 path; `None` chooses per device ([`ColorPath::choose`]).
+    pub color_path: Option<ColorPath>,
+}
+
+impl Default for GeneratorOptions {
+    fn default() -> Self {
+        Self {
+            gpu_memory_fraction: 0.8,
+            model_cache_size: 8,
+            batch_size_auto_tune: true,
+            batch_size: 4,
+            busy_ns: Arc::default(),
+            color_path: None,
+        }
+    }
+}
+
+/// How often progress is reported at most.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Generator {
+    /// Opens the device and probes the encoder: fails clearly when either is missing.
+    pub fn new(catalog: Arc<Catalog>) -> Result<Self, GenerateError> {
+        Self::with_options(catalog, GeneratorOptions::default())
+    }
+
+    /// Opens the device, starts the GPU scheduler on it and probes the encoder.
+    pub fn with_options(catalog: Arc<Catalog>, o: GeneratorOptions) -> Result<Self, GenerateError> {
+        // Opened from a lowered thread: the device's worker threads (lavapipe's) inherit it.
+        let gpu = std::thread::spawn(|| {
+            crate::render::priority::lower_this_thread();
+            Gpu::new()
+        })
+        .join()
+        .map_err(|_| {
+            GenerateError::Gpu(crate::render::gpu::GpuError::Device(
+                "device setup panicked".into(),
+            ))
+        })??;
+        let gpu = Arc::new(gpu);
+        let encoder = media::probe_encoder()?;
+        let host = sysinfo::System::new_with_specifics(
+            sysinfo::RefreshKind::nothing()
+                .with_memory(sysinfo::MemoryRefreshKind::nothing().with_ram()),
+        )
+        .map(|s| s.total_memory())
+        .unwrap_or(0);
+        let mut config = SchedulerConfig::new(
+            &gpu,
+            o.gpu_memory_fraction,
+            o.model_cache_size,
+            o.batch_size_auto_tune,
+            host,
+        );
+        if !o.batch_size_auto_tune {
+            config.batch_size = o.batch_size;
+        }
+        let color = o.color_path.unwrap_or_else(|| ColorPath::choose(&gpu));
+        Ok(Self {
+            color,
+            scheduler: GpuScheduler::start(gpu, config, o.busy_ns),
+            tts: Arc::new(Espeak::new(catalog.clone())),
+            catalog,
+            encoder,
+        })
+    }
+
+    /// How frames become I420 on this device.
+    pub fn color_path(&self) -> ColorPath {
+        self.color
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        self.scheduler.gpu()
+    }
+
+    pub fn scheduler(&self) -> &GpuScheduler {
+        &self.scheduler
+    }
+
+    pub fn encoder(&self) -> &EncoderChoice {
+        &self.encoder
+    }
+
+    pub fn timeline(&self, params: &VideoParams) -> Result<Timeline, GenerateError> {
+        Ok(script::build(params, self.tts.as_ref())?)
+    }
+
+    /// Colours and shapes of the requested avatar and background.
+    pub fn style(&self, params: &VideoParams) -> Result<Style, GenerateError> {
+        let a = self
+            .catalog
+            .avatar(&params.avatar.id)
+            .ok_or_else(|| GenerateError::UnknownAvatar(params.avatar.id.clone()))?;
+        let field = |k: &str| a.extra.get(k).and_then(|v| v.as_str()).unwrap_or("#888888");
+        let hair_style = match field("hair_style") {
+            "bob" => 0.0,
+            "short" => 1.0,
+            "long" => 2.0,
+            _ => 3.0,
+        };
+        let face_shape = match field("face_shape") {
+            "square" => 1.0,
+            "heart" => 2.0,
+            "round" => 3.0,
+            _ => 0.0,
+        };
+        let (kind, bg0, bg1, angle) = match &params.background {
+            Background::Color { value } => (0.0, hex_rgba(value), hex_rgba(value), 0.0),
+            Background::Gradient { from, to, angle } => {
+                (1.0, hex_rgba(from), hex_rgba(to), angle.to_radians() as f32)
+            }
+            Background::Image { asset_id } => {
+                let b = self.catalog.background(asset_id);
+                let c = |k: &str| {
+                    b.and_then(|b| b.extra.get(k))
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("#444444")
+                };
+                (2.0, hex_rgba(c("from")), hex_rgba(c("to")), 0.0)
+            }
+        };
+        Ok(Style {
+            skin: hex_rgba(field("skin")),
+            hair: hex_rgba(field("hair")),
+            cloth: hex_rgba(field("clothing")),
+            iris: hex_rgba(field("iris")),
+            lip: hex_rgba(field("lips")),
+            bg0,
+            bg1,
+            misc: [hair_style, face_shape, kind, angle],
+        })
+    }
+
+    /// Renders single frames (RGBA) of `params` at the given timeline frame indices.
+    pub fn still_frames(
+        &self,
+        params: &VideoParams,
+        timeline: &Timeline,
+        at: &[usize],
+    ) -> Result<Vec<Vec<u8>>, GenerateError> {
+        let mut out = Vec::with_capacity(at.len());
+        self.render_frames(params, timeline, at, &mut |frame| out.push(frame.to_vec()))?;
+        Ok(out)
+    }
+
+    /// Renders the frames at `at` (captions if `params` asks for them; no encoder) and hands
+    /// each to `sink`, in order, as the job path makes them: patches from the GPU applied to
+    /// reused frame buffers.
+    pub fn render_frames(
+        &self,
+        params: &VideoParams,
+        timeline: &Timeline,
+        at: &[usize],
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), GenerateError> {
+        let captions = caption_track(params, timeline)?;
+        let renderer = self.open(params, timeline, captions.as_ref().map(|c| c.area))?;
+        let patches = media::FramePool::new(renderer.patch_bytes());
+        let frames = media::FramePool::starting_as(renderer.static_frame());
+        let geometry = renderer.geometry();
+        let mut feed = Feed::new(timeline, captions.as_ref(), at);
+        let mut submit = || {
+            let batch = feed.next_batch(renderer.batch_size());
+            let bufs = batch.iter().map(|_| patches.get()).collect();
+            (!batch.is_empty()).then(|| renderer.submit(batch, bufs))
+        };
+        // One batch ahead, as a job does.
+        let mut in_flight = submit();
+        while let Some(ticket) = in_flight.take() {
+            in_flight = submit();
+            for patch in ticket.wait()? {
+                let mut frame = frames.get();
+                geometry.apply(patch.as_ref(), frame.as_mut());
+                sink(frame.as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers a job with the GPU scheduler: its static layers come from the model cache
+    /// or are rendered now.
+    fn open(
+        &self,
+        params: &VideoParams,
+        timeline: &Timeline,
+        captions: Option<[u32; 4]>,
+    ) -> Result<JobRenderer, GenerateError> {
+        Ok(self.scheduler.open(OpenJob {
+            style: self.style(params)?,
+            width: params.dimension.width,
+            height: params.dimension.height,
+            rest: timeline.frames.first().copied().unwrap_or_default(),
+            captions,
+        })?)
+    }
+
+    /// Produces one video. Blocking: call it from a dedicated thread.
+    pub fn run(
+        &self,
+        spec: &JobSpec,
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(&Progress),
+        on_live: &mut dyn FnMut(LiveChunk),
+    ) -> Result<Outcome, GenerateError> {
+        let started = Instant::now();
+        let p = &spec.params;
+        on_progress(&Progress {
+            stage: Stage::Timeline,
+            frames_done: 0,
+            frames_total: 0,
+            fps: 0.0,
+            eta_s: 0.0,
+        });
+        let timeline = self.timeline(p)?;
+        let timeline_s = started.elapsed().as_secs_f64();
+        if cancel.load(Ordering::Relaxed) {
+            return Err(GenerateError::Cancelled);
+        }
+
+        let (w, h) = (p.dimension.width, p.dimension.height);
+        let captions = caption_track(p, &timeline)?;
+        let renderer = self.open(p, &timeline, captions.as_ref().map(|c| c.area))?;
+        // On the kernel path each finished frame is converted on the device (sizes the
+        // kernel cannot take stay on videoconvert).
+        let converter = match self.color {
+            ColorPath::Kernel => I420Converter::new(self.gpu(), w, h).ok(),
+            ColorPath::Videoconvert => None,
+        };
+        let i420_pool = converter
+            .as_ref()
+            .map(|c| media::FramePool::new(c.i420_bytes()));
+        let settings = EncodeSettings {
+            width: w,
+            height: h,
+            fps: timeline.fps,
+            quality: p.quality,
+            audio_rate: timeline.speech.as_ref().map(|s| s.sample_rate),
+            live: spec.live,
+            i420: converter.is_some(),
+        };
+        let mut writer = Mp4Writer::start(&settings, &self.encoder, &spec.output)?;
+        let live_rx = writer.live.take();
+        if let Some(s) = &timeline.speech
+            && let Err(e) = writer.push_audio(&s.samples, s.sample_rate)
+        {
+            writer.abort();
+            return Err(e.into());
+        }
+
+        let total = timeline.frames.len() as u64;
+        let thumb_at = u64::from(timeline.fps).min(total.saturating_sub(1));
+        let mut thumb: Option<Vec<u8>> = None;
+        let render_start = Instant::now();
+        let mut last_report = Instant::now();
+        let mut done = 0u64;
+        // Patches come back from the GPU; frames start as the static frame and get each
+        // frame's patch (buffers return from the encoder still holding an earlier frame).
+        let patches = media::FramePool::new(renderer.patch_bytes());
+        let pool = media::FramePool::starting_as(renderer.static_frame());
+        let geometry = renderer.geometry();
+        let (mut submit_t, mut readback_t, mut encode_t) = (
+            std::time::Duration::ZERO,
+            std::time::Duration::ZERO,
+            std::time::Duration::ZERO,
+        );
+        // Batches go to the scheduler one ahead: while it renders batch k + 1, this thread
+        // hands batch k to the encoder.
+        let all: Vec<usize> = (0..timeline.frames.len()).collect();
+        let mut feed = Feed::new(&timeline, captions.as_ref(), &all);
+        let submit = |batch: Vec<FrameRequest>, submit_t: &mut std::time::Duration| {
+            let t = Instant::now();
+            let bufs = batch.iter().map(|_| patches.get()).collect();
+            let ticket = renderer.submit(batch, bufs);
+            *submit_t += t.elapsed();
+            ticket
+        };
+        let first = feed.next_batch(renderer.batch_size());
+        let mut in_flight = (!first.is_empty()).then(|| submit(first, &mut submit_t));
+        while let Some(ticket) = in_flight.take() {
+            if cancel.load(Ordering::Relaxed) {
+                writer.abort();
+                return Err(GenerateError::Cancelled);
+            }
+            let batch = feed.next_batch(renderer.batch_size());
+            if !batch.is_empty() {
+                in_flight = Some(submit(batch, &mut submit_t));
+            }
+            // Two batches are in flight at most; idle patch buffers beyond that (left from
+            // when this job had the device to itself) are freed.
+            patches.trim(renderer.batch_size());
+            let t = Instant::now();
+            let frames = match ticket.wait() {
+                Ok(f) => f,
+                Err(e) => {
+                    writer.abort();
+                    return Err(e.into());
+                }
+            };
+            readback_t += t.elapsed();
+            for patch in frames {
+                let mut frame = pool.get();
+                geometry.apply(patch.as_ref(), frame.as_mut());
+                drop(patch);
+                if done == thumb_at {
+                    thumb = Some(frame.as_ref().to_vec());
+                }
+                let t = Instant::now();
+                let pushed = match (&converter, &i420_pool) {
+                    (Some(c), Some(pool)) => {
+                        let mut yuv = pool.get();
+                        c.convert_into(self.gpu(), frame.as_ref(), yuv.as_mut())
+                            .map_err(|e| MediaError::Pipeline(e.to_string()))
+                            .and_then(|()| writer.push_frame(yuv, done))
+                    }
+                    _ => writer.push_frame(frame, done),
+                };
+                if let Err(e) = pushed {
+                    writer.abort();
+                    return Err(e.into());
+                }
+                encode_t += t.elapsed();
+                done += 1;
+            }
+            if let Some(rx) = &live_rx {
+                while let Ok(chunk) = rx.try_recv() {
+                    on_live(chunk);
+                }
+            }
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                last_report = Instant::now();
+                on_progress(&progress(Stage::Rendering, done, total, render_start));
+            }
+        }
+        drop(renderer);
+        let render_s = render_start.elapsed().as_secs_f64();
+        on_progress(&progress(Stage::Finishing, done, total, render_start));
+        // A cancel that lands while the last frames drain still stops the job: nothing is
+        // published for a cancelled (or handed back) video.
+        if cancel.load(Ordering::Relaxed) {
+            writer.abort();
+            return Err(GenerateError::Cancelled);
+        }
+        let finish_start = Instant::now();
+        let size_bytes = writer.finish()?;
+        if let Some(rx) = live_rx {
+            while let Ok(chunk) = rx.recv() {
+                on_live(chunk);
+            }
+        }
+        if let (Some(path), Some(frame)) = (&spec.thumbnail, thumb) {
+            media::write_thumbnail(&frame, w, h, path)?;
+        }
+        on_progress(&progress(Stage::Done, done, total, render_start));
+        Ok(Outcome {
+            frames: done,
+            duration_s: done as f64 / f64::from(timeline.fps),
+            size_bytes,
+            encoder: self.encoder.element.to_string(),
+            timeline_s,
+            render_s,
+            finish_s: finish_start.elapsed().as_secs_f64(),
+            submit_s: submit_t.as_secs_f64(),
+            readback_s: readback_t.as_secs_f64(),
+            encode_s: encode_t.as_secs_f64(),
+        })
+    }
+
+    /// Runs a job on its own thread.
+    pub fn spawn(
+        self: &Arc<Self>,
+        spec: JobSpec,
+        on_progress: impl FnMut(&Progress) + Send + 'static,
+        on_live: impl FnMut(LiveChunk) + Send + 'static,
+    ) -> JobHandle {
+        self.spawn_with(spec, Arc::default(), on_progress, on_live)
+    }
+
+    /// Runs a job on its own thread, stopped by a cancel flag the caller already holds.
+    pub fn spawn_with(
+        self: &Arc<Self>,
+        spec: JobSpec,
+        cancel: Arc<AtomicBool>,
+        mut on_progress: impl FnMut(&Progress) + Send + 'static,
+        mut on_live: impl FnMut(LiveChunk) + Send + 'static,
+    ) -> JobHandle {
+        let me = self.clone();
+        let flag = cancel.clone();
+        let thread = std::thread::Builder::new()
+            .name("reelgen-job".into())
+            .spawn(move || {
+                crate::render::priority::lower_this_thread();
+                me.run(&spec, &flag, &mut on_progress, &mut on_live)
+            });
+        JobHandle { cancel, thread }
+    }
+}
+
+/// The caption track of a video, when it asks for captions and has words.
+fn caption_track(
+    p: &VideoParams,
+    timeline: &Timeline,
+) -> Result<Option<captions::CaptionTrack>, GenerateError> {
+    if !p.captions || timeline.words.is_empty() {
+        return Ok(None);
+    }
+    captions::CaptionTrack::build(&timeline.words, p.dimension.width, p.dimension.height)
+        .map(Some)
+        .map_err(|e| GenerateError::Media(MediaError::Pipeline(e.to_string())))
+}
+
+/// Timeline frames (those at `at`, in order) as GPU requests, batch by batch. A new caption
+/// line starts a batch: its coverage is uploaded once, before the batch's first frame.
+struct Feed<'a> {
+    timeline: &'a Timeline,
+    captions: Option<&'a captions::CaptionTrack>,
+    at: &'a [usize],
+    next: usize,
+    shown_line: Option<usize>,
+}
+
+impl<'a> Feed<'a> {
+    fn new(
+        timeline: &'a Timeline,
+        captions: Option<&'a captions::CaptionTrack>,
+        at: &'a [usize],
+    ) -> Self {
+        Self {
+            timeline,
+            captions,
+            at,
+            next: 0,
+            shown_line: None,
+        }
+    }
+
+    fn next_batch(&mut self, size: usize) -> Vec<FrameRequest> {
+        let size = size.max(1);
+        let mut batch = Vec::with_capacity(size);
+        while let Some(&i) = self.at.get(self.next) {
+            if batch.len() >= size {
+                break;
+            }
+            let params = self.timeline.frames.get(i).copied().unwrap_or_default();
+            let mut line = None;
+            let caption = self.captions.and_then(|track| {
+                let f = track.at(f64::from(params.time))?;
+                if self.shown_line != Some(f.line) {
+                    line = Some(f.line);
+                }
+                Some((f.x0, f.x1))
+            });
+            if let Some(l) = line {
+                if !batch.is_empty() {
+                    break;
+                }
+                self.shown_line = Some(l);
+            }
+            batch.push(FrameRequest {
+                params,
+                caption,
+                line: line.and_then(|l| {
+                    let track = self.captions?;
+                    Some(Arc::from(track.lines.get(l)?.coverage.as_slice()))
+                }),
+            });
+            self.next += 1;
+        }
+        batch
+    }
+}
+
+fn progress(stage: Stage, done: u64, total: u64, since: Instant) -> Progress {
+    let secs = since.elapsed().as_secs_f64().max(1e-6);
+    let fps = done as f64 / secs;
+    Progress {
+        stage,
+        frames_done: done,
+        frames_total: total,
+        fps,
+        eta_s: if fps > 0.0 {
+            (total - done.min(total)) as f64 / fps
+        } else {
+            0.0
+        },
+    }
+}
+
+pub struct JobHandle {
+    cancel: Arc<AtomicBool>,
+    thread: std::io::Result<std::thread::JoinHandle<Result<Outcome, GenerateError>>>,
+}
+
+impl JobHandle {
+    /// The flag [`cancel`](Self::cancel) sets, for callers that keep it elsewhere.
+    pub fn canceller(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Asks the job to stop; it does within one frame.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    pub fn join(self) -> Result<Outcome, GenerateError> {
+        match self.thread {
+            Ok(t) => t.join().unwrap_or_else(|_| {
+                Err(GenerateError::Media(MediaError::Pipeline(
+                    "job thread panicked".into(),
+                )))
+            }),
+            Err(e) => Err(GenerateError::Media(MediaError::Pipeline(format!(
+                "cannot start job thread: {e}"
+            )))),
+        }
+    }
+}

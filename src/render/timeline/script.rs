@@ -1,0 +1,557 @@
+//! Script → timeline. Normalises the text, has the voice speak it (phoneme timings come from
+//! the synthesiser), maps phonemes to visemes, blends neighbouring mouth shapes
+//! (co-articulation: each viseme is fully formed at its phoneme's start and the mouth moves
+//! towards the next one up to [`ANTICIPATION_MS`] ahead, see [`VisemeTrack`]), and schedules
+//! blinks, gaze and idle head/breathing motion from the seed. Same input + seed → the same
+//! timeline.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::render::params::VideoParams;
+
+use super::voice::{Speech, TtsBackend, VoiceError, WordAt};
+
+/// How far ahead of a phoneme the mouth starts moving towards its shape.
+pub const ANTICIPATION_MS: f64 = 60.0;
+/// The share of a viseme's own time that anticipation of the next may take.
+const ANTICIPATION_SHARE: f64 = 0.6;
+
+/// Per-frame drive of the avatar kernel. `#[repr(C)]`: uploaded to the GPU as is.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Pod, Zeroable)]
+pub struct FrameParams {
+    /// Jaw/lip opening 0–1.
+    pub mouth_open: f32,
+    /// Lip spread (−1 narrow … 1 wide).
+    pub mouth_wide: f32,
+    /// Lip rounding 0–1.
+    pub mouth_round: f32,
+    /// Teeth visibility 0–1.
+    pub teeth: f32,
+    /// Tongue visibility 0–1.
+    pub tongue: f32,
+    /// Eyelid closure 0–1.
+    pub blink: f32,
+    pub gaze_x: f32,
+    pub gaze_y: f32,
+    /// Head rotation in radians.
+    pub yaw: f32,
+    pub pitch: f32,
+    pub roll: f32,
+    /// Breathing offset (fraction of head height).
+    pub breath: f32,
+    /// Smile −1…1 (expression).
+    pub smile: f32,
+    /// Brow raise −1…1 (expression + emphasis).
+    pub brow: f32,
+    /// Time in seconds.
+    pub time: f32,
+    /// Index of the word being spoken (captions), −1 when none.
+    pub word: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Viseme {
+    Sil,
+    PP,
+    FF,
+    TH,
+    DD,
+    KK,
+    CH,
+    SS,
+    RR,
+    AA,
+    E,
+    IH,
+    OH,
+    OU,
+    H,
+}
+
+/// (open, wide, round, teeth, tongue) of each viseme.
+fn shape(v: Viseme) -> [f64; 5] {
+    match v {
+        Viseme::Sil => [0.0, 0.0, 0.0, 0.0, 0.0],
+        Viseme::PP => [0.0, -0.1, 0.1, 0.0, 0.0],
+        Viseme::FF => [0.08, 0.1, 0.0, 1.0, 0.0],
+        Viseme::TH => [0.2, 0.1, 0.0, 0.7, 0.9],
+        Viseme::DD => [0.25, 0.2, 0.0, 0.6, 0.5],
+        Viseme::KK => [0.3, 0.1, 0.0, 0.4, 0.2],
+        Viseme::CH => [0.25, -0.15, 0.55, 0.7, 0.0],
+        Viseme::SS => [0.12, 0.35, 0.0, 0.9, 0.0],
+        Viseme::RR => [0.25, -0.1, 0.45, 0.3, 0.2],
+        Viseme::AA => [0.8, 0.3, 0.0, 0.4, 0.15],
+        Viseme::E => [0.45, 0.45, 0.0, 0.5, 0.1],
+        Viseme::IH => [0.3, 0.65, 0.0, 0.6, 0.0],
+        Viseme::OH => [0.6, -0.25, 0.7, 0.2, 0.0],
+        Viseme::OU => [0.3, -0.4, 1.0, 0.1, 0.0],
+        Viseme::H => [0.35, 0.1, 0.0, 0.3, 0.0],
+    }
+}
+
+/// The viseme of an espeak phoneme mnemonic.
+pub fn viseme_of(phoneme: &str) -> Viseme {
+    let p = phoneme.trim_start_matches(['\'', ',', '%', '=']);
+    if p.is_empty() || p.starts_with('_') || p.starts_with(';') {
+        return Viseme::Sil;
+    }
+    // Variants (`t2`, `l/2`) and length marks (`i:`) keep their base sound's shape.
+    let base = p.trim_end_matches(|c: char| c.is_ascii_digit() || c == ':' || c == '/');
+    let p = if base.is_empty() { p } else { base };
+    match p {
+        "p" | "b" | "m" | "m-" => Viseme::PP,
+        "f" | "v" => Viseme::FF,
+        "T" | "D" => Viseme::TH,
+        "t" | "d" | "n" | "l" | "t#" | "d#" | "n-" | "l-" | "@L" | "L" => Viseme::DD,
+        "k" | "g" | "N" | "x" | "q" | "G" => Viseme::KK,
+        "tS" | "dZ" | "S" | "Z" | "S;" | "C" => Viseme::CH,
+        "s" | "z" | "ts" | "dz" => Viseme::SS,
+        "r" | "r-" | "R" | "*" | "R2" => Viseme::RR,
+        "w" => Viseme::OU,
+        "j" => Viseme::IH,
+        "h" => Viseme::H,
+        _ => match p.chars().next() {
+            Some('a' | 'A' | 'V' | '&') => Viseme::AA,
+            Some('e' | 'E' | '@' | '3') => Viseme::E,
+            Some('i' | 'I') => Viseme::IH,
+            Some('o' | 'O' | '0') => Viseme::OH,
+            Some('u' | 'U' | 'y' | 'Y') => Viseme::OU,
+            _ => Viseme::E,
+        },
+    }
+}
+
+/// Text as the voice should read it: abbreviations spelt out, symbols named, whitespace and
+/// quotes normalised. Captions show the original words.
+pub fn normalise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for word in text.split_whitespace() {
+        let replaced = match word {
+            "Dr." => "Doctor",
+            "Mr." => "Mister",
+            "Mrs." => "Missus",
+            "Ms." => "Miz",
+            "St." => "Street",
+            "vs." | "vs" => "versus",
+            "e.g." => "for example",
+            "i.e." => "that is",
+            "etc." => "et cetera",
+            "&" => "and",
+            w => w,
+        };
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let mut chars = replaced.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '‘' | '’' => out.push('\''),
+                '“' | '”' => out.push('"'),
+                '—' | '–' => out.push_str(", "),
+                // "50%" is "50 percent"; "%off" must not become one word "percentoff".
+                '%' if chars.peek().is_some() => out.push_str(" percent "),
+                '%' => out.push_str(" percent"),
+                '&' => out.push_str(" and "),
+                c if c.is_control() => out.push(' '),
+                c => out.push(c),
+            }
+        }
+    }
+    out
+}
+
+/// A tiny deterministic generator (SplitMix64), so timelines never change with a crate update.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
+    }
+}
+
+/// Everything the renderer and encoder need for one video.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    pub fps: u32,
+    pub frames: Vec<FrameParams>,
+    /// `None` when the video has no voice.
+    pub speech: Option<Speech>,
+    pub words: Vec<WordAt>,
+    /// The mouth's drive: which viseme shows when (empty without speech).
+    pub visemes: VisemeTrack,
+}
+
+impl Timeline {
+    pub fn duration_s(&self) -> f64 {
+        self.frames.len() as f64 / f64::from(self.fps)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TimelineError {
+    #[error(transparent)]
+    Voice(#[from] VoiceError),
+    #[error("the script produced no speech")]
+    Empty,
+}
+
+/// Builds the timeline of a video.
+pub fn build(params: &VideoParams, tts: &dyn TtsBackend) -> Result<Timeline, TimelineError> {
+    let text = normalise(&params.script);
+    let speech = match &params.voice {
+        Some(v) => Some(tts.speak(&text, v)?),
+        None => None,
+    };
+    let fps = params.fps.max(1);
+    let (duration_s, phonemes, words) = match &speech {
+        Some(s) if s.duration_ms() > 0 => (
+            f64::from(s.duration_ms()) / 1000.0,
+            s.phonemes.clone(),
+            s.words.clone(),
+        ),
+        Some(_) => return Err(TimelineError::Empty),
+        None => (params.estimate_duration().0, Vec::new(), Vec::new()),
+    };
+    let n = ((duration_s * f64::from(fps)).round() as usize).max(1);
+    let visemes = VisemeTrack::new(&phonemes, duration_s * 1000.0);
+
+    let (base_smile, base_brow) = match params.avatar.expression.as_str() {
+        "friendly" => (0.55, 0.2),
+        "serious" => (-0.1, -0.35),
+        _ => (0.12, 0.0),
+    };
+    let mut rng = Rng::new(params.seed);
+    let blinks = schedule(&mut rng, duration_s, 1.8, 5.2);
+    let saccades = schedule(&mut rng, duration_s, 0.9, 3.2);
+    let gaze_targets: Vec<(f64, f64)> = saccades
+        .iter()
+        .map(|_| (rng.range(-0.35, 0.35), rng.range(-0.2, 0.15)))
+        .collect();
+    let phase: Vec<f64> = (0..6)
+        .map(|_| rng.range(0.0, std::f64::consts::TAU))
+        .collect();
+
+    let frames = (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(fps);
+            let t_ms = t * 1000.0;
+            let m = visemes.shape_at(t_ms);
+            // Speaking energy from the mouth shape itself (not from the audio samples, which
+            // espeak does not reproduce bit for bit).
+            let loud = (m[0] * 1.6).min(1.0);
+            let blink = blinks
+                .iter()
+                .map(|b| blink_curve(t - b))
+                .fold(0.0, f64::max);
+            let (gx, gy) = gaze_at(&saccades, &gaze_targets, t);
+            let word = words
+                .iter()
+                .rposition(|w| f64::from(w.start_ms) <= t_ms)
+                .map_or(-1.0, |w| w as f32);
+            let nod = words
+                .iter()
+                .filter(|w| w.text.chars().count() > 5)
+                .map(|w| {
+                    let dt = t - f64::from(w.start_ms) / 1000.0;
+                    if (0.0..0.6).contains(&dt) {
+                        (dt / 0.6 * std::f64::consts::PI).sin()
+                    } else {
+                        0.0
+                    }
+                })
+                .fold(0.0, f64::max);
+            let s = |k: usize, f: f64| (std::f64::consts::TAU * f * t + phase[k]).sin();
+            FrameParams {
+                mouth_open: m[0] as f32,
+                mouth_wide: m[1] as f32,
+                mouth_round: m[2] as f32,
+                teeth: m[3] as f32,
+                tongue: m[4] as f32,
+                blink: blink as f32,
+                gaze_x: gx as f32,
+                gaze_y: gy as f32,
+                yaw: (0.045 * s(0, 0.11) + 0.02 * s(1, 0.29) + 0.01 * loud * s(5, 1.3)) as f32,
+                pitch: (0.025 * s(2, 0.17) + 0.03 * nod) as f32,
+                roll: (0.018 * s(3, 0.13)) as f32,
+                breath: (0.5 + 0.5 * (std::f64::consts::TAU * t / 4.2 + phase[4]).sin()) as f32,
+                smile: (base_smile + 0.1 * loud * 0.5) as f32,
+                brow: (base_brow + 0.35 * nod) as f32,
+                time: t as f32,
+                word,
+            }
+        })
+        .collect();
+    Ok(Timeline {
+        fps,
+        frames,
+        speech,
+        words,
+        visemes,
+    })
+}
+
+/// Event times spaced by uniform gaps in [min_gap, max_gap).
+fn schedule(rng: &mut Rng, duration: f64, min_gap: f64, max_gap: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut t = rng.range(0.3, max_gap);
+    while t < duration {
+        out.push(t);
+        t += rng.range(min_gap, max_gap);
+    }
+    out
+}
+
+fn blink_curve(dt: f64) -> f64 {
+    const CLOSE: f64 = 0.07;
+    const OPEN: f64 = 0.12;
+    if !(0.0..=CLOSE + OPEN).contains(&dt) {
+        0.0
+    } else if dt < CLOSE {
+        (dt / CLOSE).powf(0.7)
+    } else {
+        1.0 - ((dt - CLOSE) / OPEN).powf(1.3)
+    }
+}
+
+fn gaze_at(times: &[f64], targets: &[(f64, f64)], t: f64) -> (f64, f64) {
+    let idx = times.iter().rposition(|s| *s <= t);
+    let Some(i) = idx else { return (0.0, 0.0) };
+    let prev = if i == 0 { (0.0, 0.0) } else { targets[i - 1] };
+    let k = ((t - times[i]) / 0.06).clamp(0.0, 1.0);
+    let k = k * k * (3.0 - 2.0 * k);
+    (
+        prev.0 + (targets[i].0 - prev.0) * k,
+        prev.1 + (targets[i].1 - prev.1) * k,
+    )
+}
+
+/// One run of phonemes that share a viseme, from its first phoneme's start to the next
+/// run's start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VisemeSegment {
+    pub viseme: Viseme,
+    pub start_ms: f64,
+    pub end_ms: f64,
+    /// How long before `end_ms` the mouth starts moving towards the next run.
+    anticipation_ms: f64,
+}
+
+/// The mouth over time. Each viseme reaches full weight exactly at its first phoneme's
+/// start (espeak's audio position) and holds it; towards the end of its run it cross-fades
+/// (smoothstep) into the next viseme, starting [`ANTICIPATION_MS`] (or 60 % of the run,
+/// if shorter) ahead. At most two visemes are ever blended and their weights sum to one,
+/// so silences (`Sil`) close the mouth completely.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisemeTrack {
+    segments: Vec<VisemeSegment>,
+}
+
+impl VisemeTrack {
+    /// The track of `phonemes` (start times in ms) over an utterance of `end_ms`.
+    pub fn new(phonemes: &[super::voice::PhonemeAt], end_ms: f64) -> Self {
+        let mut segments: Vec<VisemeSegment> = Vec::new();
+        let mut push = |viseme: Viseme, start_ms: f64| match segments.last_mut() {
+            Some(last) if last.viseme == viseme => {}
+            Some(last) if start_ms <= last.start_ms => last.viseme = viseme,
+            _ => segments.push(VisemeSegment {
+                viseme,
+                start_ms,
+                end_ms,
+                anticipation_ms: 0.0,
+            }),
+        };
+        push(Viseme::Sil, 0.0);
+        for p in phonemes {
+            push(viseme_of(&p.name), f64::from(p.start_ms).min(end_ms));
+        }
+        push(Viseme::Sil, end_ms);
+        // Merging a zero-length run may leave neighbours with equal visemes: merge again.
+        segments.dedup_by(|next, prev| next.viseme == prev.viseme);
+        let count = segments.len();
+        for i in 0..count {
+            let end = segments.get(i + 1).map_or(end_ms, |n| n.start_ms);
+            let s = &mut segments[i];
+            s.end_ms = end.max(s.start_ms);
+            s.anticipation_ms = if i + 1 < count {
+                ANTICIPATION_MS.min(ANTICIPATION_SHARE * (s.end_ms - s.start_ms))
+            } else {
+                0.0
+            };
+        }
+        if end_ms <= 0.0 || phonemes.is_empty() {
+            segments.clear();
+        }
+        Self { segments }
+    }
+
+    pub fn segments(&self) -> &[VisemeSegment] {
+        &self.segments
+    }
+
+    /// The visemes showing at `t_ms` with their weights (summing to one).
+    pub fn weights_at(&self, t_ms: f64) -> [(Viseme, f64); 2] {
+        let idx = self
+            .segments
+            .partition_point(|s| s.start_ms <= t_ms)
+            .saturating_sub(1);
+        let Some(seg) = self.segments.get(idx) else {
+            return [(Viseme::Sil, 1.0), (Viseme::Sil, 0.0)];
+        };
+        let next = self.segments.get(idx + 1);
+        let fade_from = seg.end_ms - seg.anticipation_ms;
+        match next {
+            Some(n) if t_ms > fade_from && seg.anticipation_ms > 0.0 => {
+                let k = ((t_ms - fade_from) / seg.anticipation_ms).clamp(0.0, 1.0);
+                let k = k * k * (3.0 - 2.0 * k);
+                [(seg.viseme, 1.0 - k), (n.viseme, k)]
+            }
+            _ => [(seg.viseme, 1.0), (seg.viseme, 0.0)],
+        }
+    }
+
+    /// The weight of viseme `v` at `t_ms`.
+    pub fn weight(&self, v: Viseme, t_ms: f64) -> f64 {
+        self.weights_at(t_ms)
+            .iter()
+            .filter(|(x, _)| *x == v)
+            .map(|(_, w)| w)
+            .sum()
+    }
+
+    /// (open, wide, round, teeth, tongue) at `t_ms`.
+    pub fn shape_at(&self, t_ms: f64) -> [f64; 5] {
+        let mut acc = [0.0; 5];
+        for (v, w) in self.weights_at(t_ms) {
+            for (a, s) in acc.iter_mut().zip(shape(v)) {
+                *a += w * s;
+            }
+        }
+        acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phonemes_map_to_visemes() {
+        assert_eq!(viseme_of("m"), Viseme::PP);
+        assert_eq!(viseme_of("'aI"), Viseme::AA);
+        assert_eq!(viseme_of("oU"), Viseme::OH);
+        assert_eq!(viseme_of("u:"), Viseme::OU);
+        assert_eq!(viseme_of("_:"), Viseme::Sil);
+        assert_eq!(viseme_of(""), Viseme::Sil);
+        assert_eq!(viseme_of("s"), Viseme::SS);
+        assert_eq!(viseme_of("t2"), Viseme::DD);
+        assert_eq!(viseme_of("i:"), Viseme::IH);
+        assert_eq!(viseme_of("3:"), Viseme::E);
+        assert_eq!(viseme_of("0"), Viseme::OH);
+    }
+
+    fn ph(name: &str, start_ms: u32) -> super::super::voice::PhonemeAt {
+        super::super::voice::PhonemeAt {
+            name: name.into(),
+            start_ms,
+        }
+    }
+
+    #[test]
+    fn visemes_peak_at_their_phoneme_and_silence_closes_the_mouth() {
+        // "ma", a pause, "pa": m/p share a viseme but a pause separates them.
+        let track = VisemeTrack::new(
+            &[
+                ph("m", 20),
+                ph("a", 100),
+                ph("_:", 300),
+                ph("p", 700),
+                ph("a", 760),
+            ],
+            1000.0,
+        );
+        let kinds: Vec<Viseme> = track.segments().iter().map(|s| s.viseme).collect();
+        use Viseme::*;
+        assert_eq!(kinds, [Sil, PP, AA, Sil, PP, AA, Sil]);
+        for s in track.segments() {
+            assert!(
+                (track.weight(s.viseme, s.start_ms) - 1.0).abs() < 1e-12,
+                "{s:?}"
+            );
+            assert!(track.weight(s.viseme, s.start_ms - 1.0) < 1.0 || s.start_ms == 0.0);
+        }
+        // The pause: closed from its start until the anticipation of "p" (60 ms ahead).
+        for t in [300.0, 400.0, 639.0] {
+            assert_eq!(track.shape_at(t)[0], 0.0, "open at {t} ms");
+        }
+        assert!(track.shape_at(150.0)[0] > 0.7, "open on the vowel");
+        // Weights always sum to one.
+        for t in 0..1000 {
+            let w: f64 = track.weights_at(f64::from(t)).iter().map(|(_, w)| w).sum();
+            assert!((w - 1.0).abs() < 1e-12);
+        }
+        assert!(VisemeTrack::new(&[], 1000.0).segments().is_empty());
+    }
+
+    #[test]
+    fn normalisation_spells_out_abbreviations_and_symbols() {
+        assert_eq!(
+            normalise("Dr.  Smith & co —  50%\tgrowth"),
+            "Doctor Smith and co ,  50 percent growth"
+        );
+    }
+
+    #[test]
+    fn the_rng_is_stable() {
+        let mut a = Rng::new(42);
+        let mut b = Rng::new(42);
+        assert_eq!(a.next_u64(), b.next_u64());
+        assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
+        let mut r = Rng::new(7);
+        assert!(
+            (0..1000)
+                .map(|_| r.range(-1.0, 2.0))
+                .all(|x| (-1.0..2.0).contains(&x))
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// What the voice reads never panics on any text, carries no control characters,
+            /// and keeps every plain word of the script in order.
+            #[test]
+            fn normalising_any_text_is_safe_and_keeps_plain_words(s in "\\PC{0,300}|[\\x00-\\x1f <>/=\"a-z&%—’]{0,200}") {
+                let once = normalise(&s);
+                prop_assert!(!once.chars().any(char::is_control));
+                let plain = |t: &str| -> Vec<String> {
+                    t.split(|c: char| !c.is_ascii_alphabetic())
+                        .filter(|w| w.len() > 3)
+                        .map(str::to_string)
+                        .collect()
+                };
+                let said = plain(&once);
+                let mut at = said.iter();
+                for w in plain(&s) {
+                    prop_assert!(at.any(|x| *x == w), "{w:?} lost from {s:?} -> {once:?}");
+                }
+            }
+        }
+    }
+}

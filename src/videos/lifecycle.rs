@@ -1,0 +1,456 @@
+//! The one owner of a video's state. Every change — accepted, started, progressed,
+//! completed, failed, cancelled, deleted, handed back, recovered — goes through a method
+//! here, which does all of its side effects in one place and in one order:
+//!
+//! 1. the database transition: one conditional UPDATE from the expected state (so a late or
+//!    repeated call changes nothing and reports it), with the webhook outbox row in the same
+//!    transaction for the terminal states that have a `callback_url`;
+//! 2. the response cache: the tenant's entries (and, when queue positions move, everyone's);
+//! 3. the typed [`VideoEvent`] on the hub (WebSocket sessions);
+//! 4. the metrics and analytics of the transition;
+//! 5. the worker signals: [`Signals`] wakes an idle worker when a video is queued and tells the
+//!    worker rendering a video that it was cancelled or deleted.
+//!
+//! Handlers and the dispatcher call these methods and never write a video's row, publish its
+//! events or bump its counters themselves. May call `videos::store`, `videos::events`,
+//! `platform` and `render`'s result types.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use entity::video;
+use tokio::sync::{Notify, broadcast};
+use uuid::Uuid;
+
+use super::events::Hub;
+use super::model::{VideoError, VideoEvent, VideoStatus, VideoView};
+use super::store::{self, CancelOutcome, InsertOutcome, StoredResponse};
+use crate::platform::analytics::{Analytics, Stage};
+use crate::platform::cache::CacheHandle;
+use crate::platform::db::{Db, StoreError};
+use crate::platform::storage::Files;
+use crate::platform::telemetry::Metrics;
+use crate::render::media::LiveChunk;
+use crate::render::pipeline::{Outcome, Progress};
+
+/// A video interrupted this many times fails instead of being retried again.
+pub const MAX_ATTEMPTS: i32 = 3;
+
+/// What the lifecycle tells the worker: "a video was queued" and "stop rendering this one".
+/// In one process these are a [`Notify`] and a broadcast; the worker subscribes to both.
+#[derive(Clone)]
+pub struct Signals {
+    wake: Arc<Notify>,
+    cancel: broadcast::Sender<Uuid>,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self {
+            wake: Arc::default(),
+            cancel: broadcast::channel(256).0,
+        }
+    }
+}
+
+impl Signals {
+    /// Resolves when a video has been queued since the last call (or at once if one was).
+    pub async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Videos cancelled or deleted from now on.
+    pub fn cancellations(&self) -> broadcast::Receiver<Uuid> {
+        self.cancel.subscribe()
+    }
+}
+
+/// The state changes of videos, with their side effects (see the module doc).
+#[derive(Clone)]
+pub struct Lifecycle {
+    db: Db,
+    cache: CacheHandle,
+    hub: Hub,
+    files: Files,
+    metrics: Arc<Metrics>,
+    analytics: Analytics,
+    signals: Signals,
+}
+
+/// What a progress report did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progressed {
+    /// Published (and written, when asked); the video still renders.
+    Rendering,
+    /// The video is no longer rendering (cancelled or deleted elsewhere): stop.
+    Gone,
+}
+
+impl Lifecycle {
+    pub fn new(
+        db: Db,
+        cache: CacheHandle,
+        hub: Hub,
+        files: Files,
+        metrics: Arc<Metrics>,
+        analytics: Analytics,
+    ) -> Self {
+        Self {
+            db,
+            cache,
+            hub,
+            files,
+            metrics,
+            analytics,
+            signals: Signals::default(),
+        }
+    }
+
+    pub fn signals(&self) -> &Signals {
+        &self.signals
+    }
+
+    /// New videos (and the idempotency record of the request, when keyed), inserted together.
+    /// A replayed key inserts nothing and returns what the first request stored.
+    pub async fn accepted(
+        &self,
+        tenant: &str,
+        rows: Vec<video::Model>,
+        idempotency: Option<(&str, StoredResponse)>,
+    ) -> Result<InsertOutcome, StoreError> {
+        let count = rows.len() as u64;
+        let idem = idempotency.map(|(key, stored)| (tenant, key, stored));
+        let outcome = store::insert_videos(&self.db, rows, idem).await?;
+        if matches!(outcome, InsertOutcome::Inserted) {
+            self.cache.invalidate_tenant(tenant);
+            self.signals.wake.notify_one();
+            self.metrics
+                .jobs_total
+                .with_label_values(&[VideoStatus::Queued.as_str()])
+                .inc_by(count);
+            tracing::info!(%tenant, count, "videos accepted");
+        }
+        Ok(outcome)
+    }
+
+    /// Claims the oldest queued video (`queued` → `rendering`, attempt counted) for this
+    /// worker; `None` when the queue is empty.
+    pub async fn started(&self) -> Result<Option<video::Model>, StoreError> {
+        let Some(video) = store::claim_next(&self.db).await? else {
+            return Ok(None);
+        };
+        let waited = (chrono::Utc::now() - video.created_at)
+            .to_std()
+            .unwrap_or_default();
+        self.record_stage(Stage::QueueWait, waited.as_secs_f64());
+        // Everyone's queue positions moved up by one.
+        self.cache.invalidate_tenant(&video.tenant);
+        self.cache.invalidate_all();
+        self.metrics
+            .jobs_total
+            .with_label_values(&[VideoStatus::Rendering.as_str()])
+            .inc();
+        self.hub.publish(
+            video.id,
+            VideoEvent::Status {
+                status: VideoStatus::Rendering,
+                queue_position: None,
+            },
+        );
+        tracing::info!(id = %video.id, tenant = %video.tenant, attempt = video.attempts, "rendering started");
+        Ok(Some(video))
+    }
+
+    /// A progress report of a rendering video: published at once, written to the database
+    /// when `write` (the caller paces writes), never backwards.
+    pub async fn progressed(
+        &self,
+        video: &video::Model,
+        p: &Progress,
+        fps: f64,
+        write: bool,
+    ) -> Progressed {
+        if p.fps > 0.0 {
+            self.metrics.render_fps.set(p.fps);
+        }
+        self.hub.publish(
+            video.id,
+            VideoEvent::Progress {
+                frames_done: p.frames_done,
+                frames_total: p.frames_total,
+                progress: p.frames_done as f64 / p.frames_total as f64,
+                fps: p.fps,
+                eta_s: p.eta_s,
+                emitted_at_ms: chrono::Utc::now().timestamp_millis(),
+            },
+        );
+        if !write {
+            return Progressed::Rendering;
+        }
+        let total = p.frames_total as i64;
+        match store::record_progress(
+            &self.db,
+            video.id,
+            p.frames_done as i64,
+            total,
+            total as f64 / fps,
+        )
+        .await
+        {
+            Ok(true) => {
+                self.cache.invalidate_tenant(&video.tenant);
+                Progressed::Rendering
+            }
+            Ok(false) => Progressed::Gone,
+            Err(e) => {
+                tracing::warn!(id = %video.id, error = %e, "progress write failed");
+                Progressed::Rendering
+            }
+        }
+    }
+
+    /// The file is in place: `rendering` → `completed` with its exact length and size, the
+    /// `video.completed` webhook queued with it. `false` when the video was cancelled or
+    /// deleted meanwhile; its file is then removed.
+    pub async fn completed(&self, video: &video::Model, outcome: &Outcome) -> bool {
+        let id = video.id;
+        for (stage, secs) in [
+            (Stage::Timeline, outcome.timeline_s),
+            (Stage::Render, outcome.submit_s),
+            (Stage::Readback, outcome.readback_s),
+            (Stage::Encode, outcome.encode_s),
+            (Stage::Mux, outcome.finish_s),
+        ] {
+            self.record_stage(stage, secs);
+        }
+        self.analytics
+            .record_job_frames(outcome.frames, outcome.submit_s + outcome.readback_s);
+        let size = i64::try_from(outcome.size_bytes).unwrap_or(i64::MAX);
+        let frames = outcome.frames as i64;
+        let callback = callback_of(video);
+        let done = match with_retries(|| {
+            store::complete_video(
+                &self.db,
+                id,
+                frames,
+                outcome.duration_s,
+                size,
+                callback.as_deref(),
+            )
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(%id, error = %e, "could not record completion");
+                return false;
+            }
+        };
+        if !done {
+            // Cancelled or deleted while finishing: its file must not stay.
+            let _ = self.files.remove_video(id).await;
+            self.cache.invalidate_tenant(&video.tenant);
+            return false;
+        }
+        self.metrics
+            .jobs_total
+            .with_label_values(&[VideoStatus::Completed.as_str()])
+            .inc();
+        self.metrics.frames_rendered_total.inc_by(outcome.frames);
+        if outcome.render_s > 0.0 {
+            self.metrics
+                .render_fps
+                .set(outcome.frames as f64 / outcome.render_s);
+        }
+        self.metrics
+            .encode_seconds
+            .observe(outcome.render_s + outcome.finish_s);
+        self.cache.invalidate_tenant(&video.tenant);
+        match store::get_video(&self.db, &video.tenant, id).await {
+            Ok(Some(m)) => self.hub.publish(
+                id,
+                VideoEvent::Completed {
+                    video: Box::new(VideoView::from_model(m, None)),
+                },
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "completed, but the row could not be read back for the event")
+            }
+        }
+        tracing::info!(%id, frames = outcome.frames, seconds = outcome.render_s, "rendering completed");
+        true
+    }
+
+    /// Rendering failed: `rendering` → `failed` with a stable code and a message a user can
+    /// act on, the `video.failed` webhook queued with it; the partial file removed.
+    pub async fn failed(&self, video: &video::Model, code: &str, message: &str) {
+        let id = video.id;
+        let _ = self.files.remove_video(id).await;
+        let callback = callback_of(video);
+        match with_retries(|| store::fail_video(&self.db, id, code, message, callback.as_deref()))
+            .await
+        {
+            Ok(true) => {
+                self.metrics
+                    .jobs_total
+                    .with_label_values(&[VideoStatus::Failed.as_str()])
+                    .inc();
+                tracing::warn!(%id, code, message, "rendering failed");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(%id, error = %e, "could not record failure"),
+        }
+        self.cache.invalidate_tenant(&video.tenant);
+        self.hub.publish(
+            id,
+            VideoEvent::Failed {
+                error: VideoError {
+                    code: code.to_string(),
+                    message: message.to_string(),
+                },
+            },
+        );
+    }
+
+    /// A tenant cancels a queued or rendering video; its worker is told to stop.
+    pub async fn cancelled(&self, tenant: &str, id: Uuid) -> Result<CancelOutcome, StoreError> {
+        let outcome = store::cancel_video(&self.db, tenant, id).await?;
+        if let CancelOutcome::Cancelled(_) = &outcome {
+            let _ = self.signals.cancel.send(id);
+            self.hub.publish(id, VideoEvent::Cancelled);
+            self.cache.invalidate_tenant(tenant);
+            self.cache.invalidate_all();
+            self.metrics
+                .jobs_total
+                .with_label_values(&[VideoStatus::Cancelled.as_str()])
+                .inc();
+        }
+        Ok(outcome)
+    }
+
+    /// A tenant deletes a video: its row and files go, a running render stops. Returns its
+    /// last status, `None` when there was no such video.
+    pub async fn deleted(&self, tenant: &str, id: Uuid) -> Result<Option<VideoStatus>, StoreError> {
+        let Some(status) = store::delete_video(&self.db, tenant, id).await? else {
+            return Ok(None);
+        };
+        let _ = self.signals.cancel.send(id);
+        self.hub.publish(id, VideoEvent::Cancelled);
+        self.cache.invalidate_tenant(tenant);
+        if status == VideoStatus::Queued {
+            self.cache.invalidate_all();
+        }
+        if let Err(e) = self.files.remove_video(id).await {
+            tracing::warn!(%id, error = %e, "video files could not be removed");
+        }
+        Ok(Some(status))
+    }
+
+    /// A render stopped because it was cancelled or deleted: only its partial file is left to
+    /// remove (the state changed when it was cancelled).
+    pub async fn stopped(&self, video: &video::Model) {
+        let _ = self.files.remove_video(video.id).await;
+        self.cache.invalidate_tenant(&video.tenant);
+        tracing::info!(id = %video.id, "rendering stopped: cancelled");
+    }
+
+    /// Shutdown hands a rendering video back: `rendering` → `queued`, the attempt not
+    /// counted, its partial file removed. `false` when it was no longer rendering.
+    pub async fn handed_back(&self, id: Uuid, tenant: &str) -> bool {
+        let _ = self.files.remove_video(id).await;
+        match with_retries(|| store::requeue_video(&self.db, id)).await {
+            Ok(true) => {
+                self.cache.invalidate_tenant(tenant);
+                self.cache.invalidate_all();
+                self.hub.publish(
+                    id,
+                    VideoEvent::Status {
+                        status: VideoStatus::Queued,
+                        queue_position: None,
+                    },
+                );
+                tracing::info!(%id, "rendering handed back to the queue");
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::error!(%id, error = %e, "could not hand the video back; it is recovered at the next start");
+                false
+            }
+        }
+    }
+
+    /// At a worker's start: videos left `rendering` by a crash go back to `queued`, or fail
+    /// with `too_many_attempts` after [`MAX_ATTEMPTS`].
+    pub async fn recovered(&self) {
+        match store::recover_interrupted(&self.db, MAX_ATTEMPTS).await {
+            Ok((requeued, failed)) if requeued + failed > 0 => {
+                self.cache.invalidate_all();
+                tracing::warn!(
+                    requeued,
+                    failed,
+                    "recovered videos interrupted by a restart"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "crash recovery failed"),
+        }
+    }
+
+    /// The live preview of a rendering video (called from its generation thread).
+    pub fn preview(&self, id: Uuid, chunk: LiveChunk) {
+        match chunk {
+            LiveChunk::Init { data, mime } => self.hub.publish_init(id, data.into(), mime),
+            LiveChunk::Fragment(data) => self.hub.publish_fragment(id, data.into()),
+        }
+    }
+
+    /// The render's own job is over (however it ended): nobody will publish for it again.
+    pub fn released(&self, id: Uuid) {
+        // A late init segment may have re-created the live channel after the end.
+        self.hub.release(id);
+    }
+
+    fn record_stage(&self, stage: Stage, secs: f64) {
+        self.analytics
+            .record_stage(stage, Duration::from_secs_f64(secs.max(0.0)), false);
+        self.metrics
+            .stage_duration_seconds
+            .with_label_values(&[stage.as_str()])
+            .observe(secs);
+    }
+}
+
+/// The `callback_url` a video was created with.
+fn callback_of(video: &video::Model) -> Option<String> {
+    video
+        .params
+        .get("callback_url")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+}
+
+/// Retries a terminal database write (pool time-out, SQLite busy) with back-off, so a
+/// finished job is not left `rendering`; after the last try the error is returned and the
+/// video is recovered at the next start.
+async fn with_retries<T, F, Fut>(mut write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match write().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt >= 5 => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "database write failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}

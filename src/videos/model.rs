@@ -1,0 +1,169 @@
+//! The video as everyone outside the store sees it: its states ([`VideoStatus`]), the Video
+//! object of SPEC §3 ([`VideoView`]) and the messages of its event stream ([`VideoEvent`],
+//! SPEC §4). Plain data: it calls nothing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use entity::video;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoStatus {
+    Queued,
+    Rendering,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl VideoStatus {
+    pub const ALL: [Self; 5] = [
+        Self::Queued,
+        Self::Rendering,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Rendering => "rendering",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl fmt::Display for VideoStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for VideoStatus {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct VideoError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct VideoLinks {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub events: String,
+}
+
+/// The Video object of SPEC §3.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct VideoView {
+    pub id: Uuid,
+    pub title: String,
+    pub status: VideoStatus,
+    pub progress: f64,
+    pub frames_done: i64,
+    pub frames_total: i64,
+    pub duration_s: f64,
+    pub queue_position: Option<u64>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub error: Option<VideoError>,
+    pub video_url: Option<String>,
+    pub thumbnail_url: Option<String>,
+    pub size_bytes: Option<i64>,
+    #[schema(value_type = crate::render::params::VideoParams)]
+    pub params: Value,
+    pub links: VideoLinks,
+}
+
+impl VideoView {
+    pub fn from_model(m: video::Model, queue_position: Option<u64>) -> Self {
+        let status: VideoStatus = m.status.parse().unwrap_or(VideoStatus::Failed);
+        let base = format!("/api/v1/videos/{}", m.id);
+        let done = status == VideoStatus::Completed;
+        Self {
+            id: m.id,
+            title: m.title,
+            status,
+            progress: m.progress,
+            frames_done: m.frames_done,
+            frames_total: m.frames_total,
+            duration_s: m.duration_s,
+            queue_position,
+            created_at: m.created_at,
+            started_at: m.started_at,
+            completed_at: m.completed_at,
+            error: m.error_code.map(|code| VideoError {
+                code,
+                message: m.error_message.unwrap_or_default(),
+            }),
+            video_url: done.then(|| format!("{base}/file")),
+            thumbnail_url: done.then(|| format!("{base}/thumbnail")),
+            size_bytes: m.size_bytes,
+            params: m.params,
+            links: VideoLinks {
+                events: format!("{base}/ws"),
+                self_: base,
+            },
+        }
+    }
+}
+
+/// One message of the WebSocket protocol (the `snapshot` is built by the session itself).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum VideoEvent {
+    Status {
+        status: VideoStatus,
+        queue_position: Option<u64>,
+    },
+    Progress {
+        frames_done: u64,
+        frames_total: u64,
+        progress: f64,
+        fps: f64,
+        eta_s: f64,
+        /// When the server emitted it (unix ms): lets a client measure its own lag.
+        emitted_at_ms: i64,
+    },
+    Completed {
+        video: Box<VideoView>,
+    },
+    Failed {
+        error: VideoError,
+    },
+    Cancelled,
+    /// The live stream's init segment became available (sent as a binary frame, not JSON).
+    #[serde(skip)]
+    Preview {
+        mime: String,
+        init: bytes::Bytes,
+    },
+}
+
+impl VideoEvent {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed { .. } | Self::Failed { .. } | Self::Cancelled
+        )
+    }
+}

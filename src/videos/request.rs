@@ -1,0 +1,844 @@
+//! Create requests, parsed once at the edge: a JSON body becomes [`VideoParams`] (the
+//! normalised request, defaults filled in) or a list of [`FieldError`]s by dotted path, and the
+//! JSON Schema of the same rules for the OpenAPI document. Handlers and the pipeline never
+//! re-validate.
+
+use serde_json::{Map, Value};
+
+use crate::platform::error::FieldError;
+use crate::render::assets::Catalog;
+use crate::render::params::{
+    AvatarParams, Background, Dimension, Quality, VideoParams, VoiceParams,
+};
+
+pub const SCRIPT_MAX_CHARS: usize = 5000;
+pub const TITLE_MAX_CHARS: usize = 200;
+pub const BATCH_MAX: usize = 50;
+/// Seeds stay within JavaScript's exact integer range.
+pub const SEED_MAX: u64 = (1 << 53) - 1;
+/// Frame size limits: even integers in these ranges.
+pub const WIDTH_RANGE: (u64, u64) = (128, 3840);
+pub const HEIGHT_RANGE: (u64, u64) = (128, 2160);
+pub const FPS_RANGE: (u64, u64) = (1, 60);
+/// Voice speed and pitch factors.
+pub const VOICE_FACTOR_RANGE: (f64, f64) = (0.5, 2.0);
+pub const GRADIENT_ANGLE_RANGE: (f64, f64) = (0.0, 360.0);
+pub const CALLBACK_URL_MAX: usize = 2048;
+/// Characters a script or title may not contain (control characters but tab, CR, LF), as
+/// the JSON Schema pattern of [`request_schema`]; [`Check::text`] enforces the same.
+const NO_CONTROL_PATTERN: &str =
+    "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+
+const TOP_FIELDS: &[&str] = &[
+    "title",
+    "script",
+    "avatar",
+    "voice",
+    "background",
+    "dimension",
+    "fps",
+    "captions",
+    "quality",
+    "callback_url",
+    "seed",
+];
+
+/// Collects field errors under a path prefix (`""` or `"videos[3]."`).
+struct Check<'a> {
+    prefix: &'a str,
+    errors: Vec<FieldError>,
+}
+
+impl Check<'_> {
+    fn fail(&mut self, field: &str, code: &'static str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(
+            format!("{}{}", self.prefix, field),
+            code,
+            message,
+        ));
+    }
+
+    fn unknown_fields(&mut self, obj: &Map<String, Value>, allowed: &[&str], parent: &str) {
+        for key in obj.keys().filter(|k| !allowed.contains(&k.as_str())) {
+            let path = if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            };
+            self.fail(
+                &path,
+                "unknown_field",
+                format!("unknown field; allowed: {}", allowed.join(", ")),
+            );
+        }
+    }
+
+    fn object<'v>(
+        &mut self,
+        v: &'v Value,
+        field: &str,
+        code: &'static str,
+    ) -> Option<&'v Map<String, Value>> {
+        match v {
+            Value::Object(o) => Some(o),
+            _ => {
+                self.fail(field, code, "must be an object");
+                None
+            }
+        }
+    }
+
+    fn number_in(
+        &mut self,
+        v: Option<&Value>,
+        field: &str,
+        code: &'static str,
+        lo: f64,
+        hi: f64,
+        default: f64,
+    ) -> f64 {
+        match v {
+            None => default,
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(x) if x >= lo && x <= hi => x,
+                _ => {
+                    self.fail(field, code, format!("must be between {lo} and {hi}"));
+                    default
+                }
+            },
+            Some(_) => {
+                self.fail(
+                    field,
+                    code,
+                    format!("must be a number between {lo} and {hi}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn int_in(
+        &mut self,
+        v: Option<&Value>,
+        field: &str,
+        code: &'static str,
+        lo: u64,
+        hi: u64,
+        default: u64,
+    ) -> u64 {
+        match v {
+            None => default,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(x) if x >= lo && x <= hi => x,
+                _ => {
+                    self.fail(field, code, format!("must be an integer from {lo} to {hi}"));
+                    default
+                }
+            },
+            Some(_) => {
+                self.fail(field, code, format!("must be an integer from {lo} to {hi}"));
+                default
+            }
+        }
+    }
+
+    fn text(
+        &mut self,
+        v: Option<&Value>,
+        field: &str,
+        code: &'static str,
+        max: usize,
+    ) -> Option<String> {
+        let raw = match v? {
+            Value::String(s) => s,
+            _ => {
+                self.fail(field, code, "must be a string");
+                return None;
+            }
+        };
+        let s = raw.trim();
+        let n = s.chars().count();
+        if n == 0 || n > max {
+            self.fail(
+                field,
+                code,
+                format!("must be 1 to {max} characters after trimming (got {n})"),
+            );
+            None
+        // The raw string, not the trimmed one: a control character (U+000B, U+0085) is
+        // refused wherever it stands, as the documented pattern says.
+        } else if raw
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            self.fail(field, code, "must not contain control characters");
+            None
+        } else {
+            Some(s.to_string())
+        }
+    }
+
+    fn hex_color(&mut self, v: Option<&Value>, field: &str) -> String {
+        match v.and_then(Value::as_str) {
+            Some(s) if is_hex_color(s) => s.to_ascii_lowercase(),
+            _ => {
+                self.fail(field, "invalid_background", "must be a color #rrggbb");
+                String::new()
+            }
+        }
+    }
+}
+
+fn is_hex_color(s: &str) -> bool {
+    s.len() == 7 && s.starts_with('#') && s[1..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Validates one create request against SPEC §3's limits and the catalog.
+/// `prefix` is prepended to every field path (batch items use `videos[i].`).
+pub fn parse_video_request(
+    body: &Value,
+    catalog: &Catalog,
+    prefix: &str,
+    random_seed: u64,
+) -> Result<VideoParams, Vec<FieldError>> {
+    let mut c = Check {
+        prefix,
+        errors: Vec::new(),
+    };
+    let Some(obj) = body.as_object() else {
+        let field = if prefix.is_empty() {
+            "body"
+        } else {
+            prefix.trim_end_matches('.')
+        };
+        return Err(vec![FieldError::new(
+            field,
+            "invalid_body",
+            "must be a JSON object",
+        )]);
+    };
+    c.unknown_fields(obj, TOP_FIELDS, "");
+
+    let script = match obj.get("script") {
+        None | Some(Value::Null) => {
+            c.fail("script", "invalid_script", "is required");
+            String::new()
+        }
+        v => c
+            .text(v, "script", "invalid_script", SCRIPT_MAX_CHARS)
+            .unwrap_or_default(),
+    };
+    let title = match obj.get("title") {
+        None | Some(Value::Null) => default_title(&script),
+        v => c
+            .text(v, "title", "invalid_title", TITLE_MAX_CHARS)
+            .unwrap_or_default(),
+    };
+
+    let avatar = parse_avatar(&mut c, obj.get("avatar"), catalog);
+    let voice = parse_voice(&mut c, obj.get("voice"), catalog);
+    let background = parse_background(&mut c, obj.get("background"), catalog);
+    let dimension = parse_dimension(&mut c, obj.get("dimension"));
+    let fps = c.int_in(
+        obj.get("fps"),
+        "fps",
+        "invalid_fps",
+        FPS_RANGE.0,
+        FPS_RANGE.1,
+        30,
+    ) as u32;
+    let captions = match obj.get("captions") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            c.fail("captions", "invalid_captions", "must be true or false");
+            false
+        }
+    };
+    let quality = match obj.get("quality") {
+        None => Quality::Standard,
+        Some(v) => serde_json::from_value(v.clone()).unwrap_or_else(|_| {
+            c.fail(
+                "quality",
+                "invalid_quality",
+                "must be one of draft, standard, high",
+            );
+            Quality::Standard
+        }),
+    };
+    let callback_url = match obj.get("callback_url") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if valid_callback(s) => Some(s.clone()),
+        Some(_) => {
+            c.fail(
+                "callback_url",
+                "invalid_callback_url",
+                format!(
+                    "must be an http(s) URL with a host, at most {CALLBACK_URL_MAX} characters"
+                ),
+            );
+            None
+        }
+    };
+    let seed = match obj.get("seed") {
+        None | Some(Value::Null) => random_seed & SEED_MAX,
+        v => c.int_in(v, "seed", "invalid_seed", 0, SEED_MAX, 0),
+    };
+
+    if c.errors.is_empty() {
+        Ok(VideoParams {
+            title,
+            script,
+            avatar,
+            voice,
+            background,
+            dimension,
+            fps,
+            captions,
+            quality,
+            callback_url,
+            seed,
+        })
+    } else {
+        Err(c.errors)
+    }
+}
+
+fn default_title(script: &str) -> String {
+    let mut title = String::new();
+    for word in script.split_whitespace().take(8) {
+        if title.chars().count() + word.chars().count() > 60 {
+            break;
+        }
+        if !title.is_empty() {
+            title.push(' ');
+        }
+        title.push_str(word);
+    }
+    if title.is_empty() {
+        "Untitled".into()
+    } else {
+        title
+    }
+}
+
+/// An absolute http(s) URL as written, not as a lenient URL parser would repair it
+/// (`http:host`, `http:///x` or surrounding whitespace are refused): the shape the
+/// documented pattern states, then a parse that must find a host.
+fn valid_callback(s: &str) -> bool {
+    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &s[8..]
+    } else if lower.starts_with("http://") {
+        &s[7..]
+    } else {
+        return false;
+    };
+    s.len() <= CALLBACK_URL_MAX
+        && !rest.is_empty()
+        && !rest.starts_with(['/', '?', '#'])
+        // Whitespace as any regex engine means it, control characters and the BOM: the
+        // documented pattern refuses them all, so the validator does too.
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\u{feff}')
+        && url::Url::parse(s).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+        })
+}
+
+fn parse_avatar(c: &mut Check<'_>, v: Option<&Value>, catalog: &Catalog) -> AvatarParams {
+    let default_id = catalog
+        .avatars
+        .first()
+        .map_or_else(String::new, |a| a.id.clone());
+    let mut out = AvatarParams {
+        id: default_id,
+        expression: "neutral".into(),
+    };
+    let Some(v) = v else { return out };
+    let Some(obj) = c.object(v, "avatar", "invalid_avatar") else {
+        return out;
+    };
+    c.unknown_fields(obj, &["id", "expression"], "avatar");
+    if let Some(id) = obj.get("id") {
+        match id.as_str().and_then(|id| catalog.avatar(id)) {
+            Some(a) => out.id = a.id.clone(),
+            None => c.fail(
+                "avatar.id",
+                "invalid_avatar",
+                "must be an id from GET /api/v1/avatars",
+            ),
+        }
+    }
+    if let Some(e) = obj.get("expression") {
+        let supported = catalog
+            .avatar(&out.id)
+            .map(|a| catalog.expressions(a))
+            .unwrap_or_default();
+        match e.as_str() {
+            Some(e) if supported.iter().any(|s| s == e) => out.expression = e.to_string(),
+            _ => c.fail(
+                "avatar.expression",
+                "invalid_avatar",
+                format!("must be one of {}", supported.join(", ")),
+            ),
+        }
+    }
+    out
+}
+
+fn parse_voice(c: &mut Check<'_>, v: Option<&Value>, catalog: &Catalog) -> Option<VoiceParams> {
+    let mut out = VoiceParams {
+        id: catalog
+            .voices
+            .first()
+            .map_or_else(String::new, |v| v.id.clone()),
+        speed: 1.0,
+        pitch: 1.0,
+    };
+    let v = match v {
+        None => return Some(out),
+        Some(Value::Null) => return None,
+        Some(v) => v,
+    };
+    let obj = c.object(v, "voice", "invalid_voice")?;
+    c.unknown_fields(obj, &["id", "speed", "pitch"], "voice");
+    if let Some(id) = obj.get("id") {
+        match id.as_str().and_then(|id| catalog.voice(id)) {
+            Some(found) => out.id = found.id.clone(),
+            None => c.fail(
+                "voice.id",
+                "invalid_voice",
+                "must be an id from GET /api/v1/voices",
+            ),
+        }
+    }
+    out.speed = c.number_in(
+        obj.get("speed"),
+        "voice.speed",
+        "invalid_voice",
+        VOICE_FACTOR_RANGE.0,
+        VOICE_FACTOR_RANGE.1,
+        1.0,
+    );
+    out.pitch = c.number_in(
+        obj.get("pitch"),
+        "voice.pitch",
+        "invalid_voice",
+        VOICE_FACTOR_RANGE.0,
+        VOICE_FACTOR_RANGE.1,
+        1.0,
+    );
+    Some(out)
+}
+
+fn parse_background(c: &mut Check<'_>, v: Option<&Value>, catalog: &Catalog) -> Background {
+    let default = Background::Color {
+        value: "#0f172a".into(),
+    };
+    let Some(v) = v else { return default };
+    let Some(obj) = c.object(v, "background", "invalid_background") else {
+        return default;
+    };
+    match obj.get("type").and_then(Value::as_str) {
+        Some("color") => {
+            c.unknown_fields(obj, &["type", "value"], "background");
+            Background::Color {
+                value: c.hex_color(obj.get("value"), "background.value"),
+            }
+        }
+        Some("gradient") => {
+            c.unknown_fields(obj, &["type", "from", "to", "angle"], "background");
+            Background::Gradient {
+                from: c.hex_color(obj.get("from"), "background.from"),
+                to: c.hex_color(obj.get("to"), "background.to"),
+                angle: c.number_in(
+                    obj.get("angle"),
+                    "background.angle",
+                    "invalid_background",
+                    GRADIENT_ANGLE_RANGE.0,
+                    GRADIENT_ANGLE_RANGE.1,
+                    180.0,
+                ),
+            }
+        }
+        Some("image") => {
+            c.unknown_fields(obj, &["type", "asset_id"], "background");
+            match obj
+                .get("asset_id")
+                .and_then(Value::as_str)
+                .and_then(|id| catalog.background(id))
+            {
+                Some(b) => Background::Image {
+                    asset_id: b.id.clone(),
+                },
+                None => {
+                    c.fail(
+                        "background.asset_id",
+                        "invalid_background",
+                        "must be an id from GET /api/v1/backgrounds",
+                    );
+                    default
+                }
+            }
+        }
+        _ => {
+            c.fail(
+                "background.type",
+                "invalid_background",
+                "must be one of color, gradient, image",
+            );
+            default
+        }
+    }
+}
+
+fn parse_dimension(c: &mut Check<'_>, v: Option<&Value>) -> Dimension {
+    let mut out = Dimension {
+        width: 1280,
+        height: 720,
+    };
+    let Some(v) = v else { return out };
+    let Some(obj) = c.object(v, "dimension", "invalid_dimension") else {
+        return out;
+    };
+    c.unknown_fields(obj, &["width", "height"], "dimension");
+    for (field, (min, max), slot) in [
+        ("width", WIDTH_RANGE, &mut out.width),
+        ("height", HEIGHT_RANGE, &mut out.height),
+    ] {
+        let path = format!("dimension.{field}");
+        // Width and height only make sense together: a missing one is an error, never a
+        // silently defaulted half of another aspect ratio.
+        let Some(value) = obj.get(field) else {
+            c.fail(
+                &path,
+                "invalid_dimension",
+                "is required when dimension is given (width and height together)",
+            );
+            continue;
+        };
+        match value.as_u64() {
+            Some(n) if (min..=max).contains(&n) && n % 2 == 0 => *slot = n as u32,
+            _ => c.fail(
+                &path,
+                "invalid_dimension",
+                format!("must be an even integer from {min} to {max}"),
+            ),
+        }
+    }
+    out
+}
+
+/// The JSON Schema of a create request, built from the same limits, enumerations and
+/// catalog the validator above checks, so the OpenAPI document states exactly what is
+/// accepted: `additionalProperties: false` everywhere (unknown fields are 422), both halves
+/// of `dimension` required, catalog ids as enums.
+pub fn request_schema(catalog: &Catalog) -> Value {
+    use serde_json::json;
+    let ids = |items: &[crate::render::assets::CatalogItem]| -> Vec<String> {
+        items.iter().map(|i| i.id.clone()).collect()
+    };
+    let mut expressions: Vec<String> = Vec::new();
+    for a in &catalog.avatars {
+        for e in catalog.expressions(a) {
+            if !expressions.contains(&e) {
+                expressions.push(e);
+            }
+        }
+    }
+    let hex = json!({"type": "string", "pattern": "^#[0-9a-fA-F]{6}$", "examples": ["#0f172a"]});
+    // "1–max characters after trimming" in JSON Schema: at most `max` characters, or longer
+    // only when whitespace at either end (which is trimmed before counting) allows it.
+    let text = |max: usize, what: &str| {
+        json!({
+            "type": "string", "minLength": 1, "pattern": NO_CONTROL_PATTERN,
+            "anyOf": [{"maxLength": max}, {"pattern": "^\\s|\\s$"}],
+            "description": format!("{what}: 1–{max} characters after trimming; no control characters but tab and line breaks"),
+        })
+    };
+    let even = |(lo, hi): (u64, u64)| json!({"type": "integer", "minimum": lo, "maximum": hi, "multipleOf": 2});
+    let factor = json!({"type": "number", "minimum": VOICE_FACTOR_RANGE.0, "maximum": VOICE_FACTOR_RANGE.1, "default": 1.0});
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["script"],
+        "properties": {
+            "script": text(SCRIPT_MAX_CHARS, "what the avatar says"),
+            "title": {"oneOf": [text(TITLE_MAX_CHARS, "title"), {"type": "null"}]},
+            "avatar": {
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "id": {"type": "string", "enum": ids(&catalog.avatars)},
+                    "expression": {"type": "string", "enum": expressions, "default": "neutral"},
+                },
+            },
+            "voice": {"oneOf": [{
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "id": {"type": "string", "enum": ids(&catalog.voices)},
+                    "speed": factor, "pitch": factor,
+                },
+            }, {"type": "null", "description": "no audio track"}]},
+            "background": {"oneOf": [
+                {"type": "object", "additionalProperties": false, "required": ["type", "value"],
+                 "properties": {"type": {"const": "color"}, "value": hex}},
+                {"type": "object", "additionalProperties": false, "required": ["type", "from", "to"],
+                 "properties": {"type": {"const": "gradient"}, "from": hex, "to": hex,
+                    "angle": {"type": "number", "minimum": GRADIENT_ANGLE_RANGE.0, "maximum": GRADIENT_ANGLE_RANGE.1, "default": 180}}},
+                {"type": "object", "additionalProperties": false, "required": ["type", "asset_id"],
+                 "properties": {"type": {"const": "image"}, "asset_id": {"type": "string", "enum": ids(&catalog.backgrounds)}}},
+            ]},
+            "dimension": {
+                "type": "object", "additionalProperties": false, "required": ["width", "height"],
+                "properties": {"width": even(WIDTH_RANGE), "height": even(HEIGHT_RANGE)},
+            },
+            "fps": {"type": "integer", "minimum": FPS_RANGE.0, "maximum": FPS_RANGE.1, "default": 30},
+            "captions": {"type": "boolean", "default": false},
+            "quality": {"type": "string", "enum": ["draft", "standard", "high"], "default": "standard"},
+            "callback_url": {"oneOf": [
+                {"type": "string", "maxLength": CALLBACK_URL_MAX, "pattern": "^[hH][tT][tT][pP][sS]?://[^/?#\\s\\u0000-\\u001F\\u007F-\\u009F\\uFEFF]+([/?#][^\\s\\u0000-\\u001F\\u007F-\\u009F\\uFEFF]*)?$"},
+                {"type": "null"},
+            ]},
+            "seed": {"oneOf": [{"type": "integer", "minimum": 0, "maximum": SEED_MAX}, {"type": "null"}]},
+        },
+    })
+}
+
+/// The JSON Schema of a batch: `{"videos": [request, …]}` with 1–[`BATCH_MAX`] items.
+pub fn batch_schema(catalog: &Catalog) -> Value {
+    serde_json::json!({
+        "type": "object", "additionalProperties": false, "required": ["videos"],
+        "properties": {"videos": {"type": "array", "minItems": 1, "maxItems": BATCH_MAX, "items": request_schema(catalog)}},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<VideoParams, Vec<FieldError>> {
+        let catalog = Catalog::embedded().expect("catalog");
+        parse_video_request(&v, &catalog, "", 7)
+    }
+
+    fn codes(v: Value) -> Vec<(String, &'static str)> {
+        parse(v)
+            .expect_err("invalid")
+            .into_iter()
+            .map(|e| (e.field, e.code))
+            .collect()
+    }
+
+    #[test]
+    fn only_script_is_required_and_defaults_are_filled_in() {
+        let p = parse(json!({"script": "  Hello there. General Kenobi!  "})).expect("valid");
+        assert_eq!(p.script, "Hello there. General Kenobi!");
+        assert_eq!(
+            p.dimension,
+            Dimension {
+                width: 1280,
+                height: 720
+            }
+        );
+        assert_eq!(p.fps, 30);
+        assert_eq!(p.quality, Quality::Standard);
+        assert_eq!(p.voice.as_ref().map(|v| v.id.as_str()), Some("en-us-1"));
+        assert_eq!(p.seed, 7);
+        assert_eq!(p.title, "Hello there. General Kenobi!");
+    }
+
+    #[test]
+    fn limits_are_exact() {
+        assert!(parse(json!({"script": "x".repeat(5000)})).is_ok());
+        assert_eq!(
+            codes(json!({"script": "x".repeat(5001)})),
+            [("script".into(), "invalid_script")]
+        );
+        assert_eq!(
+            codes(json!({"script": "   "})),
+            [("script".into(), "invalid_script")]
+        );
+        assert!(parse(json!({"script": "a", "dimension": {"width": 128, "height": 2160}})).is_ok());
+        assert_eq!(
+            codes(json!({"script": "a", "dimension": {"width": 127, "height": 2162}})),
+            [
+                ("dimension.width".into(), "invalid_dimension"),
+                ("dimension.height".into(), "invalid_dimension")
+            ]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "dimension": {"width": 1281}})),
+            [
+                ("dimension.width".into(), "invalid_dimension"),
+                ("dimension.height".into(), "invalid_dimension")
+            ]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "dimension": {"width": 320}})),
+            [("dimension.height".into(), "invalid_dimension")]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "dimension": {}})),
+            [
+                ("dimension.width".into(), "invalid_dimension"),
+                ("dimension.height".into(), "invalid_dimension")
+            ]
+        );
+        assert!(
+            parse(json!({"script": "a", "fps": 60, "voice": {"speed": 0.5, "pitch": 2.0}})).is_ok()
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "fps": 61})),
+            [("fps".into(), "invalid_fps")]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "fps": 0})),
+            [("fps".into(), "invalid_fps")]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "fps": 29.97})),
+            [("fps".into(), "invalid_fps")]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "voice": {"speed": 2.01}})),
+            [("voice.speed".into(), "invalid_voice")]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_at_every_level() {
+        assert_eq!(
+            codes(json!({"script": "a", "colour": 1, "avatar": {"id": "ava", "mood": "x"}})),
+            [
+                ("colour".into(), "unknown_field"),
+                ("avatar.mood".into(), "unknown_field")
+            ]
+        );
+    }
+
+    #[test]
+    fn catalog_ids_and_enums_are_checked() {
+        assert_eq!(
+            codes(json!({"script": "a", "avatar": {"id": "nobody"}})),
+            [("avatar.id".into(), "invalid_avatar")]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "voice": {"id": "klingon"}})),
+            [("voice.id".into(), "invalid_voice")]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "quality": "ultra"})),
+            [("quality".into(), "invalid_quality")]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "background": {"type": "color", "value": "red"}})),
+            [("background.value".into(), "invalid_background")]
+        );
+        assert_eq!(
+            codes(json!({"script": "a", "callback_url": "ftp://x"})),
+            [("callback_url".into(), "invalid_callback_url")]
+        );
+    }
+
+    #[test]
+    fn a_null_voice_opts_out_of_audio() {
+        assert_eq!(
+            parse(json!({"script": "a", "voice": null}))
+                .expect("valid")
+                .voice,
+            None
+        );
+    }
+
+    #[test]
+    fn duration_estimate_is_whole_frames() {
+        let p = parse(
+            json!({"script": "one two three four five six seven eight nine ten.", "fps": 24}),
+        )
+        .expect("valid");
+        let (d, frames) = p.estimate_duration();
+        assert!((d * 24.0 - frames as f64).abs() < 1e-9);
+        assert!(d > 3.0 && d < 6.0, "{d}");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Scripts as users and attackers write them: any Unicode, control characters,
+        /// emoji, SSML-like tags, very long words.
+        fn script() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,300}",
+                "[\\x00-\\x1f\\x7f a-z]{0,100}",
+                "([a-z]{1,12}|😀|👩‍👩‍👧|\\u{200d}|\\u{fe0f}|\\u{202e}|<break time=\"[0-9]{1,3}m?s\"/>|<[a-z]{1,8}>|&[a-z]{2,5};| |\\n){0,60}",
+                "[a-zA-Z]{1000,6000}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any script is accepted (trimmed, 1–5000 characters, no control characters but
+            /// whitespace) or refused as `invalid_script`; never a panic.
+            #[test]
+            fn any_script_is_accepted_trimmed_or_refused(s in script()) {
+                match parse(serde_json::json!({"script": s})) {
+                    Ok(p) => {
+                        let n = p.script.chars().count();
+                        prop_assert!((1..=SCRIPT_MAX_CHARS).contains(&n));
+                        prop_assert_eq!(p.script.as_str(), s.trim());
+                        prop_assert!(!p.script.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')));
+                        let (d, frames) = p.estimate_duration();
+                        prop_assert!(d.is_finite() && d > 0.0 && frames >= 1);
+                    }
+                    Err(e) => prop_assert_eq!(e[0].code, "invalid_script"),
+                }
+            }
+
+            /// Any JSON value as a whole request body or as any field: a 422 list or params.
+            #[test]
+            fn any_json_is_parsed_or_refused(v in json_value(), field in prop::sample::select(TOP_FIELDS)) {
+                let _ = parse(v.clone());
+                let _ = parse(serde_json::json!({"script": "hello", field: v}));
+            }
+
+            /// The normalised params of an accepted request are themselves a valid request
+            /// that normalises to the same params (what `params` echoes can be sent again).
+            #[test]
+            fn normalised_params_round_trip(
+                s in "[a-zA-Z ,.!?]{1,200}",
+                w in 64u32..=1920, h in 64u32..=1080, fps in 1u32..=60,
+                speed in 0.5f64..=2.0, seed in 0u64..=SEED_MAX,
+            ) {
+                prop_assume!(!s.trim().is_empty());
+                let first = parse(serde_json::json!({
+                    "script": s, "dimension": {"width": w * 2, "height": h * 2}, "fps": fps,
+                    "voice": {"speed": speed}, "seed": seed,
+                })).expect("valid");
+                let again = parse(serde_json::to_value(&first).expect("serialises")).expect("still valid");
+                prop_assert_eq!(first, again);
+            }
+        }
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "\\PC{0,40}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 24, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z_]{1,10}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+    }
+}
