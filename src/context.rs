@@ -23,13 +23,13 @@ use crate::platform::auth::Authenticator;
 use crate::platform::cache::CacheHandle;
 use crate::platform::config::Config;
 use crate::platform::db::{self, Db, StoreError};
-use crate::platform::limiter::{GcraTable, InFlight};
+use crate::platform::limiter::{GcraTable, InFlight, Limiter};
 use crate::platform::shutdown::Shutdown;
 use crate::platform::storage::Files;
 use crate::platform::telemetry::{Metrics, MetricsError};
 use crate::render::assets::{Catalog, CatalogError};
 use crate::videos::dispatcher::JobDispatcher;
-use crate::videos::events::Hub;
+use crate::videos::events::EventBus;
 use crate::videos::lifecycle::Lifecycle;
 use crate::videos::store;
 use crate::videos::webhooks::{Deliverer, SenderConfig, WebhookSender};
@@ -63,9 +63,9 @@ pub struct Context {
     /// The only way to change a video's state (see `videos::lifecycle`).
     pub lifecycle: Lifecycle,
     /// Per-video events for the WebSocket sessions (published by the lifecycle).
-    pub hub: Hub,
+    pub events: EventBus,
     pub cache: CacheHandle,
-    pub limiter: Arc<GcraTable>,
+    pub limiter: Limiter,
     pub in_flight: InFlight,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
@@ -80,8 +80,6 @@ pub struct Context {
     pub shutdown: Shutdown,
     /// The embedded worker, once it runs.
     pub worker: OnceLock<actix::Addr<JobDispatcher>>,
-    /// The fixed body `reelgen bench http` uses as its ceiling route.
-    pub bench_body: Option<bytes::Bytes>,
 }
 
 impl Context {
@@ -113,7 +111,7 @@ impl Context {
             config.cache_ttl,
             metrics.clone(),
         );
-        let limiter = Arc::new(GcraTable::new(config.rate_limit_per_minute));
+        let table = Arc::new(GcraTable::new(config.rate_limit_per_minute));
         let latest_sample: LatestSample = Arc::new(RwLock::new(None));
         let checks: Vec<Arc<dyn HealthCheck>> = vec![
             Arc::new(DatabaseCheck(db.clone())),
@@ -128,7 +126,7 @@ impl Context {
             }),
         ];
         let actors = Actors::start(ActorSeeds {
-            limiter: limiter.clone(),
+            limiter: table.clone(),
             cache: cache.clone(),
             latest_sample: latest_sample.clone(),
             checks,
@@ -171,11 +169,11 @@ impl Context {
             let deliverer = webhooks.clone();
             actix::Supervisor::start(move |_| WebhookSender::new(deliverer.clone()));
         }
-        let hub = Hub::default();
+        let events = EventBus::default();
         let lifecycle = Lifecycle::new(
             db.clone(),
             cache.clone(),
-            hub.clone(),
+            events.clone(),
             files.clone(),
             metrics.clone(),
             recorder,
@@ -187,9 +185,9 @@ impl Context {
             files,
             catalog,
             lifecycle,
-            hub,
+            events,
             cache,
-            limiter,
+            limiter: Limiter::Local(table),
             in_flight: InFlight::default(),
             auth,
             metrics,
@@ -200,7 +198,6 @@ impl Context {
             webhooks,
             shutdown: Shutdown::default(),
             worker: OnceLock::new(),
-            bench_body: None,
         })
     }
 }

@@ -45,11 +45,7 @@ pub struct Application {
 impl Application {
     /// Context, worker, server. Needs the actix runtime.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let mut ctx = Context::start(config).await?;
-        if ctx.config.bench_routes {
-            ctx.bench_body = Some(cli::bench::ceiling_body());
-        }
-        let ctx = web::Data::new(ctx);
+        let ctx = web::Data::new(Context::start(config).await?);
         if ctx.config.embedded_worker
             && let Some(worker) = start_worker(&ctx).await
         {
@@ -112,7 +108,6 @@ fn serve(ctx: &web::Data<Context>) -> Result<(Server, u16), StartError> {
         .map_err(|source| StartError::Bind { addr, source })?
         .port();
     let test_hooks = config.environment == Environment::Test;
-    let bench = config.bench_routes;
     let static_dir = config.static_dir.clone();
     let app_state = ctx.clone();
     let server = HttpServer::new(move || {
@@ -123,7 +118,7 @@ fn serve(ctx: &web::Data<Context>) -> Result<(Server, u16), StartError> {
             .app_data(web::JsonConfig::default().error_handler(error::extractors::json))
             .wrap(middleware::from_fn(api::edge::edge))
             .wrap(middleware::Compress::default())
-            .configure(|cfg| api::configure(cfg, test_hooks, bench, &static_dir))
+            .configure(|cfg| api::configure(cfg, test_hooks, &static_dir))
             .default_service(web::to(api::not_found))
     })
     .workers(config.workers)

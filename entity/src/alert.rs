@@ -9,8 +9,7 @@ pub struct Model {
     pub id: Uuid,
     pub rule: String,
     pub severity: String,
-    /// `firing` or `resolved`.
-    pub state: String,
+    pub state: AlertState,
     pub metric: String,
     pub value: f64,
     pub threshold: f64,
@@ -23,3 +22,25 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// An alert is firing until it resolves.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    #[sea_orm(string_value = "firing")]
+    Firing,
+    #[sea_orm(string_value = "resolved")]
+    Resolved,
+}

@@ -2,15 +2,14 @@
 //! (at most ~10/s) and one terminal message, then close 1000. Unknown or foreign ids are a
 //! 404 before the upgrade. One actix-ws session task per connection, with a heartbeat.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason, Message};
-use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
+use crate::api::socket::{Socket, Upkeep};
 use crate::context::Context;
 use crate::platform::auth::Principal;
 use crate::platform::error::ApiError;
@@ -22,7 +21,7 @@ use crate::videos::store;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Releases a video's hub channels when the last session holding them ends.
-struct Release(crate::videos::events::Hub, Uuid);
+struct Release(crate::videos::events::EventBus, Uuid);
 
 impl Drop for Release {
     fn drop(&mut self) {
@@ -81,10 +80,10 @@ pub async fn ws(
     crate::platform::error::verify_upgrade(&req)?;
     // Declared before the subscriptions, so it is dropped after them on every path (an early
     // return here, or the session's end): the hub then forgets channels nobody watches.
-    let release = Release(state.hub.clone(), id);
+    let release = Release(state.events.clone(), id);
     // Subscribe before reading the snapshot, so nothing published in between is lost.
-    let mut events = state.hub.subscribe(id);
-    let (mut init, mut fragments) = state.hub.subscribe_live(id);
+    let mut events = state.events.subscribe(id);
+    let (mut init, mut fragments) = state.events.subscribe_live(id);
     let model = store::get_video(&state.db, &who.tenant, id)
         .await?
         .ok_or(ApiError::NotFound("video"))?;
@@ -93,10 +92,15 @@ pub async fn ws(
         .pop()
         .flatten();
     let view = VideoView::from_model(model, position);
-    let (response, mut session, incoming) =
+    let (response, session, incoming) =
         actix_ws::handle(&req, body).map_err(|e| ApiError::BadHandshake(e.to_string()))?;
-    let incoming_limit = 64 * 1024;
-    let mut stop = state.shutdown.subscribe();
+    let mut socket = Socket::new(
+        session,
+        incoming,
+        state.shutdown.subscribe(),
+        HEARTBEAT,
+        CLIENT_TIMEOUT,
+    );
 
     actix_web::rt::spawn(async move {
         let run = async move {
@@ -104,35 +108,30 @@ pub async fn ws(
             if let (true, Some((_, mime))) = (preview, &init) {
                 snapshot["mime"] = json!(mime);
             }
-            if session.text(snapshot.to_string()).await.is_err() {
+            if !socket.text(snapshot.to_string()).await {
                 return;
             }
             // Preview: the init segment first, then fragments as they are cut.
             let mut init_sent = false;
             if let (true, Some((data, _))) = (preview, init.take()) {
-                if session.binary(data).await.is_err() {
+                if !socket.binary(data).await {
                     return;
                 }
                 init_sent = true;
             }
             let mut live_open = preview;
             if let Some(done) = terminal_of(&view) {
-                let _ = session
+                let _ = socket
                     .text(serde_json::to_string(&done).unwrap_or_default())
                     .await;
-                let _ = session
-                    .close(Some(CloseReason::from(CloseCode::Normal)))
-                    .await;
+                socket.close().await;
                 return;
             }
-            let mut incoming = incoming.max_frame_size(incoming_limit);
-            let mut heartbeat = tokio::time::interval(HEARTBEAT);
-            let mut last_seen = Instant::now();
             loop {
                 tokio::select! {
                     frag = fragments.recv(), if live_open => match frag {
                         Ok(data) if init_sent => {
-                            if session.binary(data).await.is_err() {
+                            if !socket.binary(data).await {
                                 return;
                             }
                         }
@@ -145,7 +144,7 @@ pub async fn ws(
                         Ok(VideoEvent::Preview { mime, init: data }) => {
                             if preview && !init_sent {
                                 let announce = json!({"type": "preview", "mime": mime});
-                                if session.text(announce.to_string()).await.is_err() || session.binary(data).await.is_err() {
+                                if !socket.text(announce.to_string()).await || !socket.binary(data).await {
                                     return;
                                 }
                                 init_sent = true;
@@ -153,7 +152,7 @@ pub async fn ws(
                         }
                         Ok(ev) => {
                             let terminal = ev.is_terminal();
-                            if session.text(serde_json::to_string(&ev).unwrap_or_default()).await.is_err() {
+                            if !socket.text(serde_json::to_string(&ev).unwrap_or_default()).await {
                                 return;
                             }
                             if terminal {
@@ -164,30 +163,12 @@ pub async fn ws(
                         Err(RecvError::Lagged(_)) => continue,
                         Err(RecvError::Closed) => break,
                     },
-                    msg = incoming.next() => match msg {
-                        Some(Ok(Message::Ping(bytes))) => {
-                            last_seen = Instant::now();
-                            if session.pong(&bytes).await.is_err() {
-                                return;
-                            }
-                        }
-                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                        Some(Ok(_)) => last_seen = Instant::now(),
-                    },
-                    _ = heartbeat.tick() => {
-                        if last_seen.elapsed() > CLIENT_TIMEOUT || session.ping(b"").await.is_err() {
-                            return;
-                        }
-                    }
-                    () = crate::platform::shutdown::stopping(&mut stop) => {
-                        let _ = session.close(Some(CloseReason::from(CloseCode::Away))).await;
+                    upkeep = socket.upkeep() => if upkeep == Upkeep::Ended {
                         return;
-                    }
+                    },
                 }
             }
-            let _ = session
-                .close(Some(CloseReason::from(CloseCode::Normal)))
-                .await;
+            socket.close().await;
         };
         run.await;
         drop(release);

@@ -6,6 +6,7 @@ pub mod edge;
 pub mod live;
 pub mod ops;
 pub mod performance;
+pub mod socket;
 pub mod videos;
 
 use actix_web::{HttpResponse, web};
@@ -226,12 +227,7 @@ pub async fn index(
         .map_err(|_| ApiError::NotFound("page"))
 }
 
-pub fn configure(
-    cfg: &mut web::ServiceConfig,
-    test_hooks: bool,
-    bench: bool,
-    static_dir: &std::path::Path,
-) {
+pub fn configure(cfg: &mut web::ServiceConfig, test_hooks: bool, static_dir: &std::path::Path) {
     let mut api = web::scope("/api/v1")
         .wrap(actix_web::middleware::from_fn(edge::api_guard))
         .service(
@@ -264,10 +260,6 @@ pub fn configure(
         .service(web::resource("/voices").route(web::get().to(catalog::voices)))
         .service(web::resource("/backgrounds").route(web::get().to(catalog::backgrounds)))
         .service(web::scope("/performance").configure(performance_resources));
-    if bench {
-        api =
-            api.service(web::resource("/_bench/ceiling").route(web::get().to(ops::bench_ceiling)));
-    }
     if test_hooks {
         api = api
             .service(web::resource("/_debug/panic").route(web::post().to(ops::debug_panic)))

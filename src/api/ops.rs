@@ -140,15 +140,6 @@ impl From<ApiError> for HttpResponse {
     }
 }
 
-/// The ceiling route of `reelgen bench http`: a fixed body of the list's size, through the
-/// same middleware, with no work behind it.
-pub async fn bench_ceiling(state: web::Data<Context>) -> Result<HttpResponse, ApiError> {
-    let body = state.bench_body.clone().ok_or(ApiError::RouteNotFound)?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .body(body))
-}
-
 /// Test hook (`ENVIRONMENT=test` only): a handler that panics.
 #[allow(clippy::panic)]
 pub async fn debug_panic() -> HttpResponse {

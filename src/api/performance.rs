@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason, Message};
-use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::api::socket::{Socket, Upkeep};
 use crate::context::Context;
 use crate::ops::alerts::Alert;
 use crate::ops::report::{self, Evidence};
@@ -257,6 +256,8 @@ pub async fn recommendations(state: web::Data<Context>) -> HttpResponse {
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
+/// A client silent this long (no pong, no frame) is gone.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One alert as a WebSocket text frame: the alert object with `"type": "alert"`, tagged like
 /// the video socket's messages.
@@ -314,22 +315,26 @@ pub async fn alerts(
     crate::platform::error::verify_upgrade(&req)?;
     let mut changes = state.perf.alerts_tx.subscribe();
     let firing = state.perf.firing.read().clone();
-    let (response, mut session, incoming) =
+    let (response, session, incoming) =
         actix_ws::handle(&req, body).map_err(|e| ApiError::BadHandshake(e.to_string()))?;
-    let mut stop = state.shutdown.subscribe();
+    let mut socket = Socket::new(
+        session,
+        incoming,
+        state.shutdown.subscribe(),
+        HEARTBEAT,
+        CLIENT_TIMEOUT,
+    );
     actix_web::rt::spawn(async move {
         for alert in &firing {
-            if session.text(alert_frame(alert)).await.is_err() {
+            if !socket.text(alert_frame(alert)).await {
                 return;
             }
         }
-        let mut incoming = incoming.max_frame_size(16 * 1024);
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
         loop {
             tokio::select! {
                 change = changes.recv() => match change {
                     Ok(alert) => {
-                        if session.text(alert_frame(&alert)).await.is_err() {
+                        if !socket.text(alert_frame(&alert)).await {
                             return;
                         }
                     }
@@ -337,36 +342,19 @@ pub async fn alerts(
                     Err(RecvError::Lagged(_)) => {
                         let now = state.perf.firing.read().clone();
                         for alert in &now {
-                            if session.text(alert_frame(alert)).await.is_err() {
+                            if !socket.text(alert_frame(alert)).await {
                                 return;
                             }
                         }
                     }
                     Err(RecvError::Closed) => break,
                 },
-                msg = incoming.next() => match msg {
-                    Some(Ok(Message::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                    Some(Ok(_)) => {}
-                },
-                _ = heartbeat.tick() => {
-                    if session.ping(b"").await.is_err() {
-                        return;
-                    }
-                }
-                () = crate::platform::shutdown::stopping(&mut stop) => {
-                    let _ = session.close(Some(CloseReason::from(CloseCode::Away))).await;
+                upkeep = socket.upkeep() => if upkeep == Upkeep::Ended {
                     return;
-                }
+                },
             }
         }
-        let _ = session
-            .close(Some(CloseReason::from(CloseCode::Normal)))
-            .await;
+        socket.close().await;
     });
     Ok(response)
 }

@@ -488,7 +488,7 @@ async fn completed_file(
     let model = store::get_video(&state.db, &who.tenant, id)
         .await?
         .ok_or(ApiError::NotFound("video"))?;
-    let status: VideoStatus = model.status.parse().unwrap_or(VideoStatus::Failed);
+    let status: VideoStatus = model.status;
     if status != VideoStatus::Completed {
         return Err(ApiError::conflict(
             if what == "file" {
@@ -578,7 +578,7 @@ pub async fn deliveries(
     {
         return Err(ApiError::NotFound("video"));
     }
-    let rows = store::list_webhooks(&state.db, &who.tenant, id).await?;
+    let rows = crate::videos::webhooks::list_webhooks(&state.db, &who.tenant, id).await?;
     let data: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|d| {
@@ -588,7 +588,7 @@ pub async fn deliveries(
                 "url": d.url,
                 "status": d.status,
                 "attempts": d.attempts,
-                "next_attempt_at": (d.status == "pending").then_some(d.next_attempt_at),
+                "next_attempt_at": (d.status == entity::webhook_delivery::DeliveryStatus::Pending).then_some(d.next_attempt_at),
                 "last_status_code": d.last_status_code,
                 "last_error": d.last_error,
                 "created_at": d.created_at,

@@ -1,7 +1,7 @@
-//! The command line: `serve`, `migrate`, `apikey create|list|revoke`, `bench http|ratelimit`.
+//! The command line: `serve`, `migrate`, `apikey create|list|revoke`, `generate`,
+//! `contact-sheet`. (The benchmarks are the `reelgen-bench` workspace member.)
 //! Settings flags are global (`reelgen --port 9000 serve` or `reelgen serve --port 9000`).
 
-pub mod bench;
 pub mod generate;
 
 use std::path::PathBuf;
@@ -33,11 +33,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP server (migrates the database first)
-    Serve {
-        /// Adds the ceiling route used by `reelgen bench http`
-        #[arg(long, hide = true)]
-        bench_routes: bool,
-    },
+    Serve,
     /// Apply database migrations and exit
     Migrate,
     /// Manage API keys
@@ -49,11 +45,6 @@ pub enum Command {
     Generate(crate::cli::generate::GenerateArgs),
     /// Render every avatar in every expression into one PNG
     ContactSheet(crate::cli::generate::ContactSheetArgs),
-    /// Benchmarks; figures are printed for the record
-    Bench {
-        #[command(subcommand)]
-        which: BenchKind,
-    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -72,16 +63,6 @@ pub enum ApiKeyAction {
     Revoke { id: Uuid },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum BenchKind {
-    /// wrk against GET /api/v1/videos and a trivial route of the same size, interleaved
-    Http(bench::HttpBenchArgs),
-    /// GCRA check through the actor mailbox versus the shared striped table
-    Ratelimit,
-    /// End-to-end generation versus the encode-only floor; render cost; 1080p peak RSS
-    Generate(bench::GenerateBenchArgs),
-}
-
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -90,21 +71,18 @@ pub fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string()),
     };
-    let mut config = match Config::load(&sources) {
+    let config = match Config::load(&sources) {
         Ok(c) => c,
         Err(e) => return fail(&format!("configuration error: {e}")),
     };
     let system = actix_web::rt::System::new();
     let result: Result<(), String> = match cli.command {
-        Command::Serve { bench_routes } => {
-            config.bench_routes = bench_routes;
-            system.block_on(async move {
-                let app = Application::build(config)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                app.run_until_stopped().await.map_err(|e| e.to_string())
-            })
-        }
+        Command::Serve => system.block_on(async move {
+            let app = Application::build(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            app.run_until_stopped().await.map_err(|e| e.to_string())
+        }),
         Command::Migrate => system.block_on(async move {
             let conn = db::connect(&config).await.map_err(|e| e.to_string())?;
             db::migrate(&conn).await.map_err(|e| e.to_string())?;
@@ -114,11 +92,6 @@ pub fn main() -> ExitCode {
         Command::Apikey { action } => system.block_on(apikey(config, action)),
         Command::Generate(args) => crate::cli::generate::run(args),
         Command::ContactSheet(args) => crate::cli::generate::contact_sheet(args),
-        Command::Bench { which } => match which {
-            BenchKind::Http(args) => bench::http(args),
-            BenchKind::Ratelimit => system.block_on(bench::ratelimit()),
-            BenchKind::Generate(args) => bench::generate(args),
-        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,12 +22,7 @@ use sea_orm::{EntityTrait, QueryOrder, QuerySelect, Set};
 use crate::platform::alert_rules::{Comparison, RuleSpec, Signal};
 use crate::platform::db::{Db, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertState {
-    Firing,
-    Resolved,
-}
+pub use entity::alert::AlertState;
 
 /// One firing of a rule (SPEC §5's alert object).
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -211,15 +206,11 @@ fn new_alert(rule: &RuleSpec, value: f64) -> Alert {
 /// Records an alert transition: a firing inserts its row, a resolution updates it.
 pub async fn save_alert(db: &Db, a: &Alert) -> Result<(), StoreError> {
     use entity::alert;
-    let state = match a.state {
-        AlertState::Firing => "firing",
-        AlertState::Resolved => "resolved",
-    };
     let model = alert::ActiveModel {
         id: Set(a.id),
         rule: Set(a.rule.clone()),
         severity: Set(a.severity.clone()),
-        state: Set(state.into()),
+        state: Set(a.state),
         metric: Set(a.metric.clone()),
         value: Set(if a.value.is_finite() {
             a.value
@@ -260,11 +251,7 @@ pub async fn recent_alerts(db: &Db, limit: u64) -> Result<Vec<Alert>, StoreError
             id: r.id,
             rule: r.rule,
             severity: r.severity,
-            state: if r.state == "firing" {
-                AlertState::Firing
-            } else {
-                AlertState::Resolved
-            },
+            state: r.state,
             value: r.value,
             threshold: r.threshold,
             metric: r.metric,

@@ -251,7 +251,7 @@ impl HealthCheck for CacheCheck {
         let cache = self.0.clone();
         async move {
             let stats = cache.stats();
-            if !cache.probe() {
+            if !cache.probe().await {
                 return Err("cache round trip failed".into());
             }
             Ok(format!(

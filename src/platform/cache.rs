@@ -8,10 +8,18 @@
 //! moves. Old entries are never served again and age out by TTL or capacity. Bumps happen
 //! before the write's response is sent, so a client never reads its own stale data.
 //!
+//! Concurrent misses of one key share a single computation (moka's `try_get_with`), so a
+//! popular entry that expires costs the database one query, not one per waiting request.
+//!
+//! Invalidation is a seam: [`CacheHandle::invalidate_tenant`] and
+//! [`CacheHandle::invalidate_all`] are the only ways to make entries unreachable, and only the
+//! video lifecycle and the API key commands call them. With one process they bump the local
+//! generations; a distributed backend also broadcasts the bump to the other processes.
+//!
 //! The [`CacheManager`] actor owns the handle: it runs moka's maintenance on a timer, exports
-//! the entry gauge, and answers [`Lookup`], [`Invalidate`] and [`GetStats`]. Handlers use the
-//! handle directly — moka is concurrent, and a mailbox hop per GET would cost more than the
-//! lookup (see `reelgen bench ratelimit`, which measures the same trade-off).
+//! the entry gauge, and answers [`GetStats`]. Handlers use the handle directly — moka is
+//! concurrent, and a mailbox hop per GET would cost more than the lookup (see
+//! `reelgen bench ratelimit`, which measures the same trade-off).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +28,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use moka::sync::Cache;
+use moka::future::Cache;
 use parking_lot::RwLock;
 
 use crate::platform::telemetry::Metrics;
@@ -37,12 +45,8 @@ pub struct CacheHandle {
     inner: Arc<Inner>,
 }
 
-/// A response being computed; concurrent misses of the same key wait for it.
-type InFlight = Arc<tokio::sync::OnceCell<Arc<Cached>>>;
-
 struct Inner {
     cache: Option<Cache<String, Arc<Cached>>>,
-    inflight: Cache<String, InFlight>,
     tenant_gen: RwLock<HashMap<String, u64>>,
     queue_gen: AtomicU64,
     hits: AtomicU64,
@@ -75,10 +79,6 @@ impl CacheHandle {
         Self {
             inner: Arc::new(Inner {
                 cache,
-                inflight: Cache::builder()
-                    .max_capacity(10_000)
-                    .time_to_live(Duration::from_secs(10))
-                    .build(),
                 tenant_gen: RwLock::new(HashMap::new()),
                 queue_gen: AtomicU64::new(0),
                 hits: AtomicU64::new(0),
@@ -102,44 +102,51 @@ impl CacheHandle {
         format!("{tenant}\u{1f}{tgen}\u{1f}{qgen}\u{1f}{resource}")
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
-        let found = self.inner.cache.as_ref().and_then(|c| c.get(key));
-        if found.is_some() {
+    fn count(&self, hit: bool) {
+        if hit {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
             self.inner.metrics.cache_hits_total.inc();
         } else {
             self.inner.misses.fetch_add(1, Ordering::Relaxed);
             self.inner.metrics.cache_misses_total.inc();
         }
+    }
+
+    pub async fn get(&self, key: &str) -> Option<Arc<Cached>> {
+        let found = match &self.inner.cache {
+            Some(c) => c.get(key).await,
+            None => None,
+        };
+        self.count(found.is_some());
         found
     }
 
     /// The cached response, or the one `compute` makes. Concurrent misses of one key share a
-    /// single computation (no stampede on the database when a popular entry expires).
+    /// single computation (no stampede on the database when a popular entry expires); each
+    /// waiter gets its result, an error included.
     pub async fn get_or_compute<F, Fut, E>(&self, key: String, compute: F) -> Result<Arc<Cached>, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Arc<Cached>, E>>,
+        E: Clone + Send + Sync + 'static,
     {
-        if let Some(hit) = self.get(&key) {
+        let Some(c) = &self.inner.cache else {
+            self.count(false);
+            return compute().await;
+        };
+        if let Some(hit) = c.get(&key).await {
+            self.count(true);
             return Ok(hit);
         }
-        if self.inner.cache.is_none() {
-            return compute().await;
-        }
-        let cell = self
-            .inner
-            .inflight
-            .get_with(key.clone(), || Arc::new(tokio::sync::OnceCell::new()));
-        let value = cell.get_or_try_init(compute).await?.clone();
-        self.put(key.clone(), value.clone());
-        self.inner.inflight.invalidate(&key);
-        Ok(value)
+        self.count(false);
+        c.try_get_with(key, compute())
+            .await
+            .map_err(|e| E::clone(&e))
     }
 
-    pub fn put(&self, key: String, value: Arc<Cached>) {
+    pub async fn put(&self, key: String, value: Arc<Cached>) {
         if let Some(c) = &self.inner.cache {
-            c.insert(key, value);
+            c.insert(key, value).await;
         }
     }
 
@@ -171,7 +178,7 @@ impl CacheHandle {
 
     /// Writes and reads back a private entry (not counted as a hit or miss); `true` when the
     /// cache answers, or when caching is disabled.
-    pub fn probe(&self) -> bool {
+    pub async fn probe(&self) -> bool {
         let Some(c) = &self.inner.cache else {
             return true;
         };
@@ -180,9 +187,9 @@ impl CacheHandle {
             body: Bytes::from_static(b"ok"),
             etag: String::new(),
         });
-        c.insert(key.clone(), value);
-        let ok = c.get(&key).is_some_and(|v| v.body.as_ref() == b"ok");
-        c.invalidate(&key);
+        c.insert(key.clone(), value).await;
+        let ok = c.get(&key).await.is_some_and(|v| v.body.as_ref() == b"ok");
+        c.invalidate(&key).await;
         ok
     }
 
@@ -207,9 +214,9 @@ impl CacheHandle {
         }
     }
 
-    fn maintain(&self) {
+    async fn maintain(&self) {
         if let Some(c) = &self.inner.cache {
-            c.run_pending_tasks();
+            c.run_pending_tasks().await;
             self.inner
                 .metrics
                 .cache_entries
@@ -232,50 +239,14 @@ impl Actor for CacheManager {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(Duration::from_secs(1), |act, _| act.handle.maintain());
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            let handle = act.handle.clone();
+            ctx.spawn(async move { handle.maintain().await }.into_actor(act));
+        });
     }
 }
 
 impl Supervised for CacheManager {}
-
-/// Looks a key up (counts a hit or a miss).
-#[derive(Message)]
-#[rtype(result = "Option<Arc<Cached>>")]
-pub struct Lookup(pub String);
-
-impl Handler<Lookup> for CacheManager {
-    type Result = Option<Arc<Cached>>;
-    fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
-        self.handle.get(&msg.0)
-    }
-}
-
-/// Stores a response.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Store(pub String, pub Arc<Cached>);
-
-impl Handler<Store> for CacheManager {
-    type Result = ();
-    fn handle(&mut self, msg: Store, _: &mut Self::Context) {
-        self.handle.put(msg.0, msg.1);
-    }
-}
-
-/// Drops a tenant's entries (`Some`) or everyone's (`None`), e.g. on a change seen elsewhere.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Invalidate(pub Option<String>);
-
-impl Handler<Invalidate> for CacheManager {
-    type Result = ();
-    fn handle(&mut self, msg: Invalidate, _: &mut Self::Context) {
-        match msg.0 {
-            Some(t) => self.handle.invalidate_tenant(&t),
-            None => self.handle.invalidate_all(),
-        }
-    }
-}
 
 /// Hit/miss counts and size.
 #[derive(Message)]
@@ -300,19 +271,53 @@ mod tests {
         })
     }
 
-    #[test]
-    fn invalidation_hides_old_entries_per_tenant_and_globally() {
+    #[tokio::test]
+    async fn invalidation_hides_old_entries_per_tenant_and_globally() {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let c = CacheHandle::new(1, Duration::from_secs(60), metrics);
-        c.put(c.key("a", "/v"), cached("a1"));
-        c.put(c.key("b", "/v"), cached("b1"));
-        assert!(c.get(&c.key("a", "/v")).is_some());
+        c.put(c.key("a", "/v"), cached("a1")).await;
+        c.put(c.key("b", "/v"), cached("b1")).await;
+        assert!(c.get(&c.key("a", "/v")).await.is_some());
         c.invalidate_tenant("a");
-        assert!(c.get(&c.key("a", "/v")).is_none());
-        assert!(c.get(&c.key("b", "/v")).is_some());
+        assert!(c.get(&c.key("a", "/v")).await.is_none());
+        assert!(c.get(&c.key("b", "/v")).await.is_some());
         c.invalidate_all();
-        assert!(c.get(&c.key("b", "/v")).is_none());
+        assert!(c.get(&c.key("b", "/v")).await.is_none());
         let s = c.stats();
         assert_eq!((s.hits, s.misses), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_of_one_key_compute_once() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let c = CacheHandle::new(1, Duration::from_secs(60), metrics);
+        let computed = Arc::new(AtomicU64::new(0));
+        let (go, ready) = tokio::sync::watch::channel(false);
+        let waiters = (0..8).map(|_| {
+            let (c, computed, mut ready) = (c.clone(), computed.clone(), ready.clone());
+            tokio::spawn(async move {
+                c.get_or_compute(c.key("t", "/v"), || async move {
+                    computed.fetch_add(1, Ordering::SeqCst);
+                    // Held until every waiter has asked: they all meet this computation.
+                    let _ = ready.wait_for(|go| *go).await;
+                    Ok::<_, String>(cached("v"))
+                })
+                .await
+            })
+        });
+        let handles: Vec<_> = waiters.collect();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while c.stats().misses < 8 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("every waiter missed");
+        go.send_replace(true);
+        for h in handles {
+            let v = h.await.expect("task").expect("value");
+            assert_eq!(v.body.as_ref(), b"v");
+        }
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
     }
 }

@@ -95,8 +95,6 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Directory of the browser app served at `/`.
     pub static_dir: PathBuf,
-    /// Adds `/api/v1/_bench/ceiling`, the trivial route `reelgen bench http` compares against.
-    pub bench_routes: bool,
     /// Run the job dispatcher inside `serve` (off for an API-only replica).
     pub embedded_worker: bool,
     /// Let webhooks reach loopback and private addresses (off: SSRF protection).
@@ -484,7 +482,6 @@ impl Config {
             static_dir: setting(src, "STATIC_DIR", static_default, |s| {
                 non_empty(s).map(PathBuf::from)
             })?,
-            bench_routes: false,
             embedded_worker: setting(src, "EMBEDDED_WORKER", true, boolean)?,
             webhook_allow_private: setting(src, "WEBHOOK_ALLOW_PRIVATE", false, boolean)?,
             webhook_retry_base: setting(

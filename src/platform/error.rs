@@ -42,7 +42,7 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum ApiError {
     /// Valid JSON (or query) with bad values: 422, `code` of the first field error.
     #[error("the request has {} invalid field(s)", .0.len())]

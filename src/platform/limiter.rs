@@ -1,26 +1,26 @@
-//! Rate limiter: GCRA (generic cell rate algorithm) per API key, or per client IP in open mode.
+//! Rate limiter: GCRA (generic cell rate algorithm) per API key, or per client IP in open mode,
+//! with `governor`'s keyed limiter (a sharded map of theoretical arrival times).
 //!
-//! The state is a [`GcraTable`]: one theoretical arrival time (TAT) per key, in 64 lock-striped
-//! shards. The [`RateLimiter`] actor owns it: it purges idle keys on a timer and answers
-//! [`Check`] and [`GetStats`] through its mailbox. The HTTP hot path calls
-//! [`GcraTable::check`] directly instead of sending `Check`: measured with
-//! `reelgen bench ratelimit`, one mailbox round trip per request costs several times the check
-//! itself and serialises every worker on one thread, while the striped table scales with the
-//! workers. The actor still owns the table's lifecycle and statistics.
+//! [`Limiter`] is the seam the HTTP edge calls ([`Limiter::check`]); its one backend today is
+//! this process's [`GcraTable`] (a distributed backend keeps the same verdicts in a shared
+//! store). The [`RateLimiter`] actor owns the table's upkeep: it purges idle keys on a timer
+//! and answers [`Check`] and [`GetStats`] through its mailbox. The hot path calls the table
+//! directly instead of sending `Check`: measured with `reelgen bench ratelimit`, one mailbox
+//! round trip per request costs several times the check itself and serialises every worker on
+//! one thread, while the table scales with the workers.
 //!
-//! GCRA with limit `L` per minute: emission interval `T = 60 s / L`, burst `L`. A request at
-//! `now` is allowed when `max(tat, now) + T - now <= L·T`; then `tat = max(tat, now) + T`.
+//! With limit `L` per minute: emission interval `T = 60 s / L`, burst `L`.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
-use parking_lot::Mutex;
-
-const SHARDS: usize = 64;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter as Gcra};
 
 /// The verdict for one request, with what the `RateLimit-*` headers report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,95 +34,95 @@ pub struct Decision {
     pub retry_after_s: u64,
 }
 
-/// One shard: key → theoretical arrival time (ns since the table's origin).
-type Shard = Mutex<HashMap<Box<str>, u64>>;
+/// The seam the HTTP edge asks for a verdict (see the module doc).
+#[derive(Clone)]
+pub enum Limiter {
+    /// This process's table.
+    Local(Arc<GcraTable>),
+}
 
-pub struct GcraTable {
-    shards: Box<[Shard]>,
-    hasher: RandomState,
-    origin: Instant,
+impl Limiter {
+    pub fn check(&self, key: &str) -> Decision {
+        match self {
+            Self::Local(table) => table.check(key),
+        }
+    }
+}
+
+/// Per-key GCRA state with counters; `C` is the clock (a fake one in tests).
+pub struct GcraTable<C: Clock = DefaultClock> {
+    gcra: Gcra<String, DashMapStateStore<String>, C, StateInformationMiddleware>,
+    clock: C,
     limit: u32,
-    interval_ns: u64,
+    interval: Duration,
     allowed: AtomicU64,
     rejected: AtomicU64,
 }
 
 impl GcraTable {
     pub fn new(limit_per_minute: u32) -> Self {
-        let limit = limit_per_minute.max(1);
+        Self::with_clock(limit_per_minute, DefaultClock::default())
+    }
+}
+
+fn ceil_s(d: Duration) -> u64 {
+    d.as_nanos().div_ceil(1_000_000_000) as u64
+}
+
+impl<C: Clock + Clone> GcraTable<C> {
+    pub fn with_clock(limit_per_minute: u32, clock: C) -> Self {
+        let limit = NonZeroU32::new(limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(limit);
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
-            origin: Instant::now(),
-            limit,
-            interval_ns: 60_000_000_000 / u64::from(limit),
+            gcra: Gcra::dashmap_with_clock(quota, clock.clone())
+                .with_middleware::<StateInformationMiddleware>(),
+            clock,
+            limit: limit.get(),
+            interval: Duration::from_secs(60) / limit.get(),
             allowed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         }
     }
 
-    fn now_ns(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
     pub fn check(&self, key: &str) -> Decision {
-        self.check_at(key, self.now_ns())
-    }
-
-    /// [`check`](Self::check) at a given time (nanoseconds since the table's origin).
-    pub fn check_at(&self, key: &str, now: u64) -> Decision {
-        let burst_ns = self.interval_ns * u64::from(self.limit);
-        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
-        let mut map = shard.lock();
-        let tat = map.get(key).copied().unwrap_or(0).max(now);
-        let new_tat = tat + self.interval_ns;
-        let ahead = new_tat - now;
-        if ahead > burst_ns {
-            drop(map);
-            self.rejected.fetch_add(1, Ordering::Relaxed);
-            let wait = ahead - burst_ns;
-            return Decision {
-                allowed: false,
-                limit: self.limit,
-                remaining: 0,
-                reset_s: (tat - now).div_ceil(1_000_000_000),
-                retry_after_s: wait.div_ceil(1_000_000_000).max(1),
-            };
-        }
-        match map.get_mut(key) {
-            Some(slot) => *slot = new_tat,
-            None => {
-                map.insert(key.into(), new_tat);
+        match self.gcra.check_key(&key.to_string()) {
+            Ok(state) => {
+                self.allowed.fetch_add(1, Ordering::Relaxed);
+                let remaining = state.remaining_burst_capacity();
+                Decision {
+                    allowed: true,
+                    limit: self.limit,
+                    remaining,
+                    reset_s: ceil_s(self.interval * (self.limit - remaining)),
+                    retry_after_s: 0,
+                }
+            }
+            Err(not_until) => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                let wait = not_until.wait_time_from(self.clock.now());
+                Decision {
+                    allowed: false,
+                    limit: self.limit,
+                    remaining: 0,
+                    // The burst is full again once this wait and L-1 more intervals pass.
+                    reset_s: ceil_s(wait + self.interval * (self.limit - 1)),
+                    retry_after_s: ceil_s(wait).max(1),
+                }
             }
         }
-        drop(map);
-        self.allowed.fetch_add(1, Ordering::Relaxed);
-        Decision {
-            allowed: true,
-            limit: self.limit,
-            remaining: u32::try_from((burst_ns - ahead) / self.interval_ns).unwrap_or(u32::MAX),
-            reset_s: ahead.div_ceil(1_000_000_000),
-            retry_after_s: 0,
-        }
     }
 
-    /// Drops keys whose bucket is full again (their TAT is in the past); returns how many.
+    /// Drops keys whose bucket is full again; returns how many.
     pub fn purge(&self) -> usize {
-        let now = self.now_ns();
-        self.shards
-            .iter()
-            .map(|s| {
-                let mut map = s.lock();
-                let before = map.len();
-                map.retain(|_, tat| *tat > now);
-                before - map.len()
-            })
-            .sum()
+        let before = self.gcra.len();
+        self.gcra.retain_recent();
+        self.gcra.shrink_to_fit();
+        before.saturating_sub(self.gcra.len())
     }
 
     pub fn stats(&self) -> RateLimitStats {
         RateLimitStats {
-            keys: self.shards.iter().map(|s| s.lock().len()).sum(),
+            keys: self.gcra.len(),
             allowed: self.allowed.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             limit_per_minute: self.limit,
@@ -204,35 +204,39 @@ impl Handler<Purge> for RateLimiter {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use governor::clock::FakeRelativeClock;
 
-    const SEC: u64 = 1_000_000_000;
+    use super::*;
 
     #[test]
     fn allows_a_burst_of_the_limit_then_rejects_with_retry_after() {
-        let t = GcraTable::new(60); // one per second, burst 60
+        let clock = FakeRelativeClock::default();
+        let t = GcraTable::with_clock(60, clock.clone()); // one per second, burst 60
         for i in 0..60 {
-            let d = t.check_at("k", 0);
+            let d = t.check("k");
             assert!(d.allowed, "request {i}");
             assert_eq!(d.remaining, 59 - i);
         }
-        let d = t.check_at("k", 0);
+        let d = t.check("k");
         assert!(!d.allowed);
         assert_eq!(d.retry_after_s, 1);
         assert_eq!(d.reset_s, 60);
         // One interval later exactly one more is allowed.
-        assert!(t.check_at("k", SEC).allowed);
-        assert!(!t.check_at("k", SEC).allowed);
+        clock.advance(Duration::from_secs(1));
+        assert!(t.check("k").allowed);
+        assert!(!t.check("k").allowed);
         // Other keys are independent.
-        assert!(t.check_at("other", SEC).allowed);
+        assert!(t.check("other").allowed);
         assert_eq!(t.stats().rejected, 2);
     }
 
     #[test]
     fn a_full_bucket_is_purged() {
-        let t = GcraTable::new(600_000);
+        let clock = FakeRelativeClock::default();
+        let t = GcraTable::with_clock(600, clock.clone());
         t.check("a");
-        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(t.stats().keys, 1);
+        clock.advance(Duration::from_secs(1));
         assert_eq!(t.purge(), 1);
         assert_eq!(t.stats().keys, 0);
     }

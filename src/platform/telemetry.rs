@@ -239,8 +239,8 @@ impl Metrics {
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        for status in ["queued", "rendering", "completed", "failed", "cancelled"] {
-            m.jobs_total.with_label_values(&[status]);
+        for status in entity::video::VideoStatus::ALL {
+            m.jobs_total.with_label_values(&[status.as_str()]);
         }
         for stage in crate::platform::analytics::Stage::ALL {
             m.stage_duration_seconds

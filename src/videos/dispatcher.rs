@@ -31,6 +31,7 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::lifecycle::{Lifecycle, Progressed};
+use super::queue::Lease;
 use crate::platform::storage::Files;
 use crate::platform::telemetry::Metrics;
 use crate::render::media::MediaError;
@@ -102,10 +103,10 @@ impl JobDispatcher {
                 let claimed = lifecycle.started().await;
                 // Claimed just as the drain began: give it straight back, before the claim
                 // stops counting as in flight.
-                if let Ok(Some(video)) = &claimed
+                if let Ok(Some((_, lease))) = &claimed
                     && draining.load(Ordering::Relaxed)
                 {
-                    lifecycle.handed_back(video.id, &video.tenant).await;
+                    lifecycle.handed_back(lease).await;
                     return Ok(None);
                 }
                 claimed
@@ -115,8 +116,8 @@ impl JobDispatcher {
                 act.claiming = false;
                 act.running_changed();
                 match claimed {
-                    Ok(Some(video)) => {
-                        act.start(video, ctx);
+                    Ok(Some((video, lease))) => {
+                        act.start(video, lease, ctx);
                         act.fill(ctx);
                     }
                     Ok(None) => {}
@@ -126,7 +127,7 @@ impl JobDispatcher {
         );
     }
 
-    fn start(&mut self, video: entity::video::Model, ctx: &mut Context<Self>) {
+    fn start(&mut self, video: entity::video::Model, lease: Lease, ctx: &mut Context<Self>) {
         let id = video.id;
         let lifecycle = self.lifecycle.clone();
         let params: VideoParams = match serde_json::from_value(video.params.clone()) {
@@ -134,7 +135,9 @@ impl JobDispatcher {
             Err(e) => {
                 actix::spawn(async move {
                     let message = format!("stored parameters are unreadable: {e}");
-                    lifecycle.failed(&video, "invalid_params", &message).await;
+                    lifecycle
+                        .failed(&video, &lease, "invalid_params", &message)
+                        .await;
                 });
                 return;
             }
@@ -185,7 +188,7 @@ impl JobDispatcher {
                     if write {
                         last_write = Instant::now();
                     }
-                    if lifecycle.progressed(&video, &p, fps, write).await == Progressed::Gone {
+                    if lifecycle.progressed(&lease, &p, fps, write).await == Progressed::Gone {
                         // Cancelled or deleted elsewhere: stop rendering.
                         cancel.store(true, Ordering::Relaxed);
                     }
@@ -197,15 +200,19 @@ impl JobDispatcher {
                 .unwrap_or_else(|e| Err(GenerateError::Media(MediaError::Pipeline(e.to_string()))));
             match result {
                 Ok(outcome) => {
-                    lifecycle.completed(&video, &outcome).await;
+                    lifecycle.completed(&video, &lease, &outcome).await;
                 }
                 Err(GenerateError::Cancelled) if handing_back.load(Ordering::Relaxed) => {
                     // Conditional on `rendering`: a video cancelled or deleted meanwhile
                     // stays so.
-                    lifecycle.handed_back(id, &video.tenant).await;
+                    lifecycle.handed_back(&lease).await;
                 }
-                Err(GenerateError::Cancelled) => lifecycle.stopped(&video).await,
-                Err(e) => lifecycle.failed(&video, e.code(), &e.to_string()).await,
+                Err(GenerateError::Cancelled) => lifecycle.stopped(&lease).await,
+                Err(e) => {
+                    lifecycle
+                        .failed(&video, &lease, e.code(), &e.to_string())
+                        .await
+                }
             }
             lifecycle.released(id);
             id

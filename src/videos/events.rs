@@ -1,4 +1,14 @@
-//! Events hub: per-video broadcast of what the WebSocket clients see (SPEC §4). Only the
+//! Video events: the [`EventBus`] seam and the in-process [`Hub`] behind it.
+//!
+//! The bus is where events are published (status, progress, terminal, and the live fMP4
+//! preview: init segment retained for late joiners, then fragments) and where a process's
+//! WebSocket sessions subscribe. Subscribing is always local — each process fans out to its
+//! own sockets from its hub — so a distributed backend only changes where a publish goes
+//! before it reaches every process's hub. Today's one backend is local: a publish goes
+//! straight to this process's hub. It is an enum of backends for the reasons given in
+//! `videos::queue`.
+//!
+//! The hub: per-video broadcast of what the WebSocket clients see (SPEC §4). Only the
 //! [`super::lifecycle`] publishes state changes (and the pipeline the preview fragments); each WebSocket session subscribes to its
 //! video. Channels are bounded: a slow subscriber misses intermediate `progress` messages
 //! (it is told it lagged and reads on from the newest), never slows the publisher or others.
@@ -123,6 +133,78 @@ impl Hub {
     /// Videos with a channel (someone subscribed since the last terminal event).
     pub fn watched(&self) -> usize {
         self.channels.lock().len()
+    }
+}
+
+/// The seam through which video events are published and subscribed (see the module doc).
+#[derive(Clone)]
+pub enum EventBus {
+    /// One process: a publish reaches this process's hub directly.
+    Local(Hub),
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::Local(Hub::default())
+    }
+}
+
+impl EventBus {
+    /// This process's hub: what its WebSocket sessions read.
+    fn hub(&self) -> &Hub {
+        match self {
+            Self::Local(hub) => hub,
+        }
+    }
+
+    pub fn publish(&self, id: Uuid, event: VideoEvent) {
+        match self {
+            Self::Local(hub) => hub.publish(id, event),
+        }
+    }
+
+    /// The init segment of a video's live stream (kept for late joiners).
+    pub fn publish_init(&self, id: Uuid, data: bytes::Bytes, mime: String) {
+        match self {
+            Self::Local(hub) => hub.publish_init(id, data, mime),
+        }
+    }
+
+    /// One media fragment of the live stream (called from a generation thread).
+    pub fn publish_fragment(&self, id: Uuid, data: bytes::Bytes) {
+        match self {
+            Self::Local(hub) => hub.publish_fragment(id, data),
+        }
+    }
+
+    pub fn subscribe(&self, id: Uuid) -> broadcast::Receiver<VideoEvent> {
+        self.hub().subscribe(id)
+    }
+
+    /// See [`Hub::subscribe_live`].
+    pub fn subscribe_live(
+        &self,
+        id: Uuid,
+    ) -> (
+        Option<(bytes::Bytes, String)>,
+        broadcast::Receiver<bytes::Bytes>,
+    ) {
+        self.hub().subscribe_live(id)
+    }
+
+    /// See [`Hub::release`].
+    pub fn release(&self, id: Uuid) {
+        self.hub().release(id);
+    }
+
+    /// Sessions of this process subscribed to one video's events now.
+    pub fn watchers(&self, id: Uuid) -> usize {
+        self.hub().watchers(id)
+    }
+
+    /// Videos with a channel in this process.
+    pub fn watched(&self) -> usize {
+        self.hub().watched()
     }
 }
 

@@ -6,7 +6,7 @@
 //!    repeated call changes nothing and reports it), with the webhook outbox row in the same
 //!    transaction for the terminal states that have a `callback_url`;
 //! 2. the response cache: the tenant's entries (and, when queue positions move, everyone's);
-//! 3. the typed [`VideoEvent`] on the hub (WebSocket sessions);
+//! 3. the typed [`VideoEvent`] on the [`EventBus`] (WebSocket sessions);
 //! 4. the metrics and analytics of the transition;
 //! 5. the worker signals: [`Signals`] wakes an idle worker when a video is queued and tells the
 //!    worker rendering a video that it was cancelled or deleted.
@@ -22,8 +22,9 @@ use entity::video;
 use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
 
-use super::events::Hub;
+use super::events::EventBus;
 use super::model::{VideoError, VideoEvent, VideoStatus, VideoView};
+use super::queue::{Finished, JobQueue, Lease};
 use super::store::{self, CancelOutcome, InsertOutcome, StoredResponse};
 use crate::platform::analytics::{Analytics, Stage};
 use crate::platform::cache::CacheHandle;
@@ -69,8 +70,9 @@ impl Signals {
 #[derive(Clone)]
 pub struct Lifecycle {
     db: Db,
+    queue: JobQueue,
     cache: CacheHandle,
-    hub: Hub,
+    events: EventBus,
     files: Files,
     metrics: Arc<Metrics>,
     analytics: Analytics,
@@ -90,15 +92,16 @@ impl Lifecycle {
     pub fn new(
         db: Db,
         cache: CacheHandle,
-        hub: Hub,
+        events: EventBus,
         files: Files,
         metrics: Arc<Metrics>,
         analytics: Analytics,
     ) -> Self {
         Self {
+            queue: JobQueue::Database(db.clone()),
             db,
             cache,
-            hub,
+            events,
             files,
             metrics,
             analytics,
@@ -135,8 +138,8 @@ impl Lifecycle {
 
     /// Claims the oldest queued video (`queued` → `rendering`, attempt counted) for this
     /// worker; `None` when the queue is empty.
-    pub async fn started(&self) -> Result<Option<video::Model>, StoreError> {
-        let Some(video) = store::claim_next(&self.db).await? else {
+    pub async fn started(&self) -> Result<Option<(video::Model, Lease)>, StoreError> {
+        let Some((video, lease)) = self.queue.claim().await? else {
             return Ok(None);
         };
         let waited = (chrono::Utc::now() - video.created_at)
@@ -150,7 +153,7 @@ impl Lifecycle {
             .jobs_total
             .with_label_values(&[VideoStatus::Rendering.as_str()])
             .inc();
-        self.hub.publish(
+        self.events.publish(
             video.id,
             VideoEvent::Status {
                 status: VideoStatus::Rendering,
@@ -158,14 +161,14 @@ impl Lifecycle {
             },
         );
         tracing::info!(id = %video.id, tenant = %video.tenant, attempt = video.attempts, "rendering started");
-        Ok(Some(video))
+        Ok(Some((video, lease)))
     }
 
     /// A progress report of a rendering video: published at once, written to the database
     /// when `write` (the caller paces writes), never backwards.
     pub async fn progressed(
         &self,
-        video: &video::Model,
+        lease: &Lease,
         p: &Progress,
         fps: f64,
         write: bool,
@@ -173,8 +176,8 @@ impl Lifecycle {
         if p.fps > 0.0 {
             self.metrics.render_fps.set(p.fps);
         }
-        self.hub.publish(
-            video.id,
+        self.events.publish(
+            lease.id,
             VideoEvent::Progress {
                 frames_done: p.frames_done,
                 frames_total: p.frames_total,
@@ -188,22 +191,18 @@ impl Lifecycle {
             return Progressed::Rendering;
         }
         let total = p.frames_total as i64;
-        match store::record_progress(
-            &self.db,
-            video.id,
-            p.frames_done as i64,
-            total,
-            total as f64 / fps,
-        )
-        .await
+        match self
+            .queue
+            .renew(lease, p.frames_done as i64, total, total as f64 / fps)
+            .await
         {
             Ok(true) => {
-                self.cache.invalidate_tenant(&video.tenant);
+                self.cache.invalidate_tenant(&lease.tenant);
                 Progressed::Rendering
             }
             Ok(false) => Progressed::Gone,
             Err(e) => {
-                tracing::warn!(id = %video.id, error = %e, "progress write failed");
+                tracing::warn!(id = %lease.id, error = %e, "progress write failed");
                 Progressed::Rendering
             }
         }
@@ -212,8 +211,8 @@ impl Lifecycle {
     /// The file is in place: `rendering` → `completed` with its exact length and size, the
     /// `video.completed` webhook queued with it. `false` when the video was cancelled or
     /// deleted meanwhile; its file is then removed.
-    pub async fn completed(&self, video: &video::Model, outcome: &Outcome) -> bool {
-        let id = video.id;
+    pub async fn completed(&self, video: &video::Model, lease: &Lease, outcome: &Outcome) -> bool {
+        let id = lease.id;
         for (stage, secs) in [
             (Stage::Timeline, outcome.timeline_s),
             (Stage::Render, outcome.submit_s),
@@ -225,20 +224,14 @@ impl Lifecycle {
         }
         self.analytics
             .record_job_frames(outcome.frames, outcome.submit_s + outcome.readback_s);
-        let size = i64::try_from(outcome.size_bytes).unwrap_or(i64::MAX);
-        let frames = outcome.frames as i64;
+        let finished = Finished {
+            frames: outcome.frames as i64,
+            duration_s: outcome.duration_s,
+            size_bytes: i64::try_from(outcome.size_bytes).unwrap_or(i64::MAX),
+        };
         let callback = callback_of(video);
-        let done = match with_retries(|| {
-            store::complete_video(
-                &self.db,
-                id,
-                frames,
-                outcome.duration_s,
-                size,
-                callback.as_deref(),
-            )
-        })
-        .await
+        let done = match with_retries(|| self.queue.complete(lease, finished, callback.as_deref()))
+            .await
         {
             Ok(done) => done,
             Err(e) => {
@@ -267,7 +260,7 @@ impl Lifecycle {
             .observe(outcome.render_s + outcome.finish_s);
         self.cache.invalidate_tenant(&video.tenant);
         match store::get_video(&self.db, &video.tenant, id).await {
-            Ok(Some(m)) => self.hub.publish(
+            Ok(Some(m)) => self.events.publish(
                 id,
                 VideoEvent::Completed {
                     video: Box::new(VideoView::from_model(m, None)),
@@ -284,13 +277,11 @@ impl Lifecycle {
 
     /// Rendering failed: `rendering` → `failed` with a stable code and a message a user can
     /// act on, the `video.failed` webhook queued with it; the partial file removed.
-    pub async fn failed(&self, video: &video::Model, code: &str, message: &str) {
-        let id = video.id;
+    pub async fn failed(&self, video: &video::Model, lease: &Lease, code: &str, message: &str) {
+        let id = lease.id;
         let _ = self.files.remove_video(id).await;
         let callback = callback_of(video);
-        match with_retries(|| store::fail_video(&self.db, id, code, message, callback.as_deref()))
-            .await
-        {
+        match with_retries(|| self.queue.fail(lease, code, message, callback.as_deref())).await {
             Ok(true) => {
                 self.metrics
                     .jobs_total
@@ -298,11 +289,12 @@ impl Lifecycle {
                     .inc();
                 tracing::warn!(%id, code, message, "rendering failed");
             }
-            Ok(false) => {}
+            // The lease is gone (cancelled or deleted meanwhile): nothing to announce.
+            Ok(false) => return,
             Err(e) => tracing::error!(%id, error = %e, "could not record failure"),
         }
-        self.cache.invalidate_tenant(&video.tenant);
-        self.hub.publish(
+        self.cache.invalidate_tenant(&lease.tenant);
+        self.events.publish(
             id,
             VideoEvent::Failed {
                 error: VideoError {
@@ -318,7 +310,7 @@ impl Lifecycle {
         let outcome = store::cancel_video(&self.db, tenant, id).await?;
         if let CancelOutcome::Cancelled(_) = &outcome {
             let _ = self.signals.cancel.send(id);
-            self.hub.publish(id, VideoEvent::Cancelled);
+            self.events.publish(id, VideoEvent::Cancelled);
             self.cache.invalidate_tenant(tenant);
             self.cache.invalidate_all();
             self.metrics
@@ -336,7 +328,7 @@ impl Lifecycle {
             return Ok(None);
         };
         let _ = self.signals.cancel.send(id);
-        self.hub.publish(id, VideoEvent::Cancelled);
+        self.events.publish(id, VideoEvent::Cancelled);
         self.cache.invalidate_tenant(tenant);
         if status == VideoStatus::Queued {
             self.cache.invalidate_all();
@@ -349,21 +341,22 @@ impl Lifecycle {
 
     /// A render stopped because it was cancelled or deleted: only its partial file is left to
     /// remove (the state changed when it was cancelled).
-    pub async fn stopped(&self, video: &video::Model) {
-        let _ = self.files.remove_video(video.id).await;
-        self.cache.invalidate_tenant(&video.tenant);
-        tracing::info!(id = %video.id, "rendering stopped: cancelled");
+    pub async fn stopped(&self, lease: &Lease) {
+        let _ = self.files.remove_video(lease.id).await;
+        self.cache.invalidate_tenant(&lease.tenant);
+        tracing::info!(id = %lease.id, "rendering stopped: cancelled");
     }
 
     /// Shutdown hands a rendering video back: `rendering` → `queued`, the attempt not
     /// counted, its partial file removed. `false` when it was no longer rendering.
-    pub async fn handed_back(&self, id: Uuid, tenant: &str) -> bool {
+    pub async fn handed_back(&self, lease: &Lease) -> bool {
+        let id = lease.id;
         let _ = self.files.remove_video(id).await;
-        match with_retries(|| store::requeue_video(&self.db, id)).await {
+        match with_retries(|| self.queue.requeue(lease)).await {
             Ok(true) => {
-                self.cache.invalidate_tenant(tenant);
+                self.cache.invalidate_tenant(&lease.tenant);
                 self.cache.invalidate_all();
-                self.hub.publish(
+                self.events.publish(
                     id,
                     VideoEvent::Status {
                         status: VideoStatus::Queued,
@@ -384,7 +377,7 @@ impl Lifecycle {
     /// At a worker's start: videos left `rendering` by a crash go back to `queued`, or fail
     /// with `too_many_attempts` after [`MAX_ATTEMPTS`].
     pub async fn recovered(&self) {
-        match store::recover_interrupted(&self.db, MAX_ATTEMPTS).await {
+        match self.queue.recover(MAX_ATTEMPTS).await {
             Ok((requeued, failed)) if requeued + failed > 0 => {
                 self.cache.invalidate_all();
                 tracing::warn!(
@@ -401,15 +394,15 @@ impl Lifecycle {
     /// The live preview of a rendering video (called from its generation thread).
     pub fn preview(&self, id: Uuid, chunk: LiveChunk) {
         match chunk {
-            LiveChunk::Init { data, mime } => self.hub.publish_init(id, data.into(), mime),
-            LiveChunk::Fragment(data) => self.hub.publish_fragment(id, data.into()),
+            LiveChunk::Init { data, mime } => self.events.publish_init(id, data.into(), mime),
+            LiveChunk::Fragment(data) => self.events.publish_fragment(id, data.into()),
         }
     }
 
     /// The render's own job is over (however it ended): nobody will publish for it again.
     pub fn released(&self, id: Uuid) {
         // A late init segment may have re-created the live channel after the end.
-        self.hub.release(id);
+        self.events.release(id);
     }
 
     fn record_stage(&self, stage: Stage, secs: f64) {
@@ -431,26 +424,24 @@ fn callback_of(video: &video::Model) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Retries a terminal database write (pool time-out, SQLite busy) with back-off, so a
-/// finished job is not left `rendering`; after the last try the error is returned and the
-/// video is recovered at the next start.
-async fn with_retries<T, F, Fut>(mut write: F) -> Result<T, StoreError>
+/// Retries a terminal database write (pool time-out, SQLite busy) with back-off — 200 ms,
+/// doubling, five tries in all — so a finished job is not left `rendering`; after the last
+/// try the error is returned and the video is recovered at the next start.
+async fn with_retries<T, F, Fut>(write: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        match write().await {
-            Ok(v) => return Ok(v),
-            Err(e) if attempt >= 5 => return Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, attempt, "database write failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-        }
-    }
+    use backon::{ExponentialBuilder, Retryable};
+    write
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_factor(2.0)
+                .with_max_times(4),
+        )
+        .notify(|e: &StoreError, wait: Duration| {
+            tracing::warn!(error = %e, retry_in_ms = wait.as_millis(), "database write failed; retrying");
+        })
+        .await
 }

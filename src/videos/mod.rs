@@ -7,6 +7,7 @@ pub mod dispatcher;
 pub mod events;
 pub mod lifecycle;
 pub mod model;
+pub mod queue;
 pub mod request;
 pub mod store;
 pub mod webhooks;

@@ -2,61 +2,14 @@
 //! object of SPEC §3 ([`VideoView`]) and the messages of its event stream ([`VideoEvent`],
 //! SPEC §4). Plain data: it calls nothing.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use entity::video;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum VideoStatus {
-    Queued,
-    Rendering,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl VideoStatus {
-    pub const ALL: [Self; 5] = [
-        Self::Queued,
-        Self::Rendering,
-        Self::Completed,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Rendering => "rendering",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
-    }
-}
-
-impl fmt::Display for VideoStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for VideoStatus {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or(())
-    }
-}
+/// The states of a video, stored as their names (see the entity).
+pub use entity::video::VideoStatus;
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VideoError {
@@ -96,7 +49,7 @@ pub struct VideoView {
 
 impl VideoView {
     pub fn from_model(m: video::Model, queue_position: Option<u64>) -> Self {
-        let status: VideoStatus = m.status.parse().unwrap_or(VideoStatus::Failed);
+        let status = m.status;
         let base = format!("/api/v1/videos/{}", m.id);
         let done = status == VideoStatus::Completed;
         Self {

@@ -1,21 +1,19 @@
-//! The videos' rows: insert (with the idempotency record), read, list with cursors, queue
-//! positions, and the conditional state transitions the lifecycle and the queue make, each an
-//! UPDATE from the expected state; plus the webhook outbox rows written in the same
-//! transaction as a terminal state. Every video query a handler makes takes the caller's
-//! tenant and filters on it; nothing here can reach another tenant's rows.
-
-use std::time::Duration;
+//! The videos' rows as tenants reach them: insert (with the idempotency record), read, list
+//! with cursors, queue positions, cancel and delete (each a conditional UPDATE or DELETE from
+//! the expected state). A worker's writes go through `videos::queue`. Every query takes the
+//! caller's tenant and filters on it; nothing here can reach another tenant's rows. Only
+//! `videos::lifecycle` changes state through it; handlers read.
 
 use chrono::{DateTime, Utc};
 use entity::{idempotency, video};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
-use super::model::{VideoStatus, VideoView};
+use super::model::VideoStatus;
 use crate::platform::db::{Db, StoreError, now};
 use crate::render::params::VideoParams;
 
@@ -27,7 +25,7 @@ pub fn new_video(tenant: &str, params: &VideoParams) -> Result<video::Model, Sto
         id: Uuid::now_v7(),
         tenant: tenant.to_string(),
         title: params.title.clone(),
-        status: VideoStatus::Queued.as_str().into(),
+        status: VideoStatus::Queued,
         progress: 0.0,
         frames_done: 0,
         frames_total,
@@ -167,7 +165,7 @@ pub async fn list_videos(
 ) -> Result<(Vec<video::Model>, Option<ListCursor>), StoreError> {
     let mut q = video::Entity::find().filter(video::Column::Tenant.eq(tenant));
     if let Some(s) = status {
-        q = q.filter(video::Column::Status.eq(s.as_str()));
+        q = q.filter(video::Column::Status.eq(s));
     }
     if let Some(c) = after {
         q = q.filter(
@@ -200,7 +198,7 @@ pub async fn list_videos(
 
 fn queued_before(created_at: DateTime<Utc>, id: Uuid) -> Condition {
     Condition::all()
-        .add(video::Column::Status.eq(VideoStatus::Queued.as_str()))
+        .add(video::Column::Status.eq(VideoStatus::Queued))
         .add(
             Condition::any()
                 .add(video::Column::CreatedAt.lt(created_at))
@@ -221,7 +219,7 @@ pub async fn queue_positions(
 ) -> Result<Vec<Option<u64>>, StoreError> {
     let queued: Vec<&video::Model> = rows
         .iter()
-        .filter(|r| r.status == VideoStatus::Queued.as_str())
+        .filter(|r| r.status == VideoStatus::Queued)
         .collect();
     let Some(oldest) = queued.iter().min_by_key(|r| (r.created_at, r.id)) else {
         return Ok(vec![None; rows.len()]);
@@ -241,7 +239,7 @@ pub async fn queue_positions(
             .select_only()
             .column(video::Column::CreatedAt)
             .column(video::Column::Id)
-            .filter(video::Column::Status.eq(VideoStatus::Queued.as_str()))
+            .filter(video::Column::Status.eq(VideoStatus::Queued))
             .filter(video::Column::CreatedAt.gte(oldest.created_at))
             .filter(video::Column::CreatedAt.lte(newest.created_at))
             .into_tuple()
@@ -252,7 +250,7 @@ pub async fn queue_positions(
     Ok(rows
         .iter()
         .map(|r| {
-            (r.status == VideoStatus::Queued.as_str()).then(|| {
+            (r.status == VideoStatus::Queued).then(|| {
                 let rank = keys.partition_point(|k| *k < (r.created_at, r.id)) as u64;
                 let lower = keys.partition_point(|k| *k < (oldest.created_at, oldest.id)) as u64;
                 before + rank - lower + 1
@@ -263,7 +261,7 @@ pub async fn queue_positions(
 
 pub async fn count_queued(db: &Db) -> Result<u64, StoreError> {
     Ok(video::Entity::find()
-        .filter(video::Column::Status.eq(VideoStatus::Queued.as_str()))
+        .filter(video::Column::Status.eq(VideoStatus::Queued))
         .count(db)
         .await?)
 }
@@ -278,27 +276,19 @@ pub enum CancelOutcome {
 pub async fn cancel_video(db: &Db, tenant: &str, id: Uuid) -> Result<CancelOutcome, StoreError> {
     let now = now();
     let res = video::Entity::update_many()
-        .col_expr(
-            video::Column::Status,
-            Expr::value(VideoStatus::Cancelled.as_str()),
-        )
+        .col_expr(video::Column::Status, Expr::value(VideoStatus::Cancelled))
         .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
         .filter(video::Column::Id.eq(id))
         .filter(video::Column::Tenant.eq(tenant))
-        .filter(video::Column::Status.is_in([
-            VideoStatus::Queued.as_str(),
-            VideoStatus::Rendering.as_str(),
-        ]))
+        .filter(video::Column::Status.is_in([VideoStatus::Queued, VideoStatus::Rendering]))
         .exec(db)
         .await?;
     let current = get_video(db, tenant, id).await?;
     Ok(match current {
         None => CancelOutcome::NotFound,
         Some(v) if res.rows_affected > 0 => CancelOutcome::Cancelled(Box::new(v)),
-        Some(v) => {
-            CancelOutcome::AlreadyFinished(v.status.parse().unwrap_or(VideoStatus::Completed))
-        }
+        Some(v) => CancelOutcome::AlreadyFinished(v.status),
     })
 }
 
@@ -316,342 +306,5 @@ pub async fn delete_video(
         .filter(video::Column::Tenant.eq(tenant))
         .exec(db)
         .await?;
-    Ok((res.rows_affected > 0).then(|| existing.status.parse().unwrap_or(VideoStatus::Queued)))
-}
-
-// ---- the job queue ----------------------------------------------------------------------------
-
-/// Crash recovery at start: videos left `rendering` go back to `queued` until they have been
-/// tried `max_attempts` times; then they fail with a reason. Returns (requeued, failed).
-pub async fn recover_interrupted(db: &Db, max_attempts: i32) -> Result<(u64, u64), StoreError> {
-    let now = now();
-    let failed = video::Entity::update_many()
-        .col_expr(
-            video::Column::Status,
-            Expr::value(VideoStatus::Failed.as_str()),
-        )
-        .col_expr(
-            video::Column::ErrorCode,
-            Expr::value(Some("too_many_attempts")),
-        )
-        .col_expr(
-            video::Column::ErrorMessage,
-            Expr::value(Some(format!(
-                "rendering was interrupted {max_attempts} times; giving up"
-            ))),
-        )
-        .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
-        .col_expr(video::Column::UpdatedAt, Expr::value(now))
-        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
-        .filter(video::Column::Attempts.gte(max_attempts))
-        .exec(db)
-        .await?
-        .rows_affected;
-    let requeued = video::Entity::update_many()
-        .col_expr(
-            video::Column::Status,
-            Expr::value(VideoStatus::Queued.as_str()),
-        )
-        .col_expr(video::Column::Progress, Expr::value(0.0))
-        .col_expr(video::Column::FramesDone, Expr::value(0))
-        .col_expr(video::Column::UpdatedAt, Expr::value(now))
-        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
-        .exec(db)
-        .await?
-        .rows_affected;
-    Ok((requeued, failed))
-}
-
-/// Hands a video that was rendering back to the queue (graceful shutdown): it starts again
-/// from the beginning, keeps its place (oldest first), and the interrupted attempt does not
-/// count against [`recover_interrupted`]'s limit. `false` when it was no longer rendering
-/// (cancelled or deleted meanwhile).
-pub async fn requeue_video(db: &Db, id: Uuid) -> Result<bool, StoreError> {
-    let res = video::Entity::update_many()
-        .col_expr(
-            video::Column::Status,
-            Expr::value(VideoStatus::Queued.as_str()),
-        )
-        .col_expr(video::Column::Progress, Expr::value(0.0))
-        .col_expr(video::Column::FramesDone, Expr::value(0))
-        .col_expr(video::Column::StartedAt, Expr::value(None::<DateTime<Utc>>))
-        .col_expr(
-            video::Column::Attempts,
-            Expr::col(video::Column::Attempts).sub(1),
-        )
-        .col_expr(video::Column::UpdatedAt, Expr::value(now()))
-        .filter(video::Column::Id.eq(id))
-        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
-        .filter(video::Column::Attempts.gt(0))
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
-}
-
-/// Takes the oldest queued video (any tenant) and marks it `rendering`. Safe against other
-/// workers: the update only succeeds while the row is still `queued`.
-pub async fn claim_next(db: &Db) -> Result<Option<video::Model>, StoreError> {
-    for _ in 0..5 {
-        let Some(next) = video::Entity::find()
-            .filter(video::Column::Status.eq(VideoStatus::Queued.as_str()))
-            .order_by_asc(video::Column::CreatedAt)
-            .order_by_asc(video::Column::Id)
-            .one(db)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let now = now();
-        let res = video::Entity::update_many()
-            .col_expr(
-                video::Column::Status,
-                Expr::value(VideoStatus::Rendering.as_str()),
-            )
-            .col_expr(video::Column::StartedAt, Expr::value(Some(now)))
-            .col_expr(video::Column::UpdatedAt, Expr::value(now))
-            .col_expr(
-                video::Column::Attempts,
-                Expr::col(video::Column::Attempts).add(1),
-            )
-            .filter(video::Column::Id.eq(next.id))
-            .filter(video::Column::Status.eq(VideoStatus::Queued.as_str()))
-            .exec(db)
-            .await?;
-        if res.rows_affected == 1 {
-            return Ok(video::Entity::find_by_id(next.id).one(db).await?);
-        }
-    }
-    Ok(None)
-}
-
-/// Records progress of a rendering video; never moves it backwards, never touches a video
-/// that is no longer rendering (cancelled or deleted meanwhile). `true` when it still renders.
-pub async fn record_progress(
-    db: &Db,
-    id: Uuid,
-    frames_done: i64,
-    frames_total: i64,
-    duration_s: f64,
-) -> Result<bool, StoreError> {
-    let progress = if frames_total > 0 {
-        (frames_done as f64 / frames_total as f64).min(1.0)
-    } else {
-        0.0
-    };
-    let res = video::Entity::update_many()
-        .col_expr(video::Column::FramesDone, Expr::value(frames_done))
-        .col_expr(video::Column::FramesTotal, Expr::value(frames_total))
-        .col_expr(video::Column::DurationS, Expr::value(duration_s))
-        .col_expr(video::Column::Progress, Expr::value(progress))
-        .col_expr(video::Column::UpdatedAt, Expr::value(now()))
-        .filter(video::Column::Id.eq(id))
-        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
-        .filter(video::Column::FramesDone.lte(frames_done))
-        .exec(db)
-        .await?;
-    if res.rows_affected > 0 {
-        return Ok(true);
-    }
-    Ok(video::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .is_some_and(|v| v.status == VideoStatus::Rendering.as_str()))
-}
-
-/// Marks a rendering video completed with its file's size and exact length.
-pub async fn complete_video(
-    db: &Db,
-    id: Uuid,
-    frames: i64,
-    duration_s: f64,
-    size_bytes: i64,
-    callback: Option<&str>,
-) -> Result<bool, StoreError> {
-    let now = now();
-    let txn = db.begin().await?;
-    let res = video::Entity::update_many()
-        .col_expr(
-            video::Column::Status,
-            Expr::value(VideoStatus::Completed.as_str()),
-        )
-        .col_expr(video::Column::Progress, Expr::value(1.0))
-        .col_expr(video::Column::FramesDone, Expr::value(frames))
-        .col_expr(video::Column::FramesTotal, Expr::value(frames))
-        .col_expr(video::Column::DurationS, Expr::value(duration_s))
-        .col_expr(video::Column::SizeBytes, Expr::value(Some(size_bytes)))
-        .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
-        .col_expr(video::Column::UpdatedAt, Expr::value(now))
-        .filter(video::Column::Id.eq(id))
-        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
-        .exec(&txn)
-        .await?;
-    let done = res.rows_affected > 0;
-    if done && let Some(url) = callback {
-        enqueue_webhook(&txn, id, url, "video.completed").await?;
-    }
-    txn.commit().await?;
-    Ok(done)
-}
-
-async fn enqueue_webhook(
-    txn: &sea_orm::DatabaseTransaction,
-    id: Uuid,
-    url: &str,
-    event: &str,
-) -> Result<(), StoreError> {
-    use entity::webhook_delivery;
-    let Some(v) = video::Entity::find_by_id(id).one(txn).await? else {
-        return Ok(());
-    };
-    let now = now();
-    let tenant = v.tenant.clone();
-    // The body of a webhook: `{"event", "video"}` with the video as the API shows it.
-    let payload =
-        serde_json::json!({"event": event, "video": VideoView::from_model(v, None)}).to_string();
-    webhook_delivery::Entity::insert(webhook_delivery::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        video_id: Set(id),
-        tenant: Set(tenant),
-        event: Set(event.to_string()),
-        url: Set(url.to_string()),
-        payload: Set(payload),
-        status: Set("pending".into()),
-        attempts: Set(0),
-        next_attempt_at: Set(now),
-        last_status_code: Set(None),
-        last_error: Set(None),
-        log: Set("[]".into()),
-        created_at: Set(now),
-        delivered_at: Set(None),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok(())
-}
-
-/// Pending deliveries whose time has come, oldest first.
-pub async fn due_webhooks(
-    db: &Db,
-    limit: u64,
-) -> Result<Vec<entity::webhook_delivery::Model>, StoreError> {
-    use entity::webhook_delivery;
-    Ok(webhook_delivery::Entity::find()
-        .filter(webhook_delivery::Column::Status.eq("pending"))
-        .filter(webhook_delivery::Column::NextAttemptAt.lte(now()))
-        .order_by_asc(webhook_delivery::Column::NextAttemptAt)
-        .limit(limit)
-        .all(db)
-        .await?)
-}
-
-/// One delivery attempt's result.
-pub struct Attempt<'a> {
-    /// 1 for the first attempt.
-    pub number: i32,
-    pub status_code: Option<i32>,
-    /// `None` when delivered.
-    pub error: Option<&'a str>,
-    pub took: Duration,
-    /// When to try again after a failure.
-    pub retry_in: Duration,
-    /// After this many failures the delivery fails for good.
-    pub max_attempts: i32,
-}
-
-/// Records one attempt: delivered on success, else retried after `retry_in`, or failed for
-/// good after `max_attempts`.
-pub async fn record_webhook_attempt(db: &Db, id: Uuid, a: &Attempt<'_>) -> Result<(), StoreError> {
-    let Attempt {
-        number: attempts,
-        status_code,
-        error,
-        took,
-        retry_in,
-        max_attempts,
-    } = *a;
-    use entity::webhook_delivery;
-    let Some(row) = webhook_delivery::Entity::find_by_id(id).one(db).await? else {
-        return Ok(());
-    };
-    let now = now();
-    let mut log: Vec<serde_json::Value> = serde_json::from_str(&row.log).unwrap_or_default();
-    log.push(serde_json::json!({
-        "attempt": attempts,
-        "at": now,
-        "status_code": status_code,
-        "error": error,
-        "ms": (took.as_secs_f64() * 1e4).round() / 10.0,
-    }));
-    let mut m: webhook_delivery::ActiveModel = row.into();
-    m.attempts = Set(attempts);
-    m.last_status_code = Set(status_code);
-    m.last_error = Set(error.map(str::to_string));
-    m.log = Set(serde_json::Value::Array(log).to_string());
-    match error {
-        None => {
-            m.status = Set("delivered".into());
-            m.delivered_at = Set(Some(now));
-        }
-        Some(_) if attempts >= max_attempts => m.status = Set("failed".into()),
-        Some(_) => {
-            m.next_attempt_at =
-                Set(now
-                    + chrono::Duration::from_std(retry_in)
-                        .unwrap_or(chrono::Duration::minutes(30)));
-        }
-    }
-    m.update(db).await?;
-    Ok(())
-}
-
-/// A video's deliveries (tenant-scoped), newest first.
-pub async fn list_webhooks(
-    db: &Db,
-    tenant: &str,
-    video_id: Uuid,
-) -> Result<Vec<entity::webhook_delivery::Model>, StoreError> {
-    use entity::webhook_delivery;
-    Ok(webhook_delivery::Entity::find()
-        .filter(webhook_delivery::Column::Tenant.eq(tenant))
-        .filter(webhook_delivery::Column::VideoId.eq(video_id))
-        .order_by_desc(webhook_delivery::Column::CreatedAt)
-        .all(db)
-        .await?)
-}
-
-/// Marks a rendering video failed with a stable code and a message a user can act on.
-pub async fn fail_video(
-    db: &Db,
-    id: Uuid,
-    code: &str,
-    message: &str,
-    callback: Option<&str>,
-) -> Result<bool, StoreError> {
-    let now = now();
-    let txn = db.begin().await?;
-    let res = video::Entity::update_many()
-        .col_expr(
-            video::Column::Status,
-            Expr::value(VideoStatus::Failed.as_str()),
-        )
-        .col_expr(
-            video::Column::ErrorCode,
-            Expr::value(Some(code.to_string())),
-        )
-        .col_expr(
-            video::Column::ErrorMessage,
-            Expr::value(Some(message.to_string())),
-        )
-        .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
-        .col_expr(video::Column::UpdatedAt, Expr::value(now))
-        .filter(video::Column::Id.eq(id))
-        .filter(video::Column::Status.eq(VideoStatus::Rendering.as_str()))
-        .exec(&txn)
-        .await?;
-    let failed = res.rows_affected > 0;
-    if failed && let Some(url) = callback {
-        enqueue_webhook(&txn, id, url, "video.failed").await?;
-    }
-    txn.commit().await?;
-    Ok(failed)
+    Ok((res.rows_affected > 0).then_some(existing.status))
 }

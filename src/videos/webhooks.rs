@@ -19,10 +19,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use sha2::{Digest, Sha256};
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use uuid::Uuid;
 
 use crate::platform::analytics::{Analytics, Stage};
-use crate::platform::db::Db;
+use crate::platform::db::{Db, StoreError, now};
 use crate::platform::telemetry::Metrics;
 
 /// Attempts before a delivery is given up.
@@ -31,21 +35,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
 const TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(500);
 
-/// HMAC-SHA256 (RFC 2104).
+/// HMAC-SHA256 (RFC 2104), by the `hmac` crate.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    use hmac::Mac;
+    // Any key length is valid for HMAC (longer keys are hashed first).
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// The `X-Reelgen-Signature` value for `body` sent at unix time `t`.
@@ -203,7 +200,7 @@ impl Deliverer {
     pub async fn round(&self, limit: u64) -> usize {
         let _round = self.round.lock().await;
         let (db, config) = (&self.db, &self.config);
-        let due = match crate::videos::store::due_webhooks(db, limit).await {
+        let due = match due_webhooks(db, limit).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook poll failed");
@@ -236,7 +233,7 @@ impl Deliverer {
                 .observe(took.as_secs_f64());
             let attempts = d.attempts + 1;
             let next = backoff(config.retry_base, attempts);
-            let attempt = crate::videos::store::Attempt {
+            let attempt = Attempt {
                 number: attempts,
                 status_code: code.map(i32::from),
                 error: error.as_deref(),
@@ -244,7 +241,7 @@ impl Deliverer {
                 retry_in: next,
                 max_attempts: MAX_ATTEMPTS,
             };
-            if let Err(e) = crate::videos::store::record_webhook_attempt(db, d.id, &attempt).await {
+            if let Err(e) = record_webhook_attempt(db, d.id, &attempt).await {
                 tracing::warn!(delivery = %d.id, error = %e, "could not record webhook attempt");
             }
             match error {
@@ -305,6 +302,100 @@ impl Actor for WebhookSender {
 }
 
 impl Supervised for WebhookSender {}
+
+// ---- the outbox rows ---------------------------------------------------------------------------
+
+/// Pending deliveries whose time has come, oldest first.
+pub async fn due_webhooks(
+    db: &Db,
+    limit: u64,
+) -> Result<Vec<entity::webhook_delivery::Model>, StoreError> {
+    use entity::webhook_delivery;
+    Ok(webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::Status.eq(webhook_delivery::DeliveryStatus::Pending))
+        .filter(webhook_delivery::Column::NextAttemptAt.lte(now()))
+        .order_by_asc(webhook_delivery::Column::NextAttemptAt)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// One delivery attempt's result.
+pub struct Attempt<'a> {
+    /// 1 for the first attempt.
+    pub number: i32,
+    pub status_code: Option<i32>,
+    /// `None` when delivered.
+    pub error: Option<&'a str>,
+    pub took: Duration,
+    /// When to try again after a failure.
+    pub retry_in: Duration,
+    /// After this many failures the delivery fails for good.
+    pub max_attempts: i32,
+}
+
+/// Records one attempt: delivered on success, else retried after `retry_in`, or failed for
+/// good after `max_attempts`.
+pub async fn record_webhook_attempt(db: &Db, id: Uuid, a: &Attempt<'_>) -> Result<(), StoreError> {
+    let Attempt {
+        number: attempts,
+        status_code,
+        error,
+        took,
+        retry_in,
+        max_attempts,
+    } = *a;
+    use entity::webhook_delivery;
+    let Some(row) = webhook_delivery::Entity::find_by_id(id).one(db).await? else {
+        return Ok(());
+    };
+    let now = now();
+    let mut log: Vec<serde_json::Value> = serde_json::from_str(&row.log).unwrap_or_default();
+    log.push(serde_json::json!({
+        "attempt": attempts,
+        "at": now,
+        "status_code": status_code,
+        "error": error,
+        "ms": (took.as_secs_f64() * 1e4).round() / 10.0,
+    }));
+    let mut m: webhook_delivery::ActiveModel = row.into();
+    m.attempts = Set(attempts);
+    m.last_status_code = Set(status_code);
+    m.last_error = Set(error.map(str::to_string));
+    m.log = Set(serde_json::Value::Array(log).to_string());
+    match error {
+        None => {
+            m.status = Set(webhook_delivery::DeliveryStatus::Delivered);
+            m.delivered_at = Set(Some(now));
+        }
+        Some(_) if attempts >= max_attempts => {
+            m.status = Set(webhook_delivery::DeliveryStatus::Failed)
+        }
+        Some(_) => {
+            m.next_attempt_at =
+                Set(now
+                    + chrono::Duration::from_std(retry_in)
+                        .unwrap_or(chrono::Duration::minutes(30)));
+        }
+    }
+    m.update(db).await?;
+    Ok(())
+}
+
+/// A video's deliveries (tenant-scoped), newest first.
+pub async fn list_webhooks(
+    db: &Db,
+    tenant: &str,
+    video_id: Uuid,
+) -> Result<Vec<entity::webhook_delivery::Model>, StoreError> {
+    use entity::webhook_delivery;
+    Ok(webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::Tenant.eq(tenant))
+        .filter(webhook_delivery::Column::VideoId.eq(video_id))
+        .order_by_desc(webhook_delivery::Column::CreatedAt)
+        .all(db)
+        .await?)
+}
 
 #[cfg(test)]
 mod tests {

@@ -158,6 +158,13 @@ impl TestApp {
             .expect("request")
     }
 
+    /// GETs `path` and returns its JSON body (asserting 200).
+    pub async fn get_json(&self, path: &str) -> Value {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), 200, "GET {path}: {:?}", res.text().await);
+        res.json().await.expect("json")
+    }
+
     /// Creates a video from `body` and returns the Video object (asserting 202).
     pub async fn create_video(&self, body: Value) -> Value {
         let res = self.post_json("/api/v1/videos", &body).await;

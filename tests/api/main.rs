@@ -12,6 +12,7 @@ mod hostile;
 mod ops;
 mod performance;
 mod prometheus;
+mod queue;
 mod shutdown;
 mod tenancy;
 mod videos;

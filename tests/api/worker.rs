@@ -244,7 +244,7 @@ async fn the_websocket_streams_snapshot_progress_and_completion_then_closes_1000
     let release = async {
         let uuid = uuid::Uuid::parse_str(&id).expect("uuid");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while app.state.hub.watchers(uuid) < 50 {
+        while app.state.events.watchers(uuid) < 50 {
             assert!(Instant::now() < deadline, "watchers did not subscribe");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -295,11 +295,11 @@ async fn the_websocket_streams_snapshot_progress_and_completion_then_closes_1000
     // Nothing stays allocated for finished sessions or refused ids (sessions release their
     // channel as they end, a moment after the close frame).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while app.state.hub.watched() != 0 {
+    while app.state.events.watched() != 0 {
         assert!(
             Instant::now() < deadline,
             "{} channels left",
-            app.state.hub.watched()
+            app.state.events.watched()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -37,12 +37,28 @@ pub fn free_port() -> u16 {
         .expect("port")
 }
 
+/// The `reelgen` binary: `REELGEN_BIN`, else the one cargo built in the same profile
+/// (`scripts/bench.sh` builds it first).
+pub fn reelgen_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("REELGEN_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.ancestors()
+        .skip(1)
+        .map(|d| d.join("reelgen"))
+        .find(|p| p.is_file())
+        .expect(
+            "no reelgen binary: run `cargo build --release --bin reelgen` (scripts/bench.sh does)",
+        )
+}
+
 /// Starts `reelgen serve` with a fresh `DATA_DIR`, no rate limit worth the name, and `env`;
 /// returns once `/health/ready` answers 200.
 pub async fn start(env: &[(&str, &str)]) -> Server {
     let dir = std::env::temp_dir().join(format!("reelgen-bench-{}", uuid::Uuid::new_v4()));
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelgen"));
+    let mut cmd = Command::new(reelgen_bin());
     cmd.arg("serve")
         .env("DATA_DIR", &dir)
         .env("PORT", port.to_string())

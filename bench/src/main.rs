@@ -1,11 +1,17 @@
-//! Benchmarks run by `reelgen bench …`. They print their figures; they assert nothing.
+//! `reelgen-bench`: the benchmarks, outside the product. They print their figures; they
+//! assert nothing. The server under test is the real `reelgen` binary (built next to this one,
+//! or `REELGEN_BIN`); nothing in it exists for the benchmarks.
 //!
-//! * `http`: starts the real binary (`reelgen serve --bench-routes`) on a fresh SQLite
-//!   `DATA_DIR`, seeds videos through the API, measures idle RSS, then runs `wrk` against
-//!   `GET /api/v1/videos` and against `/api/v1/_bench/ceiling` — a fixed JSON body of the same
-//!   size behind the same middleware — interleaved, at each connection count.
+//! * `http`: starts `reelgen serve` on a fresh SQLite `DATA_DIR`, seeds videos through the
+//!   API, measures idle RSS, then runs `wrk` against `GET /api/v1/videos` and against a
+//!   ceiling — a fixed JSON body of the same size behind the same edge and `/api` guard,
+//!   served by this process from a `Context` configured like the server — interleaved, at
+//!   each connection count.
 //! * `ratelimit`: GCRA checks per second through the rate-limiter actor's mailbox versus the
-//!   shared striped table the hot path uses.
+//!   shared table the hot path uses.
+//! * `generate`: end-to-end generation versus the encode-only floor; render cost; 1080p RSS.
+//!
+//! `cargo bench -p reelgen-bench --bench live|soak` runs the live-path and soak benchmarks.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,12 +20,63 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use reelgen::api::videos::VideoList;
+use reelgen::platform::limiter::{Check, GcraTable, RateLimiter};
+use reelgen::render::assets::Catalog;
+use reelgen::videos::model::VideoView;
+use reelgen::videos::request;
 
-use crate::api::videos::VideoList;
-use crate::platform::limiter::{Check, GcraTable, RateLimiter};
-use crate::render::assets::Catalog;
-use crate::videos::model::VideoView;
-use crate::videos::request;
+#[derive(Parser, Debug)]
+#[command(
+    name = "reelgen-bench",
+    about = "reelgen's benchmarks; figures are printed for the record"
+)]
+struct Cli {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(Subcommand, Debug)]
+enum Which {
+    /// wrk against GET /api/v1/videos and a trivial route of the same size, interleaved
+    Http(HttpBenchArgs),
+    /// GCRA check through the actor mailbox versus the shared table
+    Ratelimit,
+    /// End-to-end generation versus the encode-only floor; render cost; 1080p peak RSS
+    Generate(GenerateBenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.which {
+        Which::Http(args) => http(args),
+        Which::Ratelimit => actix_web::rt::System::new().block_on(ratelimit()),
+        Which::Generate(args) => generate(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `reelgen` binary: `REELGEN_BIN`, else the one built next to this executable.
+fn reelgen_bin() -> Result<std::path::PathBuf, String> {
+    if let Some(p) = std::env::var_os("REELGEN_BIN") {
+        return Ok(p.into());
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    exe.ancestors()
+        .skip(1)
+        .map(|d| d.join("reelgen"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "no reelgen binary next to this one: `cargo build --release --bin reelgen`, or set REELGEN_BIN".into()
+        })
+}
 
 #[derive(clap::Args, Debug)]
 pub struct HttpBenchArgs {
@@ -48,14 +105,14 @@ fn seed_request(i: usize) -> serde_json::Value {
 }
 
 /// A JSON list shaped and sized like a 20-item page of seeded videos.
-pub fn ceiling_body() -> Bytes {
+fn ceiling_body() -> Bytes {
     let Ok(catalog) = Catalog::embedded() else {
         return Bytes::new();
     };
     let data = (0..20)
         .filter_map(|i| {
             let params = request::parse_video_request(&seed_request(i), &catalog, "", 0).ok()?;
-            let model = crate::videos::store::new_video("public", &params).ok()?;
+            let model = reelgen::videos::store::new_video("public", &params).ok()?;
             Some(VideoView::from_model(model, Some(i as u64 + 1)))
         })
         .collect();
@@ -132,11 +189,11 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// Starts `reelgen serve`; `worker` turns the embedded render worker on or off.
 fn start_server(worker: bool) -> Result<Server, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = reelgen_bin()?;
     let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("reelgen-bench-{}", uuid::Uuid::new_v4()));
     let child = Command::new(exe)
-        .args(["serve", "--bench-routes"])
+        .args(["serve"])
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
         .env("DATA_DIR", &dir)
@@ -219,7 +276,7 @@ fn wrk(port: u16, path: &str, conns: u32, threads: u32, secs: u64) -> Result<Wrk
     Ok(r)
 }
 
-/// `reelgen bench http`.
+/// `reelgen-bench http`.
 pub fn http(args: HttpBenchArgs) -> Result<(), String> {
     // Idle memory of a full `serve` (GPU device and GStreamer loaded by the worker).
     let full = start_server(true)?;
@@ -247,8 +304,9 @@ pub fn http(args: HttpBenchArgs) -> Result<(), String> {
             ));
         }
     }
+    let ceiling_server = CeilingServer::start()?;
     let (_, list_body) = request(server.port, "GET", "/api/v1/videos", None)?;
-    let (_, ceiling) = request(server.port, "GET", "/api/v1/_bench/ceiling", None)?;
+    let (_, ceiling) = request(ceiling_server.port, "GET", CEILING_PATH, None)?;
     std::thread::sleep(Duration::from_secs(1));
     let seeded_rss = rss_kib(pid).unwrap_or(0);
 
@@ -278,11 +336,11 @@ pub fn http(args: HttpBenchArgs) -> Result<(), String> {
     for &c in &args.connections {
         let (mut list_sum, mut ceil_sum, mut worst_p99) = (0.0, 0.0, 0.0f64);
         for round in 1..=args.rounds {
-            for (name, path) in [
-                ("list", "/api/v1/videos"),
-                ("ceiling", "/api/v1/_bench/ceiling"),
+            for (name, port, path) in [
+                ("list", server.port, "/api/v1/videos"),
+                ("ceiling", ceiling_server.port, CEILING_PATH),
             ] {
-                let r = wrk(server.port, path, c, args.threads, args.duration)?;
+                let r = wrk(port, path, c, args.threads, args.duration)?;
                 println!(
                     "{c:>6} {round:>6} {name:>9} {:>12.0} {:>10.2} {:>10.2} {:>8}",
                     r.rps, r.p50_ms, r.p99_ms, r.non_2xx
@@ -312,6 +370,92 @@ pub fn http(args: HttpBenchArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+const CEILING_PATH: &str = "/api/v1/ceiling";
+
+/// The ceiling: the fixed body behind the server's own edge and `/api` guard, on a
+/// `Context` configured like the server under test, with no work behind it.
+struct CeilingServer {
+    port: u16,
+    handle: actix_web::dev::ServerHandle,
+    dir: std::path::PathBuf,
+}
+
+impl CeilingServer {
+    fn start() -> Result<Self, String> {
+        use actix_web::{App, HttpResponse, HttpServer, middleware, web};
+        use reelgen::platform::config::{Config, Sources};
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("reelgen-ceiling-{}", uuid::Uuid::new_v4()));
+        let (port_s, dir_s) = (port.to_string(), dir.display().to_string());
+        let config = Config::load(&Sources::from_pairs([
+            ("HOST", "127.0.0.1"),
+            ("PORT", port_s.as_str()),
+            ("DATA_DIR", dir_s.as_str()),
+            ("AUTH_MODE", "open"),
+            ("ENVIRONMENT", "development"),
+            ("RATE_LIMIT_PER_MINUTE", "1000000000"),
+            ("EMBEDDED_WORKER", "false"),
+        ]))
+        .map_err(|e| e.to_string())?;
+        let body = ceiling_body();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let workers = config.workers;
+                let ctx = match reelgen::Context::start(config).await {
+                    Ok(c) => web::Data::new(c),
+                    Err(e) => return drop(tx.send(Err(e.to_string()))),
+                };
+                let server = HttpServer::new(move || {
+                    let body = body.clone();
+                    App::new()
+                        .app_data(ctx.clone())
+                        .wrap(middleware::from_fn(reelgen::api::edge::edge))
+                        .wrap(middleware::Compress::default())
+                        .service(
+                            web::scope("/api/v1")
+                                .wrap(middleware::from_fn(reelgen::api::edge::api_guard))
+                                .route(
+                                    "/ceiling",
+                                    web::get().to(move || {
+                                        let body = body.clone();
+                                        async move {
+                                            HttpResponse::Ok()
+                                                .content_type("application/json")
+                                                .body(body)
+                                        }
+                                    }),
+                                ),
+                        )
+                })
+                .workers(workers)
+                .backlog(4096)
+                .disable_signals()
+                .bind(("127.0.0.1", port));
+                match server {
+                    Ok(s) => {
+                        let s = s.run();
+                        let _ = tx.send(Ok(s.handle()));
+                        let _ = s.await;
+                    }
+                    Err(e) => drop(tx.send(Err(e.to_string()))),
+                }
+            });
+        });
+        let handle = rx
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|e| format!("ceiling server did not start: {e}"))??;
+        Ok(Self { port, handle, dir })
+    }
+}
+
+impl Drop for CeilingServer {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn num_cpus() -> usize {
@@ -420,8 +564,8 @@ fn script_of(seconds: f64) -> String {
 
 /// `reelgen bench generate`.
 pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
-    use crate::render::media::{EncodeSettings, Mp4Writer};
-    use crate::render::pipeline::{Generator, JobSpec};
+    use reelgen::render::media::{EncodeSettings, Mp4Writer};
+    use reelgen::render::pipeline::{Generator, JobSpec};
     use std::sync::atomic::AtomicBool;
 
     let catalog = Arc::new(Catalog::embedded().map_err(|e| e.to_string())?);
@@ -441,9 +585,9 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
 
     // 1. Peak RSS of one 1080p job (first, so nothing else has raised the high-water mark).
     let p1080 = params(1920, 1080, args.rss_seconds)?;
-    let rss_before = crate::platform::memory::proc_status_kib("VmRSS:");
+    let rss_before = reelgen::platform::memory::proc_status_kib("VmRSS:");
     // One whole job, to `dir/<name>.mp4` with its thumbnail, nobody watching its progress.
-    let run_job = |params: crate::render::params::VideoParams, name: &str, live: bool| {
+    let run_job = |params: reelgen::render::params::VideoParams, name: &str, live: bool| {
         generator
             .run(
                 &JobSpec {
@@ -464,7 +608,7 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
         o.frames,
         o.render_s,
         o.frames as f64 / o.render_s,
-        crate::platform::memory::proc_status_kib("VmHWM:") as f64 / 1024.0,
+        reelgen::platform::memory::proc_status_kib("VmHWM:") as f64 / 1024.0,
         rss_before as f64 / 1024.0
     );
 
@@ -508,14 +652,14 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     //     device, I420 read back) against videoconvert, per 720p frame.
     if let Some(frame) = keep.first() {
         let gpu = generator.gpu();
-        let conv = crate::render::gpu::i420::I420Converter::new(gpu, 1280, 720)
+        let conv = reelgen::render::gpu::i420::I420Converter::new(gpu, 1280, 720)
             .map_err(|e| e.to_string())?;
         conv.convert(gpu, frame).map_err(|e| e.to_string())?;
         let c0 = cpu_seconds();
         let kernel = conv.time_on_device(gpu, 120).map_err(|e| e.to_string())?;
         let kernel_cpu = cpu_seconds() - c0;
         let c0 = cpu_seconds();
-        let vc = crate::render::media::time_videoconvert(frame, 1280, 720, 120)
+        let vc = reelgen::render::media::time_videoconvert(frame, 1280, 720, 120)
             .map_err(|e| e.to_string())?;
         let vc_cpu = cpu_seconds() - c0;
         let per = |x: f64| x * 1000.0 / 120.0;
@@ -535,7 +679,7 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     }
     drop(indices);
     let total = timeline.frames.len() as u64;
-    let pool = crate::render::media::FramePool::new(1280 * 720 * 4);
+    let pool = reelgen::render::media::FramePool::new(1280 * 720 * 4);
     let floor_run = || -> Result<f64, String> {
         let t0 = Instant::now();
         let writer = Mp4Writer::start(

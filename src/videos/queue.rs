@@ -1,0 +1,362 @@
+//! The job queue: the seam through which a worker takes videos and reports on them. A claim
+//! gives the worker a [`Lease`]; every later write for that render (progress, completion,
+//! failure, hand-back) is one conditional UPDATE fenced by the lease — the row must still be
+//! `rendering` under the same attempt — so a worker that lost its video (cancelled, deleted,
+//! or recovered after a crash and claimed again) changes nothing when it reports late, and a
+//! video completes, and its webhook row is written, at most once.
+//!
+//! [`JobQueue`] is an enum of backends rather than a trait object: the backend is chosen once
+//! from the configuration, calls dispatch statically with no boxed futures, and adding a
+//! backend (the scale-out issue's PostgreSQL leases with `SKIP LOCKED`) makes the compiler
+//! point at every method that must handle it. Today's one backend is the videos table itself
+//! (SQLite or PostgreSQL): the lease is the claim's attempt number. Only
+//! `videos::lifecycle` calls it.
+
+use chrono::{DateTime, Utc};
+use entity::video;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::model::{VideoStatus, VideoView};
+use crate::platform::db::{Db, StoreError, now};
+
+/// A worker's hold on one claimed video.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub id: Uuid,
+    pub tenant: String,
+    /// The claim's attempt number (1 for the first); a re-claim after recovery bumps it.
+    pub attempt: i32,
+}
+
+/// What a finished render reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Finished {
+    pub frames: i64,
+    pub duration_s: f64,
+    pub size_bytes: i64,
+}
+
+#[derive(Clone)]
+pub enum JobQueue {
+    /// The videos table (SQLite or PostgreSQL), claimed oldest first.
+    Database(Db),
+}
+
+impl JobQueue {
+    /// Takes the oldest queued video (any tenant): `queued` → `rendering`, attempt counted.
+    pub async fn claim(&self) -> Result<Option<(video::Model, Lease)>, StoreError> {
+        match self {
+            Self::Database(db) => Ok(claim_next(db).await?.map(|v| {
+                let lease = Lease {
+                    id: v.id,
+                    tenant: v.tenant.clone(),
+                    attempt: v.attempts,
+                };
+                (v, lease)
+            })),
+        }
+    }
+
+    /// Progress under the lease (never backwards); `false` when the lease is gone.
+    pub async fn renew(
+        &self,
+        lease: &Lease,
+        frames_done: i64,
+        frames_total: i64,
+        duration_s: f64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Database(db) => {
+                record_progress(db, lease, frames_done, frames_total, duration_s).await
+            }
+        }
+    }
+
+    /// `rendering` → `completed`, with the webhook row when `callback` is set; `false` when
+    /// the lease is gone.
+    pub async fn complete(
+        &self,
+        lease: &Lease,
+        finished: Finished,
+        callback: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Database(db) => complete_video(db, lease, finished, callback).await,
+        }
+    }
+
+    /// `rendering` → `failed` with a stable code, with the webhook row when `callback` is
+    /// set; `false` when the lease is gone.
+    pub async fn fail(
+        &self,
+        lease: &Lease,
+        code: &str,
+        message: &str,
+        callback: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Database(db) => fail_video(db, lease, code, message, callback).await,
+        }
+    }
+
+    /// `rendering` → `queued` again, the attempt not counted (graceful shutdown).
+    pub async fn requeue(&self, lease: &Lease) -> Result<bool, StoreError> {
+        match self {
+            Self::Database(db) => requeue_video(db, lease).await,
+        }
+    }
+
+    /// Videos whose render was interrupted by a crash: back to `queued`, or `failed` after
+    /// `max_attempts`. Returns (requeued, failed).
+    pub async fn recover(&self, max_attempts: i32) -> Result<(u64, u64), StoreError> {
+        match self {
+            Self::Database(db) => recover_interrupted(db, max_attempts).await,
+        }
+    }
+
+    /// Videos waiting, all tenants.
+    pub async fn depth(&self) -> Result<u64, StoreError> {
+        match self {
+            Self::Database(db) => super::store::count_queued(db).await,
+        }
+    }
+}
+
+/// The row a lease still holds: this video, `rendering`, under the same attempt.
+fn fenced(lease: &Lease) -> Condition {
+    Condition::all()
+        .add(video::Column::Id.eq(lease.id))
+        .add(video::Column::Status.eq(VideoStatus::Rendering))
+        .add(video::Column::Attempts.eq(lease.attempt))
+}
+
+/// Crash recovery at start: videos left `rendering` go back to `queued` until they have been
+/// tried `max_attempts` times; then they fail with a reason. Returns (requeued, failed).
+async fn recover_interrupted(db: &Db, max_attempts: i32) -> Result<(u64, u64), StoreError> {
+    let now = now();
+    let failed = video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::value(VideoStatus::Failed))
+        .col_expr(
+            video::Column::ErrorCode,
+            Expr::value(Some("too_many_attempts")),
+        )
+        .col_expr(
+            video::Column::ErrorMessage,
+            Expr::value(Some(format!(
+                "rendering was interrupted {max_attempts} times; giving up"
+            ))),
+        )
+        .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
+        .col_expr(video::Column::UpdatedAt, Expr::value(now))
+        .filter(video::Column::Status.eq(VideoStatus::Rendering))
+        .filter(video::Column::Attempts.gte(max_attempts))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let requeued = video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::value(VideoStatus::Queued))
+        .col_expr(video::Column::Progress, Expr::value(0.0))
+        .col_expr(video::Column::FramesDone, Expr::value(0))
+        .col_expr(video::Column::UpdatedAt, Expr::value(now))
+        .filter(video::Column::Status.eq(VideoStatus::Rendering))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok((requeued, failed))
+}
+
+/// Hands a video that was rendering back to the queue (graceful shutdown): it starts again
+/// from the beginning, keeps its place (oldest first), and the interrupted attempt does not
+/// count against [`recover_interrupted`]'s limit. `false` when it was no longer rendering
+/// under this lease (cancelled or deleted meanwhile, or recovered and claimed again).
+async fn requeue_video(db: &Db, lease: &Lease) -> Result<bool, StoreError> {
+    let res = video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::value(VideoStatus::Queued))
+        .col_expr(video::Column::Progress, Expr::value(0.0))
+        .col_expr(video::Column::FramesDone, Expr::value(0))
+        .col_expr(video::Column::StartedAt, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(
+            video::Column::Attempts,
+            Expr::col(video::Column::Attempts).sub(1),
+        )
+        .col_expr(video::Column::UpdatedAt, Expr::value(now()))
+        .filter(fenced(lease))
+        .filter(video::Column::Attempts.gt(0))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Takes the oldest queued video (any tenant) and marks it `rendering`. Safe against other
+/// workers: the update only succeeds while the row is still `queued`.
+async fn claim_next(db: &Db) -> Result<Option<video::Model>, StoreError> {
+    for _ in 0..5 {
+        let Some(next) = video::Entity::find()
+            .filter(video::Column::Status.eq(VideoStatus::Queued))
+            .order_by_asc(video::Column::CreatedAt)
+            .order_by_asc(video::Column::Id)
+            .one(db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let now = now();
+        let res = video::Entity::update_many()
+            .col_expr(video::Column::Status, Expr::value(VideoStatus::Rendering))
+            .col_expr(video::Column::StartedAt, Expr::value(Some(now)))
+            .col_expr(video::Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                video::Column::Attempts,
+                Expr::col(video::Column::Attempts).add(1),
+            )
+            .filter(video::Column::Id.eq(next.id))
+            .filter(video::Column::Status.eq(VideoStatus::Queued))
+            .exec(db)
+            .await?;
+        if res.rows_affected == 1 {
+            return Ok(video::Entity::find_by_id(next.id).one(db).await?);
+        }
+    }
+    Ok(None)
+}
+
+/// Records progress of a rendering video; never moves it backwards, never touches a video
+/// that is no longer rendering (cancelled or deleted meanwhile). `true` when it still renders.
+async fn record_progress(
+    db: &Db,
+    lease: &Lease,
+    frames_done: i64,
+    frames_total: i64,
+    duration_s: f64,
+) -> Result<bool, StoreError> {
+    let progress = if frames_total > 0 {
+        (frames_done as f64 / frames_total as f64).min(1.0)
+    } else {
+        0.0
+    };
+    let res = video::Entity::update_many()
+        .col_expr(video::Column::FramesDone, Expr::value(frames_done))
+        .col_expr(video::Column::FramesTotal, Expr::value(frames_total))
+        .col_expr(video::Column::DurationS, Expr::value(duration_s))
+        .col_expr(video::Column::Progress, Expr::value(progress))
+        .col_expr(video::Column::UpdatedAt, Expr::value(now()))
+        .filter(fenced(lease))
+        .filter(video::Column::FramesDone.lte(frames_done))
+        .exec(db)
+        .await?;
+    if res.rows_affected > 0 {
+        return Ok(true);
+    }
+    Ok(video::Entity::find()
+        .filter(fenced(lease))
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// Marks a rendering video completed with its file's size and exact length.
+async fn complete_video(
+    db: &Db,
+    lease: &Lease,
+    finished: Finished,
+    callback: Option<&str>,
+) -> Result<bool, StoreError> {
+    let Finished {
+        frames,
+        duration_s,
+        size_bytes,
+    } = finished;
+    let now = now();
+    let txn = db.begin().await?;
+    let res = video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::value(VideoStatus::Completed))
+        .col_expr(video::Column::Progress, Expr::value(1.0))
+        .col_expr(video::Column::FramesDone, Expr::value(frames))
+        .col_expr(video::Column::FramesTotal, Expr::value(frames))
+        .col_expr(video::Column::DurationS, Expr::value(duration_s))
+        .col_expr(video::Column::SizeBytes, Expr::value(Some(size_bytes)))
+        .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
+        .col_expr(video::Column::UpdatedAt, Expr::value(now))
+        .filter(fenced(lease))
+        .exec(&txn)
+        .await?;
+    let done = res.rows_affected > 0;
+    if done && let Some(url) = callback {
+        enqueue_webhook(&txn, lease.id, url, "video.completed").await?;
+    }
+    txn.commit().await?;
+    Ok(done)
+}
+
+async fn enqueue_webhook(
+    txn: &sea_orm::DatabaseTransaction,
+    id: Uuid,
+    url: &str,
+    event: &str,
+) -> Result<(), StoreError> {
+    use entity::webhook_delivery;
+    let Some(v) = video::Entity::find_by_id(id).one(txn).await? else {
+        return Ok(());
+    };
+    let now = now();
+    let tenant = v.tenant.clone();
+    // The body of a webhook: `{"event", "video"}` with the video as the API shows it.
+    let payload =
+        serde_json::json!({"event": event, "video": VideoView::from_model(v, None)}).to_string();
+    webhook_delivery::Entity::insert(webhook_delivery::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        video_id: Set(id),
+        tenant: Set(tenant),
+        event: Set(event.to_string()),
+        url: Set(url.to_string()),
+        payload: Set(payload),
+        status: Set(webhook_delivery::DeliveryStatus::Pending),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        last_status_code: Set(None),
+        last_error: Set(None),
+        log: Set("[]".into()),
+        created_at: Set(now),
+        delivered_at: Set(None),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// Marks a rendering video failed with a stable code and a message a user can act on.
+async fn fail_video(
+    db: &Db,
+    lease: &Lease,
+    code: &str,
+    message: &str,
+    callback: Option<&str>,
+) -> Result<bool, StoreError> {
+    let now = now();
+    let txn = db.begin().await?;
+    let res = video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::value(VideoStatus::Failed))
+        .col_expr(
+            video::Column::ErrorCode,
+            Expr::value(Some(code.to_string())),
+        )
+        .col_expr(
+            video::Column::ErrorMessage,
+            Expr::value(Some(message.to_string())),
+        )
+        .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
+        .col_expr(video::Column::UpdatedAt, Expr::value(now))
+        .filter(fenced(lease))
+        .exec(&txn)
+        .await?;
+    let failed = res.rows_affected > 0;
+    if failed && let Some(url) = callback {
+        enqueue_webhook(&txn, lease.id, url, "video.failed").await?;
+    }
+    txn.commit().await?;
+    Ok(failed)
+}
