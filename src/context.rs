@@ -18,7 +18,7 @@ use crate::ops::analytics::{AnalyticsActor, AnalyticsHub};
 use crate::ops::health::{CacheCheck, DatabaseCheck, DiskCheck, HealthCheck, QueueCheck, RunNow};
 use crate::ops::resources::LatestSample;
 use crate::ops::supervisor::{ActorSeeds, Actors};
-use crate::platform::analytics::{self, Analytics};
+use crate::platform::analytics::Analytics;
 use crate::platform::auth::Authenticator;
 use crate::platform::cache::CacheHandle;
 use crate::platform::config::Config;
@@ -26,13 +26,14 @@ use crate::platform::db::{self, Db, StoreError};
 use crate::platform::limiter::{GcraTable, InFlight, Limiter};
 use crate::platform::shutdown::Shutdown;
 use crate::platform::storage::Files;
-use crate::platform::telemetry::{Metrics, MetricsError};
+use crate::platform::task::Task;
+use crate::platform::telemetry::{Metrics, MetricsError, Recorder};
 use crate::render::assets::{Catalog, CatalogError};
 use crate::videos::dispatcher::JobDispatcher;
 use crate::videos::events::EventBus;
 use crate::videos::lifecycle::Lifecycle;
 use crate::videos::store;
-use crate::videos::webhooks::{Deliverer, SenderConfig, WebhookSender};
+use crate::videos::webhooks::{self, Deliverer, SenderConfig};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,8 @@ pub struct Context {
     pub in_flight: InFlight,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
+    /// Records each measurement into Prometheus and the analytics windows at once.
+    pub recorder: Recorder,
     pub actors: Actors,
     pub latest_sample: LatestSample,
     /// Performance analytics, the live view and the alert stream.
@@ -78,6 +81,9 @@ pub struct Context {
     pub webhooks: Deliverer,
     /// Fires when the process starts to stop (WebSocket sessions close with 1001).
     pub shutdown: Shutdown,
+    /// The loops that run for as long as the context lives (aborted when it drops): the
+    /// idempotency janitor, the webhook sender, the actors' watchdog.
+    pub tasks: Vec<Task>,
     /// The embedded worker, once it runs.
     pub worker: OnceLock<actix::Addr<JobDispatcher>>,
 }
@@ -87,17 +93,13 @@ impl Context {
     /// Needs the actix runtime.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new()?);
-        let recorder = Analytics::new();
+        let recorder = Recorder::new(metrics.clone(), Analytics::new());
         let mut db = db::connect(&config).await?;
         db::migrate(&db).await?;
         {
-            let (a, m) = (recorder.clone(), metrics.clone());
+            let r = recorder.clone();
             db.set_metric_callback(move |info| {
-                let sql = info.statement.sql.as_str();
-                a.record_statement(sql, info.elapsed, info.failed);
-                m.db_statement_duration_seconds
-                    .with_label_values(&[analytics::statement_kind(sql)])
-                    .observe(info.elapsed.as_secs_f64());
+                r.statement(info.statement.sql.as_str(), info.elapsed, info.failed);
             });
         }
         let catalog = Arc::new(Catalog::embedded()?);
@@ -136,12 +138,12 @@ impl Context {
                 .clamp(Duration::from_millis(500), Duration::from_secs(10)),
             metrics: metrics.clone(),
         });
-        actors.watch(Duration::from_secs(1));
+        let watchdog = actors.watch(Duration::from_secs(1));
         if let Err(e) = actors.health_checker().send(RunNow).await {
             tracing::warn!(error = %e, "initial health checks did not run");
         }
-        spawn_janitor(db.clone());
-        let perf = AnalyticsHub::new(recorder.clone(), config.alert_rules.clone());
+        let janitor = spawn_janitor(db.clone());
+        let perf = AnalyticsHub::new(recorder.analytics().clone(), config.alert_rules.clone());
         let analytics_actor = {
             let seed = crate::ops::analytics::Seed {
                 hub: perf.clone(),
@@ -163,20 +165,15 @@ impl Context {
                 retry_base: config.webhook_retry_base,
             },
             recorder.clone(),
-            metrics.clone(),
         );
-        {
-            let deliverer = webhooks.clone();
-            actix::Supervisor::start(move |_| WebhookSender::new(deliverer.clone()));
-        }
+        let sender = webhooks::spawn_sender(webhooks.clone());
         let events = EventBus::default();
         let lifecycle = Lifecycle::new(
             db.clone(),
             cache.clone(),
             events.clone(),
             files.clone(),
-            metrics.clone(),
-            recorder,
+            recorder.clone(),
         );
         let auth = Authenticator::new(&config, db.clone());
         Ok(Self {
@@ -191,20 +188,22 @@ impl Context {
             in_flight: InFlight::default(),
             auth,
             metrics,
+            recorder,
             actors,
             latest_sample,
             perf,
             analytics_actor,
             webhooks,
             shutdown: Shutdown::default(),
+            tasks: vec![janitor, sender, watchdog],
             worker: OnceLock::new(),
         })
     }
 }
 
 /// Hourly removal of expired idempotency records.
-fn spawn_janitor(db: Db) {
-    actix::spawn(async move {
+fn spawn_janitor(db: Db) -> Task {
+    Task::spawn("idempotency janitor", async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
@@ -214,5 +213,5 @@ fn spawn_janitor(db: Db) {
                 Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
             }
         }
-    });
+    })
 }

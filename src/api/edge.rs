@@ -74,19 +74,9 @@ pub async fn edge(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_string());
-    let m = state.metrics.clone();
     let observe = |status: u16| {
         let elapsed = started.elapsed();
-        m.http_requests_total
-            .with_label_values(&[method, &route, &status.to_string()])
-            .inc();
-        m.http_request_duration_seconds
-            .with_label_values(&[method, &route])
-            .observe(elapsed.as_secs_f64());
-        state
-            .perf
-            .analytics
-            .record_request(method, &route, status, elapsed);
+        state.recorder.request(method, &route, status, elapsed);
         if state.config.enable_tracing {
             tracing::info!(
                 method,

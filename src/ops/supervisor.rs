@@ -16,6 +16,7 @@ use super::health::{HealthCheck, HealthChecker};
 use super::resources::{LatestSample, ResourceMonitor};
 use crate::platform::cache::{CacheHandle, CacheManager};
 use crate::platform::limiter::{GcraTable, RateLimiter};
+use crate::platform::task::Task;
 use crate::platform::telemetry::Metrics;
 
 /// Everything needed to (re)create the actors.
@@ -132,15 +133,15 @@ impl Actors {
     }
 
     /// Polls the actors every `every` and revives dead ones, on the current arbiter.
-    pub fn watch(&self, every: Duration) {
+    pub fn watch(&self, every: Duration) -> Task {
         let me = self.clone();
-        actix::spawn(async move {
+        Task::spawn("actor watchdog", async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 me.revive();
             }
-        });
+        })
     }
 }
 

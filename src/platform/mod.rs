@@ -14,4 +14,5 @@ pub mod limiter;
 pub mod memory;
 pub mod shutdown;
 pub mod storage;
+pub mod task;
 pub mod telemetry;

@@ -2,6 +2,8 @@
 //! registry is per [`Metrics`] instance (not global) so several servers in one test process
 //! never share counters.
 
+use std::time::Duration;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -267,6 +269,62 @@ impl Metrics {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// One call per measurement: each method feeds the Prometheus metric and the analytics
+/// windows (the performance API and the alert engine) together, so the two never disagree.
+#[derive(Clone)]
+pub struct Recorder {
+    metrics: std::sync::Arc<Metrics>,
+    analytics: crate::platform::analytics::Analytics,
+}
+
+impl Recorder {
+    pub fn new(
+        metrics: std::sync::Arc<Metrics>,
+        analytics: crate::platform::analytics::Analytics,
+    ) -> Self {
+        Self { metrics, analytics }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn analytics(&self) -> &crate::platform::analytics::Analytics {
+        &self.analytics
+    }
+
+    /// An HTTP response: `route` is the matched pattern (bounded cardinality).
+    pub fn request(&self, method: &'static str, route: &str, status: u16, took: Duration) {
+        self.metrics
+            .http_requests_total
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.metrics
+            .http_request_duration_seconds
+            .with_label_values(&[method, route])
+            .observe(took.as_secs_f64());
+        self.analytics.record_request(method, route, status, took);
+    }
+
+    /// One stage of a job (queue wait, timeline, render, …, webhook delivery).
+    pub fn stage(&self, stage: crate::platform::analytics::Stage, took: Duration, failed: bool) {
+        self.metrics
+            .stage_duration_seconds
+            .with_label_values(&[stage.as_str()])
+            .observe(took.as_secs_f64());
+        self.analytics.record_stage(stage, took, failed);
+    }
+
+    /// One database statement.
+    pub fn statement(&self, sql: &str, took: Duration, failed: bool) {
+        self.metrics
+            .db_statement_duration_seconds
+            .with_label_values(&[crate::platform::analytics::statement_kind(sql)])
+            .observe(took.as_secs_f64());
+        self.analytics.record_statement(sql, took, failed);
     }
 }
 

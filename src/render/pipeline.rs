@@ -34,6 +34,13 @@ pub enum GenerateError {
     Timeline(#[from] TimelineError),
     #[error("unknown avatar {0:?}")]
     UnknownAvatar(String),
+    /// The caption track could not be laid out (font, size).
+    #[error("captions: {0}")]
+    Captions(String),
+    /// The job's thread panicked or could not start: a bug or an exhausted process, never
+    /// the request's fault.
+    #[error("the render thread failed: {0}")]
+    Thread(String),
     #[error("cancelled")]
     Cancelled,
 }
@@ -49,6 +56,8 @@ impl GenerateError {
             Self::Media(_) => "encode_failed",
             Self::Timeline(_) => "speech_failed",
             Self::UnknownAvatar(_) => "invalid_avatar",
+            Self::Captions(_) => "captions_failed",
+            Self::Thread(_) => "render_crashed",
             Self::Cancelled => "cancelled",
         }
     }
@@ -360,11 +369,10 @@ impl Generator {
         };
         let mut writer = Mp4Writer::start(&settings, &self.encoder, &spec.output)?;
         let live_rx = writer.live.take();
-        if let Some(s) = &timeline.speech
-            && let Err(e) = writer.push_audio(&s.samples, s.sample_rate)
-        {
-            writer.abort();
-            return Err(e.into());
+        // From here on every early return drops the writer, which stops the pipeline and
+        // removes its partial file.
+        if let Some(s) = &timeline.speech {
+            writer.push_audio(&s.samples, s.sample_rate)?;
         }
 
         let total = timeline.frames.len() as u64;
@@ -398,7 +406,6 @@ impl Generator {
         let mut in_flight = (!first.is_empty()).then(|| submit(first, &mut submit_t));
         while let Some(ticket) = in_flight.take() {
             if cancel.load(Ordering::Relaxed) {
-                writer.abort();
                 return Err(GenerateError::Cancelled);
             }
             let batch = feed.next_batch(renderer.batch_size());
@@ -409,13 +416,7 @@ impl Generator {
             // when this job had the device to itself) are freed.
             patches.trim(renderer.batch_size());
             let t = Instant::now();
-            let frames = match ticket.wait() {
-                Ok(f) => f,
-                Err(e) => {
-                    writer.abort();
-                    return Err(e.into());
-                }
-            };
+            let frames = ticket.wait()?;
             readback_t += t.elapsed();
             for patch in frames {
                 let mut frame = pool.get();
@@ -434,10 +435,7 @@ impl Generator {
                     }
                     _ => writer.push_frame(frame, done),
                 };
-                if let Err(e) = pushed {
-                    writer.abort();
-                    return Err(e.into());
-                }
+                pushed?;
                 encode_t += t.elapsed();
                 done += 1;
             }
@@ -457,7 +455,6 @@ impl Generator {
         // A cancel that lands while the last frames drain still stops the job: nothing is
         // published for a cancelled (or handed back) video.
         if cancel.load(Ordering::Relaxed) {
-            writer.abort();
             return Err(GenerateError::Cancelled);
         }
         let finish_start = Instant::now();
@@ -525,7 +522,7 @@ fn caption_track(
     }
     captions::CaptionTrack::build(&timeline.words, p.dimension.width, p.dimension.height)
         .map(Some)
-        .map_err(|e| GenerateError::Media(MediaError::Pipeline(e.to_string())))
+        .map_err(|e| GenerateError::Captions(e.to_string()))
 }
 
 /// Timeline frames (those at `at`, in order) as GPU requests, batch by batch. A new caption
@@ -623,14 +620,10 @@ impl JobHandle {
 
     pub fn join(self) -> Result<Outcome, GenerateError> {
         match self.thread {
-            Ok(t) => t.join().unwrap_or_else(|_| {
-                Err(GenerateError::Media(MediaError::Pipeline(
-                    "job thread panicked".into(),
-                )))
-            }),
-            Err(e) => Err(GenerateError::Media(MediaError::Pipeline(format!(
-                "cannot start job thread: {e}"
-            )))),
+            Ok(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(GenerateError::Thread("it panicked".into()))),
+            Err(e) => Err(GenerateError::Thread(format!("it could not start: {e}"))),
         }
     }
 }

@@ -34,7 +34,6 @@ use super::lifecycle::{Lifecycle, Progressed};
 use super::queue::Lease;
 use crate::platform::storage::Files;
 use crate::platform::telemetry::Metrics;
-use crate::render::media::MediaError;
 use crate::render::params::VideoParams;
 use crate::render::pipeline::{GenerateError, Generator, JobSpec, Progress};
 
@@ -196,8 +195,7 @@ impl JobDispatcher {
             };
             // The job's frames, patches and pipeline are freed now: give the pages back.
             tokio::task::spawn_blocking(crate::platform::memory::release_free_memory);
-            let result = result
-                .unwrap_or_else(|e| Err(GenerateError::Media(MediaError::Pipeline(e.to_string()))));
+            let result = result.unwrap_or_else(|e| Err(GenerateError::Thread(e.to_string())));
             match result {
                 Ok(outcome) => {
                     lifecycle.completed(&video, &lease, &outcome).await;

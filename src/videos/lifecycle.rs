@@ -26,11 +26,11 @@ use super::events::EventBus;
 use super::model::{VideoError, VideoEvent, VideoStatus, VideoView};
 use super::queue::{Finished, JobQueue, Lease};
 use super::store::{self, CancelOutcome, InsertOutcome, StoredResponse};
-use crate::platform::analytics::{Analytics, Stage};
+use crate::platform::analytics::Stage;
 use crate::platform::cache::CacheHandle;
 use crate::platform::db::{Db, StoreError};
 use crate::platform::storage::Files;
-use crate::platform::telemetry::Metrics;
+use crate::platform::telemetry::Recorder;
 use crate::render::media::LiveChunk;
 use crate::render::pipeline::{Outcome, Progress};
 
@@ -74,8 +74,7 @@ pub struct Lifecycle {
     cache: CacheHandle,
     events: EventBus,
     files: Files,
-    metrics: Arc<Metrics>,
-    analytics: Analytics,
+    recorder: Recorder,
     signals: Signals,
 }
 
@@ -94,8 +93,7 @@ impl Lifecycle {
         cache: CacheHandle,
         events: EventBus,
         files: Files,
-        metrics: Arc<Metrics>,
-        analytics: Analytics,
+        recorder: Recorder,
     ) -> Self {
         Self {
             queue: JobQueue::Database(db.clone()),
@@ -103,8 +101,7 @@ impl Lifecycle {
             cache,
             events,
             files,
-            metrics,
-            analytics,
+            recorder,
             signals: Signals::default(),
         }
     }
@@ -127,7 +124,8 @@ impl Lifecycle {
         if matches!(outcome, InsertOutcome::Inserted) {
             self.cache.invalidate_tenant(tenant);
             self.signals.wake.notify_one();
-            self.metrics
+            self.recorder
+                .metrics()
                 .jobs_total
                 .with_label_values(&[VideoStatus::Queued.as_str()])
                 .inc_by(count);
@@ -145,11 +143,12 @@ impl Lifecycle {
         let waited = (chrono::Utc::now() - video.created_at)
             .to_std()
             .unwrap_or_default();
-        self.record_stage(Stage::QueueWait, waited.as_secs_f64());
+        self.recorder.stage(Stage::QueueWait, waited, false);
         // Everyone's queue positions moved up by one.
         self.cache.invalidate_tenant(&video.tenant);
         self.cache.invalidate_all();
-        self.metrics
+        self.recorder
+            .metrics()
             .jobs_total
             .with_label_values(&[VideoStatus::Rendering.as_str()])
             .inc();
@@ -174,7 +173,7 @@ impl Lifecycle {
         write: bool,
     ) -> Progressed {
         if p.fps > 0.0 {
-            self.metrics.render_fps.set(p.fps);
+            self.recorder.metrics().render_fps.set(p.fps);
         }
         self.events.publish(
             lease.id,
@@ -220,9 +219,11 @@ impl Lifecycle {
             (Stage::Encode, outcome.encode_s),
             (Stage::Mux, outcome.finish_s),
         ] {
-            self.record_stage(stage, secs);
+            self.recorder
+                .stage(stage, Duration::from_secs_f64(secs.max(0.0)), false);
         }
-        self.analytics
+        self.recorder
+            .analytics()
             .record_job_frames(outcome.frames, outcome.submit_s + outcome.readback_s);
         let finished = Finished {
             frames: outcome.frames as i64,
@@ -245,17 +246,23 @@ impl Lifecycle {
             self.cache.invalidate_tenant(&video.tenant);
             return false;
         }
-        self.metrics
+        self.recorder
+            .metrics()
             .jobs_total
             .with_label_values(&[VideoStatus::Completed.as_str()])
             .inc();
-        self.metrics.frames_rendered_total.inc_by(outcome.frames);
+        self.recorder
+            .metrics()
+            .frames_rendered_total
+            .inc_by(outcome.frames);
         if outcome.render_s > 0.0 {
-            self.metrics
+            self.recorder
+                .metrics()
                 .render_fps
                 .set(outcome.frames as f64 / outcome.render_s);
         }
-        self.metrics
+        self.recorder
+            .metrics()
             .encode_seconds
             .observe(outcome.render_s + outcome.finish_s);
         self.cache.invalidate_tenant(&video.tenant);
@@ -283,7 +290,8 @@ impl Lifecycle {
         let callback = callback_of(video);
         match with_retries(|| self.queue.fail(lease, code, message, callback.as_deref())).await {
             Ok(true) => {
-                self.metrics
+                self.recorder
+                    .metrics()
                     .jobs_total
                     .with_label_values(&[VideoStatus::Failed.as_str()])
                     .inc();
@@ -313,7 +321,8 @@ impl Lifecycle {
             self.events.publish(id, VideoEvent::Cancelled);
             self.cache.invalidate_tenant(tenant);
             self.cache.invalidate_all();
-            self.metrics
+            self.recorder
+                .metrics()
                 .jobs_total
                 .with_label_values(&[VideoStatus::Cancelled.as_str()])
                 .inc();
@@ -403,15 +412,6 @@ impl Lifecycle {
     pub fn released(&self, id: Uuid) {
         // A late init segment may have re-created the live channel after the end.
         self.events.release(id);
-    }
-
-    fn record_stage(&self, stage: Stage, secs: f64) {
-        self.analytics
-            .record_stage(stage, Duration::from_secs_f64(secs.max(0.0)), false);
-        self.metrics
-            .stage_duration_seconds
-            .with_label_values(&[stage.as_str()])
-            .observe(secs);
     }
 }
 

@@ -18,16 +18,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
-
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
-use crate::platform::analytics::{Analytics, Stage};
+use crate::platform::analytics::Stage;
 use crate::platform::db::{Db, StoreError, now};
-use crate::platform::telemetry::Metrics;
+use crate::platform::task::Task;
+use crate::platform::telemetry::Recorder;
 
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: i32 = 14;
@@ -180,18 +179,16 @@ pub struct SenderConfig {
 pub struct Deliverer {
     db: Db,
     config: SenderConfig,
-    analytics: Analytics,
-    metrics: Arc<Metrics>,
+    recorder: Recorder,
     round: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Deliverer {
-    pub fn new(db: Db, config: SenderConfig, analytics: Analytics, metrics: Arc<Metrics>) -> Self {
+    pub fn new(db: Db, config: SenderConfig, recorder: Recorder) -> Self {
         Self {
             db,
             config,
-            analytics,
-            metrics,
+            recorder,
             round: Arc::default(),
         }
     }
@@ -226,11 +223,7 @@ impl Deliverer {
                 Err(e) => (None, Some(e.to_string())),
             };
             let ok = error.is_none();
-            self.analytics.record_stage(Stage::Webhook, took, !ok);
-            self.metrics
-                .stage_duration_seconds
-                .with_label_values(&[Stage::Webhook.as_str()])
-                .observe(took.as_secs_f64());
+            self.recorder.stage(Stage::Webhook, took, !ok);
             let attempts = d.attempts + 1;
             let next = backoff(config.retry_base, attempts);
             let attempt = Attempt {
@@ -265,43 +258,18 @@ impl Deliverer {
     }
 }
 
-/// Polls for due deliveries and sends them (every [`POLL`]).
-pub struct WebhookSender {
-    deliverer: Deliverer,
-    busy: bool,
-}
-
-impl WebhookSender {
-    pub fn new(deliverer: Deliverer) -> Self {
-        Self {
-            deliverer,
-            busy: false,
-        }
-    }
-
-    fn poll(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
-            return;
-        }
-        self.busy = true;
-        let deliverer = self.deliverer.clone();
-        let work = async move {
+/// Polls for due deliveries and sends them (every [`POLL`]; a round that outlasts the
+/// interval delays the next instead of overlapping it). Runs until the task is dropped.
+pub fn spawn_sender(deliverer: Deliverer) -> Task {
+    Task::spawn("webhook sender", async move {
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
             deliverer.round(16).await;
-        };
-        ctx.spawn(work.into_actor(self).map(|_, act, _| act.busy = false));
-    }
+        }
+    })
 }
-
-impl Actor for WebhookSender {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.poll(ctx);
-        ctx.run_interval(POLL, |act, ctx| act.poll(ctx));
-    }
-}
-
-impl Supervised for WebhookSender {}
 
 // ---- the outbox rows ---------------------------------------------------------------------------
 

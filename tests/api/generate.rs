@@ -397,6 +397,43 @@ fn concurrent_jobs_share_gpu_submissions() {
 }
 
 #[test]
+fn a_writer_dropped_before_it_finishes_stops_and_leaves_no_partial_file() {
+    use reelgen::render::media::{EncodeSettings, Mp4Writer, probe_encoder};
+    use reelgen::render::params::Quality;
+    let dir = std::env::temp_dir().join(format!("reelgen-writer-{}", uuid::Uuid::new_v4()));
+    let dest = dir.join("video.mp4");
+    let settings = EncodeSettings {
+        width: 128,
+        height: 128,
+        fps: 10,
+        quality: Quality::Draft,
+        audio_rate: None,
+        live: false,
+        i420: false,
+    };
+    let encoder = probe_encoder().expect("an H.264 encoder");
+    let writer = Mp4Writer::start(&settings, &encoder, &dest).expect("writer starts");
+    for i in 0..5 {
+        writer
+            .push_frame(vec![128u8; 128 * 128 * 4], i)
+            .expect("frame pushed");
+    }
+    let partials = || {
+        std::fs::read_dir(&dir)
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".part.mp4"))
+            .count()
+    };
+    assert_eq!(partials(), 1, "the writer writes to a partial file first");
+    // An early return (error, cancel) drops the writer: no `abort()` to remember.
+    drop(writer);
+    assert_eq!(partials(), 0, "the partial file is removed");
+    assert!(!dest.exists(), "nothing was renamed into place");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn the_encoder_probe_falls_back_past_denied_elements() {
     use reelgen::render::media::{MediaError, probe_encoder, probe_encoder_except};
     // Here (no GPU) the first working encoder is x264enc.

@@ -447,17 +447,9 @@ impl Mp4Writer {
         Ok(())
     }
 
-    /// Ends the streams, waits for the muxer, and renames the file into place. Returns its size.
+    /// Ends the streams, waits for the muxer, and renames the file into place. Returns its
+    /// size. On failure the writer's drop removes the partial file.
     pub fn finish(self) -> Result<u64, MediaError> {
-        let res = self.finish_inner();
-        let _ = self.pipeline.set_state(gst::State::Null);
-        if res.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        res
-    }
-
-    fn finish_inner(&self) -> Result<u64, MediaError> {
         self.video
             .end_of_stream()
             .map_err(|e| MediaError::Pipeline(format!("video eos: {e:?}")))?;
@@ -486,9 +478,13 @@ impl Mp4Writer {
             .map(|m| m.len())
             .map_err(|e| MediaError::Io(self.dest.clone(), e))
     }
+}
 
-    /// Stops at once and removes the partial file.
-    pub fn abort(self) {
+/// A writer dropped before [`Mp4Writer::finish`] succeeded (an error, a cancel, any early
+/// return) stops its pipeline and removes its partial file; after a successful finish the
+/// file has been renamed into place and only the pipeline is stopped (again, harmlessly).
+impl Drop for Mp4Writer {
+    fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
         let _ = std::fs::remove_file(&self.tmp);
     }
