@@ -19,6 +19,9 @@ REELGEN_PYTOOLS_BIN="$(bash scripts/pytools.sh)"
 export REELGEN_PYTOOLS_BIN
 
 export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+# bootstrap installed lavapipe and x264: a pipeline test that finds no device is a failure
+# here, not a skip (tests/pipeline skips with the reason printed where no adapter exists).
+export REELGEN_REQUIRE_GPU="${REELGEN_REQUIRE_GPU:-1}"
 
 # nextest's closing `Summary [ N s ]` line is the suite's wall time.
 if cargo nextest --version >/dev/null 2>&1; then

@@ -4,6 +4,7 @@
 //! test ends (even when it fails).
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use reelgen::Application;
 use reelgen::context::Context;
@@ -119,6 +120,41 @@ impl Drop for TestApp {
     }
 }
 
+/// Polls `GET {base}/api/v1/videos/{id}` every 50 ms until `done` holds for the Video, and
+/// returns every state seen (the last one satisfies `done`). Fails with the last state after
+/// `within` — a generous deadline on an event, never a measure of speed.
+pub async fn poll_video(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    within: Duration,
+    mut done: impl FnMut(&Value) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let v: Value = client
+            .get(format!("{base}/api/v1/videos/{id}"))
+            .send()
+            .await
+            .expect("get video")
+            .json()
+            .await
+            .expect("json");
+        let finished = done(&v);
+        seen.push(v);
+        if finished {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "video {id}: the awaited state never came within {within:?}; last {}",
+            seen.last().map(Value::to_string).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// While alive, every render of the app waits at its next progress report (the dispatcher's
 /// `ENVIRONMENT=test` hook); dropping it lets them go on.
 pub struct HoldRenders(PathBuf);
@@ -156,6 +192,16 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// Polls the video until `done` holds (see [`poll_video`]).
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        within: Duration,
+        done: impl FnMut(&Value) -> bool,
+    ) -> Vec<Value> {
+        poll_video(&self.client, &self.address, id, within, done).await
     }
 
     /// GETs `path` and returns its JSON body (asserting 200).

@@ -6,8 +6,6 @@ mod browser;
 mod browser_headers;
 mod cli;
 mod contract;
-mod generate;
-mod golden;
 mod hostile;
 mod ops;
 mod performance;

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, spawn_app_with};
-use crate::worker::wait_for;
 
 struct Prometheus {
     child: Child,
@@ -167,7 +166,7 @@ async fn every_dashboard_query_and_rule_metric_has_data_in_a_real_prometheus() {
         app.get("/api/v1/avatars").await;
     }
     app.get("/api/v1/videos/not-a-uuid").await;
-    wait_for(&app, &id, Duration::from_secs(120), |v| {
+    app.wait_for(&id, Duration::from_secs(120), |v| {
         v["status"] == "completed"
     })
     .await;

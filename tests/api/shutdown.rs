@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::{free_port, held_data_dir, reelgen, wait_ready};
+use crate::helpers::poll_video;
 
 fn serve(dir: &Path, port: u16, env: &[(&str, &str)]) -> Child {
     let mut cmd = reelgen(dir);
@@ -62,28 +63,20 @@ async fn video(client: &reqwest::Client, base: &str, id: &str) -> Value {
 }
 
 /// Waits until the hook holds the render mid-way (frames done, so its encoder is open).
-async fn wait_held(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let v = video(client, base, id).await;
-        if v["status"] == "rendering" && v["frames_done"].as_u64().unwrap_or(0) > 0 {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "never held mid-render; last {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_held(client: &reqwest::Client, base: &str, id: &str) {
+    poll_video(client, base, id, Duration::from_secs(180), |v| {
+        v["status"] == "rendering" && v["frames_done"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
 }
 
 async fn wait_status(client: &reqwest::Client, base: &str, id: &str, want: &[&str]) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let v = video(client, base, id).await;
-        if want.iter().any(|s| v["status"] == *s) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "waiting for {want:?}; last {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_video(client, base, id, Duration::from_secs(180), |v| {
+        want.iter().any(|s| v["status"] == *s)
+    })
+    .await
+    .pop()
+    .unwrap_or_default()
 }
 
 async fn create(client: &reqwest::Client, base: &str, extra: Value) -> String {

@@ -9,7 +9,6 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, spawn_app_with};
-use crate::worker::wait_for;
 
 /// One request the receiver got: its signature header and body.
 pub type Hit = (Option<String>, String);
@@ -101,7 +100,7 @@ async fn render_with_callback(app: &TestApp, port: u16) -> String {
         .create_video(short_video(&format!("http://127.0.0.1:{port}/hook")))
         .await;
     let id = v["id"].as_str().expect("id").to_string();
-    wait_for(app, &id, Duration::from_secs(120), |v| {
+    app.wait_for(&id, Duration::from_secs(120), |v| {
         v["status"] == "completed"
     })
     .await;

@@ -20,37 +20,6 @@ async fn worker_app() -> TestApp {
     .await
 }
 
-pub(crate) async fn wait_for(
-    app: &TestApp,
-    id: &str,
-    timeout: Duration,
-    mut done: impl FnMut(&Value) -> bool,
-) -> Vec<Value> {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let v: Value = app
-            .get(&format!("/api/v1/videos/{id}"))
-            .await
-            .json()
-            .await
-            .expect("json");
-        let finished = done(&v);
-        seen.push(v);
-        if finished {
-            return seen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out; last state {}",
-            seen.last()
-                .map(|v| v["status"].to_string())
-                .unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[actix_web::test]
 async fn a_submitted_video_renders_completes_and_downloads() {
     let app = worker_app().await;
@@ -70,10 +39,11 @@ async fn a_submitted_video_renders_completes_and_downloads() {
         .create_video(json!({"script": "Hello from the worker. This clip renders for real.", "dimension": {"width": 320, "height": 180}, "fps": 12, "quality": "draft"}))
         .await;
     let id = v["id"].as_str().expect("id").to_string();
-    let states = wait_for(&app, &id, Duration::from_secs(60), |v| {
-        v["status"] == "completed" || v["status"] == "failed"
-    })
-    .await;
+    let states = app
+        .wait_for(&id, Duration::from_secs(60), |v| {
+            v["status"] == "completed" || v["status"] == "failed"
+        })
+        .await;
     let last = states.last().expect("state");
     assert_eq!(last["status"], "completed", "{last}");
     let progress: Vec<f64> = states
@@ -152,7 +122,7 @@ async fn cancelling_mid_render_stops_the_job_and_removes_its_file() {
     let script = "This video is long enough to be cancelled while it renders. ".repeat(15);
     let v = app.create_video(json!({"script": script, "dimension": {"width": 640, "height": 360}, "fps": 30, "quality": "draft"})).await;
     let id = v["id"].as_str().expect("id").to_string();
-    wait_for(&app, &id, Duration::from_secs(120), |v| {
+    app.wait_for(&id, Duration::from_secs(120), |v| {
         v["status"] == "rendering" && v["frames_done"].as_u64().unwrap_or(0) > 0
     })
     .await;
