@@ -114,8 +114,6 @@ fn serve(ctx: &web::Data<Context>) -> Result<(Server, u16), StartError> {
         App::new()
             .app_data(app_state.clone())
             .app_data(web::PathConfig::default().error_handler(error::extractors::path))
-            .app_data(web::QueryConfig::default().error_handler(error::extractors::query))
-            .app_data(web::JsonConfig::default().error_handler(error::extractors::json))
             .wrap(middleware::from_fn(api::edge::edge))
             .wrap(middleware::Compress::default())
             .configure(|cfg| api::configure(cfg, test_hooks, &static_dir))

@@ -52,3 +52,15 @@ pub async fn backgrounds(ctx: web::Data<Context>, req: HttpRequest) -> HttpRespo
     static CELL: OnceLock<Arc<Cached>> = OnceLock::new();
     json_with_etag(&req, &listing(&CELL, || ctx.catalog.backgrounds.clone()))
 }
+
+/// The catalog's routes, under `/api/v1`.
+pub fn routes(api: &mut web::ServiceConfig) {
+    api.service(super::get("/avatars", avatars))
+        .service(super::get("/voices", voices))
+        .service(super::get("/backgrounds", backgrounds));
+}
+
+/// The catalog's OpenAPI fragment.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(avatars, voices, backgrounds), components(schemas(CatalogList)))]
+pub struct Doc;

@@ -315,18 +315,9 @@ fn append_vary(h: &mut header::HeaderMap, value: &'static str) {
     }
 }
 
-/// The `Allow` header of a route, from the route table.
+/// The `Allow` header of a route, from the OpenAPI document.
 fn allowed_methods(req: &HttpRequest) -> Option<HeaderValue> {
-    let pattern = req.match_pattern()?;
-    let methods: Vec<&str> = crate::api::ROUTES
-        .iter()
-        .filter(|r| r.path == pattern)
-        .map(|r| r.method)
-        .collect();
-    if methods.is_empty() {
-        return None;
-    }
-    HeaderValue::from_str(&methods.join(", ")).ok()
+    crate::api::allowed(&req.match_pattern()?)
 }
 
 fn set_rate_headers(

@@ -175,3 +175,13 @@ pub async fn ws(
     });
     Ok(response)
 }
+
+/// The event socket's route, under `/api/v1`.
+pub fn routes(api: &mut web::ServiceConfig) {
+    api.service(super::get("/videos/{id}/ws", ws));
+}
+
+/// The event socket's OpenAPI fragment.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(ws))]
+pub struct Doc;

@@ -1,5 +1,8 @@
-//! HTTP routes: one module per feature, mounted by [`configure`]. [`ROUTES`] lists every
-//! route the server answers (the OpenAPI test checks each one is documented).
+//! The HTTP surface. Each feature module registers its own routes (`routes`) and carries its
+//! own OpenAPI fragment (`Doc`); [`configure`] mounts them and [`openapi`] merges the
+//! fragments into the one document, which is also the route table: the `Allow` header of a
+//! 405 comes from it ([`allowed`]), and a test checks that every documented operation is
+//! routed. Every GET route also answers HEAD ([`get`]).
 
 pub mod catalog;
 pub mod edge;
@@ -9,69 +12,21 @@ pub mod performance;
 pub mod socket;
 pub mod videos;
 
-use actix_web::{HttpResponse, web};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use actix_web::http::header::HeaderValue;
+use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, web};
 use utoipa::OpenApi;
 
 use crate::platform::error::{ApiError, FieldError, Problem};
 
-pub struct RouteInfo {
-    pub method: &'static str,
-    pub path: &'static str,
-}
-
-macro_rules! routes {
-    ($($method:literal $path:literal),* $(,)?) => {
-        pub const ROUTES: &[RouteInfo] = &[$(RouteInfo { method: $method, path: $path }),*];
-    };
-}
-
-routes! {
-    "POST" "/api/v1/videos",
-    "GET" "/api/v1/videos",
-    "POST" "/api/v1/videos/batch",
-    "GET" "/api/v1/videos/{id}",
-    "DELETE" "/api/v1/videos/{id}",
-    "POST" "/api/v1/videos/{id}/cancel",
-    "GET" "/api/v1/videos/{id}/file",
-    "HEAD" "/api/v1/videos/{id}/file",
-    "GET" "/api/v1/videos/{id}/thumbnail",
-    "GET" "/api/v1/videos/{id}/ws",
-    "GET" "/api/v1/videos/{id}/deliveries",
-    "GET" "/api/v1/avatars",
-    "GET" "/api/v1/voices",
-    "GET" "/api/v1/backgrounds",
-    "GET" "/api/v1/performance/metrics",
-    "GET" "/api/v1/performance/stats",
-    "GET" "/api/v1/performance/bottlenecks",
-    "GET" "/api/v1/performance/recommendations",
-    "GET" "/api/v1/performance/alerts",
-    "GET" "/performance/metrics",
-    "GET" "/performance/stats",
-    "GET" "/performance/bottlenecks",
-    "GET" "/performance/recommendations",
-    "GET" "/performance/alerts",
-    "GET" "/health",
-    "GET" "/health/live",
-    "GET" "/health/ready",
-    "GET" "/metrics",
-    "GET" "/openapi.json",
-    "GET" "/docs",
-    "GET" "/",
-    "HEAD" "/",
-}
-
+/// The document's frame: what every fragment shares.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "reelgen", description = "Self-hosted AI avatar video generation: submit a script, watch it render, download the MP4."),
-    paths(
-        videos::create, videos::list, videos::batch, videos::get, videos::delete, videos::cancel,
-        videos::file, videos::thumbnail, videos::deliveries, live::ws,
-        catalog::avatars, catalog::voices, catalog::backgrounds,
-        ops::health, ops::live, ops::ready, ops::metrics, openapi_json, docs, index,
-        performance::metrics, performance::stats, performance::bottlenecks,
-        performance::recommendations, performance::alerts,
-    ),
-    components(schemas(Problem, FieldError, crate::ops::alerts::Alert, crate::platform::alert_rules::RuleSpec)),
+    paths(openapi_json, docs, index),
+    components(schemas(Problem, FieldError)),
     tags(
         (name = "videos", description = "Create, list, cancel, delete and download videos"),
         (name = "catalog", description = "Avatars, voices and backgrounds"),
@@ -80,6 +35,78 @@ routes! {
     )
 )]
 pub struct ApiDoc;
+
+/// The merged document of every feature (before [`document`] completes it).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for fragment in [
+        videos::Doc::openapi(),
+        live::Doc::openapi(),
+        catalog::Doc::openapi(),
+        ops::Doc::openapi(),
+        performance::Doc::openapi(),
+    ] {
+        doc.merge(fragment);
+    }
+    doc
+}
+
+/// A resource's GET route and, as HTTP expects of every GET resource, HEAD (actix drops the
+/// body of a HEAD response).
+pub fn get<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args> + Clone,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+}
+
+/// The `Allow` value of a route pattern, from the document (HEAD wherever GET is).
+pub fn allowed(pattern: &str) -> Option<HeaderValue> {
+    static TABLE: OnceLock<HashMap<String, HeaderValue>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            let doc = serde_json::to_value(openapi()).unwrap_or_default();
+            let mut paths = doc["paths"].as_object().cloned().unwrap_or_default();
+            paths.extend(performance_aliases(&paths));
+            paths
+                .iter()
+                .filter_map(|(path, item)| {
+                    let ops = item.as_object()?;
+                    let mut methods: Vec<String> =
+                        ["get", "head", "post", "put", "patch", "delete"]
+                            .iter()
+                            .filter(|m| {
+                                ops.contains_key(**m) || (**m == "head" && ops.contains_key("get"))
+                            })
+                            .map(|m| m.to_uppercase())
+                            .collect();
+                    methods.dedup();
+                    let value = HeaderValue::from_str(&methods.join(", ")).ok()?;
+                    Some((path.clone(), value))
+                })
+                .collect()
+        })
+        .get(pattern)
+        .cloned()
+}
+
+/// `/performance/*` answers the same as `/api/v1/performance/*`: the aliases' path items.
+fn performance_aliases(
+    paths: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<(String, serde_json::Value)> {
+    paths
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("/api/v1")
+                .filter(|rest| rest.starts_with("/performance/"))
+                .map(|rest| (rest.to_string(), v.clone()))
+        })
+        .collect()
+}
 
 /// This OpenAPI document
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, content_type = "application/json", description = "OpenAPI 3.1")))]
@@ -94,11 +121,11 @@ pub async fn openapi_json(state: web::Data<crate::context::Context>) -> HttpResp
 }
 
 /// The OpenAPI document: the routes' own annotations, completed from single sources —
-/// request bodies from the validator's schema ([`domain::request_schema`]), and the
+/// request bodies from the validator's schema (`videos::request::request_schema`), and the
 /// responses the edge and the `/api` guard can give any route stated once here.
 pub fn document(catalog: &crate::render::assets::Catalog) -> serde_json::Value {
     use serde_json::{Value, json};
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
     let problem = |description: &str, headers: Value| {
         json!({
             "description": description,
@@ -124,15 +151,7 @@ pub fn document(catalog: &crate::render::assets::Catalog) -> serde_json::Value {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return doc;
     };
-    // `/performance/*` answers the same as `/api/v1/performance/*`: document both.
-    let aliases: Vec<(String, Value)> = paths
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("/api/v1")
-                .filter(|rest| rest.starts_with("/performance/"))
-                .map(|rest| (rest.to_string(), v.clone()))
-        })
-        .collect();
+    let aliases = performance_aliases(paths);
     paths.extend(aliases);
     for (path, item) in paths.iter_mut() {
         let guarded = path.starts_with("/api/") || path.starts_with("/performance/");
@@ -228,82 +247,32 @@ pub async fn index(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, test_hooks: bool, static_dir: &std::path::Path) {
-    let mut api = web::scope("/api/v1")
+    let api = web::scope("/api/v1")
         .wrap(actix_web::middleware::from_fn(edge::api_guard))
-        .service(
-            web::resource("/videos")
-                .route(web::post().to(videos::create))
-                .route(web::get().to(videos::list)),
-        )
-        // `batch` is also what `/videos/{id}` with a non-UUID id looks like: any other
-        // method names no video (404), as every non-UUID id does.
-        .service(
-            web::resource("/videos/batch")
-                .route(web::post().to(videos::batch))
-                .default_service(web::to(no_such_video)),
-        )
-        .service(
-            web::resource("/videos/{id}")
-                .route(web::get().to(videos::get))
-                .route(web::delete().to(videos::delete)),
-        )
-        .service(web::resource("/videos/{id}/cancel").route(web::post().to(videos::cancel)))
-        .service(
-            web::resource("/videos/{id}/file")
-                .route(web::get().to(videos::file))
-                .route(web::head().to(videos::file)),
-        )
-        .service(web::resource("/videos/{id}/thumbnail").route(web::get().to(videos::thumbnail)))
-        .service(web::resource("/videos/{id}/ws").route(web::get().to(live::ws)))
-        .service(web::resource("/videos/{id}/deliveries").route(web::get().to(videos::deliveries)))
-        .service(web::resource("/avatars").route(web::get().to(catalog::avatars)))
-        .service(web::resource("/voices").route(web::get().to(catalog::voices)))
-        .service(web::resource("/backgrounds").route(web::get().to(catalog::backgrounds)))
-        .service(web::scope("/performance").configure(performance_resources));
-    if test_hooks {
-        api = api
-            .service(web::resource("/_debug/panic").route(web::post().to(ops::debug_panic)))
-            .service(
-                web::resource("/_debug/crash/{actor}").route(web::post().to(ops::debug_crash)),
-            );
-    }
+        .configure(videos::routes)
+        .configure(live::routes)
+        .configure(catalog::routes)
+        .service(web::scope("/performance").configure(performance::routes))
+        .configure(|c| {
+            if test_hooks {
+                ops::test_hooks(c);
+            }
+        });
     cfg.service(api)
         .service(
             web::scope("/performance")
                 .wrap(actix_web::middleware::from_fn(edge::api_guard))
-                .configure(performance_resources),
+                .configure(performance::routes),
         )
-        .service(web::resource("/health").route(web::get().to(ops::health)))
-        .service(web::resource("/health/live").route(web::get().to(ops::live)))
-        .service(web::resource("/health/ready").route(web::get().to(ops::ready)))
-        .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
-        .service(web::resource("/openapi.json").route(web::get().to(openapi_json)))
-        .service(web::resource("/docs").route(web::get().to(docs)))
+        .configure(ops::routes)
+        .service(get("/openapi.json", openapi_json))
+        .service(get("/docs", docs))
         .service(
             utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
                 .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
         )
-        .service(
-            web::resource("/")
-                .route(web::get().to(index))
-                .route(web::head().to(index)),
-        )
+        .service(get("/", index))
         .service(actix_files::Files::new("/static", static_dir).prefer_utf8(true));
-}
-
-/// The performance resources, mounted under `/api/v1/performance` and `/performance`.
-fn performance_resources(c: &mut web::ServiceConfig) {
-    c.service(web::resource("/metrics").route(web::get().to(performance::metrics)))
-        .service(web::resource("/stats").route(web::get().to(performance::stats)))
-        .service(web::resource("/bottlenecks").route(web::get().to(performance::bottlenecks)))
-        .service(
-            web::resource("/recommendations").route(web::get().to(performance::recommendations)),
-        )
-        .service(web::resource("/alerts").route(web::get().to(performance::alerts)));
-}
-
-async fn no_such_video() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound("video"))
 }
 
 /// Default service: any unmatched path is a problem+json 404.

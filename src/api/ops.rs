@@ -157,3 +157,22 @@ pub async fn debug_crash(
         Err(ApiError::NotFound("actor"))
     }
 }
+
+/// The operations routes, at the root.
+pub fn routes(c: &mut web::ServiceConfig) {
+    c.service(super::get("/health", health))
+        .service(super::get("/health/live", live))
+        .service(super::get("/health/ready", ready))
+        .service(super::get("/metrics", metrics));
+}
+
+/// The test hooks, under `/api/v1`, mounted only with `ENVIRONMENT=test` (undocumented).
+pub fn test_hooks(api: &mut web::ServiceConfig) {
+    api.service(web::resource("/_debug/panic").route(web::post().to(debug_panic)))
+        .service(web::resource("/_debug/crash/{actor}").route(web::post().to(debug_crash)));
+}
+
+/// The operations OpenAPI fragment.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, live, ready, metrics))]
+pub struct Doc;

@@ -358,3 +358,20 @@ pub async fn alerts(
     });
     Ok(response)
 }
+
+/// The performance routes, mounted under `/api/v1/performance` and `/performance`.
+pub fn routes(c: &mut web::ServiceConfig) {
+    c.service(super::get("/metrics", metrics))
+        .service(super::get("/stats", stats))
+        .service(super::get("/bottlenecks", bottlenecks))
+        .service(super::get("/recommendations", recommendations))
+        .service(super::get("/alerts", alerts));
+}
+
+/// The performance OpenAPI fragment (the `/performance/*` aliases are added to the document).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(metrics, stats, bottlenecks, recommendations, alerts),
+    components(schemas(Alert, crate::platform::alert_rules::RuleSpec))
+)]
+pub struct Doc;

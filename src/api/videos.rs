@@ -600,6 +600,32 @@ pub async fn deliveries(
     Ok(HttpResponse::Ok().json(serde_json::json!({"data": data})))
 }
 
+/// The videos' routes, under `/api/v1`.
+pub fn routes(api: &mut web::ServiceConfig) {
+    api.service(super::get("/videos", list).route(web::post().to(create)))
+        // `batch` is also what `/videos/{id}` with a non-UUID id looks like: any other method
+        // names no video (404), as every non-UUID id does.
+        .service(
+            web::resource("/videos/batch")
+                .route(web::post().to(batch))
+                .default_service(web::to(no_such_video)),
+        )
+        .service(super::get("/videos/{id}", get).route(web::delete().to(delete)))
+        .service(web::resource("/videos/{id}/cancel").route(web::post().to(cancel)))
+        .service(super::get("/videos/{id}/file", file))
+        .service(super::get("/videos/{id}/thumbnail", thumbnail))
+        .service(super::get("/videos/{id}/deliveries", deliveries));
+}
+
+async fn no_such_video() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("video"))
+}
+
+/// The videos' OpenAPI fragment.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, batch, get, delete, cancel, file, thumbnail, deliveries))]
+pub struct Doc;
+
 #[cfg(test)]
 mod tests {
     use super::*;

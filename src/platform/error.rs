@@ -223,43 +223,17 @@ pub fn problem_for_status(status: StatusCode) -> ApiError {
     }
 }
 
-/// Extractor error handlers: JSON bodies, paths and queries report problem+json.
+/// Extractor errors rendered as problems. Bodies and queries are read by our own parsers
+/// (`api::edge::json_body`, the list query) so that every error names its field; the path
+/// extractor is the one actix extractor in use.
 pub mod extractors {
     use super::*;
     use actix_web::HttpRequest;
-    use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-
-    pub fn json(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-        let api = match &err {
-            JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
-            JsonPayloadError::Overflow { limit }
-            | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-                ApiError::PayloadTooLarge { limit: *limit }
-            }
-            JsonPayloadError::Deserialize(e) if e.is_data() => {
-                ApiError::Validation(vec![FieldError::new(
-                    "body",
-                    "invalid_field",
-                    e.to_string(),
-                )])
-            }
-            other => ApiError::MalformedJson(other.to_string()),
-        };
-        api.into()
-    }
+    use actix_web::error::PathError;
 
     /// A path that does not parse (an id that is not a UUID) names nothing that exists: 404.
     pub fn path(_err: PathError, _req: &HttpRequest) -> actix_web::Error {
         ApiError::NotFound("resource").into()
-    }
-
-    pub fn query(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-        ApiError::Validation(vec![FieldError::new(
-            "query",
-            "invalid_query",
-            err.to_string(),
-        )])
-        .into()
     }
 }
 
