@@ -48,11 +48,11 @@ pub struct VideoBatch {
 }
 
 /// The create body in the OpenAPI document. Its schema is generated from the validator's
-/// own limits ([`domain::request_schema`]) when the document is built.
+/// own limits ([`crate::videos::request::request_schema`]) when the document is built.
 #[derive(utoipa::ToSchema)]
 pub struct CreateVideo {}
 
-/// The batch body in the OpenAPI document ([`domain::batch_schema`]).
+/// The batch body in the OpenAPI document ([`crate::videos::request::batch_schema`]).
 #[derive(utoipa::ToSchema)]
 pub struct CreateBatch {}
 
