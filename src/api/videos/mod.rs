@@ -1,18 +1,16 @@
 //! Videos (SPEC §3): create, batch, list, get, cancel, delete, file and thumbnail.
 //! Every handler acts for the request's [`Principal`]; another tenant's id is 404.
 //! GETs go through the response cache (ETag, 304); every write invalidates what it changes.
+//! The idempotency of creates and the list's query are in their own files.
 
-use std::collections::HashMap;
+mod idempotency;
+mod query;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::DateTime;
 use entity::video;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::api::edge::{json_body, json_with_etag, to_cached};
@@ -23,7 +21,10 @@ use crate::platform::error::{ApiError, FieldError, Problem};
 use crate::render::params::VideoParams;
 use crate::videos::model::{VideoStatus, VideoView};
 use crate::videos::request::{self, BATCH_MAX};
-use crate::videos::store::{self, CancelOutcome, InsertOutcome, ListCursor, StoredResponse};
+use crate::videos::store::{self, CancelOutcome, InsertOutcome, StoredResponse};
+
+use idempotency::{idempotency_key, replay, request_hash};
+use query::{encode_cursor, parse_list_query};
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -55,50 +56,6 @@ pub struct CreateVideo {}
 /// The batch body in the OpenAPI document ([`crate::videos::request::batch_schema`]).
 #[derive(utoipa::ToSchema)]
 pub struct CreateBatch {}
-
-// ---- idempotency ------------------------------------------------------------------------------
-
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(raw) = req.headers().get("idempotency-key") else {
-        return Ok(None);
-    };
-    match raw.to_str() {
-        Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Ok(Some(k.trim().to_string())),
-        _ => Err(ApiError::Validation(vec![FieldError::new(
-            "Idempotency-Key",
-            "invalid_idempotency_key",
-            "must be 1 to 255 visible ASCII characters",
-        )])),
-    }
-}
-
-fn request_hash(req: &HttpRequest, body: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(req.method().as_str());
-    h.update(b" ");
-    h.update(req.path());
-    h.update(b"\n");
-    h.update(body);
-    hex::encode(h.finalize())
-}
-
-fn replay(stored: &StoredResponse, hash: &str) -> Result<HttpResponse, ApiError> {
-    if stored.request_hash != hash {
-        return Err(ApiError::conflict(
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different request",
-        ));
-    }
-    let status =
-        actix_web::http::StatusCode::from_u16(stored.status).map_err(ApiError::internal)?;
-    let mut res = HttpResponse::build(status);
-    res.insert_header((header::CONTENT_TYPE, "application/json"))
-        .insert_header(("Idempotent-Replayed", "true"));
-    if let Some(loc) = &stored.location {
-        res.insert_header((header::LOCATION, loc.as_str()));
-    }
-    Ok(res.body(stored.body.clone()))
-}
 
 /// Inserts accepted videos (with the idempotency record when keyed) and builds the 202.
 /// The answer is built before the transaction and stored in it, so a retry always replays
@@ -290,85 +247,6 @@ pub async fn batch(
         .map(|p| store::new_video(&who.tenant, p))
         .collect::<Result<Vec<_>, _>>()?;
     accept(&state, &req, &who, &raw, rows, false).await
-}
-
-struct ListQuery {
-    status: Option<VideoStatus>,
-    limit: u64,
-    cursor: Option<ListCursor>,
-}
-
-fn encode_cursor(c: &ListCursor) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", c.created_at.timestamp_micros(), c.id))
-}
-
-fn decode_cursor(s: &str) -> Option<ListCursor> {
-    let raw = URL_SAFE_NO_PAD.decode(s).ok()?;
-    let text = std::str::from_utf8(&raw).ok()?;
-    let (micros, id) = text.split_once(':')?;
-    Some(ListCursor {
-        created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        id: id.parse().ok()?,
-    })
-}
-
-fn parse_list_query(qs: &str) -> Result<ListQuery, ApiError> {
-    let mut q = ListQuery {
-        status: None,
-        limit: 20,
-        cursor: None,
-    };
-    let mut errors = Vec::new();
-    let mut seen: HashMap<String, ()> = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(qs.as_bytes()) {
-        if seen.insert(k.to_string(), ()).is_some() {
-            errors.push(FieldError::new(
-                k.to_string(),
-                "invalid_query",
-                "given more than once",
-            ));
-            continue;
-        }
-        match k.as_ref() {
-            "status" => match v.parse::<VideoStatus>() {
-                Ok(s) => q.status = Some(s),
-                Err(()) => errors.push(FieldError::new(
-                    "status",
-                    "invalid_status",
-                    "must be one of queued, rendering, completed, failed, cancelled",
-                )),
-            },
-            // Digits only: `+5` or ` 5` are not the integers the document describes.
-            "limit" => match v.parse::<u64>() {
-                Ok(n) if (1..=100).contains(&n) && v.bytes().all(|b| b.is_ascii_digit()) => {
-                    q.limit = n
-                }
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    "invalid_limit",
-                    "must be an integer from 1 to 100",
-                )),
-            },
-            "cursor" => match decode_cursor(&v) {
-                Some(c) => q.cursor = Some(c),
-                None => errors.push(FieldError::new(
-                    "cursor",
-                    "invalid_cursor",
-                    "must be a next_cursor returned by this endpoint",
-                )),
-            },
-            other => errors.push(FieldError::new(
-                other.to_string(),
-                "unknown_parameter",
-                "unknown query parameter; allowed: status, limit, cursor",
-            )),
-        }
-    }
-    if errors.is_empty() {
-        Ok(q)
-    } else {
-        Err(ApiError::Validation(errors))
-    }
 }
 
 /// List videos, newest first
@@ -625,87 +503,3 @@ async fn no_such_video() -> Result<HttpResponse, ApiError> {
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(create, list, batch, get, delete, cancel, file, thumbnail, deliveries))]
 pub struct Doc;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_rejected() {
-        let c = ListCursor {
-            created_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("valid"),
-            id: Uuid::now_v7(),
-        };
-        assert_eq!(decode_cursor(&encode_cursor(&c)), Some(c));
-        assert_eq!(decode_cursor("garbage!"), None);
-        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("12:nope")), None);
-    }
-
-    #[test]
-    fn list_query_is_strict() {
-        assert!(parse_list_query("limit=100&status=queued").is_ok());
-        for bad in [
-            "limit=0",
-            "limit=101",
-            "limit=x",
-            "status=done",
-            "cursor=zz",
-            "foo=1",
-            "limit=1&limit=2",
-        ] {
-            assert!(parse_list_query(bad).is_err(), "{bad}");
-        }
-    }
-
-    mod properties {
-        use super::*;
-        use proptest::prelude::*;
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(512))]
-
-            /// Every cursor the list hands out reads back as itself.
-            #[test]
-            fn cursors_round_trip(micros in -8_000_000_000_000_000i64..8_000_000_000_000_000, id: u128) {
-                let c = ListCursor {
-                    created_at: DateTime::from_timestamp_micros(micros).expect("in range"),
-                    id: Uuid::from_u128(id),
-                };
-                prop_assert_eq!(decode_cursor(&encode_cursor(&c)), Some(c));
-            }
-
-            /// A client-supplied cursor never panics: it is a cursor or it is rejected.
-            #[test]
-            fn any_cursor_text_is_decoded_or_rejected(s in "\\PC{0,120}", raw in proptest::collection::vec(any::<u8>(), 0..80)) {
-                let _ = decode_cursor(&s);
-                let _ = decode_cursor(&URL_SAFE_NO_PAD.encode(&raw));
-            }
-
-            /// Any query string is a valid query or a 422 naming parameters; never a panic,
-            /// never a silently clamped limit.
-            #[test]
-            fn any_list_query_is_parsed_or_refused(qs in "\\PC{0,200}", limit in any::<i64>()) {
-                let _ = parse_list_query(&qs);
-                match parse_list_query(&format!("limit={limit}")) {
-                    Ok(q) => prop_assert!((1..=100).contains(&limit) && q.limit == limit as u64),
-                    Err(ApiError::Validation(e)) => {
-                        prop_assert!(!(1..=100).contains(&limit));
-                        prop_assert_eq!(e[0].field.as_str(), "limit");
-                    }
-                    Err(other) => prop_assert!(false, "unexpected {other:?}"),
-                }
-            }
-
-            /// `Range` headers on downloads are parsed by actix-files against the file's size:
-            /// any header value yields ranges inside the file or an error, never a panic.
-            #[test]
-            fn any_range_header_stays_inside_the_file(value in "(bytes=)?[0-9,\\- ]{0,40}|\\PC{0,60}", size in 0u64..10_000_000) {
-                if let Ok(ranges) = actix_files::HttpRange::parse(&value, size) {
-                    for r in ranges {
-                        prop_assert!(r.length >= 1 && r.start + r.length <= size, "{r:?} of {size}");
-                    }
-                }
-            }
-        }
-    }
-}
