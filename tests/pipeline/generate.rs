@@ -227,6 +227,19 @@ fn the_live_branch_cuts_an_init_segment_then_moof_fragments() {
     assert!(data.windows(4).any(|w| w == b"moov"));
     assert!(mime.starts_with("video/mp4; codecs=\"avc1."), "{mime}");
     assert!(mime.contains("mp4a.40.2"), "{mime}");
+    // The codec string names the profile, compatibility and level the init segment's avcC
+    // box carries (bytes 1–3 of its body): what a browser's MSE checks it against.
+    let at = data
+        .windows(4)
+        .position(|w| w == b"avcC")
+        .expect("avcC box");
+    let avcc = format!(
+        "avc1.{:02x}{:02x}{:02x}",
+        data[at + 5],
+        data[at + 6],
+        data[at + 7]
+    );
+    assert!(mime.to_lowercase().contains(&avcc), "{mime} vs {avcc}");
     let fragments: Vec<&Vec<u8>> = chunks
         .iter()
         .skip(1)

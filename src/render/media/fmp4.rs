@@ -1,5 +1,6 @@
 //! The live preview: the fragmented muxer's output cut into an init segment and `moof`
-//! fragments, and the codec string of the init segment.
+//! fragments (a fragment starts with a buffer whose first box is `moof`), announced with the
+//! RFC 6381 codec string GStreamer's pbutils derives from the negotiated caps.
 
 use std::sync::mpsc;
 
@@ -8,7 +9,7 @@ use gstreamer_app as gst_app;
 use super::*;
 
 /// Reads the fragmented muxer's output and cuts it into init segment and fragments.
-pub(super) fn spawn_fragmenter(sink: gst_app::AppSink) -> mpsc::Receiver<LiveChunk> {
+pub(super) fn spawn_fragmenter(sink: gst_app::AppSink, bin: gst::Bin) -> mpsc::Receiver<LiveChunk> {
     let (tx, rx) = mpsc::sync_channel::<LiveChunk>(64);
     std::thread::Builder::new()
         .name("reelgen-fmp4".into())
@@ -27,7 +28,7 @@ pub(super) fn spawn_fragmenter(sink: gst_app::AppSink) -> mpsc::Receiver<LiveChu
                 if starts_moof {
                     if !sent_init {
                         sent_init = true;
-                        let mime = codec_mime(&init);
+                        let mime = codec_mime(&stream_caps(&bin));
                         if tx
                             .send(LiveChunk::Init {
                                 data: std::mem::take(&mut init),
@@ -59,17 +60,25 @@ pub(super) fn spawn_fragmenter(sink: gst_app::AppSink) -> mpsc::Receiver<LiveChu
     rx
 }
 
-/// `video/mp4; codecs="avc1.PPCCLL[, mp4a.40.2]"` read from an init segment's `avcC` box.
-pub fn codec_mime(init: &[u8]) -> String {
-    let find = |tag: &[u8]| init.windows(4).position(|w| w == tag);
-    let mut codecs = Vec::new();
-    if let Some(i) = find(b"avcC")
-        && let Some(b) = init.get(i + 5..i + 8)
-    {
-        codecs.push(format!("avc1.{:02X}{:02X}{:02X}", b[0], b[1], b[2]));
-    }
-    if find(b"mp4a").is_some() {
-        codecs.push("mp4a.40.2".to_string());
-    }
+/// The encoded streams' caps, as negotiated into the tees before the muxers (`vt` for
+/// H.264, `at` for AAC when there is a voice).
+fn stream_caps(bin: &gst::Bin) -> Vec<gst::Caps> {
+    ["vt", "at"]
+        .iter()
+        .filter_map(|name| bin.by_name(name)?.static_pad("sink")?.current_caps())
+        .collect()
+}
+
+/// `video/mp4; codecs="avc1.PPCCLL[, mp4a.40.2]"` for streams of these caps (the codec
+/// strings from pbutils' `codec_utils_caps_get_mime_codec`).
+pub fn codec_mime(streams: &[gst::Caps]) -> String {
+    let codecs: Vec<String> = streams
+        .iter()
+        .filter_map(|caps| {
+            gstreamer_pbutils::functions::codec_utils_caps_get_mime_codec(caps)
+                .ok()
+                .map(|c| c.to_string())
+        })
+        .collect();
     format!("video/mp4; codecs=\"{}\"", codecs.join(", "))
 }

@@ -139,7 +139,7 @@ impl Mp4Writer {
         // Only now: an appsink that has not started yet answers `pull_sample` with an error at
         // once, which would end the reader early — and an appsink whose samples nobody pulls
         // holds back EOS, so the file would never finish (seen under CPU load in CI).
-        let live_rx = live_sink.map(spawn_fragmenter);
+        let live_rx = live_sink.map(|sink| spawn_fragmenter(sink, bin.clone()));
         Ok(Self {
             pipeline,
             video,
