@@ -92,15 +92,13 @@ pub async fn ws(
         .pop()
         .flatten();
     let view = VideoView::from_model(model, position);
-    let (response, session, incoming) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::BadHandshake(e.to_string()))?;
-    let mut socket = Socket::new(
-        session,
-        incoming,
+    let (response, mut socket) = Socket::upgrade(
+        &req,
+        body,
         state.shutdown.subscribe(),
         HEARTBEAT,
         CLIENT_TIMEOUT,
-    );
+    )?;
 
     actix_web::rt::spawn(async move {
         let run = async move {

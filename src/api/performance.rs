@@ -315,15 +315,13 @@ pub async fn alerts(
     crate::platform::error::verify_upgrade(&req)?;
     let mut changes = state.perf.alerts_tx.subscribe();
     let firing = state.perf.firing.read().clone();
-    let (response, session, incoming) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::BadHandshake(e.to_string()))?;
-    let mut socket = Socket::new(
-        session,
-        incoming,
+    let (response, mut socket) = Socket::upgrade(
+        &req,
+        body,
         state.shutdown.subscribe(),
         HEARTBEAT,
         CLIENT_TIMEOUT,
-    );
+    )?;
     actix_web::rt::spawn(async move {
         for alert in &firing {
             if !socket.text(alert_frame(alert)).await {

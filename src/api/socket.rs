@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::time::Interval;
 
+use crate::platform::error::ApiError;
 use crate::platform::shutdown::stopping;
 
 /// Largest frame a client may send (it only sends pings and closes).
@@ -37,8 +38,24 @@ pub struct Socket {
 }
 
 impl Socket {
+    /// Answers the handshake (101) and makes the session; a handshake actix refuses is 400.
     /// `stop` fires when the process starts to stop (see `platform::shutdown`).
-    pub fn new(
+    pub fn upgrade(
+        req: &actix_web::HttpRequest,
+        body: actix_web::web::Payload,
+        stop: watch::Receiver<bool>,
+        heartbeat: Duration,
+        client_timeout: Duration,
+    ) -> Result<(actix_web::HttpResponse, Self), ApiError> {
+        let (response, session, incoming) =
+            actix_ws::handle(req, body).map_err(|e| ApiError::BadHandshake(e.to_string()))?;
+        Ok((
+            response,
+            Self::new(session, incoming, stop, heartbeat, client_timeout),
+        ))
+    }
+
+    fn new(
         session: Session,
         incoming: MessageStream,
         stop: watch::Receiver<bool>,

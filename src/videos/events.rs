@@ -25,6 +25,13 @@ pub use super::model::VideoEvent;
 
 const CAPACITY: usize = 64;
 
+/// A preview subscription: the init segment and its MIME type when known yet, and the
+/// fragments from now on.
+pub type LiveSubscription = (
+    Option<(bytes::Bytes, String)>,
+    broadcast::Receiver<bytes::Bytes>,
+);
+
 /// The live fMP4 stream of one rendering video: its init segment (kept for late joiners)
 /// and a bounded broadcast of media fragments, each starting on a key frame.
 struct Live {
@@ -51,13 +58,7 @@ impl Hub {
 
     /// The preview of a video: its init segment and MIME type when known yet, and the
     /// fragments from now on. A viewer that falls behind skips to newer fragments.
-    pub fn subscribe_live(
-        &self,
-        id: Uuid,
-    ) -> (
-        Option<(bytes::Bytes, String)>,
-        broadcast::Receiver<bytes::Bytes>,
-    ) {
+    pub fn subscribe_live(&self, id: Uuid) -> LiveSubscription {
         let mut live = self.live.lock();
         let entry = live.entry(id).or_insert_with(|| Live {
             init: None,
@@ -182,13 +183,7 @@ impl EventBus {
     }
 
     /// See [`Hub::subscribe_live`].
-    pub fn subscribe_live(
-        &self,
-        id: Uuid,
-    ) -> (
-        Option<(bytes::Bytes, String)>,
-        broadcast::Receiver<bytes::Bytes>,
-    ) {
+    pub fn subscribe_live(&self, id: Uuid) -> LiveSubscription {
         self.hub().subscribe_live(id)
     }
 
