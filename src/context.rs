@@ -25,7 +25,7 @@ use crate::platform::config::Config;
 use crate::platform::db::{self, Db, StoreError};
 use crate::platform::limiter::{GcraTable, InFlight, Limiter};
 use crate::platform::shutdown::Shutdown;
-use crate::platform::storage::Files;
+use crate::platform::storage::BlobStore;
 use crate::platform::task::Task;
 use crate::platform::telemetry::{Metrics, MetricsError, Recorder};
 use crate::render::assets::{Catalog, CatalogError};
@@ -59,7 +59,8 @@ const MIN_FREE_DISK: u64 = 256 * 1024 * 1024;
 pub struct Context {
     pub config: Config,
     pub db: Db,
-    pub files: Files,
+    /// The videos' files (the blob store seam).
+    pub blobs: BlobStore,
     pub catalog: Arc<Catalog>,
     /// The only way to change a video's state (see `videos::lifecycle`).
     pub lifecycle: Lifecycle,
@@ -103,10 +104,8 @@ impl Context {
             });
         }
         let catalog = Arc::new(Catalog::embedded()?);
-        let files = Files::new(&config.data_dir);
-        std::fs::create_dir_all(files.root()).map_err(|e| {
-            StartError::Other(format!("cannot create {}: {e}", files.root().display()))
-        })?;
+        let blobs =
+            BlobStore::local(&config.data_dir).map_err(|e| StartError::Other(e.to_string()))?;
 
         let cache = CacheHandle::new(
             config.memory_cache_size_mb,
@@ -172,14 +171,14 @@ impl Context {
             db.clone(),
             cache.clone(),
             events.clone(),
-            files.clone(),
+            blobs.clone(),
             recorder.clone(),
         );
         let auth = Authenticator::new(&config, db.clone());
         Ok(Self {
             config,
             db,
-            files,
+            blobs,
             catalog,
             lifecycle,
             events,

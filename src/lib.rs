@@ -180,7 +180,7 @@ async fn start_worker(ctx: &Context) -> Option<actix::Addr<JobDispatcher>> {
                 .set_scheduler(g.scheduler().stats().clone());
             let worker = Arc::new(Worker {
                 generator: Arc::new(g),
-                files: ctx.files.clone(),
+                blobs: ctx.blobs.clone(),
                 metrics: ctx.metrics.clone(),
                 max_jobs: config.max_concurrent_jobs,
                 hold: (config.environment == Environment::Test)

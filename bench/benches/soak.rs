@@ -41,7 +41,8 @@ impl Server {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
     }
 
-    /// Files a render leaves while it works (dot-files and `*.tmp`).
+    /// Files a render leaves while it works: dot-files and `*.tmp`, the blob store's staging
+    /// files (`name#n`), and anything in a render's scratch folder.
     fn temp_files(&self) -> Vec<String> {
         fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -49,7 +50,10 @@ impl Server {
                 let name = e.file_name().to_string_lossy().to_string();
                 if p.is_dir() {
                     walk(&p, out);
-                } else if (name.starts_with('.') || name.ends_with(".tmp"))
+                } else if (name.starts_with('.')
+                    || name.ends_with(".tmp")
+                    || name.contains('#')
+                    || p.components().any(|c| c.as_os_str() == "scratch"))
                     && !name.starts_with("reelgen.db")
                 {
                     out.push(p.display().to_string());

@@ -1,98 +1,201 @@
-//! Files of generated videos under `DATA_DIR/videos/{id}/`. Paths are built only from parsed
-//! UUIDs, so no request can name a path outside this tree. Writers put bytes in a temporary
-//! file and rename it into place, so a reader never sees a half-written file.
+//! The blob store: the one path to videos' files, through `object_store`'s [`ObjectStore`] —
+//! its local filesystem backend under `DATA_DIR/videos/` today, so an S3-compatible store is
+//! configuration, not new call sites.
+//!
+//! A render writes its MP4 and poster into a local scratch folder (`DATA_DIR/scratch/{id}/`,
+//! never served); [`BlobStore::publish`] uploads them — the poster first, the MP4 last, each
+//! in one atomic put — and removes the scratch. Readers get an object's metadata
+//! ([`BlobStore::stat`]) and its bytes or a range of them ([`BlobStore::get`]);
+//! [`BlobStore::remove_video`] removes a video's objects and scratch. Keys are built only from
+//! parsed UUIDs, so no request can name anything outside a video's own keys.
 
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as Key;
+use object_store::{
+    GetOptions, GetRange, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, WriteMultipart,
+};
+use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
-#[derive(Debug, Clone)]
-pub struct Files {
-    root: PathBuf,
+/// Upload chunk: the file is streamed, never held whole in memory.
+const CHUNK: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("{0}: {1}")]
+    Io(PathBuf, io::Error),
 }
 
-impl Files {
-    pub fn new(data_dir: &Path) -> Self {
-        Self {
-            root: data_dir.join("videos"),
+/// The two objects of a video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    Video,
+    Thumbnail,
+}
+
+impl Object {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Video => "video.mp4",
+            Self::Thumbnail => "thumbnail.jpg",
         }
     }
+}
 
-    pub fn root(&self) -> &Path {
-        &self.root
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+    scratch: PathBuf,
+}
+
+impl BlobStore {
+    /// Objects under `DATA_DIR/videos/`, scratch under `DATA_DIR/scratch/` (both created).
+    pub fn local(data_dir: &Path) -> Result<Self, StorageError> {
+        let root = data_dir.join("videos");
+        let scratch = data_dir.join("scratch");
+        for dir in [&root, &scratch] {
+            std::fs::create_dir_all(dir).map_err(|e| StorageError::Io(dir.clone(), e))?;
+        }
+        let store = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
+        Ok(Self {
+            store: Arc::new(store),
+            scratch,
+        })
     }
 
-    pub fn video_dir(&self, id: Uuid) -> PathBuf {
-        self.root.join(id.to_string())
+    fn key(id: Uuid, object: Object) -> Key {
+        Key::from(format!("{id}/{}", object.name()))
     }
 
-    pub fn video_file(&self, id: Uuid) -> PathBuf {
-        self.video_dir(id).join("video.mp4")
+    /// Where a render of this video writes before it is published.
+    pub fn scratch_dir(&self, id: Uuid) -> PathBuf {
+        self.scratch.join(id.to_string())
     }
 
-    pub fn thumbnail_file(&self, id: Uuid) -> PathBuf {
-        self.video_dir(id).join("thumbnail.jpg")
+    /// The scratch path of one object of a render.
+    pub fn scratch_file(&self, id: Uuid, object: Object) -> PathBuf {
+        self.scratch_dir(id).join(object.name())
     }
 
-    /// Writes `bytes` to `dest` atomically (temporary file in the same directory, then rename).
-    pub async fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> io::Result<()> {
-        let dir = dest.parent().unwrap_or(&self.root);
-        tokio::fs::create_dir_all(dir).await?;
-        let tmp = dir.join(format!(".{}.tmp", Uuid::new_v4()));
-        tokio::fs::write(&tmp, bytes).await?;
-        match tokio::fs::rename(&tmp, dest).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                Err(e)
+    /// Removes a render's scratch (what an interrupted attempt left, or a finished one).
+    pub fn clear_scratch(&self, id: Uuid) {
+        let _ = std::fs::remove_dir_all(self.scratch_dir(id));
+    }
+
+    /// Uploads a finished render's files from its scratch (the poster when there is one,
+    /// then the MP4), then clears the scratch. Each object appears whole or not at all.
+    pub async fn publish(&self, id: Uuid) -> Result<(), StorageError> {
+        for object in [Object::Thumbnail, Object::Video] {
+            let path = self.scratch_file(id, object);
+            if object == Object::Thumbnail && !path.exists() {
+                continue;
             }
+            self.upload(&path, &Self::key(id, object)).await?;
+        }
+        self.clear_scratch(id);
+        Ok(())
+    }
+
+    async fn upload(&self, from: &Path, key: &Key) -> Result<(), StorageError> {
+        let io = |e| StorageError::Io(from.to_path_buf(), e);
+        let mut file = tokio::fs::File::open(from).await.map_err(io)?;
+        let upload = self.store.put_multipart(key).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            writer.wait_for_capacity(4).await?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await?;
+        Ok(())
+    }
+
+    /// An object's metadata; `None` when it does not exist.
+    pub async fn stat(&self, id: Uuid, object: Object) -> Result<Option<ObjectMeta>, StorageError> {
+        match self.store.head(&Self::key(id, object)).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Removes temporary files an interrupted writer left in a video's directory.
-    pub fn remove_partials(&self, id: Uuid) {
-        let Ok(entries) = std::fs::read_dir(self.video_dir(id)) else {
-            return;
+    /// An object's bytes, or the given range of them.
+    pub async fn get(
+        &self,
+        id: Uuid,
+        object: Object,
+        range: Option<Range<u64>>,
+    ) -> Result<GetResult, StorageError> {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
         };
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with('.') {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+        Ok(self.store.get_opts(&Self::key(id, object), options).await?)
     }
 
-    /// Removes everything stored for a video; a video with no files is fine.
-    pub async fn remove_video(&self, id: Uuid) -> io::Result<()> {
-        match tokio::fs::remove_dir_all(self.video_dir(id)).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+    /// Removes everything stored for a video, and its scratch; a video with no files is fine.
+    pub async fn remove_video(&self, id: Uuid) -> Result<(), StorageError> {
+        self.clear_scratch(id);
+        for object in [Object::Video, Object::Thumbnail] {
+            match self.store.delete(&Self::key(id, object)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use futures_util::StreamExt;
+
     use super::*;
 
     #[tokio::test]
-    async fn atomic_write_then_remove() {
-        let dir = std::env::temp_dir().join(format!("reelgen-files-{}", Uuid::new_v4()));
-        let files = Files::new(&dir);
+    async fn publish_then_read_a_range_then_remove() {
+        let dir = std::env::temp_dir().join(format!("reelgen-blobs-{}", Uuid::new_v4()));
+        let blobs = BlobStore::local(&dir).expect("store");
         let id = Uuid::new_v4();
-        files
-            .write_atomic(&files.thumbnail_file(id), b"jpeg")
+        std::fs::create_dir_all(blobs.scratch_dir(id)).expect("scratch");
+        let body: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+        std::fs::write(blobs.scratch_file(id, Object::Video), &body).expect("write");
+        assert_eq!(blobs.stat(id, Object::Video).await.expect("stat"), None);
+
+        blobs.publish(id).await.expect("publish");
+        assert!(!blobs.scratch_dir(id).exists(), "scratch cleared");
+        let meta = blobs
+            .stat(id, Object::Video)
             .await
-            .expect("write");
-        assert_eq!(
-            std::fs::read(files.thumbnail_file(id)).expect("read"),
-            b"jpeg"
-        );
-        let leftovers = std::fs::read_dir(files.video_dir(id)).expect("dir").count();
-        assert_eq!(leftovers, 1, "no temporary file remains");
-        files.remove_video(id).await.expect("remove");
-        assert!(!files.video_dir(id).exists());
-        files
+            .expect("stat")
+            .expect("published");
+        assert_eq!(meta.size, body.len() as u64);
+        assert_eq!(blobs.stat(id, Object::Thumbnail).await.expect("stat"), None);
+        let got = blobs
+            .get(id, Object::Video, Some(1000..1100))
+            .await
+            .expect("get");
+        let mut bytes = Vec::new();
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk.expect("chunk"));
+        }
+        assert_eq!(bytes, &body[1000..1100]);
+
+        blobs.remove_video(id).await.expect("remove");
+        assert_eq!(blobs.stat(id, Object::Video).await.expect("stat"), None);
+        blobs
             .remove_video(id)
             .await
             .expect("removing twice is fine");

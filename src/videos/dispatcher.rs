@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use super::lifecycle::{Lifecycle, Progressed};
 use super::queue::Lease;
-use crate::platform::storage::Files;
+use crate::platform::storage::{BlobStore, Object};
 use crate::platform::telemetry::Metrics;
 use crate::render::params::VideoParams;
 use crate::render::pipeline::{GenerateError, Generator, JobSpec, Progress};
@@ -42,7 +42,7 @@ const PROGRESS_WRITE_EVERY: Duration = Duration::from_secs(1);
 /// What the dispatcher needs besides the lifecycle.
 pub struct Worker {
     pub generator: Arc<Generator>,
-    pub files: Files,
+    pub blobs: BlobStore,
     pub metrics: Arc<Metrics>,
     pub max_jobs: usize,
     /// The test hook's file (only with `ENVIRONMENT=test`).
@@ -143,12 +143,12 @@ impl JobDispatcher {
         };
         let w = &self.worker;
         // A crashed earlier attempt may have left its temporary file.
-        w.files.remove_partials(id);
+        w.blobs.clear_scratch(id);
         let fps = f64::from(params.fps);
         let spec = JobSpec {
             params,
-            output: w.files.video_file(id),
-            thumbnail: Some(w.files.thumbnail_file(id)),
+            output: w.blobs.scratch_file(id, Object::Video),
+            thumbnail: Some(w.blobs.scratch_file(id, Object::Thumbnail)),
             live: true,
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();

@@ -29,7 +29,7 @@ use super::store::{self, CancelOutcome, InsertOutcome, StoredResponse};
 use crate::platform::analytics::Stage;
 use crate::platform::cache::CacheHandle;
 use crate::platform::db::{Db, StoreError};
-use crate::platform::storage::Files;
+use crate::platform::storage::BlobStore;
 use crate::platform::telemetry::Recorder;
 use crate::render::media::LiveChunk;
 use crate::render::pipeline::{Outcome, Progress};
@@ -73,7 +73,7 @@ pub struct Lifecycle {
     queue: JobQueue,
     cache: CacheHandle,
     events: EventBus,
-    files: Files,
+    blobs: BlobStore,
     recorder: Recorder,
     signals: Signals,
 }
@@ -92,7 +92,7 @@ impl Lifecycle {
         db: Db,
         cache: CacheHandle,
         events: EventBus,
-        files: Files,
+        blobs: BlobStore,
         recorder: Recorder,
     ) -> Self {
         Self {
@@ -100,7 +100,7 @@ impl Lifecycle {
             db,
             cache,
             events,
-            files,
+            blobs,
             recorder,
             signals: Signals::default(),
         }
@@ -230,6 +230,18 @@ impl Lifecycle {
             duration_s: outcome.duration_s,
             size_bytes: i64::try_from(outcome.size_bytes).unwrap_or(i64::MAX),
         };
+        // The files are in place before the row says so; a render whose files cannot be
+        // stored fails (and is not announced as completed).
+        if let Err(e) = self.blobs.publish(id).await {
+            self.failed(
+                video,
+                lease,
+                "storage_failed",
+                &format!("the video could not be stored: {e}"),
+            )
+            .await;
+            return false;
+        }
         let callback = callback_of(video);
         let done = match with_retries(|| self.queue.complete(lease, finished, callback.as_deref()))
             .await
@@ -242,7 +254,7 @@ impl Lifecycle {
         };
         if !done {
             // Cancelled or deleted while finishing: its file must not stay.
-            let _ = self.files.remove_video(id).await;
+            let _ = self.blobs.remove_video(id).await;
             self.cache.invalidate_tenant(&video.tenant);
             return false;
         }
@@ -286,7 +298,7 @@ impl Lifecycle {
     /// act on, the `video.failed` webhook queued with it; the partial file removed.
     pub async fn failed(&self, video: &video::Model, lease: &Lease, code: &str, message: &str) {
         let id = lease.id;
-        let _ = self.files.remove_video(id).await;
+        let _ = self.blobs.remove_video(id).await;
         let callback = callback_of(video);
         match with_retries(|| self.queue.fail(lease, code, message, callback.as_deref())).await {
             Ok(true) => {
@@ -342,7 +354,7 @@ impl Lifecycle {
         if status == VideoStatus::Queued {
             self.cache.invalidate_all();
         }
-        if let Err(e) = self.files.remove_video(id).await {
+        if let Err(e) = self.blobs.remove_video(id).await {
             tracing::warn!(%id, error = %e, "video files could not be removed");
         }
         Ok(Some(status))
@@ -351,7 +363,7 @@ impl Lifecycle {
     /// A render stopped because it was cancelled or deleted: only its partial file is left to
     /// remove (the state changed when it was cancelled).
     pub async fn stopped(&self, lease: &Lease) {
-        let _ = self.files.remove_video(lease.id).await;
+        let _ = self.blobs.remove_video(lease.id).await;
         self.cache.invalidate_tenant(&lease.tenant);
         tracing::info!(id = %lease.id, "rendering stopped: cancelled");
     }
@@ -360,7 +372,7 @@ impl Lifecycle {
     /// counted, its partial file removed. `false` when it was no longer rendering.
     pub async fn handed_back(&self, lease: &Lease) -> bool {
         let id = lease.id;
-        let _ = self.files.remove_video(id).await;
+        let _ = self.blobs.remove_video(id).await;
         match with_retries(|| self.queue.requeue(lease)).await {
             Ok(true) => {
                 self.cache.invalidate_tenant(&lease.tenant);

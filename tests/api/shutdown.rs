@@ -177,9 +177,19 @@ async fn sigterm_hands_a_render_still_running_after_the_grace_back_and_it_finish
     sigterm(&server);
     let status = exit_of(&mut server, Duration::from_secs(120)).await;
     assert!(status.success(), "exit status {status}");
-    let partial: Vec<_> = std::fs::read_dir(dir.join("videos").join(&id))
-        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    // Neither stored objects nor the render's scratch.
+    let partial: Vec<_> = ["videos", "scratch"]
+        .iter()
+        .flat_map(|place| {
+            std::fs::read_dir(dir.join(place).join(&id))
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
     assert!(
         partial.is_empty(),
         "nothing of the stopped render is left: {partial:?}"

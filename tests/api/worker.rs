@@ -163,12 +163,19 @@ async fn cancelling_mid_render_stops_the_job_and_removes_its_file() {
         .await
         .expect("json");
     assert_eq!(after["status"], "cancelled");
+    let uid = uuid::Uuid::parse_str(&id).expect("uuid");
+    assert_eq!(
+        app.state
+            .blobs
+            .stat(uid, reelgen::platform::storage::Object::Video)
+            .await
+            .expect("stat"),
+        None,
+        "no file stored"
+    );
     assert!(
-        !app.state
-            .files
-            .video_file(uuid::Uuid::parse_str(&id).expect("uuid"))
-            .exists(),
-        "no file left"
+        !app.state.blobs.scratch_dir(uid).exists(),
+        "nothing of the render left in its scratch"
     );
     assert_eq!(
         app.get(&format!("/api/v1/videos/{id}/file")).await.status(),

@@ -3,6 +3,7 @@
 //! GETs go through the response cache (ETag, 304); every write invalidates what it changes.
 //! The idempotency of creates and the list's query are in their own files.
 
+mod download;
 mod idempotency;
 mod query;
 
@@ -18,6 +19,7 @@ use crate::context::Context;
 use crate::platform::auth::Principal;
 use crate::platform::db::StoreError;
 use crate::platform::error::{ApiError, FieldError, Problem};
+use crate::platform::storage::Object;
 use crate::render::params::VideoParams;
 use crate::videos::model::{VideoStatus, VideoView};
 use crate::videos::request::{self, BATCH_MAX};
@@ -356,30 +358,28 @@ pub async fn delete(
     }
 }
 
-async fn completed_file(
+/// The 409 of a file asked for before its video is completed (404 for no such video).
+async fn ensure_completed(
     state: &Context,
     who: &Principal,
     id: Uuid,
-    path: std::path::PathBuf,
-    what: &'static str,
-) -> Result<actix_files::NamedFile, ApiError> {
+    object: Object,
+) -> Result<(), ApiError> {
     let model = store::get_video(&state.db, &who.tenant, id)
         .await?
         .ok_or(ApiError::NotFound("video"))?;
     let status: VideoStatus = model.status;
-    if status != VideoStatus::Completed {
-        return Err(ApiError::conflict(
-            if what == "file" {
-                "video_not_ready"
-            } else {
-                "thumbnail_not_ready"
-            },
-            format!("the video is {status}; its {what} exists once it is completed"),
-        ));
+    if status == VideoStatus::Completed {
+        return Ok(());
     }
-    actix_files::NamedFile::open_async(&path)
-        .await
-        .map_err(|_| ApiError::NotFound("file"))
+    let (code, what) = match object {
+        Object::Video => ("video_not_ready", "file"),
+        Object::Thumbnail => ("thumbnail_not_ready", "thumbnail"),
+    };
+    Err(ApiError::conflict(
+        code,
+        format!("the video is {status}; its {what} exists once it is completed"),
+    ))
 }
 
 /// Download the finished MP4
@@ -399,16 +399,20 @@ pub async fn file(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let f = completed_file(&state, &who, id, state.files.video_file(id), "file").await?;
+    ensure_completed(&state, &who, id, Object::Video).await?;
+    let mut res = download::serve(&state.blobs, &req, id, Object::Video, "video/mp4").await?;
     let disposition = header::ContentDisposition {
         disposition: header::DispositionType::Attachment,
         parameters: vec![header::DispositionParam::Filename(format!("{id}.mp4"))],
     };
-    Ok(
-        f.set_content_type("video/mp4".parse().map_err(ApiError::internal)?)
-            .set_content_disposition(disposition)
-            .into_response(&req),
-    )
+    res.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        disposition
+            .to_string()
+            .parse()
+            .map_err(ApiError::internal)?,
+    );
+    Ok(res)
 }
 
 /// The poster frame
@@ -424,15 +428,8 @@ pub async fn thumbnail(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let f = completed_file(
-        &state,
-        &who,
-        id,
-        state.files.thumbnail_file(id),
-        "thumbnail",
-    )
-    .await?;
-    Ok(f.into_response(&req))
+    ensure_completed(&state, &who, id, Object::Thumbnail).await?;
+    download::serve(&state.blobs, &req, id, Object::Thumbnail, "image/jpeg").await
 }
 
 /// Webhook deliveries of a video
