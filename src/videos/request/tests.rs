@@ -224,3 +224,31 @@ mod properties {
         })
     }
 }
+
+#[test]
+fn the_validator_the_schema_and_the_params_name_the_same_fields() {
+    // The create body is stated by the validator (TOP_FIELDS), the JSON Schema of the
+    // OpenAPI document and the normalised VideoParams: they must not drift apart.
+    let catalog = Catalog::embedded().expect("catalog");
+    let schema = request_schema(&catalog);
+    let mut documented: Vec<&str> = schema["properties"]
+        .as_object()
+        .expect("properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let params =
+        serde_json::to_value(parse(json!({"script": "Hi."})).expect("valid")).expect("json");
+    let mut normalised: Vec<&str> = params
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut accepted = TOP_FIELDS.to_vec();
+    for list in [&mut documented, &mut normalised, &mut accepted] {
+        list.sort_unstable();
+    }
+    assert_eq!(documented, accepted);
+    assert_eq!(normalised, accepted);
+}
