@@ -313,7 +313,7 @@ pub fn http(args: HttpBenchArgs) -> Result<(), String> {
     let seeded_rss = rss_kib(pid).unwrap_or(0);
 
     println!(
-        "reelgen bench http — {} CPUs, wrk -t{} -d{}s, SQLite, {} videos seeded",
+        "reelgen-bench http — {} CPUs, wrk -t{} -d{}s, SQLite, {} videos seeded",
         num_cpus(),
         args.threads,
         args.duration,
@@ -490,7 +490,7 @@ fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// `reelgen bench ratelimit`.
+/// `reelgen-bench ratelimit`.
 pub async fn ratelimit() -> Result<(), String> {
     use actix::Actor;
     const N: u64 = 200_000;
@@ -531,7 +531,7 @@ pub async fn ratelimit() -> Result<(), String> {
         done += 64;
     }
     let mailbox = done as f64 / started.elapsed().as_secs_f64();
-    println!("reelgen bench ratelimit — {N} GCRA checks");
+    println!("reelgen-bench ratelimit — {N} GCRA checks");
     println!(
         "striped table, 2 threads: {direct:>12.0} checks/s ({:.3} µs each)",
         1e6 / direct
@@ -590,7 +590,7 @@ fn script_of(seconds: f64) -> String {
     sentence.repeat(words_needed.div_ceil(per).max(1))
 }
 
-/// `reelgen bench generate`.
+/// `reelgen-bench generate`.
 pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     use reelgen::render::media::{EncodeSettings, Mp4Writer};
     use reelgen::render::pipeline::{Generator, JobSpec};
@@ -605,7 +605,7 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
         request::parse_video_request(&req, &catalog, "", 11).map_err(|e| format!("{e:?}"))
     };
     println!(
-        "reelgen bench generate — device {}, encoder {} ({} CPUs)",
+        "reelgen-bench generate — device {}, encoder {} ({} CPUs)",
         generator.gpu().describe(),
         generator.encoder().element,
         num_cpus()

@@ -19,7 +19,7 @@
 //! The [`CacheManager`] actor owns the handle: it runs moka's maintenance on a timer, exports
 //! the entry gauge, and answers [`GetStats`]. Handlers use the handle directly — moka is
 //! concurrent, and a mailbox hop per GET would cost more than the lookup (see
-//! `reelgen bench ratelimit`, which measures the same trade-off).
+//! `reelgen-bench ratelimit`, which measures the same trade-off).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! this process's [`GcraTable`] (a distributed backend keeps the same verdicts in a shared
 //! store). The [`RateLimiter`] actor owns the table's upkeep: it purges idle keys on a timer
 //! and answers [`Check`] and [`GetStats`] through its mailbox. The hot path calls the table
-//! directly instead of sending `Check`: measured with `reelgen bench ratelimit`, one mailbox
+//! directly instead of sending `Check`: measured with `reelgen-bench ratelimit`, one mailbox
 //! round trip per request costs several times the check itself and serialises every worker on
 //! one thread, while the table scales with the workers.
 //!

@@ -2,7 +2,7 @@
 //!
 //! The conversion path is chosen per device from measurement ([`ColorPath::choose`]): on a
 //! real GPU the generator times this kernel against GStreamer's `videoconvert` at start and
-//! jobs use the faster; on lavapipe (a CPU Vulkan device) `reelgen bench generate` measures
+//! jobs use the faster; on lavapipe (a CPU Vulkan device) `reelgen-bench generate` measures
 //! the kernel dearer (~7 ms of CPU against 2–2.7 ms per 720p frame here), so CPU devices go
 //! straight to `videoconvert`. Jobs on the kernel path hand I420 to the encoder.
 

@@ -151,7 +151,7 @@ impl Gpu {
     }
 
     /// `true` on a CPU device (lavapipe): colour conversion is then cheaper in GStreamer
-    /// than in [`i420`]'s kernel (measured by `reelgen bench generate`).
+    /// than in [`i420`]'s kernel (measured by `reelgen-bench generate`).
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
