@@ -120,6 +120,18 @@ impl Drop for TestApp {
     }
 }
 
+/// `GET {base}/api/v1/videos/{id}` as JSON (for servers that are not a [`TestApp`]).
+pub async fn get_video(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    client
+        .get(format!("{base}/api/v1/videos/{id}"))
+        .send()
+        .await
+        .expect("get video")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// Polls `GET {base}/api/v1/videos/{id}` every 50 ms until `done` holds for the Video, and
 /// returns every state seen (the last one satisfies `done`). Fails with the last state after
 /// `within` — a generous deadline on an event, never a measure of speed.
@@ -133,14 +145,7 @@ pub async fn poll_video(
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
     loop {
-        let v: Value = client
-            .get(format!("{base}/api/v1/videos/{id}"))
-            .send()
-            .await
-            .expect("get video")
-            .json()
-            .await
-            .expect("json");
+        let v = get_video(client, base, id).await;
         let finished = done(&v);
         seen.push(v);
         if finished {

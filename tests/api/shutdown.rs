@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::{free_port, held_data_dir, reelgen, wait_ready};
-use crate::helpers::poll_video;
+use crate::helpers::{get_video, poll_video};
 
 fn serve(dir: &Path, port: u16, env: &[(&str, &str)]) -> Child {
     let mut cmd = reelgen(dir);
@@ -49,17 +49,6 @@ async fn exit_of(child: &mut Child, within: Duration) -> ExitStatus {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn video(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    client
-        .get(format!("{base}/api/v1/videos/{id}"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json")
 }
 
 /// Waits until the hook holds the render mid-way (frames done, so its encoder is open).
@@ -156,7 +145,7 @@ async fn sigterm_lets_a_render_finish_in_the_grace_closes_sockets_1001_and_flush
     // After a restart (API only) the video is there, completed.
     let mut server = serve(&dir, port, &[("EMBEDDED_WORKER", "false")]);
     wait_ready(&client, &base).await;
-    let v = video(&client, &base, &id).await;
+    let v = get_video(&client, &base, &id).await;
     let _ = server.kill();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
@@ -199,7 +188,7 @@ async fn sigterm_hands_a_render_still_running_after_the_grace_back_and_it_finish
     // recovers nothing) already sees it queued.
     let mut api = serve(&dir, port, &[("EMBEDDED_WORKER", "false")]);
     wait_ready(&client, &base).await;
-    let v = video(&client, &base, &id).await;
+    let v = get_video(&client, &base, &id).await;
     assert_eq!(v["status"], "queued", "{v}");
     assert_eq!(v["progress"], 0.0, "{v}");
     sigterm(&api);
