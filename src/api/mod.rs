@@ -275,6 +275,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, test_hooks: bool, static_dir: &st
         .service(actix_files::Files::new("/static", static_dir).prefer_utf8(true));
 }
 
+/// A `reelgen worker`'s routes: the probes and `/metrics` only (SPEC §8).
+pub fn configure_worker(cfg: &mut web::ServiceConfig) {
+    cfg.configure(ops::routes);
+}
+
 /// Default service: any unmatched path is a problem+json 404.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound)

@@ -1,5 +1,5 @@
-//! The command line: `serve`, `migrate`, `apikey create|list|revoke`, `generate`,
-//! `contact-sheet`. (The benchmarks are the `reelgen-bench` workspace member.)
+//! The command line: `serve [--no-worker]`, `worker`, `migrate`, `apikey create|list|revoke`,
+//! `generate`, `contact-sheet`. (The benchmarks are the `reelgen-bench` workspace member.)
 //! Settings flags are global (`reelgen --port 9000 serve` or `reelgen serve --port 9000`).
 
 pub mod generate;
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
-use crate::Application;
+use crate::{Application, Role};
 use crate::platform::config::{Config, SettingFlags, Sources};
 use crate::platform::{auth, db, telemetry};
 
@@ -33,7 +33,14 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP server (migrates the database first)
-    Serve,
+    Serve {
+        /// API only: render nothing (same as EMBEDDED_WORKER=false)
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Render queued videos of a cluster (needs PostgreSQL and REDIS_URL); serves only the
+    /// probes and /metrics on HOST:PORT
+    Worker,
     /// Apply database migrations and exit
     Migrate,
     /// Manage API keys
@@ -71,18 +78,17 @@ pub fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string()),
     };
-    let config = match Config::load(&sources) {
+    let mut config = match Config::load(&sources) {
         Ok(c) => c,
         Err(e) => return fail(&format!("configuration error: {e}")),
     };
+    if let Command::Serve { no_worker: true } = cli.command {
+        config.embedded_worker = false;
+    }
     let system = actix_web::rt::System::new();
     let result: Result<(), String> = match cli.command {
-        Command::Serve => system.block_on(async move {
-            let app = Application::build(config)
-                .await
-                .map_err(|e| e.to_string())?;
-            app.run_until_stopped().await.map_err(|e| e.to_string())
-        }),
+        Command::Serve { .. } => system.block_on(run_as(config, Role::Serve)),
+        Command::Worker => system.block_on(run_as(config, Role::Worker)),
         Command::Migrate => system.block_on(async move {
             let conn = db::connect(&config).await.map_err(|e| e.to_string())?;
             db::migrate(&conn).await.map_err(|e| e.to_string())?;
@@ -97,6 +103,13 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+async fn run_as(config: Config, role: Role) -> Result<(), String> {
+    let app = Application::build_as(config, role)
+        .await
+        .map_err(|e| e.to_string())?;
+    app.run_until_stopped().await.map_err(|e| e.to_string())
 }
 
 fn fail(msg: &str) -> ExitCode {

@@ -215,9 +215,9 @@ impl HealthCheck for DatabaseCheck {
 }
 
 /// The queue is the set of `queued` rows; counting them proves it is readable and keeps
-/// the queue-depth gauge current.
+/// the queue gauges current (cluster-wide: every process reads the same table).
 pub struct QueueCheck {
-    pub db: Db,
+    pub lifecycle: crate::videos::lifecycle::Lifecycle,
     pub metrics: Arc<Metrics>,
 }
 
@@ -226,16 +226,40 @@ impl HealthCheck for QueueCheck {
         "queue"
     }
     fn check(&self) -> BoxFuture<'static, Result<String, String>> {
-        let db = self.db.clone();
+        let lifecycle = self.lifecycle.clone();
         let metrics = self.metrics.clone();
         async move {
-            let depth = crate::videos::store::count_queued(&db)
+            let (depth, oldest_s) = lifecycle
+                .queue_figures()
                 .await
                 .map_err(|e| e.to_string())?;
             metrics
                 .queue_depth
                 .set(i64::try_from(depth).unwrap_or(i64::MAX));
-            Ok(format!("{depth} queued"))
+            metrics.queue_oldest_age_seconds.set(oldest_s);
+            Ok(format!("{depth} queued, oldest {oldest_s:.1} s"))
+        }
+        .boxed()
+    }
+}
+
+/// The cluster's Redis answers a PING (wake-ups, events, rate limit and cache generations
+/// go through it; without it the process degrades as `platform::redis` says).
+pub struct RedisCheck(pub crate::platform::redis::Redis);
+
+impl HealthCheck for RedisCheck {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+    fn check(&self) -> BoxFuture<'static, Result<String, String>> {
+        let redis = self.0.clone();
+        async move {
+            redis.ping().await.map_err(|e| format!("Redis unreachable: {e}"))?;
+            if redis.subscribed() {
+                Ok("round trip ok, subscribed".into())
+            } else {
+                Err("round trip ok, subscriptions not yet re-established".into())
+            }
         }
         .boxed()
     }

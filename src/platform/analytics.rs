@@ -112,7 +112,9 @@ impl Default for Analytics {
     }
 }
 
-/// A statement's text with literals and whitespace normalised, so that its runs aggregate.
+/// A statement's text with literals and whitespace normalised, so that its runs aggregate;
+/// a plain column list (`SELECT "t"."a", "t"."b" FROM`) reads `SELECT … FROM`, so what is
+/// kept of a long statement is its tables and conditions.
 pub fn normalise_statement(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len().min(512));
     let mut chars = sql.chars().peekable();
@@ -147,8 +149,7 @@ pub fn normalise_statement(sql: &str) -> String {
                 last_space = false;
             }
         }
-        if out.len() > 400 {
-            out.push('…');
+        if out.len() > 8192 {
             break;
         }
     }
@@ -156,7 +157,36 @@ pub fn normalise_statement(sql: &str) -> String {
     while out.contains("?, ?") {
         out = out.replace("?, ?", "?");
     }
-    out.trim().to_string()
+    let mut out = collapse_select_lists(out.trim());
+    if out.len() > 400 {
+        let mut cut = 400;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+/// `SELECT <columns> FROM` → `SELECT … FROM` where the columns are a plain list (no
+/// parentheses: an aggregate or subquery stays as written).
+fn collapse_select_lists(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(i) = rest.find("SELECT ") {
+        let after = &rest[i + 7..];
+        out.push_str(&rest[..i + 7]);
+        match after.find(" FROM ") {
+            Some(j) if !after[..j].contains('(') && after[..j].contains(',') => {
+                out.push('…');
+                rest = &after[j..];
+            }
+            _ => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `select`, `insert`, `update`, `delete` or `other`, from a statement's first keyword.
@@ -465,6 +495,16 @@ mod tests {
         assert_eq!(
             normalise_statement("UPDATE t SET s = 'it''s' WHERE id = ?"),
             "UPDATE t SET s = ?? WHERE id = ?"
+        );
+        assert_eq!(
+            normalise_statement(
+                "SELECT \"videos\".\"id\", \"videos\".\"tenant\" FROM \"videos\" WHERE id = $1"
+            ),
+            "SELECT … FROM \"videos\" WHERE id = ?"
+        );
+        assert_eq!(
+            normalise_statement("SELECT COUNT(*) AS n FROM (SELECT a, b FROM t) AS s"),
+            "SELECT COUNT(*) AS n FROM (SELECT … FROM t) AS s"
         );
         assert_eq!(statement_kind("  select 1"), "select");
         assert_eq!(statement_kind("WITH x AS (…)"), "other");

@@ -14,7 +14,12 @@
 //! Invalidation is a seam: [`CacheHandle::invalidate_tenant`] and
 //! [`CacheHandle::invalidate_all`] are the only ways to make entries unreachable, and only the
 //! video lifecycle and the API key commands call them. With one process they bump the local
-//! generations; a distributed backend also broadcasts the bump to the other processes.
+//! generations. In a cluster ([`CacheHandle::with_cluster`]) the generations live in Redis:
+//! a write INCRs them before its response is sent, and every lookup reads them (one MGET,
+//! cheaper than the query it saves), so no replica can serve an entry made before a write
+//! that another replica has acknowledged — which pub/sub, at-most-once and racing the next
+//! request, could not promise. When Redis does not answer, lookups bypass the cache and
+//! read the database.
 //!
 //! The [`CacheManager`] actor owns the handle: it runs moka's maintenance on a timer, exports
 //! the entry gauge, and answers [`GetStats`]. Handlers use the handle directly — moka is
@@ -52,6 +57,8 @@ struct Inner {
     hits: AtomicU64,
     misses: AtomicU64,
     metrics: Arc<Metrics>,
+    /// The cluster's generations (see the module doc).
+    cluster: Option<crate::platform::redis::Redis>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -84,22 +91,73 @@ impl CacheHandle {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 metrics,
+                cluster: None,
             }),
         }
     }
 
+    /// The same cache, its generations kept in the cluster's Redis (call before sharing it).
+    pub fn with_cluster(self, redis: crate::platform::redis::Redis) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            cache: shared.cache.clone(),
+            tenant_gen: RwLock::new(HashMap::new()),
+            queue_gen: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            metrics: shared.metrics.clone(),
+            cluster: None,
+        });
+        inner.cluster = Some(redis);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    fn tenant_key(tenant: &str) -> String {
+        format!("reelgen:gen:t:{tenant}")
+    }
+
+    const QUEUE_KEY: &str = "reelgen:gen:q";
+    /// Which life of the cluster's Redis the counters belong to.
+    const BOOT_KEY: &str = "reelgen:gen:boot";
+
     /// The key of `resource` (a normalised path and query) for `tenant`, at the current
-    /// generations.
-    pub fn key(&self, tenant: &str, resource: &str) -> String {
-        let tgen = self
-            .inner
-            .tenant_gen
-            .read()
-            .get(tenant)
-            .copied()
-            .unwrap_or(0);
-        let qgen = self.inner.queue_gen.load(Ordering::Acquire);
-        format!("{tenant}\u{1f}{tgen}\u{1f}{qgen}\u{1f}{resource}")
+    /// generations; `None` when they cannot be known (the cluster's Redis is down): the
+    /// caller reads the database.
+    pub async fn key(&self, tenant: &str, resource: &str) -> Option<String> {
+        let (tgen, qgen) = match &self.inner.cluster {
+            None => (
+                self.inner
+                    .tenant_gen
+                    .read()
+                    .get(tenant)
+                    .copied()
+                    .unwrap_or(0),
+                self.inner.queue_gen.load(Ordering::Acquire),
+            ),
+            Some(redis) => {
+                let tkey = Self::tenant_key(tenant);
+                let got = redis.mget(&[Self::BOOT_KEY, &tkey, Self::QUEUE_KEY]).await?;
+                let Some(boot) = &got[0] else {
+                    // A Redis that lost its data (restarted empty): its counters start again,
+                    // so entries keyed by the old ones must never match. A new boot id
+                    // scopes every key from now on; this lookup reads the database.
+                    redis
+                        .set_nx(Self::BOOT_KEY, &uuid::Uuid::new_v4().to_string())
+                        .await;
+                    return None;
+                };
+                let number = |v: &Option<String>| {
+                    v.as_deref().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+                };
+                return Some(format!(
+                    "{tenant}\u{1f}{boot}.{}\u{1f}{}\u{1f}{resource}",
+                    number(&got[1]),
+                    number(&got[2])
+                ));
+            }
+        };
+        Some(format!("{tenant}\u{1f}{tgen}\u{1f}{qgen}\u{1f}{resource}"))
     }
 
     fn count(&self, hit: bool) {
@@ -124,13 +182,17 @@ impl CacheHandle {
     /// The cached response, or the one `compute` makes. Concurrent misses of one key share a
     /// single computation (no stampede on the database when a popular entry expires); each
     /// waiter gets its result, an error included.
-    pub async fn get_or_compute<F, Fut, E>(&self, key: String, compute: F) -> Result<Arc<Cached>, E>
+    pub async fn get_or_compute<F, Fut, E>(
+        &self,
+        key: Option<String>,
+        compute: F,
+    ) -> Result<Arc<Cached>, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Arc<Cached>, E>>,
         E: Clone + Send + Sync + 'static,
     {
-        let Some(c) = &self.inner.cache else {
+        let (Some(c), Some(key)) = (&self.inner.cache, key) else {
             self.count(false);
             return compute().await;
         };
@@ -154,7 +216,12 @@ impl CacheHandle {
     /// miss at once; the dead entries are also dropped in the background, so a busy writer
     /// does not fill the cache with responses nobody can hit until their TTL (the soak
     /// measured that as steady RSS growth).
-    pub fn invalidate_tenant(&self, tenant: &str) {
+    pub async fn invalidate_tenant(&self, tenant: &str) {
+        if let Some(redis) = &self.inner.cluster
+            && !redis.incr(&Self::tenant_key(tenant)).await
+        {
+            tracing::warn!(%tenant, "cache generation not bumped in Redis; other replicas may serve cached reads until CACHE_TTL");
+        }
         {
             let mut gens = self.inner.tenant_gen.write();
             *gens.entry(tenant.to_string()).or_insert(0) += 1;
@@ -169,7 +236,12 @@ impl CacheHandle {
 
     /// Everything cached for every tenant becomes unreachable (queue order changed); the
     /// entries are dropped too.
-    pub fn invalidate_all(&self) {
+    pub async fn invalidate_all(&self) {
+        if let Some(redis) = &self.inner.cluster
+            && !redis.incr(Self::QUEUE_KEY).await
+        {
+            tracing::warn!("queue cache generation not bumped in Redis; other replicas may serve cached reads until CACHE_TTL");
+        }
         self.inner.queue_gen.fetch_add(1, Ordering::AcqRel);
         if let Some(c) = &self.inner.cache {
             c.invalidate_all();
@@ -275,14 +347,14 @@ mod tests {
     async fn invalidation_hides_old_entries_per_tenant_and_globally() {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let c = CacheHandle::new(1, Duration::from_secs(60), metrics);
-        c.put(c.key("a", "/v"), cached("a1")).await;
-        c.put(c.key("b", "/v"), cached("b1")).await;
-        assert!(c.get(&c.key("a", "/v")).await.is_some());
-        c.invalidate_tenant("a");
-        assert!(c.get(&c.key("a", "/v")).await.is_none());
-        assert!(c.get(&c.key("b", "/v")).await.is_some());
-        c.invalidate_all();
-        assert!(c.get(&c.key("b", "/v")).await.is_none());
+        c.put(c.key("a", "/v").await.expect("key"), cached("a1")).await;
+        c.put(c.key("b", "/v").await.expect("key"), cached("b1")).await;
+        assert!(c.get(&c.key("a", "/v").await.expect("key")).await.is_some());
+        c.invalidate_tenant("a").await;
+        assert!(c.get(&c.key("a", "/v").await.expect("key")).await.is_none());
+        assert!(c.get(&c.key("b", "/v").await.expect("key")).await.is_some());
+        c.invalidate_all().await;
+        assert!(c.get(&c.key("b", "/v").await.expect("key")).await.is_none());
         let s = c.stats();
         assert_eq!((s.hits, s.misses), (2, 2));
     }
@@ -296,7 +368,7 @@ mod tests {
         let waiters = (0..8).map(|_| {
             let (c, computed, mut ready) = (c.clone(), computed.clone(), ready.clone());
             tokio::spawn(async move {
-                c.get_or_compute(c.key("t", "/v"), || async move {
+                c.get_or_compute(c.key("t", "/v").await, || async move {
                     computed.fetch_add(1, Ordering::SeqCst);
                     // Held until every waiter has asked: they all meet this computation.
                     let _ = ready.wait_for(|go| *go).await;

@@ -21,6 +21,8 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
+    #[error("{name} is required: {why}")]
+    Required { name: &'static str, why: &'static str },
     #[error("cannot read config file {path}: {reason}")]
     File { path: PathBuf, reason: String },
 }
@@ -109,6 +111,43 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// On SIGTERM, how long running renders may go on before they are handed back.
     pub shutdown_grace: Duration,
+    /// Where finished files live (`STORAGE_URL`).
+    pub storage: StorageUrl,
+    /// How long a worker's claim on a job lasts unless renewed (`JOB_LEASE`).
+    pub job_lease: Duration,
+}
+
+/// Where finished files live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    /// A local directory (`file:///abs/path`; default `DATA_DIR`).
+    File(PathBuf),
+    /// An S3-compatible bucket, with an optional key prefix; endpoint and credentials from the
+    /// usual `AWS_*` variables.
+    S3 { bucket: String, prefix: String },
+}
+
+impl StorageUrl {
+    fn parse(s: &str) -> Result<Self, String> {
+        let url = url::Url::parse(s)
+            .map_err(|e| format!("expected file:///abs/path or s3://bucket[/prefix] ({e})"))?;
+        match url.scheme() {
+            "file" if url.host_str().is_none_or(str::is_empty) && url.path().starts_with('/') => {
+                Ok(Self::File(PathBuf::from(url.path())))
+            }
+            "s3" => {
+                let bucket = url.host_str().unwrap_or_default().to_string();
+                if bucket.is_empty() || url.query().is_some() || url.fragment().is_some() {
+                    return Err("expected s3://bucket[/prefix]".into());
+                }
+                Ok(Self::S3 {
+                    bucket,
+                    prefix: url.path().trim_matches('/').to_string(),
+                })
+            }
+            _ => Err("expected file:///abs/path or s3://bucket[/prefix]".into()),
+        }
+    }
 }
 
 macro_rules! settings {
@@ -173,6 +212,8 @@ settings! {
     alert_clear_for => "ALERT_CLEAR_FOR": "Seconds a firing alert must stay clear to resolve",
     cors_allowed_origins => "CORS_ALLOWED_ORIGINS": "Comma-separated origins allowed to call the API from a browser",
     shutdown_grace => "SHUTDOWN_GRACE": "Seconds running renders may finish after SIGTERM before they are re-queued",
+    storage_url => "STORAGE_URL": "file:///abs/path (default DATA_DIR) or s3://bucket[/prefix] for finished files",
+    job_lease => "JOB_LEASE": "Seconds a worker's claim on a job lasts unless renewed (a crashed worker's job is retaken after it)",
 }
 
 /// Where raw values come from, highest precedence first.
@@ -360,6 +401,7 @@ impl Config {
             non_empty(s).map(PathBuf::from)
         })?;
         let default_db = format!("sqlite://{}/reelgen.db?mode=rwc", data_dir.display());
+        let data_dir_for_storage = data_dir.clone();
         let database_url = setting(src, "DATABASE_URL", default_db, |s| {
             if s.starts_with("sqlite:")
                 || s.starts_with("postgres://")
@@ -509,7 +551,38 @@ impl Config {
                 Duration::from_secs(30),
                 seconds(0.0, 3600.0),
             )?,
+            storage: setting(
+                src,
+                "STORAGE_URL",
+                StorageUrl::File(data_dir_for_storage),
+                StorageUrl::parse,
+            )?,
+            job_lease: setting(
+                src,
+                "JOB_LEASE",
+                Duration::from_secs(30),
+                seconds(1.0, 3600.0),
+            )?,
         })
+    }
+
+    /// What `reelgen worker` needs besides a valid configuration: PostgreSQL (the queue other
+    /// processes share) and Redis (wake-ups, cancels and events between processes).
+    pub fn require_cluster(&self) -> Result<(), ConfigError> {
+        if self.redis_url.is_none() {
+            return Err(ConfigError::Required {
+                name: "REDIS_URL",
+                why: "a worker hears about new and cancelled videos and sends its events through Redis (redis://host:6379)",
+            });
+        }
+        if self.is_sqlite() {
+            return Err(ConfigError::Invalid {
+                name: "DATABASE_URL",
+                value: self.database_url.clone(),
+                expected: "a worker shares the queue with other processes: postgres://…, not SQLite".into(),
+            });
+        }
+        Ok(())
     }
 
     /// `true` when `DATABASE_URL` points at SQLite.

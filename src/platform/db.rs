@@ -7,7 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    TransactionTrait,
+};
 
 use crate::platform::config::Config;
 
@@ -45,8 +48,19 @@ pub async fn connect(config: &Config) -> Result<Db, StoreError> {
     Ok(Database::connect(opts).await?)
 }
 
+/// Applies pending migrations. On PostgreSQL the processes of a cluster may start together:
+/// the migrations run in one transaction holding an advisory lock, so one process migrates
+/// while the others wait for it and then find nothing pending.
 pub async fn migrate(db: &Db) -> Result<(), StoreError> {
-    Migrator::up(db, None).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        let txn = db.begin().await?;
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(7202612040)")
+            .await?;
+        Migrator::up(&txn, None).await?;
+        txn.commit().await?;
+    } else {
+        Migrator::up(db, None).await?;
+    }
     Ok(())
 }
 

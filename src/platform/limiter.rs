@@ -1,9 +1,11 @@
 //! Rate limiter: GCRA (generic cell rate algorithm) per API key, or per client IP in open mode,
 //! with `governor`'s keyed limiter (a sharded map of theoretical arrival times).
 //!
-//! [`Limiter`] is the seam the HTTP edge calls ([`Limiter::check`]); its one backend today is
-//! this process's [`GcraTable`] (a distributed backend keeps the same verdicts in a shared
-//! store). The [`RateLimiter`] actor owns the table's upkeep: it purges idle keys on a timer
+//! [`Limiter`] is the seam the HTTP edge calls ([`Limiter::check`]). Alone, it is this
+//! process's [`GcraTable`]. In a cluster ([`Limiter::Shared`]) the same algorithm runs as one
+//! atomic script in Redis (`platform::redis`), so every replica spends one budget per key;
+//! when Redis does not answer, the process falls back to its own table (a budget per
+//! replica, never no limit) and counts it in `reelgen_rate_limit_fallback_total`. The [`RateLimiter`] actor owns the table's upkeep: it purges idle keys on a timer
 //! and answers [`Check`] and [`GetStats`] through its mailbox. The hot path calls the table
 //! directly instead of sending `Check`: measured with `reelgen-bench ratelimit`, one mailbox
 //! round trip per request costs several times the check itself and serialises every worker on
@@ -39,12 +41,39 @@ pub struct Decision {
 pub enum Limiter {
     /// This process's table.
     Local(Arc<GcraTable>),
+    /// The cluster's budget in Redis; the local table when Redis does not answer.
+    Shared {
+        redis: crate::platform::redis::Redis,
+        local: Arc<GcraTable>,
+        fallbacks: prometheus::IntCounter,
+    },
 }
 
 impl Limiter {
-    pub fn check(&self, key: &str) -> Decision {
+    pub async fn check(&self, key: &str) -> Decision {
         match self {
             Self::Local(table) => table.check(key),
+            Self::Shared {
+                redis,
+                local,
+                fallbacks,
+            } => match redis.gcra(key, local.interval, local.limit).await {
+                Some(v) => local.counted(Decision {
+                    allowed: v.allowed,
+                    limit: local.limit,
+                    remaining: v.remaining.min(local.limit),
+                    reset_s: v.reset_ms.div_ceil(1000),
+                    retry_after_s: if v.allowed {
+                        0
+                    } else {
+                        v.retry_after_ms.div_ceil(1000).max(1)
+                    },
+                }),
+                None => {
+                    fallbacks.inc();
+                    local.check(key)
+                }
+            },
         }
     }
 }
@@ -82,6 +111,17 @@ impl<C: Clock + Clone> GcraTable<C> {
             allowed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a verdict made elsewhere (the cluster's budget) in this table's statistics.
+    fn counted(&self, d: Decision) -> Decision {
+        let counter = if d.allowed {
+            &self.allowed
+        } else {
+            &self.rejected
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        d
     }
 
     pub fn check(&self, key: &str) -> Decision {

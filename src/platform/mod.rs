@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod limiter;
 pub mod memory;
+pub mod redis;
 pub mod shutdown;
 pub mod storage;
 pub mod task;

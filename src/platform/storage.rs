@@ -1,6 +1,8 @@
 //! The blob store: the one path to videos' files, through `object_store`'s [`ObjectStore`] —
-//! its local filesystem backend under `DATA_DIR/videos/` today, so an S3-compatible store is
-//! configuration, not new call sites.
+//! chosen by `STORAGE_URL` ([`BlobStore::open`]): the local filesystem under `{root}/videos/`
+//! (default `DATA_DIR`), or any S3-compatible bucket (`s3://bucket/prefix`, endpoint and
+//! credentials from the usual `AWS_*` variables), which is what lets API replicas serve files
+//! that workers on other hosts rendered.
 //!
 //! A render writes its MP4 and poster into a local scratch folder (`DATA_DIR/scratch/{id}/`,
 //! never served); [`BlobStore::publish`] uploads them — the poster first, the MP4 last, each
@@ -14,7 +16,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
 use object_store::path::Path as Key;
 use object_store::{
     GetOptions, GetRange, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, WriteMultipart,
@@ -31,6 +35,8 @@ pub enum StorageError {
     Store(#[from] object_store::Error),
     #[error("{0}: {1}")]
     Io(PathBuf, io::Error),
+    #[error("STORAGE_URL {url}: the bucket cannot be used: {reason}")]
+    Unreachable { url: String, reason: String },
 }
 
 /// The two objects of a video.
@@ -53,12 +59,19 @@ impl Object {
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     scratch: PathBuf,
+    /// Seconds per storage operation, by operation (`reelgen_storage_seconds`).
+    latency: Option<prometheus::HistogramVec>,
 }
 
 impl BlobStore {
     /// Objects under `DATA_DIR/videos/`, scratch under `DATA_DIR/scratch/` (both created).
     pub fn local(data_dir: &Path) -> Result<Self, StorageError> {
-        let root = data_dir.join("videos");
+        Self::file(data_dir, data_dir)
+    }
+
+    /// Objects under `{root}/videos/`, scratch under `DATA_DIR/scratch/`.
+    fn file(root: &Path, data_dir: &Path) -> Result<Self, StorageError> {
+        let root = root.join("videos");
         let scratch = data_dir.join("scratch");
         for dir in [&root, &scratch] {
             std::fs::create_dir_all(dir).map_err(|e| StorageError::Io(dir.clone(), e))?;
@@ -67,7 +80,65 @@ impl BlobStore {
         Ok(Self {
             store: Arc::new(store),
             scratch,
+            latency: None,
         })
+    }
+
+    /// The store `STORAGE_URL` names. An S3 bucket is listed once here, so a wrong endpoint,
+    /// missing bucket or refused credentials stop start-up with the reason.
+    pub async fn open(
+        url: &crate::platform::config::StorageUrl,
+        data_dir: &Path,
+    ) -> Result<Self, StorageError> {
+        use crate::platform::config::StorageUrl;
+        match url {
+            StorageUrl::File(root) => Self::file(root, data_dir),
+            StorageUrl::S3 { bucket, prefix } => {
+                let scratch = data_dir.join("scratch");
+                std::fs::create_dir_all(&scratch)
+                    .map_err(|e| StorageError::Io(scratch.clone(), e))?;
+                let shown = format!("s3://{bucket}/{prefix}");
+                let unreachable = |reason: String| StorageError::Unreachable {
+                    url: shown.clone(),
+                    reason,
+                };
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|e| unreachable(e.to_string()))?;
+                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(PrefixStore::new(s3, prefix.as_str()))
+                };
+                // Listing never answers 404 for a bucket that exists.
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(20),
+                    store.list_with_delimiter(None),
+                )
+                .await
+                .map_err(|_| unreachable("no answer within 20 s".into()))?
+                .map_err(|e| unreachable(e.to_string()))?;
+                Ok(Self {
+                    store,
+                    scratch,
+                    latency: None,
+                })
+            }
+        }
+    }
+
+    /// Observes each operation's latency in `histogram` (labelled by operation).
+    pub fn with_latency(mut self, histogram: prometheus::HistogramVec) -> Self {
+        self.latency = Some(histogram);
+        self
+    }
+
+    fn timed(&self, op: &'static str, started: std::time::Instant) {
+        if let Some(h) = &self.latency {
+            h.with_label_values(&[op])
+                .observe(started.elapsed().as_secs_f64());
+        }
     }
 
     fn key(id: Uuid, object: Object) -> Key {
@@ -92,6 +163,7 @@ impl BlobStore {
     /// Uploads a finished render's files from its scratch (the poster when there is one,
     /// then the MP4), then clears the scratch. Each object appears whole or not at all.
     pub async fn publish(&self, id: Uuid) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         for object in [Object::Thumbnail, Object::Video] {
             let path = self.scratch_file(id, object);
             if object == Object::Thumbnail && !path.exists() {
@@ -100,6 +172,7 @@ impl BlobStore {
             self.upload(&path, &Self::key(id, object)).await?;
         }
         self.clear_scratch(id);
+        self.timed("publish", started);
         Ok(())
     }
 
@@ -123,7 +196,10 @@ impl BlobStore {
 
     /// An object's metadata; `None` when it does not exist.
     pub async fn stat(&self, id: Uuid, object: Object) -> Result<Option<ObjectMeta>, StorageError> {
-        match self.store.head(&Self::key(id, object)).await {
+        let started = std::time::Instant::now();
+        let head = self.store.head(&Self::key(id, object)).await;
+        self.timed("stat", started);
+        match head {
             Ok(meta) => Ok(Some(meta)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -141,7 +217,10 @@ impl BlobStore {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
-        Ok(self.store.get_opts(&Self::key(id, object), options).await?)
+        let started = std::time::Instant::now();
+        let got = self.store.get_opts(&Self::key(id, object), options).await?;
+        self.timed("get", started);
+        Ok(got)
     }
 
     /// Removes everything stored for a video, and its scratch; a video with no files is fine.

@@ -43,6 +43,12 @@ pub struct Metrics {
     pub queue_drain_eta_seconds: prometheus::Gauge,
     pub alerts_firing: IntGaugeVec,
     pub db_statement_duration_seconds: HistogramVec,
+    pub queue_oldest_age_seconds: prometheus::Gauge,
+    pub claims_total: IntCounter,
+    pub lease_expiries_total: IntCounter,
+    pub redis_errors_total: IntCounter,
+    pub rate_limit_fallback_total: IntCounter,
+    pub storage_seconds: HistogramVec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +208,37 @@ impl Metrics {
                 ]),
                 &["kind"],
             )?,
+            queue_oldest_age_seconds: prometheus::Gauge::new(
+                "reelgen_queue_oldest_age_seconds",
+                "Age of the oldest queued video (0 when none waits), cluster-wide",
+            )?,
+            claims_total: IntCounter::new(
+                "reelgen_claims_total",
+                "Videos this process's worker claimed from the queue",
+            )?,
+            lease_expiries_total: IntCounter::new(
+                "reelgen_lease_expiries_total",
+                "Videos this process found with a lapsed lease and put back in the queue (or failed after the last attempt)",
+            )?,
+            redis_errors_total: IntCounter::new(
+                "reelgen_redis_errors_total",
+                "Redis commands that failed or timed out",
+            )?,
+            rate_limit_fallback_total: IntCounter::new(
+                "reelgen_rate_limit_fallback_total",
+                "Rate-limit decisions made from this process's own budget because Redis did not answer",
+            )?,
+            storage_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "reelgen_storage_seconds",
+                    "Object storage latency by operation",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    10.0,
+                ]),
+                &["op"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -237,6 +274,12 @@ impl Metrics {
         r.register(Box::new(m.queue_drain_eta_seconds.clone()))?;
         r.register(Box::new(m.alerts_firing.clone()))?;
         r.register(Box::new(m.db_statement_duration_seconds.clone()))?;
+        r.register(Box::new(m.queue_oldest_age_seconds.clone()))?;
+        r.register(Box::new(m.claims_total.clone()))?;
+        r.register(Box::new(m.lease_expiries_total.clone()))?;
+        r.register(Box::new(m.redis_errors_total.clone()))?;
+        r.register(Box::new(m.rate_limit_fallback_total.clone()))?;
+        r.register(Box::new(m.storage_seconds.clone()))?;
         // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, …
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

@@ -1,12 +1,15 @@
 //! Job dispatcher: turns queued videos into files.
 //!
 //! Scheduling only: every state change goes through [`Lifecycle`]. The database is the queue
-//! and the source of truth. On start, videos left `rendering` by a crash are recovered. Then,
-//! whenever the lifecycle signals a queued video and once a second, the dispatcher claims the
-//! oldest queued video while fewer than `MAX_CONCURRENT_JOBS` run, and drives each through
-//! [`Generator`] on its own thread. Progress is published at once and written at most once a
-//! second; a video cancelled or deleted meanwhile (signalled by the lifecycle, or seen at the
-//! next progress write when another process did it) stops within a frame.
+//! and the source of truth. On start, videos left `rendering` by a crash are recovered, and
+//! once a second the videos whose lease lapsed (another worker died) go back to the queue.
+//! Whenever the lifecycle signals a queued video (from this process or, in a cluster, any)
+//! and once a second, the dispatcher claims the oldest queued video while fewer than
+//! `MAX_CONCURRENT_JOBS` run, and drives each through [`Generator`] on its own thread.
+//! Progress is published at once and written at most once a second; the lease is renewed a
+//! third of `JOB_LEASE` apart even while no frame comes (a held or slow render). A video
+//! cancelled or deleted meanwhile (signalled by the lifecycle, or seen at the next progress
+//! write or renewal when the signal was lost) stops within a frame.
 //!
 //! Shutdown ([`Drain`], then [`HandBack`]): the dispatcher stops claiming, running jobs go on
 //! while the caller waits on the in-flight count it hands out, and whatever is still running
@@ -31,13 +34,14 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::lifecycle::{Lifecycle, Progressed};
-use super::queue::Lease;
+use super::queue::{Lease, Orphans};
 use crate::platform::storage::{BlobStore, Object};
 use crate::platform::telemetry::Metrics;
 use crate::render::params::VideoParams;
 use crate::render::pipeline::{GenerateError, Generator, JobSpec, Progress};
 
 const PROGRESS_WRITE_EVERY: Duration = Duration::from_secs(1);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// What the dispatcher needs besides the lifecycle.
 pub struct Worker {
@@ -174,13 +178,24 @@ impl JobDispatcher {
         self.running.insert(id, cancel.clone());
         self.running_changed();
         let handing_back = self.handing_back.clone();
+        let renew_every = lifecycle.lease() / 3;
         let job = async move {
             let mut join = tokio::task::spawn_blocking(move || handle.join());
             let mut last_write = Instant::now() - PROGRESS_WRITE_EVERY;
+            let mut renew = tokio::time::interval_at(
+                tokio::time::Instant::now() + renew_every,
+                renew_every,
+            );
             let result = loop {
                 let latest: Option<Progress> = tokio::select! {
                     Some(p) = rx.recv() => Some(p),
                     res = &mut join => break res,
+                    _ = renew.tick() => {
+                        if lifecycle.kept(&lease).await == Progressed::Gone {
+                            cancel.store(true, Ordering::Relaxed);
+                        }
+                        None
+                    }
                 };
                 if let Some(p) = latest.filter(|p| p.frames_total > 0) {
                     let write = last_write.elapsed() >= PROGRESS_WRITE_EVERY;
@@ -228,7 +243,13 @@ impl Actor for JobDispatcher {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let lifecycle = self.lifecycle.clone();
-        ctx.wait(async move { lifecycle.recovered().await }.into_actor(self));
+        ctx.wait(async move { lifecycle.recovered(Orphans::AtStart).await }.into_actor(self));
+        // Other workers' lapsed leases (one statement a second; a lapsed video is claimable
+        // within JOB_LEASE + 1 s of its worker's last renewal).
+        ctx.run_interval(SWEEP_EVERY, |act, ctx| {
+            let lifecycle = act.lifecycle.clone();
+            ctx.spawn(async move { lifecycle.recovered(Orphans::Lapsed).await }.into_actor(act));
+        });
         // The lifecycle's signals become messages to this actor (and end with it).
         let (signals, addr) = (self.lifecycle.signals().clone(), ctx.address());
         let mut cancellations = signals.cancellations();

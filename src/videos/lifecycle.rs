@@ -9,7 +9,9 @@
 //! 3. the typed [`VideoEvent`] on the [`EventBus`] (WebSocket sessions);
 //! 4. the metrics and analytics of the transition;
 //! 5. the worker signals: [`Signals`] wakes an idle worker when a video is queued and tells the
-//!    worker rendering a video that it was cancelled or deleted.
+//!    worker rendering a video that it was cancelled or deleted — in this process, and, in a
+//!    cluster, in every process through Redis (the queue is still polled, so a lost wake-up
+//!    only delays a claim, and a lost cancel is seen at the render's next lease renewal).
 //!
 //! Handlers and the dispatcher call these methods and never write a video's row, publish its
 //! events or bump its counters themselves. May call `videos::store`, `videos::events`,
@@ -24,11 +26,13 @@ use uuid::Uuid;
 
 use super::events::EventBus;
 use super::model::{VideoError, VideoEvent, VideoStatus, VideoView};
-use super::queue::{Finished, JobQueue, Lease};
+use super::queue::{Finished, JobQueue, Lease, Orphans};
 use super::store::{self, CancelOutcome, InsertOutcome, StoredResponse};
 use crate::platform::analytics::Stage;
 use crate::platform::cache::CacheHandle;
 use crate::platform::db::{Db, StoreError};
+use crate::platform::redis::{Redis, channel};
+use crate::platform::task::Task;
 use crate::platform::storage::BlobStore;
 use crate::platform::telemetry::Recorder;
 use crate::render::media::LiveChunk;
@@ -38,11 +42,14 @@ use crate::render::pipeline::{Outcome, Progress};
 pub const MAX_ATTEMPTS: i32 = 3;
 
 /// What the lifecycle tells the worker: "a video was queued" and "stop rendering this one".
-/// In one process these are a [`Notify`] and a broadcast; the worker subscribes to both.
+/// In one process these are a [`Notify`] and a broadcast; the worker subscribes to both. In a
+/// cluster each signal is also published to Redis, and [`Signals::cluster`]'s task turns the
+/// other processes' signals into local ones.
 #[derive(Clone)]
 pub struct Signals {
     wake: Arc<Notify>,
     cancel: broadcast::Sender<Uuid>,
+    redis: Option<Redis>,
 }
 
 impl Default for Signals {
@@ -50,11 +57,58 @@ impl Default for Signals {
         Self {
             wake: Arc::default(),
             cancel: broadcast::channel(256).0,
+            redis: None,
         }
     }
 }
 
 impl Signals {
+    /// Signals shared with the other processes through `redis`, and the task that hears
+    /// theirs.
+    pub fn cluster(redis: Redis) -> (Self, Task) {
+        let signals = Self {
+            redis: Some(redis.clone()),
+            ..Self::default()
+        };
+        let local = signals.clone();
+        let mut messages = redis.messages();
+        let task = Task::spawn("cluster signals", async move {
+            loop {
+                match messages.recv().await {
+                    Ok(m) if m.channel == channel::WAKE => local.wake.notify_one(),
+                    Ok(m) if m.channel == channel::CANCEL => {
+                        if let Some(id) = std::str::from_utf8(&m.payload)
+                            .ok()
+                            .and_then(|s| Uuid::parse_str(s).ok())
+                        {
+                            let _ = local.cancel.send(id);
+                        }
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        (signals, task)
+    }
+
+    /// A video is ready to be claimed: wake a worker here and, in a cluster, everywhere.
+    async fn wake(&self) {
+        self.wake.notify_one();
+        if let Some(r) = &self.redis {
+            r.publish(channel::WAKE, bytes::Bytes::new()).await;
+        }
+    }
+
+    /// Whoever renders `id` must stop.
+    async fn cancel(&self, id: Uuid) {
+        let _ = self.cancel.send(id);
+        if let Some(r) = &self.redis {
+            r.publish(channel::CANCEL, bytes::Bytes::from(id.to_string()))
+                .await;
+        }
+    }
+
     /// Resolves when a video has been queued since the last call (or at once if one was).
     pub async fn woken(&self) {
         self.wake.notified().await;
@@ -87,27 +141,37 @@ pub enum Progressed {
     Gone,
 }
 
+/// What a [`Lifecycle`] is made of.
+pub struct Parts {
+    pub db: Db,
+    pub queue: JobQueue,
+    pub cache: CacheHandle,
+    pub events: EventBus,
+    pub blobs: BlobStore,
+    pub recorder: Recorder,
+    pub signals: Signals,
+}
+
 impl Lifecycle {
-    pub fn new(
-        db: Db,
-        cache: CacheHandle,
-        events: EventBus,
-        blobs: BlobStore,
-        recorder: Recorder,
-    ) -> Self {
+    pub fn new(p: Parts) -> Self {
         Self {
-            queue: JobQueue::Database(db.clone()),
-            db,
-            cache,
-            events,
-            blobs,
-            recorder,
-            signals: Signals::default(),
+            db: p.db,
+            queue: p.queue,
+            cache: p.cache,
+            events: p.events,
+            blobs: p.blobs,
+            recorder: p.recorder,
+            signals: p.signals,
         }
     }
 
     pub fn signals(&self) -> &Signals {
         &self.signals
+    }
+
+    /// The queue's lease length (`JOB_LEASE`).
+    pub fn lease(&self) -> Duration {
+        self.queue.lease()
     }
 
     /// New videos (and the idempotency record of the request, when keyed), inserted together.
@@ -122,8 +186,8 @@ impl Lifecycle {
         let idem = idempotency.map(|(key, stored)| (tenant, key, stored));
         let outcome = store::insert_videos(&self.db, rows, idem).await?;
         if matches!(outcome, InsertOutcome::Inserted) {
-            self.cache.invalidate_tenant(tenant);
-            self.signals.wake.notify_one();
+            self.cache.invalidate_tenant(tenant).await;
+            self.signals.wake().await;
             self.recorder
                 .metrics()
                 .jobs_total
@@ -140,13 +204,14 @@ impl Lifecycle {
         let Some((video, lease)) = self.queue.claim().await? else {
             return Ok(None);
         };
+        self.recorder.metrics().claims_total.inc();
         let waited = (chrono::Utc::now() - video.created_at)
             .to_std()
             .unwrap_or_default();
         self.recorder.stage(Stage::QueueWait, waited, false);
         // Everyone's queue positions moved up by one.
-        self.cache.invalidate_tenant(&video.tenant);
-        self.cache.invalidate_all();
+        self.cache.invalidate_tenant(&video.tenant).await;
+        self.cache.invalidate_all().await;
         self.recorder
             .metrics()
             .jobs_total
@@ -196,12 +261,27 @@ impl Lifecycle {
             .await
         {
             Ok(true) => {
-                self.cache.invalidate_tenant(&lease.tenant);
+                self.cache.invalidate_tenant(&lease.tenant).await;
                 Progressed::Rendering
             }
             Ok(false) => Progressed::Gone,
             Err(e) => {
                 tracing::warn!(id = %lease.id, error = %e, "progress write failed");
+                Progressed::Rendering
+            }
+        }
+    }
+
+    /// The worker still holds the video: its lease is extended. `Gone` when it was cancelled,
+    /// deleted, or its lease lapsed and another worker took it — the render must stop.
+    pub async fn kept(&self, lease: &Lease) -> Progressed {
+        match self.queue.keep(lease).await {
+            Ok(true) => Progressed::Rendering,
+            Ok(false) => Progressed::Gone,
+            Err(e) => {
+                // The database is unreachable: keep rendering; the completion write retries,
+                // and a lapsed lease fences it.
+                tracing::warn!(id = %lease.id, error = %e, "lease renewal failed");
                 Progressed::Rendering
             }
         }
@@ -255,7 +335,7 @@ impl Lifecycle {
         if !done {
             // Cancelled or deleted while finishing: its file must not stay.
             let _ = self.blobs.remove_video(id).await;
-            self.cache.invalidate_tenant(&video.tenant);
+            self.cache.invalidate_tenant(&video.tenant).await;
             return false;
         }
         self.recorder
@@ -277,7 +357,7 @@ impl Lifecycle {
             .metrics()
             .encode_seconds
             .observe(outcome.render_s + outcome.finish_s);
-        self.cache.invalidate_tenant(&video.tenant);
+        self.cache.invalidate_tenant(&video.tenant).await;
         match store::get_video(&self.db, &video.tenant, id).await {
             Ok(Some(m)) => self.events.publish(
                 id,
@@ -313,7 +393,7 @@ impl Lifecycle {
             Ok(false) => return,
             Err(e) => tracing::error!(%id, error = %e, "could not record failure"),
         }
-        self.cache.invalidate_tenant(&lease.tenant);
+        self.cache.invalidate_tenant(&lease.tenant).await;
         self.events.publish(
             id,
             VideoEvent::Failed {
@@ -329,10 +409,10 @@ impl Lifecycle {
     pub async fn cancelled(&self, tenant: &str, id: Uuid) -> Result<CancelOutcome, StoreError> {
         let outcome = store::cancel_video(&self.db, tenant, id).await?;
         if let CancelOutcome::Cancelled(_) = &outcome {
-            let _ = self.signals.cancel.send(id);
+            self.signals.cancel(id).await;
             self.events.publish(id, VideoEvent::Cancelled);
-            self.cache.invalidate_tenant(tenant);
-            self.cache.invalidate_all();
+            self.cache.invalidate_tenant(tenant).await;
+            self.cache.invalidate_all().await;
             self.recorder
                 .metrics()
                 .jobs_total
@@ -348,11 +428,11 @@ impl Lifecycle {
         let Some(status) = store::delete_video(&self.db, tenant, id).await? else {
             return Ok(None);
         };
-        let _ = self.signals.cancel.send(id);
+        self.signals.cancel(id).await;
         self.events.publish(id, VideoEvent::Cancelled);
-        self.cache.invalidate_tenant(tenant);
+        self.cache.invalidate_tenant(tenant).await;
         if status == VideoStatus::Queued {
-            self.cache.invalidate_all();
+            self.cache.invalidate_all().await;
         }
         if let Err(e) = self.blobs.remove_video(id).await {
             tracing::warn!(%id, error = %e, "video files could not be removed");
@@ -364,7 +444,7 @@ impl Lifecycle {
     /// remove (the state changed when it was cancelled).
     pub async fn stopped(&self, lease: &Lease) {
         let _ = self.blobs.remove_video(lease.id).await;
-        self.cache.invalidate_tenant(&lease.tenant);
+        self.cache.invalidate_tenant(&lease.tenant).await;
         tracing::info!(id = %lease.id, "rendering stopped: cancelled");
     }
 
@@ -375,8 +455,8 @@ impl Lifecycle {
         let _ = self.blobs.remove_video(id).await;
         match with_retries(|| self.queue.requeue(lease)).await {
             Ok(true) => {
-                self.cache.invalidate_tenant(&lease.tenant);
-                self.cache.invalidate_all();
+                self.cache.invalidate_tenant(&lease.tenant).await;
+                self.cache.invalidate_all().await;
                 self.events.publish(
                     id,
                     VideoEvent::Status {
@@ -385,6 +465,8 @@ impl Lifecycle {
                     },
                 );
                 tracing::info!(%id, "rendering handed back to the queue");
+                // Another worker may take it now.
+                self.signals.wake().await;
                 true
             }
             Ok(false) => false,
@@ -395,21 +477,38 @@ impl Lifecycle {
         }
     }
 
-    /// At a worker's start: videos left `rendering` by a crash go back to `queued`, or fail
-    /// with `too_many_attempts` after [`MAX_ATTEMPTS`].
-    pub async fn recovered(&self) {
-        match self.queue.recover(MAX_ATTEMPTS).await {
+    /// Videos whose worker is gone: at a worker's start (with SQLite, every video left
+    /// `rendering`), and on the periodic sweep (those whose lease lapsed). They go back to
+    /// `queued`, or fail with `too_many_attempts` after [`MAX_ATTEMPTS`]; workers are woken.
+    pub async fn recovered(&self, when: Orphans) {
+        match self.queue.recover(MAX_ATTEMPTS, when).await {
             Ok((requeued, failed)) if requeued + failed > 0 => {
-                self.cache.invalidate_all();
-                tracing::warn!(
-                    requeued,
-                    failed,
-                    "recovered videos interrupted by a restart"
-                );
+                self.cache.invalidate_all().await;
+                if when == Orphans::Lapsed {
+                    self.recorder
+                        .metrics()
+                        .lease_expiries_total
+                        .inc_by(requeued + failed);
+                }
+                if requeued > 0 {
+                    self.signals.wake().await;
+                }
+                tracing::warn!(requeued, failed, ?when, "recovered videos whose worker is gone");
             }
             Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "crash recovery failed"),
+            Err(e) => tracing::warn!(error = %e, "recovering orphaned videos failed"),
         }
+    }
+
+    /// The cluster-wide queue figures for the gauges: depth, and the oldest video's age.
+    pub async fn queue_figures(&self) -> Result<(u64, f64), StoreError> {
+        let depth = self.queue.depth().await?;
+        let age = self
+            .queue
+            .oldest_queued()
+            .await?
+            .map_or(0.0, |t| (chrono::Utc::now() - t).as_seconds_f64().max(0.0));
+        Ok((depth, age))
     }
 
     /// The live preview of a rendering video (called from its generation thread).

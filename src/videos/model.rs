@@ -4,20 +4,20 @@
 
 use chrono::{DateTime, Utc};
 use entity::video;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
 /// The states of a video, stored as their names (see the entity).
 pub use entity::video::VideoStatus;
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VideoError {
     pub code: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VideoLinks {
     #[serde(rename = "self")]
     pub self_: String,
@@ -25,7 +25,7 @@ pub struct VideoLinks {
 }
 
 /// The Video object of SPEC §3.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VideoView {
     pub id: Uuid,
     pub title: String,
@@ -81,7 +81,7 @@ impl VideoView {
 }
 
 /// One message of the WebSocket protocol (the `snapshot` is built by the session itself).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum VideoEvent {
     Status {

@@ -5,18 +5,30 @@
 //! or recovered after a crash and claimed again) changes nothing when it reports late, and a
 //! video completes, and its webhook row is written, at most once.
 //!
-//! [`JobQueue`] is an enum of backends rather than a trait object: the backend is chosen once
-//! from the configuration, calls dispatch statically with no boxed futures, and adding a
-//! backend (the scale-out issue's PostgreSQL leases with `SKIP LOCKED`) makes the compiler
-//! point at every method that must handle it. Today's one backend is the videos table itself
-//! (SQLite or PostgreSQL): the lease is the claim's attempt number. Only
-//! `videos::lifecycle` calls it.
+//! The videos table is the queue and the record, on both backends; nothing about a job lives
+//! only in Redis. A claim also sets `lease_until = now + JOB_LEASE`; the worker renews it
+//! while it renders ([`JobQueue::keep`], and every progress write), and [`JobQueue::recover`]
+//! puts videos whose lease lapsed (a crashed, killed or partitioned worker) back in the queue
+//! — or fails them with `too_many_attempts` after the last attempt. A re-claim bumps the
+//! attempt number, which is what fences the old worker out.
+//!
+//! [`JobQueue`] is an enum of backends rather than a trait object: chosen once from the
+//! configuration, dispatched statically with no boxed futures, and a new backend makes the
+//! compiler point at every method that must handle it.
+//! - [`JobQueue::Embedded`] (SQLite): one process. Claims are a conditional UPDATE; at start
+//!   every `rendering` row is an orphan of the last run, recovered at once.
+//! - [`JobQueue::Shared`] (PostgreSQL): any number of processes. Claims take the oldest
+//!   queued row with `FOR UPDATE SKIP LOCKED` (workers never wait on each other's claims);
+//!   only lapsed leases are orphans, since other workers may be rendering the rest.
+//!
+//! Only `videos::lifecycle` calls it.
 
 use chrono::{DateTime, Utc};
 use entity::video;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -40,25 +52,73 @@ pub struct Finished {
     pub size_bytes: i64,
 }
 
+/// When videos are orphans (see [`JobQueue::recover`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphans {
+    /// At a process's start.
+    AtStart,
+    /// The periodic sweep.
+    Lapsed,
+}
+
 #[derive(Clone)]
 pub enum JobQueue {
-    /// The videos table (SQLite or PostgreSQL), claimed oldest first.
-    Database(Db),
+    /// SQLite, one process (see the module doc).
+    Embedded { db: Db, lease: std::time::Duration },
+    /// PostgreSQL shared by the processes of a cluster (see the module doc).
+    Shared { db: Db, lease: std::time::Duration },
 }
 
 impl JobQueue {
-    /// Takes the oldest queued video (any tenant): `queued` → `rendering`, attempt counted.
-    pub async fn claim(&self) -> Result<Option<(video::Model, Lease)>, StoreError> {
-        match self {
-            Self::Database(db) => Ok(claim_next(db).await?.map(|v| {
-                let lease = Lease {
-                    id: v.id,
-                    tenant: v.tenant.clone(),
-                    attempt: v.attempts,
-                };
-                (v, lease)
-            })),
+    /// The backend the database calls for, with leases of `lease`.
+    pub fn new(db: Db, lease: std::time::Duration) -> Self {
+        match db.get_database_backend() {
+            DbBackend::Postgres => Self::Shared { db, lease },
+            _ => Self::Embedded { db, lease },
         }
+    }
+
+    fn parts(&self) -> (&Db, std::time::Duration) {
+        match self {
+            Self::Embedded { db, lease } | Self::Shared { db, lease } => (db, *lease),
+        }
+    }
+
+    /// How long a claim lasts unless renewed.
+    pub fn lease(&self) -> std::time::Duration {
+        self.parts().1
+    }
+
+    fn lease_end(&self) -> DateTime<Utc> {
+        now() + chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Takes the oldest queued video (any tenant): `queued` → `rendering`, attempt counted,
+    /// leased for `JOB_LEASE`.
+    pub async fn claim(&self) -> Result<Option<(video::Model, Lease)>, StoreError> {
+        let until = self.lease_end();
+        let claimed = match self {
+            Self::Embedded { db, .. } => claim_next(db, until).await?,
+            Self::Shared { db, .. } => claim_skip_locked(db, until).await?,
+        };
+        Ok(claimed.map(|v| {
+            let lease = Lease {
+                id: v.id,
+                tenant: v.tenant.clone(),
+                attempt: v.attempts,
+            };
+            (v, lease)
+        }))
+    }
+
+    /// Extends the lease by `JOB_LEASE` from now; `false` when it is gone.
+    pub async fn keep(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let res = video::Entity::update_many()
+            .col_expr(video::Column::LeaseUntil, Expr::value(Some(self.lease_end())))
+            .filter(fenced(lease))
+            .exec(self.parts().0)
+            .await?;
+        Ok(res.rows_affected == 1)
     }
 
     /// Progress under the lease (never backwards); `false` when the lease is gone.
@@ -69,11 +129,8 @@ impl JobQueue {
         frames_total: i64,
         duration_s: f64,
     ) -> Result<bool, StoreError> {
-        match self {
-            Self::Database(db) => {
-                record_progress(db, lease, frames_done, frames_total, duration_s).await
-            }
-        }
+        let until = self.lease_end();
+        record_progress(self.parts().0, lease, (frames_done, frames_total, duration_s), until).await
     }
 
     /// `rendering` → `completed`, with the webhook row when `callback` is set; `false` when
@@ -84,9 +141,7 @@ impl JobQueue {
         finished: Finished,
         callback: Option<&str>,
     ) -> Result<bool, StoreError> {
-        match self {
-            Self::Database(db) => complete_video(db, lease, finished, callback).await,
-        }
+        complete_video(self.parts().0, lease, finished, callback).await
     }
 
     /// `rendering` → `failed` with a stable code, with the webhook row when `callback` is
@@ -98,31 +153,37 @@ impl JobQueue {
         message: &str,
         callback: Option<&str>,
     ) -> Result<bool, StoreError> {
-        match self {
-            Self::Database(db) => fail_video(db, lease, code, message, callback).await,
-        }
+        fail_video(self.parts().0, lease, code, message, callback).await
     }
 
     /// `rendering` → `queued` again, the attempt not counted (graceful shutdown).
     pub async fn requeue(&self, lease: &Lease) -> Result<bool, StoreError> {
-        match self {
-            Self::Database(db) => requeue_video(db, lease).await,
-        }
+        requeue_video(self.parts().0, lease).await
     }
 
-    /// Videos whose render was interrupted by a crash: back to `queued`, or `failed` after
-    /// `max_attempts`. Returns (requeued, failed).
-    pub async fn recover(&self, max_attempts: i32) -> Result<(u64, u64), StoreError> {
-        match self {
-            Self::Database(db) => recover_interrupted(db, max_attempts).await,
-        }
+    /// Videos whose render was interrupted — every `rendering` one at an embedded start, else
+    /// those whose lease lapsed: back to `queued`, or `failed` after `max_attempts`.
+    /// Returns (requeued, failed).
+    pub async fn recover(&self, max_attempts: i32, when: Orphans) -> Result<(u64, u64), StoreError> {
+        let all = matches!(self, Self::Embedded { .. }) && when == Orphans::AtStart;
+        recover_interrupted(self.parts().0, max_attempts, all).await
     }
 
     /// Videos waiting, all tenants.
     pub async fn depth(&self) -> Result<u64, StoreError> {
-        match self {
-            Self::Database(db) => super::store::count_queued(db).await,
-        }
+        super::store::count_queued(self.parts().0).await
+    }
+
+    /// When the oldest queued video was created (`None` when none waits).
+    pub async fn oldest_queued(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(video::Entity::find()
+            .select_only()
+            .column(video::Column::CreatedAt)
+            .filter(video::Column::Status.eq(VideoStatus::Queued))
+            .order_by_asc(video::Column::CreatedAt)
+            .into_tuple::<DateTime<Utc>>()
+            .one(self.parts().0)
+            .await?)
     }
 }
 
@@ -136,8 +197,23 @@ fn fenced(lease: &Lease) -> Condition {
 
 /// Crash recovery at start: videos left `rendering` go back to `queued` until they have been
 /// tried `max_attempts` times; then they fail with a reason. Returns (requeued, failed).
-async fn recover_interrupted(db: &Db, max_attempts: i32) -> Result<(u64, u64), StoreError> {
+async fn recover_interrupted(
+    db: &Db,
+    max_attempts: i32,
+    all: bool,
+) -> Result<(u64, u64), StoreError> {
     let now = now();
+    let orphan = if all {
+        Condition::all().add(video::Column::Status.eq(VideoStatus::Rendering))
+    } else {
+        Condition::all()
+            .add(video::Column::Status.eq(VideoStatus::Rendering))
+            .add(
+                Condition::any()
+                    .add(video::Column::LeaseUntil.is_null())
+                    .add(video::Column::LeaseUntil.lt(now)),
+            )
+    };
     let failed = video::Entity::update_many()
         .col_expr(video::Column::Status, Expr::value(VideoStatus::Failed))
         .col_expr(
@@ -152,7 +228,8 @@ async fn recover_interrupted(db: &Db, max_attempts: i32) -> Result<(u64, u64), S
         )
         .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
-        .filter(video::Column::Status.eq(VideoStatus::Rendering))
+        .col_expr(video::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+        .filter(orphan.clone())
         .filter(video::Column::Attempts.gte(max_attempts))
         .exec(db)
         .await?
@@ -162,7 +239,8 @@ async fn recover_interrupted(db: &Db, max_attempts: i32) -> Result<(u64, u64), S
         .col_expr(video::Column::Progress, Expr::value(0.0))
         .col_expr(video::Column::FramesDone, Expr::value(0))
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
-        .filter(video::Column::Status.eq(VideoStatus::Rendering))
+        .col_expr(video::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+        .filter(orphan)
         .exec(db)
         .await?
         .rows_affected;
@@ -184,6 +262,7 @@ async fn requeue_video(db: &Db, lease: &Lease) -> Result<bool, StoreError> {
             Expr::col(video::Column::Attempts).sub(1),
         )
         .col_expr(video::Column::UpdatedAt, Expr::value(now()))
+        .col_expr(video::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
         .filter(fenced(lease))
         .filter(video::Column::Attempts.gt(0))
         .exec(db)
@@ -193,7 +272,7 @@ async fn requeue_video(db: &Db, lease: &Lease) -> Result<bool, StoreError> {
 
 /// Takes the oldest queued video (any tenant) and marks it `rendering`. Safe against other
 /// workers: the update only succeeds while the row is still `queued`.
-async fn claim_next(db: &Db) -> Result<Option<video::Model>, StoreError> {
+async fn claim_next(db: &Db, until: DateTime<Utc>) -> Result<Option<video::Model>, StoreError> {
     for _ in 0..5 {
         let Some(next) = video::Entity::find()
             .filter(video::Column::Status.eq(VideoStatus::Queued))
@@ -209,6 +288,7 @@ async fn claim_next(db: &Db) -> Result<Option<video::Model>, StoreError> {
             .col_expr(video::Column::Status, Expr::value(VideoStatus::Rendering))
             .col_expr(video::Column::StartedAt, Expr::value(Some(now)))
             .col_expr(video::Column::UpdatedAt, Expr::value(now))
+            .col_expr(video::Column::LeaseUntil, Expr::value(Some(until)))
             .col_expr(
                 video::Column::Attempts,
                 Expr::col(video::Column::Attempts).add(1),
@@ -224,14 +304,36 @@ async fn claim_next(db: &Db) -> Result<Option<video::Model>, StoreError> {
     Ok(None)
 }
 
+/// PostgreSQL: the oldest queued video, claimed in one statement. `SKIP LOCKED` lets
+/// concurrent workers each take a different row instead of queueing on the same one.
+async fn claim_skip_locked(
+    db: &Db,
+    until: DateTime<Utc>,
+) -> Result<Option<video::Model>, StoreError> {
+    let now = now();
+    let sql = r#"UPDATE videos
+        SET status = 'rendering', started_at = $1, updated_at = $1, lease_until = $2,
+            attempts = attempts + 1
+        WHERE id = (
+            SELECT id FROM videos WHERE status = 'queued'
+            ORDER BY created_at, id
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED)
+        RETURNING *"#;
+    let stmt = Statement::from_sql_and_values(DbBackend::Postgres, sql, [now.into(), until.into()]);
+    Ok(video::Entity::find()
+        .from_raw_sql(stmt)
+        .one(db)
+        .await?)
+}
+
 /// Records progress of a rendering video; never moves it backwards, never touches a video
 /// that is no longer rendering (cancelled or deleted meanwhile). `true` when it still renders.
 async fn record_progress(
     db: &Db,
     lease: &Lease,
-    frames_done: i64,
-    frames_total: i64,
-    duration_s: f64,
+    (frames_done, frames_total, duration_s): (i64, i64, f64),
+    until: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let progress = if frames_total > 0 {
         (frames_done as f64 / frames_total as f64).min(1.0)
@@ -244,6 +346,7 @@ async fn record_progress(
         .col_expr(video::Column::DurationS, Expr::value(duration_s))
         .col_expr(video::Column::Progress, Expr::value(progress))
         .col_expr(video::Column::UpdatedAt, Expr::value(now()))
+        .col_expr(video::Column::LeaseUntil, Expr::value(Some(until)))
         .filter(fenced(lease))
         .filter(video::Column::FramesDone.lte(frames_done))
         .exec(db)
@@ -281,6 +384,7 @@ async fn complete_video(
         .col_expr(video::Column::SizeBytes, Expr::value(Some(size_bytes)))
         .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
+        .col_expr(video::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
         .filter(fenced(lease))
         .exec(&txn)
         .await?;
@@ -350,6 +454,7 @@ async fn fail_video(
         )
         .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
+        .col_expr(video::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
         .filter(fenced(lease))
         .exec(&txn)
         .await?;

@@ -39,6 +39,7 @@ pub fn new_video(tenant: &str, params: &VideoParams) -> Result<video::Model, Sto
         started_at: None,
         completed_at: None,
         updated_at: now,
+        lease_until: None,
     })
 }
 

@@ -60,16 +60,8 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     let mut pg_database = None;
     let pg_url;
     if backend == Backend::Postgres {
-        let admin = postgres_admin_url();
-        let name = format!("reelgen_t_{}", Uuid::new_v4().simple());
-        let conn = Database::connect(&admin).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {admin} is not reachable (the test command starts it): {e}")
-        });
-        conn.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("create test database");
-        let _ = conn.close().await;
-        pg_url = with_database(&admin, &name);
+        let (url, name) = create_database().await;
+        pg_url = url;
         pairs.push(("DATABASE_URL", &pg_url));
         pg_database = Some(name);
     }
@@ -94,28 +86,45 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     }
 }
 
+/// A new, empty PostgreSQL database of this test's own: `(url, name)`.
+pub async fn create_database() -> (String, String) {
+    let admin = postgres_admin_url();
+    let name = format!("reelgen_t_{}", Uuid::new_v4().simple());
+    let conn = Database::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {admin} is not reachable (the test command starts it): {e}")
+    });
+    conn.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    let _ = conn.close().await;
+    (with_database(&admin, &name), name)
+}
+
+/// Drops a database made by [`create_database`] (callable outside async context).
+pub fn drop_database(name: String) {
+    // Drop runs outside async context: use a private runtime on its own thread.
+    let admin = postgres_admin_url();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let conn = Database::connect(&admin).await.ok()?;
+            conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await
+                .ok()?;
+            conn.close().await.ok()
+        })
+    })
+    .join();
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data_dir);
         if let Some(name) = self.pg_database.take() {
-            // Drop runs outside async context: use a private runtime on its own thread.
-            let admin = postgres_admin_url();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
-                rt.block_on(async {
-                    let conn = Database::connect(&admin).await.ok()?;
-                    conn.execute_unprepared(&format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    ))
-                    .await
-                    .ok()?;
-                    conn.close().await.ok()
-                })
-            })
-            .join();
+            drop_database(name);
         }
     }
 }

@@ -4,6 +4,7 @@ mod helpers;
 
 mod browser;
 mod browser_headers;
+mod cluster;
 mod cli;
 mod contract;
 mod hostile;

@@ -1,8 +1,12 @@
 //! The job queue seam (`videos::queue`): a lease fences every write of a render, so a worker
 //! that lost its video reports into nothing, and a video completes (with its webhook row)
-//! once. Driven directly on the server's database, on both backends, with no worker running.
+//! once. A lease that is not renewed lapses and the video goes back to the queue; concurrent
+//! claims never take the same video. Driven directly on the server's database, on both
+//! backends, with no worker running.
 
-use reelgen::videos::queue::{Finished, JobQueue, Lease};
+use std::time::{Duration, Instant};
+
+use reelgen::videos::queue::{Finished, JobQueue, Lease, Orphans};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, spawn_app_with};
@@ -11,7 +15,23 @@ use crate::on_both_backends;
 on_both_backends!(
     a_lease_lost_to_recovery_cannot_report_or_complete,
     a_handed_back_video_is_claimed_again_without_counting_the_attempt,
+    a_renewed_lease_is_not_reclaimed_and_concurrent_claims_take_different_videos,
 );
+
+/// Sweeps until the lapsed lease of one video is reclaimed (generous deadline: the lease is
+/// one second).
+async fn until_reclaimed(queue: &JobQueue) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let swept = queue.recover(3, Orphans::Lapsed).await.expect("sweep");
+        if swept == (1, 0) {
+            return;
+        }
+        assert_eq!(swept, (0, 0));
+        assert!(Instant::now() < deadline, "the lease never lapsed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 const DONE: Finished = Finished {
     frames: 30,
@@ -24,15 +44,16 @@ async fn a_lease_lost_to_recovery_cannot_report_or_complete(backend: Backend) {
     let created = app
         .create_video(json!({"script": "Fenced.", "callback_url": "http://hooks.example/done"}))
         .await;
-    let queue = JobQueue::Database(app.state.db.clone());
+    let queue = JobQueue::new(app.state.db.clone(), Duration::from_secs(1));
 
     let (_, first) = queue.claim().await.expect("claim").expect("a queued video");
     assert_eq!(first.id.to_string(), created["id"].as_str().expect("id"));
     assert_eq!(first.attempt, 1);
     assert!(queue.renew(&first, 3, 30, 1.0).await.expect("renew"));
 
-    // The first worker crashes; at the next start its video is recovered and claimed again.
-    assert_eq!(queue.recover(3).await.expect("recover"), (1, 0));
+    // The first worker stops renewing (crash, kill -9, partition): its lease lapses, the
+    // sweep puts the video back, and it is claimed again.
+    until_reclaimed(&queue).await;
     let (_, second) = queue
         .claim()
         .await
@@ -95,7 +116,7 @@ async fn a_lease_lost_to_recovery_cannot_report_or_complete(backend: Backend) {
 async fn a_handed_back_video_is_claimed_again_without_counting_the_attempt(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;
     app.create_script("Handed back.").await;
-    let queue = JobQueue::Database(app.state.db.clone());
+    let queue = JobQueue::new(app.state.db.clone(), Duration::from_secs(30));
     assert_eq!(queue.depth().await.expect("depth"), 1);
 
     let (_, lease) = queue.claim().await.expect("claim").expect("queued");
@@ -115,4 +136,41 @@ async fn a_handed_back_video_is_claimed_again_without_counting_the_attempt(backe
     let video: Value = app.get_json(&format!("/api/v1/videos/{}", lease.id)).await;
     assert_eq!(video["status"], "failed");
     assert_eq!(video["error"]["code"], "encode_failed");
+}
+
+async fn a_renewed_lease_is_not_reclaimed_and_concurrent_claims_take_different_videos(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, &[]).await;
+    for i in 0..8 {
+        app.create_script(&format!("Claim me {i}.")).await;
+    }
+    let queue = JobQueue::new(app.state.db.clone(), Duration::from_secs(30));
+    // Eight workers claim at once: each gets its own video.
+    let claims = futures_util::future::join_all((0..8).map(|_| {
+        let q = queue.clone();
+        async move { q.claim().await.expect("claim") }
+    }))
+    .await;
+    let mut ids: Vec<_> = claims
+        .into_iter()
+        .map(|c| c.expect("a video for every claim").1.id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "no video claimed twice");
+    assert!(queue.claim().await.expect("claim").is_none());
+
+    // Leases of 30 s that were just taken (and renewed) are nobody's orphans.
+    let lease = Lease {
+        id: ids[0],
+        tenant: "public".into(),
+        attempt: 1,
+    };
+    assert!(queue.keep(&lease).await.expect("keep"));
+    assert_eq!(
+        queue.recover(3, Orphans::Lapsed).await.expect("sweep"),
+        (0, 0)
+    );
+    assert_eq!(queue.oldest_queued().await.expect("oldest"), None);
 }

