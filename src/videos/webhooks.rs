@@ -33,6 +33,8 @@ pub const MAX_ATTEMPTS: i32 = 14;
 const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
 const TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(500);
+/// How long a round holds the deliveries it claimed (well over one attempt's time-outs).
+const CLAIM: Duration = Duration::from_secs(120);
 
 /// HMAC-SHA256 (RFC 2104), by the `hmac` crate.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
@@ -173,8 +175,10 @@ pub struct SenderConfig {
     pub retry_base: Duration,
 }
 
-/// Sends due deliveries, one round at a time: the sender actor's polls and the shutdown
-/// flush share it, and its round lock keeps the two from sending one row twice.
+/// Sends due deliveries, one round at a time: the sender's polls and the shutdown flush
+/// share it, and its round lock keeps the two from overlapping. Every process of a cluster
+/// runs a sender on the same outbox: a row is sent only by the round that claimed it
+/// ([`claim_due_webhooks`]), so one attempt is made once.
 #[derive(Clone)]
 pub struct Deliverer {
     db: Db,
@@ -197,7 +201,7 @@ impl Deliverer {
     pub async fn round(&self, limit: u64) -> usize {
         let _round = self.round.lock().await;
         let (db, config) = (&self.db, &self.config);
-        let due = match due_webhooks(db, limit).await {
+        let due = match claim_due_webhooks(db, limit, CLAIM).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook poll failed");
@@ -273,19 +277,44 @@ pub fn spawn_sender(deliverer: Deliverer) -> Task {
 
 // ---- the outbox rows ---------------------------------------------------------------------------
 
-/// Pending deliveries whose time has come, oldest first.
-pub async fn due_webhooks(
+/// Pending deliveries whose time has come, oldest first, each claimed for `claim`: its
+/// `next_attempt_at` moves past the attempt by a compare-and-set on its old value, so of
+/// two processes polling the same outbox exactly one gets each row. The attempt's record
+/// then sets the real next time; a process that dies mid-attempt leaves the row due again
+/// once the claim passes (at least once, never lost).
+pub async fn claim_due_webhooks(
     db: &Db,
     limit: u64,
+    claim: Duration,
 ) -> Result<Vec<entity::webhook_delivery::Model>, StoreError> {
     use entity::webhook_delivery;
-    Ok(webhook_delivery::Entity::find()
+    let due = webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::Status.eq(webhook_delivery::DeliveryStatus::Pending))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now()))
         .order_by_asc(webhook_delivery::Column::NextAttemptAt)
         .limit(limit)
         .all(db)
-        .await?)
+        .await?;
+    let until = now() + chrono::Duration::from_std(claim).unwrap_or(chrono::Duration::MAX);
+    let mut claimed = Vec::with_capacity(due.len());
+    for row in due {
+        let res = webhook_delivery::Entity::update_many()
+            .col_expr(
+                webhook_delivery::Column::NextAttemptAt,
+                sea_orm::sea_query::Expr::value(until),
+            )
+            .filter(webhook_delivery::Column::Id.eq(row.id))
+            .filter(
+                webhook_delivery::Column::Status.eq(webhook_delivery::DeliveryStatus::Pending),
+            )
+            .filter(webhook_delivery::Column::NextAttemptAt.eq(row.next_attempt_at))
+            .exec(db)
+            .await?;
+        if res.rows_affected == 1 {
+            claimed.push(row);
+        }
+    }
+    Ok(claimed)
 }
 
 /// One delivery attempt's result.

@@ -16,6 +16,7 @@ on_both_backends!(
     a_lease_lost_to_recovery_cannot_report_or_complete,
     a_handed_back_video_is_claimed_again_without_counting_the_attempt,
     a_renewed_lease_is_not_reclaimed_and_concurrent_claims_take_different_videos,
+    two_senders_polling_one_outbox_claim_each_delivery_once,
 );
 
 /// Sweeps until the lapsed lease of one video is reclaimed (generous deadline: the lease is
@@ -173,4 +174,46 @@ async fn a_renewed_lease_is_not_reclaimed_and_concurrent_claims_take_different_v
         (0, 0)
     );
     assert_eq!(queue.oldest_queued().await.expect("oldest"), None);
+}
+
+async fn two_senders_polling_one_outbox_claim_each_delivery_once(backend: Backend) {
+    use reelgen::videos::webhooks::claim_due_webhooks;
+    let app = spawn_app_with(backend, &[]).await;
+    let queue = JobQueue::new(app.state.db.clone(), Duration::from_secs(30));
+    for i in 0..4 {
+        app.create_video(json!({"script": format!("Hook {i}."), "callback_url": "http://hooks.example/done"}))
+            .await;
+        let (_, lease) = queue.claim().await.expect("claim").expect("queued");
+        assert!(
+            queue
+                .complete(&lease, DONE, Some("http://hooks.example/done"))
+                .await
+                .expect("complete")
+        );
+    }
+    // Two processes' senders poll at the same moment (this app's own sender may take some
+    // too): every due delivery is claimed by exactly one of them.
+    let db = &app.state.db;
+    let (a, b) = futures_util::join!(
+        claim_due_webhooks(db, 16, Duration::from_secs(120)),
+        claim_due_webhooks(db, 16, Duration::from_secs(120)),
+    );
+    let mut ids: Vec<_> = a
+        .expect("claim a")
+        .into_iter()
+        .chain(b.expect("claim b"))
+        .map(|d| d.id)
+        .collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a delivery claimed twice");
+    // Claimed rows are not due again until their claim passes.
+    assert!(
+        claim_due_webhooks(db, 16, Duration::from_secs(120))
+            .await
+            .expect("claim")
+            .iter()
+            .all(|d| !ids.contains(&d.id))
+    );
 }
