@@ -5,6 +5,10 @@
 #                               subscribers, first preview fragment, concurrent 720p jobs, batch of 10
 #   scripts/bench.sh soak       the 10-minute mixed-load soak (bench/benches/soak.rs;
 #                               SOAK_SECONDS shortens or lengthens it)
+#   scripts/bench.sh cluster    scale-out (bench/benches/cluster.rs): POST → a worker starts,
+#                               progress fan-out to 1,000 sockets over two replicas, 40 videos
+#                               on 1 vs 2 workers, idle RSS of a replica and a worker
+#                               (needs PostgreSQL at BENCH_POSTGRES_URL and redis-server)
 #   scripts/bench.sh http|ratelimit|generate [args]   reelgen-bench's subcommands
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +18,7 @@ ulimit -n 8192
 cargo build --release --bin reelgen
 case "${1:-}" in
   soak) shift; cargo bench -p reelgen-bench --bench soak "$@" ;;
+  cluster) shift; cargo bench -p reelgen-bench --bench cluster "$@" ;;
   http|ratelimit|generate) cargo run --release -q -p reelgen-bench -- "$@" ;;
   *) cargo bench -p reelgen-bench --bench live "$@" ;;
 esac

@@ -55,11 +55,17 @@ pub fn reelgen_bin() -> std::path::PathBuf {
 
 /// Starts `reelgen serve` with a fresh `DATA_DIR`, no rate limit worth the name, and `env`;
 /// returns once `/health/ready` answers 200.
+#[allow(dead_code)]
 pub async fn start(env: &[(&str, &str)]) -> Server {
+    start_as(&["serve"], env).await
+}
+
+/// Starts `reelgen ARGS…` (`serve --no-worker`, `worker`) like [`start`].
+pub async fn start_as(args: &[&str], env: &[(&str, &str)]) -> Server {
     let dir = std::env::temp_dir().join(format!("reelgen-bench-{}", uuid::Uuid::new_v4()));
     let port = free_port();
     let mut cmd = Command::new(reelgen_bin());
-    cmd.arg("serve")
+    cmd.args(args)
         .env("DATA_DIR", &dir)
         .env("PORT", port.to_string())
         .env("RATE_LIMIT_PER_MINUTE", "1000000000")
