@@ -13,8 +13,8 @@ PKGS=(
   mesa-vulkan-drivers libvulkan1 vulkan-tools
   # speech
   libespeak-ng-dev espeak-ng-data
-  # benchmarks and test tooling
-  gstreamer1.0-plugins-base-apps wrk curl
+  # benchmarks and test tooling (the scale-out tests start their own redis-server)
+  gstreamer1.0-plugins-base-apps wrk curl postgresql-client
   # deploy kit checks (promtool) and the real-Prometheus integration test
   prometheus
   # the browser test: Debian's Chromium driven by playwright-core (Node.js is on the machine)
@@ -25,6 +25,10 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+
+# The scale-out tests start their own redis-server (the machine's Redis may come from
+# elsewhere than Debian's package: only a missing binary installs it).
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""

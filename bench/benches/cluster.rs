@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod support;
 
-use support::{Server, free_port, start_as};
+use support::{Server, create, free_port, get, pct, start_as};
 
 struct Redis(Child);
 
@@ -51,7 +51,10 @@ impl Database {
     }
 
     fn url(&self) -> String {
-        let base = self.admin.rsplit_once('/').map_or(self.admin.as_str(), |(b, _)| b);
+        let base = self
+            .admin
+            .rsplit_once('/')
+            .map_or(self.admin.as_str(), |(b, _)| b);
         format!("{base}/{}", self.name)
     }
 }
@@ -138,38 +141,6 @@ impl Drop for Cluster {
     }
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
-
-async fn post(client: &reqwest::Client, base: &str, body: &Value) -> String {
-    let v: Value = client
-        .post(format!("{base}/api/v1/videos"))
-        .json(body)
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    v["id"].as_str().expect("id").to_string()
-}
-
-async fn get(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    client
-        .get(format!("{base}/api/v1/videos/{id}"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json")
-}
-
 async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
     let text = client
         .get(format!("{base}/metrics"))
@@ -207,7 +178,7 @@ async fn main() {
         let mut waits = Vec::new();
         for i in 0..200 {
             let sent = chrono::Utc::now();
-            let id = post(&client, &api.base, &short(i)).await;
+            let id = create(&client, &api.base, short(i)).await;
             let started = loop {
                 let v = get(&client, &api.base, &id).await;
                 if v["status"] != "queued" {
@@ -245,10 +216,13 @@ async fn main() {
         let replicas = [c.api().await, c.api().await];
         let _worker = c.worker().await;
         let body = json!({"script": "Our product turns a written script into a presenter who speaks it clearly. ".repeat(12), "dimension": {"width": 1280, "height": 720}, "fps": 30, "quality": "draft"});
-        let id = post(&client, &replicas[0].base, &body).await;
+        let id = create(&client, &replicas[0].base, body).await;
         let mut readers = Vec::new();
         for r in &replicas {
-            let url = format!("{}/api/v1/videos/{id}/ws", r.base.replace("http://", "ws://"));
+            let url = format!(
+                "{}/api/v1/videos/{id}/ws",
+                r.base.replace("http://", "ws://")
+            );
             for chunk in (0..500).collect::<Vec<_>>().chunks(100) {
                 let conns = futures_util::future::join_all(
                     chunk
@@ -312,7 +286,7 @@ async fn main() {
         let t0 = Instant::now();
         let mut ids = Vec::new();
         for i in 0..40 {
-            ids.push(post(&client, &api.base, &short(i)).await);
+            ids.push(create(&client, &api.base, short(i)).await);
         }
         for id in &ids {
             loop {
@@ -328,7 +302,9 @@ async fn main() {
         for w in &ws {
             claims.push(metric(&client, &w.base, "reelgen_claims_total").await);
         }
-        println!("40 short videos (320x180 draft), {workers} worker(s): {wall:.2} s wall; claims per worker {claims:?}");
+        println!(
+            "40 short videos (320x180 draft), {workers} worker(s): {wall:.2} s wall; claims per worker {claims:?}"
+        );
         walls.push(wall);
     }
     println!(

@@ -21,31 +21,7 @@ const SUBSCRIBERS: usize = 1000;
 
 mod support;
 
-use support::start;
-
-async fn create(client: &reqwest::Client, base: &str, body: Value) -> String {
-    let v: Value = client
-        .post(format!("{base}/api/v1/videos"))
-        .json(&body)
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    v["id"].as_str().expect("id").to_string()
-}
-
-async fn get(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    client
-        .get(format!("{base}/api/v1/videos/{id}"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json")
-}
+use support::{create, get, pct, start};
 
 async fn wait_status(client: &reqwest::Client, base: &str, id: &str, want: &[&str]) -> Value {
     loop {
@@ -55,14 +31,6 @@ async fn wait_status(client: &reqwest::Client, base: &str, id: &str, want: &[&st
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 fn script(seconds: usize) -> String {

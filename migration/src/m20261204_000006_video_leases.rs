@@ -40,10 +40,20 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_index(Index::drop().name("idx_videos_status_lease").table(Videos::Table).to_owned())
+            .drop_index(
+                Index::drop()
+                    .name("idx_videos_status_lease")
+                    .table(Videos::Table)
+                    .to_owned(),
+            )
             .await?;
         manager
-            .alter_table(Table::alter().table(Videos::Table).drop_column(Videos::LeaseUntil).to_owned())
+            .alter_table(
+                Table::alter()
+                    .table(Videos::Table)
+                    .drop_column(Videos::LeaseUntil)
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
-use crate::{Application, Role};
 use crate::platform::config::{Config, SettingFlags, Sources};
 use crate::platform::{auth, db, telemetry};
+use crate::{Application, Role};
 
 #[derive(Parser, Debug)]
 #[command(

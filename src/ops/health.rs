@@ -229,10 +229,7 @@ impl HealthCheck for QueueCheck {
         let lifecycle = self.lifecycle.clone();
         let metrics = self.metrics.clone();
         async move {
-            let (depth, oldest_s) = lifecycle
-                .queue_figures()
-                .await
-                .map_err(|e| e.to_string())?;
+            let (depth, oldest_s) = lifecycle.queue_figures().await.map_err(|e| e.to_string())?;
             metrics
                 .queue_depth
                 .set(i64::try_from(depth).unwrap_or(i64::MAX));
@@ -254,7 +251,10 @@ impl HealthCheck for RedisCheck {
     fn check(&self) -> BoxFuture<'static, Result<String, String>> {
         let redis = self.0.clone();
         async move {
-            redis.ping().await.map_err(|e| format!("Redis unreachable: {e}"))?;
+            redis
+                .ping()
+                .await
+                .map_err(|e| format!("Redis unreachable: {e}"))?;
             if redis.subscribed() {
                 Ok("round trip ok, subscribed".into())
             } else {

@@ -137,7 +137,9 @@ impl CacheHandle {
             ),
             Some(redis) => {
                 let tkey = Self::tenant_key(tenant);
-                let got = redis.mget(&[Self::BOOT_KEY, &tkey, Self::QUEUE_KEY]).await?;
+                let got = redis
+                    .mget(&[Self::BOOT_KEY, &tkey, Self::QUEUE_KEY])
+                    .await?;
                 let Some(boot) = &got[0] else {
                     // A Redis that lost its data (restarted empty): its counters start again,
                     // so entries keyed by the old ones must never match. A new boot id
@@ -148,7 +150,9 @@ impl CacheHandle {
                     return None;
                 };
                 let number = |v: &Option<String>| {
-                    v.as_deref().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+                    v.as_deref()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .unwrap_or(0)
                 };
                 return Some(format!(
                     "{tenant}\u{1f}{boot}.{}\u{1f}{}\u{1f}{resource}",
@@ -240,7 +244,9 @@ impl CacheHandle {
         if let Some(redis) = &self.inner.cluster
             && !redis.incr(Self::QUEUE_KEY).await
         {
-            tracing::warn!("queue cache generation not bumped in Redis; other replicas may serve cached reads until CACHE_TTL");
+            tracing::warn!(
+                "queue cache generation not bumped in Redis; other replicas may serve cached reads until CACHE_TTL"
+            );
         }
         self.inner.queue_gen.fetch_add(1, Ordering::AcqRel);
         if let Some(c) = &self.inner.cache {
@@ -347,8 +353,10 @@ mod tests {
     async fn invalidation_hides_old_entries_per_tenant_and_globally() {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let c = CacheHandle::new(1, Duration::from_secs(60), metrics);
-        c.put(c.key("a", "/v").await.expect("key"), cached("a1")).await;
-        c.put(c.key("b", "/v").await.expect("key"), cached("b1")).await;
+        c.put(c.key("a", "/v").await.expect("key"), cached("a1"))
+            .await;
+        c.put(c.key("b", "/v").await.expect("key"), cached("b1"))
+            .await;
         assert!(c.get(&c.key("a", "/v").await.expect("key")).await.is_some());
         c.invalidate_tenant("a").await;
         assert!(c.get(&c.key("a", "/v").await.expect("key")).await.is_none());

@@ -22,7 +22,10 @@ pub enum ConfigError {
         expected: String,
     },
     #[error("{name} is required: {why}")]
-    Required { name: &'static str, why: &'static str },
+    Required {
+        name: &'static str,
+        why: &'static str,
+    },
     #[error("cannot read config file {path}: {reason}")]
     File { path: PathBuf, reason: String },
 }
@@ -579,7 +582,9 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "DATABASE_URL",
                 value: self.database_url.clone(),
-                expected: "a worker shares the queue with other processes: postgres://…, not SQLite".into(),
+                expected:
+                    "a worker shares the queue with other processes: postgres://…, not SQLite"
+                        .into(),
             });
         }
         Ok(())

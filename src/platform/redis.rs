@@ -128,9 +128,7 @@ impl Redis {
                 .set_policy(ReconnectPolicy::new_constant(0, 500))
                 .clone()
         };
-        let client = build(32)
-            .build()
-            .map_err(|e| format!("REDIS_URL: {e}"))?;
+        let client = build(32).build().map_err(|e| format!("REDIS_URL: {e}"))?;
         let subscriber = build(4096)
             .build_subscriber_client()
             .map_err(|e| format!("REDIS_URL: {e}"))?;
@@ -355,14 +353,19 @@ impl Redis {
         let ask = || async {
             tokio::time::timeout(
                 GCRA_TIMEOUT,
-                self.0.gcra.evalsha::<Vec<i64>, _, _, _>(client, keys.clone(), args.clone()),
+                self.0
+                    .gcra
+                    .evalsha::<Vec<i64>, _, _, _>(client, keys.clone(), args.clone()),
             )
             .await
             .unwrap_or_else(|_| Err(Error::new(ErrorKind::Timeout, "GCRA script timed out")))
         };
         let mut res: Result<Vec<i64>, Error> = ask().await;
         // A restarted (emptied) Redis forgot the script: load it and ask again.
-        if res.as_ref().is_err_and(|e| e.details().contains("NOSCRIPT")) {
+        if res
+            .as_ref()
+            .is_err_and(|e| e.details().contains("NOSCRIPT"))
+        {
             if let Err(e) = self.0.gcra.load(client).await {
                 self.failed("script load", &e);
                 return None;

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
-use object_store::prefix::PrefixStore;
 use object_store::path::Path as Key;
+use object_store::prefix::PrefixStore;
 use object_store::{
     GetOptions, GetRange, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, WriteMultipart,
 };

@@ -2,7 +2,8 @@
 //!
 //! Scheduling only: every state change goes through [`Lifecycle`]. The database is the queue
 //! and the source of truth. On start, videos left `rendering` by a crash are recovered, and
-//! once a second the videos whose lease lapsed (another worker died) go back to the queue.
+//! on a shared (PostgreSQL) queue, once a second, the videos whose lease lapsed (another
+//! worker died) go back to the queue.
 //! Whenever the lifecycle signals a queued video (from this process or, in a cluster, any)
 //! and once a second, the dispatcher claims the oldest queued video while fewer than
 //! `MAX_CONCURRENT_JOBS` run, and drives each through [`Generator`] on its own thread.
@@ -182,10 +183,8 @@ impl JobDispatcher {
         let job = async move {
             let mut join = tokio::task::spawn_blocking(move || handle.join());
             let mut last_write = Instant::now() - PROGRESS_WRITE_EVERY;
-            let mut renew = tokio::time::interval_at(
-                tokio::time::Instant::now() + renew_every,
-                renew_every,
-            );
+            let mut renew =
+                tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
             let result = loop {
                 let latest: Option<Progress> = tokio::select! {
                     Some(p) = rx.recv() => Some(p),
@@ -244,12 +243,17 @@ impl Actor for JobDispatcher {
     fn started(&mut self, ctx: &mut Self::Context) {
         let lifecycle = self.lifecycle.clone();
         ctx.wait(async move { lifecycle.recovered(Orphans::AtStart).await }.into_actor(self));
-        // Other workers' lapsed leases (one statement a second; a lapsed video is claimable
-        // within JOB_LEASE + 1 s of its worker's last renewal).
-        ctx.run_interval(SWEEP_EVERY, |act, ctx| {
-            let lifecycle = act.lifecycle.clone();
-            ctx.spawn(async move { lifecycle.recovered(Orphans::Lapsed).await }.into_actor(act));
-        });
+        // Other workers' lapsed leases (two statements a second; a lapsed video is claimable
+        // within JOB_LEASE + 1 s of its worker's last renewal). Alone on SQLite there are no
+        // other workers: the start's recovery is all there is to do.
+        if self.lifecycle.shared_queue() {
+            ctx.run_interval(SWEEP_EVERY, |act, ctx| {
+                let lifecycle = act.lifecycle.clone();
+                ctx.spawn(
+                    async move { lifecycle.recovered(Orphans::Lapsed).await }.into_actor(act),
+                );
+            });
+        }
         // The lifecycle's signals become messages to this actor (and end with it).
         let (signals, addr) = (self.lifecycle.signals().clone(), ctx.address());
         let mut cancellations = signals.cancellations();

@@ -32,8 +32,8 @@ use crate::platform::analytics::Stage;
 use crate::platform::cache::CacheHandle;
 use crate::platform::db::{Db, StoreError};
 use crate::platform::redis::{Redis, channel};
-use crate::platform::task::Task;
 use crate::platform::storage::BlobStore;
+use crate::platform::task::Task;
 use crate::platform::telemetry::Recorder;
 use crate::render::media::LiveChunk;
 use crate::render::pipeline::{Outcome, Progress};
@@ -172,6 +172,11 @@ impl Lifecycle {
     /// The queue's lease length (`JOB_LEASE`).
     pub fn lease(&self) -> Duration {
         self.queue.lease()
+    }
+
+    /// Whether other workers may hold leases (a shared queue): their lapsed leases are swept.
+    pub fn shared_queue(&self) -> bool {
+        self.queue.shared()
     }
 
     /// New videos (and the idempotency record of the request, when keyed), inserted together.
@@ -493,7 +498,12 @@ impl Lifecycle {
                 if requeued > 0 {
                     self.signals.wake().await;
                 }
-                tracing::warn!(requeued, failed, ?when, "recovered videos whose worker is gone");
+                tracing::warn!(
+                    requeued,
+                    failed,
+                    ?when,
+                    "recovered videos whose worker is gone"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "recovering orphaned videos failed"),

@@ -27,8 +27,8 @@ use chrono::{DateTime, Utc};
 use entity::video;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, Statement, TransactionTrait,
+    ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -84,6 +84,11 @@ impl JobQueue {
         }
     }
 
+    /// Whether other processes may hold leases, so lapsed ones must be swept while running.
+    pub fn shared(&self) -> bool {
+        matches!(self, Self::Shared { .. })
+    }
+
     /// How long a claim lasts unless renewed.
     pub fn lease(&self) -> std::time::Duration {
         self.parts().1
@@ -114,7 +119,10 @@ impl JobQueue {
     /// Extends the lease by `JOB_LEASE` from now; `false` when it is gone.
     pub async fn keep(&self, lease: &Lease) -> Result<bool, StoreError> {
         let res = video::Entity::update_many()
-            .col_expr(video::Column::LeaseUntil, Expr::value(Some(self.lease_end())))
+            .col_expr(
+                video::Column::LeaseUntil,
+                Expr::value(Some(self.lease_end())),
+            )
             .filter(fenced(lease))
             .exec(self.parts().0)
             .await?;
@@ -130,7 +138,13 @@ impl JobQueue {
         duration_s: f64,
     ) -> Result<bool, StoreError> {
         let until = self.lease_end();
-        record_progress(self.parts().0, lease, (frames_done, frames_total, duration_s), until).await
+        record_progress(
+            self.parts().0,
+            lease,
+            (frames_done, frames_total, duration_s),
+            until,
+        )
+        .await
     }
 
     /// `rendering` → `completed`, with the webhook row when `callback` is set; `false` when
@@ -164,7 +178,11 @@ impl JobQueue {
     /// Videos whose render was interrupted — every `rendering` one at an embedded start, else
     /// those whose lease lapsed: back to `queued`, or `failed` after `max_attempts`.
     /// Returns (requeued, failed).
-    pub async fn recover(&self, max_attempts: i32, when: Orphans) -> Result<(u64, u64), StoreError> {
+    pub async fn recover(
+        &self,
+        max_attempts: i32,
+        when: Orphans,
+    ) -> Result<(u64, u64), StoreError> {
         let all = matches!(self, Self::Embedded { .. }) && when == Orphans::AtStart;
         recover_interrupted(self.parts().0, max_attempts, all).await
     }
@@ -228,7 +246,10 @@ async fn recover_interrupted(
         )
         .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
-        .col_expr(video::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(
+            video::Column::LeaseUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
         .filter(orphan.clone())
         .filter(video::Column::Attempts.gte(max_attempts))
         .exec(db)
@@ -239,7 +260,10 @@ async fn recover_interrupted(
         .col_expr(video::Column::Progress, Expr::value(0.0))
         .col_expr(video::Column::FramesDone, Expr::value(0))
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
-        .col_expr(video::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(
+            video::Column::LeaseUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
         .filter(orphan)
         .exec(db)
         .await?
@@ -262,7 +286,10 @@ async fn requeue_video(db: &Db, lease: &Lease) -> Result<bool, StoreError> {
             Expr::col(video::Column::Attempts).sub(1),
         )
         .col_expr(video::Column::UpdatedAt, Expr::value(now()))
-        .col_expr(video::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(
+            video::Column::LeaseUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
         .filter(fenced(lease))
         .filter(video::Column::Attempts.gt(0))
         .exec(db)
@@ -321,10 +348,7 @@ async fn claim_skip_locked(
             FOR UPDATE SKIP LOCKED)
         RETURNING *"#;
     let stmt = Statement::from_sql_and_values(DbBackend::Postgres, sql, [now.into(), until.into()]);
-    Ok(video::Entity::find()
-        .from_raw_sql(stmt)
-        .one(db)
-        .await?)
+    Ok(video::Entity::find().from_raw_sql(stmt).one(db).await?)
 }
 
 /// Records progress of a rendering video; never moves it backwards, never touches a video
@@ -384,7 +408,10 @@ async fn complete_video(
         .col_expr(video::Column::SizeBytes, Expr::value(Some(size_bytes)))
         .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
-        .col_expr(video::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(
+            video::Column::LeaseUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
         .filter(fenced(lease))
         .exec(&txn)
         .await?;
@@ -454,7 +481,10 @@ async fn fail_video(
         )
         .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
-        .col_expr(video::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(
+            video::Column::LeaseUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
         .filter(fenced(lease))
         .exec(&txn)
         .await?;

@@ -304,9 +304,7 @@ pub async fn claim_due_webhooks(
                 sea_orm::sea_query::Expr::value(until),
             )
             .filter(webhook_delivery::Column::Id.eq(row.id))
-            .filter(
-                webhook_delivery::Column::Status.eq(webhook_delivery::DeliveryStatus::Pending),
-            )
+            .filter(webhook_delivery::Column::Status.eq(webhook_delivery::DeliveryStatus::Pending))
             .filter(webhook_delivery::Column::NextAttemptAt.eq(row.next_attempt_at))
             .exec(db)
             .await?;

@@ -101,7 +101,12 @@ impl S3Server {
         let child = Command::new(&bin)
             .arg("mini")
             .arg(format!("-dir={}", dir.display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false"])
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-admin.ui=false",
+                "-webdav=false",
+            ])
             .arg(format!("-bucket={bucket}"))
             .arg(arg("s3.port", port))
             .arg(arg("master.port", free_port()))
@@ -141,7 +146,10 @@ impl S3Server {
     fn env(&self, bucket_url: &str) -> Vec<(String, String)> {
         [
             ("STORAGE_URL", bucket_url.to_string()),
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
             ("AWS_ALLOW_HTTP", "true".into()),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_SKIP_SIGNATURE", "true".into()),
@@ -293,7 +301,9 @@ impl Cluster {
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         all.extend_from_slice(more);
         let api = (0..apis).map(|_| Node::spawn(Role::Api, &all)).collect();
-        let workers = (0..workers).map(|_| Node::spawn(Role::Worker, &all)).collect();
+        let workers = (0..workers)
+            .map(|_| Node::spawn(Role::Worker, &all))
+            .collect();
         let cluster = Self {
             api,
             workers,
@@ -329,6 +339,26 @@ impl Cluster {
         .pop()
         .filter(|v| v["status"] == status)
         .unwrap_or_else(|| panic!("video {id} did not reach {status}"))
+    }
+
+    fn release_all(&self) {
+        for w in &self.workers {
+            w.release();
+        }
+    }
+
+    /// With two workers: one video held mid-render by one of them, the other free to work.
+    /// Returns (video, holder, other).
+    async fn one_held_by_one_worker(&self) -> (String, usize, usize) {
+        for w in &self.workers {
+            w.hold();
+        }
+        let id = self.create(0, SHORT).await;
+        wait_held(self, 0, &id).await;
+        let holder = self.holder().await;
+        let other = 1 - holder;
+        self.workers[other].release();
+        (id, holder, other)
     }
 
     /// Waits until the worker whose jobs-in-flight gauge reads 1 exists; its index.
@@ -424,7 +454,10 @@ async fn two_replicas_and_two_workers_share_one_queue_and_any_replica_serves_any
 
     let (texts, binaries) = follow.await.expect("follower");
     let kinds: Vec<&str> = texts.iter().filter_map(|t| t["type"].as_str()).collect();
-    assert!(kinds.contains(&"progress"), "progress crossed processes: {kinds:?}");
+    assert!(
+        kinds.contains(&"progress"),
+        "progress crossed processes: {kinds:?}"
+    );
     assert_eq!(kinds.last(), Some(&"completed"), "{kinds:?}");
     assert!(
         binaries.len() >= 2,
@@ -505,25 +538,10 @@ async fn a_cancel_on_one_replica_stops_the_render_on_the_worker() {
     assert_eq!(v["status"], "cancelled");
 }
 
-impl Cluster {
-    fn release_all(&self) {
-        for w in &self.workers {
-            w.release();
-        }
-    }
-}
-
 #[actix_web::test]
 async fn a_worker_killed_mid_render_loses_nothing_the_other_finishes_the_video() {
     let mut c = Cluster::start(1, 2, &[("JOB_LEASE", "3")]).await;
-    for w in &c.workers {
-        w.hold();
-    }
-    let id = c.create(0, SHORT).await;
-    wait_held(&c, 0, &id).await;
-    let holder = c.holder().await;
-    let other = 1 - holder;
-    c.workers[other].release();
+    let (id, holder, other) = c.one_held_by_one_worker().await;
     c.workers[holder].signal("-KILL");
     c.workers[holder].exit().await;
     // The lease lapses, the survivor's sweep puts the video back and it claims it.
@@ -546,14 +564,7 @@ async fn a_worker_killed_mid_render_loses_nothing_the_other_finishes_the_video()
 async fn sigterm_of_the_rendering_worker_exits_0_and_hands_the_video_to_the_other_at_once() {
     // Leases of 60 s: the video moving on without a lease expiry shows it was handed back.
     let mut c = Cluster::start(1, 2, &[("JOB_LEASE", "60"), ("SHUTDOWN_GRACE", "1")]).await;
-    for w in &c.workers {
-        w.hold();
-    }
-    let id = c.create(0, SHORT).await;
-    wait_held(&c, 0, &id).await;
-    let holder = c.holder().await;
-    let other = 1 - holder;
-    c.workers[other].release();
+    let (id, holder, other) = c.one_held_by_one_worker().await;
     c.workers[holder].signal("-TERM");
     let status = c.workers[holder].exit().await;
     assert!(status.success(), "the worker exits 0: {status:?}");
@@ -662,11 +673,7 @@ async fn a_delete_on_one_replica_is_a_404_on_the_other_at_once() {
     loop {
         let res = c.client.get(&url_b).send().await.expect("get");
         assert_eq!(res.status(), 200);
-        if c.api[1]
-            .metric(&c.client, "reelgen_cache_hits_total")
-            .await
-            >= 1.0
-        {
+        if c.api[1].metric(&c.client, "reelgen_cache_hits_total").await >= 1.0 {
             break;
         }
         assert!(Instant::now() < deadline, "B never cached the video");
@@ -782,7 +789,10 @@ async fn a_worker_without_a_cluster_refuses_to_start_naming_the_variable() {
             .args(args)
             .output()
             .expect("run");
-        assert!(!out.status.success(), "{args:?} with {env:?} must not start");
+        assert!(
+            !out.status.success(),
+            "{args:?} with {env:?} must not start"
+        );
         String::from_utf8_lossy(&out.stderr).to_string()
     };
     let err = run(&[("DATABASE_URL", &db_url)], &["worker"]);

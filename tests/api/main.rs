@@ -4,8 +4,8 @@ mod helpers;
 
 mod browser;
 mod browser_headers;
-mod cluster;
 mod cli;
+mod cluster;
 mod contract;
 mod hostile;
 mod ops;

@@ -181,8 +181,10 @@ async fn two_senders_polling_one_outbox_claim_each_delivery_once(backend: Backen
     let app = spawn_app_with(backend, &[]).await;
     let queue = JobQueue::new(app.state.db.clone(), Duration::from_secs(30));
     for i in 0..4 {
-        app.create_video(json!({"script": format!("Hook {i}."), "callback_url": "http://hooks.example/done"}))
-            .await;
+        app.create_video(
+            json!({"script": format!("Hook {i}."), "callback_url": "http://hooks.example/done"}),
+        )
+        .await;
         let (_, lease) = queue.claim().await.expect("claim").expect("queued");
         assert!(
             queue

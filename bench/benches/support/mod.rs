@@ -96,3 +96,41 @@ pub async fn start_as(args: &[&str], env: &[(&str, &str)]) -> Server {
     }
     panic!("server did not become ready");
 }
+
+/// `POST /api/v1/videos`; the new video's id.
+#[allow(dead_code)]
+pub async fn create(client: &reqwest::Client, base: &str, body: serde_json::Value) -> String {
+    let v: serde_json::Value = client
+        .post(format!("{base}/api/v1/videos"))
+        .json(&body)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// `GET /api/v1/videos/{id}`.
+#[allow(dead_code)]
+pub async fn get(client: &reqwest::Client, base: &str, id: &str) -> serde_json::Value {
+    client
+        .get(format!("{base}/api/v1/videos/{id}"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// The `p` quantile of sorted values (NaN when there are none).
+#[allow(dead_code)]
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
