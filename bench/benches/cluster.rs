@@ -18,13 +18,11 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 mod support;
 
-use support::{Server, create, free_port, get, pct, start_as};
+use support::{Server, connect_many, create, free_port, get, pct, progress_delays, start_as};
 
 struct Redis(Child);
 
@@ -219,41 +217,7 @@ async fn main() {
         let id = create(&client, &replicas[0].base, body).await;
         let mut readers = Vec::new();
         for r in &replicas {
-            let url = format!(
-                "{}/api/v1/videos/{id}/ws",
-                r.base.replace("http://", "ws://")
-            );
-            for chunk in (0..500).collect::<Vec<_>>().chunks(100) {
-                let conns = futures_util::future::join_all(
-                    chunk
-                        .iter()
-                        .map(|_| tokio_tungstenite::connect_async(url.clone())),
-                )
-                .await;
-                for conn in conns {
-                    let (mut ws, _) = conn.expect("websocket");
-                    let _ = ws.next().await; // the snapshot
-                    readers.push(tokio::spawn(async move {
-                        let mut delays = Vec::new();
-                        while let Some(Ok(msg)) = ws.next().await {
-                            if let Message::Text(t) = msg {
-                                let now = chrono::Utc::now().timestamp_millis();
-                                let v: Value = serde_json::from_str(&t).unwrap_or_default();
-                                if let Some(at) = v["emitted_at_ms"].as_i64() {
-                                    delays.push((at, (now - at) as f64));
-                                }
-                                if matches!(
-                                    v["type"].as_str(),
-                                    Some("completed" | "failed" | "cancelled")
-                                ) {
-                                    break;
-                                }
-                            }
-                        }
-                        delays
-                    }));
-                }
-            }
+            readers.extend(connect_many(&r.base, &id, 500, progress_delays).await);
         }
         let all_connected = chrono::Utc::now().timestamp_millis();
         let mut steady: Vec<f64> = futures_util::future::join_all(readers)

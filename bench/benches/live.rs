@@ -21,7 +21,7 @@ const SUBSCRIBERS: usize = 1000;
 
 mod support;
 
-use support::{create, get, pct, start};
+use support::{connect_many, create, get, pct, progress_delays, start};
 
 async fn wait_status(client: &reqwest::Client, base: &str, id: &str, want: &[&str]) -> Value {
     loop {
@@ -41,31 +41,6 @@ fn script(seconds: usize) -> String {
 
 fn video_720p(seconds: usize) -> Value {
     json!({"script": script(seconds), "dimension": {"width": 1280, "height": 720}, "fps": 30, "quality": "draft"})
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens `n` subscriptions to one video, 100 at a time; each, once its snapshot has come,
-/// goes to `take`.
-async fn connect_many<T>(base: &str, id: &str, n: usize, mut take: impl FnMut(Ws) -> T) -> Vec<T> {
-    let url = format!("{}/api/v1/videos/{id}/ws", base.replace("http://", "ws://"));
-    let mut out = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-        let conns = futures_util::future::join_all(
-            chunk
-                .iter()
-                .map(|_| tokio_tungstenite::connect_async(url.clone())),
-        )
-        .await;
-        for c in conns {
-            let (mut ws, _) = c.expect("websocket");
-            // The snapshot.
-            let _ = ws.next().await;
-            out.push(take(ws));
-        }
-    }
-    out
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -132,29 +107,8 @@ async fn main() {
         let id = create(&client, &s.base, video_720p(60)).await;
         // Each socket's reader starts as soon as it is connected, so an event is timed from
         // its emission to the moment this client could first read it.
-        let read_all = |mut ws: Ws| {
-            tokio::spawn(async move {
-                let mut delays = Vec::new();
-                while let Some(Ok(msg)) = ws.next().await {
-                    if let Message::Text(t) = msg {
-                        let now = chrono::Utc::now().timestamp_millis();
-                        let v: Value = serde_json::from_str(&t).unwrap_or_default();
-                        if let Some(at) = v["emitted_at_ms"].as_i64() {
-                            delays.push((at, (now - at) as f64));
-                        }
-                        if matches!(
-                            v["type"].as_str(),
-                            Some("completed" | "failed" | "cancelled")
-                        ) {
-                            break;
-                        }
-                    }
-                }
-                delays
-            })
-        };
         let t0 = Instant::now();
-        let readers = connect_many(&s.base, &id, SUBSCRIBERS, read_all).await;
+        let readers = connect_many(&s.base, &id, SUBSCRIBERS, progress_delays).await;
         let connect_s = t0.elapsed().as_secs_f64();
         let all_connected_ms = chrono::Utc::now().timestamp_millis();
         let all = futures_util::future::join_all(readers).await;

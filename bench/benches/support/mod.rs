@@ -134,3 +134,64 @@ pub fn pct(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
 }
+
+#[allow(dead_code)]
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `n` subscriptions to one video, 100 at a time; each, once its snapshot has come,
+/// goes to `take`.
+#[allow(dead_code)]
+pub async fn connect_many<T>(
+    base: &str,
+    id: &str,
+    n: usize,
+    mut take: impl FnMut(Ws) -> T,
+) -> Vec<T> {
+    use futures_util::StreamExt;
+    let url = format!("{}/api/v1/videos/{id}/ws", base.replace("http://", "ws://"));
+    let mut out = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let conns = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|_| tokio_tungstenite::connect_async(url.clone())),
+        )
+        .await;
+        for c in conns {
+            let (mut ws, _) = c.expect("websocket");
+            // The snapshot.
+            let _ = ws.next().await;
+            out.push(take(ws));
+        }
+    }
+    out
+}
+
+/// Reads one subscription until its terminal message: for each `progress` event, when it was
+/// emitted (unix ms) and how long after that this client could read it (ms). Starts at once,
+/// so an event is timed from its emission to the first moment it could be read.
+#[allow(dead_code)]
+pub fn progress_delays(mut ws: Ws) -> tokio::task::JoinHandle<Vec<(i64, f64)>> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::spawn(async move {
+        let mut delays = Vec::new();
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(t) = msg {
+                let now = chrono::Utc::now().timestamp_millis();
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+                if let Some(at) = v["emitted_at_ms"].as_i64() {
+                    delays.push((at, (now - at) as f64));
+                }
+                if matches!(
+                    v["type"].as_str(),
+                    Some("completed" | "failed" | "cancelled")
+                ) {
+                    break;
+                }
+            }
+        }
+        delays
+    })
+}
