@@ -104,7 +104,7 @@ impl std::fmt::Debug for Redis {
 /// How long a command may take before its caller falls back.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// The rate limit sits on every request's path: it falls back to the local budget sooner.
-const GCRA_TIMEOUT: Duration = Duration::from_millis(500);
+const GCRA_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Redis {
     /// Connects (in the background: a Redis that is down now is retried every 500 ms, and
