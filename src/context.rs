@@ -125,15 +125,14 @@ impl Context {
             .await?
             .with_latency(metrics.storage_seconds.clone());
 
-        let mut cache = CacheHandle::new(
-            config.memory_cache_size_mb,
-            config.cache_ttl,
-            metrics.clone(),
-        );
+        let (size, ttl) = (config.memory_cache_size_mb, config.cache_ttl);
+        let cache = match &redis {
+            Some(r) => CacheHandle::clustered(size, ttl, metrics.clone(), r.clone()),
+            None => CacheHandle::new(size, ttl, metrics.clone()),
+        };
         let table = Arc::new(GcraTable::new(config.rate_limit_per_minute));
         let (events, signals, limiter) = match &redis {
             Some(r) => {
-                cache = cache.with_cluster(r.clone());
                 let (events, event_tasks) = EventBus::cluster(r.clone());
                 let (signals, signal_task) = Signals::cluster(r.clone());
                 tasks.extend(event_tasks);

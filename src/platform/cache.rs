@@ -14,7 +14,7 @@
 //! Invalidation is a seam: [`CacheHandle::invalidate_tenant`] and
 //! [`CacheHandle::invalidate_all`] are the only ways to make entries unreachable, and only the
 //! video lifecycle and the API key commands call them. With one process they bump the local
-//! generations. In a cluster ([`CacheHandle::with_cluster`]) the generations live in Redis:
+//! generations. In a cluster ([`CacheHandle::clustered`]) the generations live in Redis:
 //! a write INCRs them before its response is sent, and every lookup reads them (one MGET,
 //! cheaper than the query it saves), so no replica can serve an entry made before a write
 //! that another replica has acknowledged — which pub/sub, at-most-once and racing the next
@@ -73,6 +73,25 @@ pub struct CacheStats {
 impl CacheHandle {
     /// A cache of `size_mb` MiB (0 disables caching) whose entries live `ttl`.
     pub fn new(size_mb: u64, ttl: Duration, metrics: Arc<Metrics>) -> Self {
+        Self::with_generations(size_mb, ttl, metrics, None)
+    }
+
+    /// The same, its generations kept in the cluster's Redis (see the module doc).
+    pub fn clustered(
+        size_mb: u64,
+        ttl: Duration,
+        metrics: Arc<Metrics>,
+        redis: crate::platform::redis::Redis,
+    ) -> Self {
+        Self::with_generations(size_mb, ttl, metrics, Some(redis))
+    }
+
+    fn with_generations(
+        size_mb: u64,
+        ttl: Duration,
+        metrics: Arc<Metrics>,
+        cluster: Option<crate::platform::redis::Redis>,
+    ) -> Self {
         let cache = (size_mb > 0 && !ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(size_mb * 1024 * 1024)
@@ -91,25 +110,8 @@ impl CacheHandle {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 metrics,
-                cluster: None,
+                cluster,
             }),
-        }
-    }
-
-    /// The same cache, its generations kept in the cluster's Redis (call before sharing it).
-    pub fn with_cluster(self, redis: crate::platform::redis::Redis) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            cache: shared.cache.clone(),
-            tenant_gen: RwLock::new(HashMap::new()),
-            queue_gen: AtomicU64::new(0),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            metrics: shared.metrics.clone(),
-            cluster: None,
-        });
-        inner.cluster = Some(redis);
-        Self {
-            inner: Arc::new(inner),
         }
     }
 

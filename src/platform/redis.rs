@@ -256,16 +256,15 @@ impl Redis {
         tracing::debug!(error = %e, what, "Redis command failed");
     }
 
+    /// A command's answer; a failure is counted and becomes `None`.
+    fn answered<T>(&self, what: &str, res: Result<T, Error>) -> Option<T> {
+        res.inspect_err(|e| self.failed(what, e)).ok()
+    }
+
     /// Publishes to one channel; `false` (counted) when Redis did not take it.
     pub async fn publish(&self, channel: &str, payload: Bytes) -> bool {
         let sent: Result<i64, Error> = self.fail_fast().publish(channel, payload).await;
-        match sent {
-            Ok(_) => true,
-            Err(e) => {
-                self.failed("publish", &e);
-                false
-            }
-        }
+        self.answered("publish", sent).is_some()
     }
 
     /// Sets `key` to `value` for `ttl`.
@@ -275,37 +274,19 @@ impl Redis {
             .fail_fast()
             .set(key, value, Some(Expiration::EX(secs)), None, false)
             .await;
-        match set {
-            Ok(()) => true,
-            Err(e) => {
-                self.failed("set", &e);
-                false
-            }
-        }
+        self.answered("set", set).is_some()
     }
 
     /// The value of `key`, `None` when absent or when Redis does not answer.
     pub async fn get(&self, key: &str) -> Option<Bytes> {
         let got: Result<Option<Bytes>, Error> = self.fail_fast().get(key).await;
-        match got {
-            Ok(v) => v,
-            Err(e) => {
-                self.failed("get", &e);
-                None
-            }
-        }
+        self.answered("get", got).flatten()
     }
 
     /// Adds one to the counter at `key`; `false` (counted) when Redis did not take it.
     pub async fn incr(&self, key: &str) -> bool {
         let res: Result<i64, Error> = self.fail_fast().incr(key).await;
-        match res {
-            Ok(_) => true,
-            Err(e) => {
-                self.failed("incr", &e);
-                false
-            }
-        }
+        self.answered("incr", res).is_some()
     }
 
     /// The values at `keys` (`None` for an absent key); `None` when Redis does not answer.
@@ -313,14 +294,7 @@ impl Redis {
         let keys: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
         let n = keys.len();
         let res: Result<Vec<Option<String>>, Error> = self.fail_fast().mget(keys).await;
-        match res {
-            Ok(v) if v.len() == n => Some(v),
-            Ok(_) => None,
-            Err(e) => {
-                self.failed("mget", &e);
-                None
-            }
-        }
+        self.answered("mget", res).filter(|v| v.len() == n)
     }
 
     /// Sets `key` to `value` unless it exists.
@@ -329,13 +303,7 @@ impl Redis {
             .fail_fast()
             .set(key, value, None, Some(SetOptions::NX), false)
             .await;
-        match set {
-            Ok(_) => true,
-            Err(e) => {
-                self.failed("set nx", &e);
-                false
-            }
-        }
+        self.answered("set nx", set).is_some()
     }
 
     /// One atomic GCRA decision for `key` (see [`GCRA`]); `None` when Redis does not answer.
@@ -393,12 +361,9 @@ impl Redis {
     /// A round trip (the readiness check).
     pub async fn ping(&self) -> Result<(), String> {
         let pong: Result<String, Error> = self.fail_fast().ping(None).await;
-        match pong {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                self.failed("ping", &e);
-                Err(e.to_string())
-            }
-        }
+        pong.map(drop).map_err(|e| {
+            self.failed("ping", &e);
+            e.to_string()
+        })
     }
 }

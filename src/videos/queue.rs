@@ -397,15 +397,29 @@ async fn complete_video(
         duration_s,
         size_bytes,
     } = finished;
-    let now = now();
-    let txn = db.begin().await?;
-    let res = video::Entity::update_many()
+    let update = video::Entity::update_many()
         .col_expr(video::Column::Status, Expr::value(VideoStatus::Completed))
         .col_expr(video::Column::Progress, Expr::value(1.0))
         .col_expr(video::Column::FramesDone, Expr::value(frames))
         .col_expr(video::Column::FramesTotal, Expr::value(frames))
         .col_expr(video::Column::DurationS, Expr::value(duration_s))
-        .col_expr(video::Column::SizeBytes, Expr::value(Some(size_bytes)))
+        .col_expr(video::Column::SizeBytes, Expr::value(Some(size_bytes)));
+    end_render(db, lease, update, callback, "video.completed").await
+}
+
+/// The terminal write of a render: `update` (its own columns) plus the end time, the lease
+/// cleared and the lease's fence, in one transaction with the webhook row when `callback` is
+/// set. `false` when the lease is gone (nothing written).
+async fn end_render(
+    db: &Db,
+    lease: &Lease,
+    update: sea_orm::UpdateMany<video::Entity>,
+    callback: Option<&str>,
+    event: &str,
+) -> Result<bool, StoreError> {
+    let now = now();
+    let txn = db.begin().await?;
+    let res = update
         .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
         .col_expr(video::Column::UpdatedAt, Expr::value(now))
         .col_expr(
@@ -415,12 +429,12 @@ async fn complete_video(
         .filter(fenced(lease))
         .exec(&txn)
         .await?;
-    let done = res.rows_affected > 0;
-    if done && let Some(url) = callback {
-        enqueue_webhook(&txn, lease.id, url, "video.completed").await?;
+    let ended = res.rows_affected > 0;
+    if ended && let Some(url) = callback {
+        enqueue_webhook(&txn, lease.id, url, event).await?;
     }
     txn.commit().await?;
-    Ok(done)
+    Ok(ended)
 }
 
 async fn enqueue_webhook(
@@ -467,9 +481,7 @@ async fn fail_video(
     message: &str,
     callback: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let now = now();
-    let txn = db.begin().await?;
-    let res = video::Entity::update_many()
+    let update = video::Entity::update_many()
         .col_expr(video::Column::Status, Expr::value(VideoStatus::Failed))
         .col_expr(
             video::Column::ErrorCode,
@@ -478,20 +490,6 @@ async fn fail_video(
         .col_expr(
             video::Column::ErrorMessage,
             Expr::value(Some(message.to_string())),
-        )
-        .col_expr(video::Column::CompletedAt, Expr::value(Some(now)))
-        .col_expr(video::Column::UpdatedAt, Expr::value(now))
-        .col_expr(
-            video::Column::LeaseUntil,
-            Expr::value(None::<DateTime<Utc>>),
-        )
-        .filter(fenced(lease))
-        .exec(&txn)
-        .await?;
-    let failed = res.rows_affected > 0;
-    if failed && let Some(url) = callback {
-        enqueue_webhook(&txn, lease.id, url, "video.failed").await?;
-    }
-    txn.commit().await?;
-    Ok(failed)
+        );
+    end_render(db, lease, update, callback, "video.failed").await
 }
