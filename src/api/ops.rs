@@ -14,6 +14,11 @@ use crate::platform::{cache as cache_manager, limiter as rate_limiter};
 
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The liveness probe's path (also what `reelgen probe live` asks).
+pub const LIVE_PATH: &str = "/health/live";
+/// The readiness probe's path (also what `reelgen probe ready` asks).
+pub const READY_PATH: &str = "/health/ready";
+
 /// `{"status": "ok"}` while the process serves
 #[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, description = "serving")))]
 pub async fn health() -> HttpResponse {
@@ -161,8 +166,8 @@ pub async fn debug_crash(
 /// The operations routes, at the root.
 pub fn routes(c: &mut web::ServiceConfig) {
     c.service(super::get("/health", health))
-        .service(super::get("/health/live", live))
-        .service(super::get("/health/ready", ready))
+        .service(super::get(LIVE_PATH, live))
+        .service(super::get(READY_PATH, ready))
         .service(super::get("/metrics", metrics));
 }
 

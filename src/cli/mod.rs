@@ -1,5 +1,5 @@
 //! The command line: `serve [--no-worker]`, `worker`, `migrate`, `apikey create|list|revoke`,
-//! `generate`, `contact-sheet`. (The benchmarks are the `reelgen-bench` workspace member.)
+//! `generate`, `contact-sheet`, `probe live|ready` (the container health check). (The benchmarks are the `reelgen-bench` workspace member.)
 //! Settings flags are global (`reelgen --port 9000 serve` or `reelgen serve --port 9000`).
 
 pub mod generate;
@@ -52,6 +52,20 @@ pub enum Command {
     Generate(crate::cli::generate::GenerateArgs),
     /// Render every avatar in every expression into one PNG
     ContactSheet(crate::cli::generate::ContactSheetArgs),
+    /// Ask the server on this host (HOST, PORT) whether it is live or ready: exit 0 on 200,
+    /// 1 otherwise. The container image's health check (it has no curl).
+    Probe {
+        #[arg(value_enum, default_value_t = ProbeKind::Live)]
+        which: ProbeKind,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ProbeKind {
+    /// `GET /health/live`
+    Live,
+    /// `GET /health/ready`
+    Ready,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Apikey { action } => system.block_on(apikey(config, action)),
         Command::Generate(args) => crate::cli::generate::run(args),
         Command::ContactSheet(args) => crate::cli::generate::contact_sheet(args),
+        Command::Probe { which } => system.block_on(probe(&config, which)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,6 +125,42 @@ async fn run_as(config: Config, role: Role) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+/// How long `reelgen probe` waits for an answer (a container health check has its own timeout;
+/// this only keeps a hung server from hanging the probe).
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn probe(config: &Config, which: ProbeKind) -> Result<(), String> {
+    use std::net::IpAddr;
+    let path = match which {
+        ProbeKind::Live => crate::api::ops::LIVE_PATH,
+        ProbeKind::Ready => crate::api::ops::READY_PATH,
+    };
+    if config.port == 0 {
+        return Err("PORT is 0 (a free port picked at start): nothing to probe".into());
+    }
+    // A wildcard listen address is reached on loopback; an IPv6 literal needs brackets.
+    let host = match config.host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        Ok(IpAddr::V6(ip)) if ip.is_unspecified() => "[::1]".to_string(),
+        Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+        _ => config.host.clone(),
+    };
+    let url = format!("http://{host}:{}{path}", config.port);
+    let response = reqwest::Client::new()
+        .get(&url)
+        .timeout(PROBE_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::OK {
+        println!("{url}: {status}");
+        Ok(())
+    } else {
+        Err(format!("{url}: {status}"))
+    }
 }
 
 fn fail(msg: &str) -> ExitCode {

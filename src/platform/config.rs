@@ -219,6 +219,38 @@ settings! {
     job_lease => "JOB_LEASE": "Seconds a worker's claim on a job lasts unless renewed (a crashed worker's job is retaken after it)",
 }
 
+/// Environment variables that libraries of the process read, besides the settings above (an
+/// entry ending in `_` is a prefix). A deployment may set these too; the deploy kit's test holds
+/// every variable the kit sets to the settings or this list.
+pub const LIBRARY_ENV: &[(&str, &str)] = &[
+    (
+        "AWS_",
+        "object_store's S3 client when STORAGE_URL is s3://… (AWS_ENDPOINT_URL, AWS_REGION, \
+         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP, AWS_SKIP_SIGNATURE, …)",
+    ),
+    ("RUST_LOG", "the log filter (default info)"),
+    (
+        "XDG_CACHE_HOME",
+        "GStreamer's plugin registry and Mesa's shader cache",
+    ),
+    (
+        "NVIDIA_",
+        "NVIDIA's container toolkit: which GPUs and driver capabilities the container gets",
+    ),
+];
+
+/// Whether `name` is a setting or a variable a library of the process reads.
+pub fn is_known_env(name: &str) -> bool {
+    SettingFlags::NAMES.contains(&name)
+        || LIBRARY_ENV.iter().any(|(known, _)| {
+            if known.ends_with('_') {
+                name.starts_with(known)
+            } else {
+                name == *known
+            }
+        })
+}
+
 /// Where raw values come from, highest precedence first.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {

@@ -154,6 +154,23 @@ fn serve(dir: &std::path::Path, port: u16) -> std::process::Child {
         .expect("spawn server")
 }
 
+#[test]
+fn probe_fails_naming_the_url_when_no_server_answers() {
+    let port = free_port();
+    let out = reelgen(&temp_dir())
+        .env("PORT", port.to_string())
+        .env("HOST", "0.0.0.0")
+        .args(["probe", "ready"])
+        .output()
+        .expect("reelgen runs");
+    assert!(!out.status.success(), "nothing listens on {port}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{port}/health/ready")),
+        "a wildcard HOST is probed on loopback, and the message names the URL: {stderr}"
+    );
+}
+
 pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while std::time::Instant::now() < deadline {
