@@ -1,6 +1,19 @@
 #!/usr/bin/env bash
-# Checks the monitoring kit under deploy/:
-#   - promtool check config on both Prometheus configs (this also checks rules.yml)
+# Checks the deploy kit under deploy/ offline (no Docker daemon or cluster needed; run by
+# scripts/test.sh). The tools come from PyPI through scripts/pytools.sh.
+#   - hadolint on deploy/Dockerfile at the warning threshold (.hadolint.yaml says why each
+#     ignored rule is ignored); .dockerignore keeps out what the build must not read and in
+#     what it needs
+#   - both docker-compose files against the Compose specification's schema (check-jsonschema's
+#     vendored compose-spec), and docker-compose.yml's healthchecks and depends_on conditions
+#   - every Kubernetes overlay rendered by `kubectl kustomize` and validated with
+#     `kubernetes-validate --strict` for the oldest and newest Kubernetes the kit supports
+#     ($KUBE_VERSIONS); KEDA's ScaledObject (a CRD those schemas lack) against a schema of the
+#     fields KEDA accepts; references, pod security, resources and probes
+#   - the kit against the source: variables, probe paths, ports, grace periods
+#     (scripts/check-deploy-kit.py; tests/api/deploy.rs checks the same against the binary)
+# and the monitoring kit:
+#   - promtool check config on the three Prometheus configs (this also checks rules.yml)
 #   - promtool check rules, and the rule unit tests (rules.test.yml)
 #   - every alert of the server's built-in rules is in rules.yml with its severity,
 #     and every expr: in rules.yml is on one line
@@ -17,6 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROMTOOL=${PROMTOOL:-promtool}
+KUBE_VERSIONS=${KUBE_VERSIONS:-"1.30 1.37"}
 DASHBOARD=deploy/grafana/dashboards/reelgen.json
 RULES=deploy/prometheus/rules.yml
 failures=()
@@ -48,9 +62,49 @@ run "promtool check config deploy/prometheus/prometheus.yml" \
     "$PROMTOOL" check config deploy/prometheus/prometheus.yml
 run "promtool check config deploy/prometheus/prometheus.docker.yml" \
     "$PROMTOOL" check config deploy/prometheus/prometheus.docker.yml
+run "promtool check config deploy/prometheus/prometheus.compose.yml" \
+    "$PROMTOOL" check config deploy/prometheus/prometheus.compose.yml
 run "promtool check rules $RULES" "$PROMTOOL" check rules "$RULES"
 run "promtool test rules deploy/prometheus/rules.test.yml" \
     "$PROMTOOL" test rules deploy/prometheus/rules.test.yml
+
+# ---- the container image, compose and Kubernetes ------------------------------------
+PYTOOLS_BIN=${REELGEN_PYTOOLS_BIN:-$(bash scripts/pytools.sh)}
+PY="$PYTOOLS_BIN/python"
+KIT=scripts/check-deploy-kit.py
+RENDERED=$(mktemp -d)
+trap 'rm -rf "$RENDERED"' EXIT
+
+run "hadolint deploy/Dockerfile (threshold and ignores: .hadolint.yaml)" \
+    "$PYTOOLS_BIN/hadolint" --config .hadolint.yaml deploy/Dockerfile
+run ".dockerignore" "$PY" "$KIT" dockerignore
+run "compose files against the Compose specification" \
+    "$PYTOOLS_BIN/check-jsonschema" --builtin-schema vendor.compose-spec \
+    deploy/docker-compose.yml deploy/docker-compose.monitoring.yml
+run "docker-compose.yml healthchecks and start order" "$PY" "$KIT" compose
+
+overlays=()
+for dir in deploy/k8s/base deploy/k8s/overlays/*/; do
+    dir=${dir%/}
+    out="$RENDERED/$(echo "$dir" | tr / _).yaml"
+    if "$PYTOOLS_BIN/kubectl" kustomize "$dir" >"$out"; then
+        echo "== kubectl kustomize $dir: $(grep -c '^kind:' "$out") objects"
+        overlays+=("$out")
+    else
+        fail "kubectl kustomize $dir"
+    fi
+done
+for version in $KUBE_VERSIONS; do
+    # --quiet prints only problems; the one warning expected is KEDA's ScaledObject, whose
+    # schema Kubernetes lacks: check-deploy-kit.py checks it below.
+    run "kubernetes-validate --strict -k $version (every overlay, secret.example.yaml)" \
+        "$PYTOOLS_BIN/kubernetes-validate" --strict --quiet -k "$version" \
+        "${overlays[@]}" deploy/k8s/base/secret.example.yaml
+done
+run "Kubernetes: ScaledObject schema, references, pod security, resources, probes" \
+    "$PY" "$KIT" k8s "${overlays[@]}"
+run "the kit against the source: variables, probe paths, ports, grace periods" \
+    "$PY" "$KIT" crosscheck "${overlays[@]}"
 
 echo "== rules.yml mirrors the built-in alert rules"
 if ! python3 - "$RULES" <<'EOF'; then
@@ -105,7 +159,7 @@ fi
 
 echo "== dashboard $DASHBOARD"
 EXPRS=$(mktemp)
-trap 'rm -f "$EXPRS"' EXIT
+trap 'rm -rf "$EXPRS" "$RENDERED"' EXIT
 if ! python3 - "$DASHBOARD" "$EXPRS" <<'EOF'; then
 import json
 import re
@@ -188,7 +242,7 @@ fi
 # PromQL syntax of the dashboard queries: promtool parses them as recording rules.
 echo "== PromQL syntax of the dashboard queries"
 EXPR_RULES=$(mktemp --suffix=.yml)
-trap 'rm -f "$EXPRS" "$EXPR_RULES"' EXIT
+trap 'rm -rf "$EXPRS" "$EXPR_RULES" "$RENDERED"' EXIT
 python3 - "$EXPRS" "$EXPR_RULES" <<'EOF'
 import json
 import sys
@@ -223,6 +277,8 @@ checks = {
         lambda d: any(p.get("type") == "file" and p.get("options", {}).get("path") == "/var/lib/grafana/dashboards"
                       for p in d.get("providers", [])),
     "deploy/docker-compose.yml":
+        lambda d: {"prometheus", "grafana"} <= set(d.get("services", {})),
+    "deploy/docker-compose.monitoring.yml":
         lambda d: {"prometheus", "grafana"} <= set(d.get("services", {})),
 }
 for path, ok in checks.items():

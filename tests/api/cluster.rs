@@ -21,13 +21,13 @@ use crate::helpers::{create_database, drop_database, get_video, poll_video};
 const WAIT: Duration = Duration::from_secs(240);
 
 /// A private `redis-server` (no persistence): killed, it restarts empty on the same port.
-struct RedisServer {
+pub(crate) struct RedisServer {
     port: u16,
     child: Option<Child>,
 }
 
 impl RedisServer {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let port = free_port();
         let mut redis = Self { port, child: None };
         redis.spawn().await;
@@ -58,7 +58,7 @@ impl RedisServer {
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -91,9 +91,7 @@ struct S3Server {
 
 impl S3Server {
     async fn start(bucket: &str) -> Self {
-        let bin = std::env::var("REELGEN_PYTOOLS_BIN")
-            .map(|d| PathBuf::from(d).join("weed"))
-            .unwrap_or_else(|_| PathBuf::from("weed"));
+        let bin = crate::helpers::pytool("weed");
         let dir = temp_dir();
         std::fs::create_dir_all(&dir).expect("weed dir");
         let port = free_port();
@@ -175,14 +173,23 @@ enum Role {
 }
 
 /// One process of the cluster, with its own `DATA_DIR` (scratch, hold file).
-struct Node {
+pub(crate) struct Node {
     child: Option<Child>,
-    base: String,
+    pub(crate) base: String,
     dir: PathBuf,
 }
 
 impl Node {
     fn spawn(role: Role, env: &[(String, String)]) -> Self {
+        let args: &[&str] = match role {
+            Role::Api => &["serve", "--no-worker"],
+            Role::Worker => &["worker"],
+        };
+        Self::spawn_args(args, env)
+    }
+
+    /// `reelgen ARGS` on a free port with the test defaults, then `env` (later pairs win).
+    pub(crate) fn spawn_args(args: &[&str], env: &[(String, String)]) -> Self {
         let dir = temp_dir();
         std::fs::create_dir_all(&dir).expect("data dir");
         let port = free_port();
@@ -195,10 +202,7 @@ impl Node {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        match role {
-            Role::Api => cmd.args(["serve", "--no-worker"]),
-            Role::Worker => cmd.arg("worker"),
-        };
+        cmd.args(args);
         let child = cmd.spawn().expect("spawn reelgen");
         Self {
             child: Some(child),
@@ -208,11 +212,11 @@ impl Node {
     }
 
     /// Renders claimed from now on wait mid-way until [`Node::release`].
-    fn hold(&self) {
+    pub(crate) fn hold(&self) {
         std::fs::write(self.dir.join("hold-renders"), b"").expect("hold");
     }
 
-    fn release(&self) {
+    pub(crate) fn release(&self) {
         let _ = std::fs::remove_file(self.dir.join("hold-renders"));
     }
 

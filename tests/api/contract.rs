@@ -4,7 +4,6 @@
 //! of these checks fails the test: no 5xx, only documented statuses and content types,
 //! bodies that match their schemas, and every schema-violating request refused.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::helpers::{Backend, spawn_app_with};
@@ -12,25 +11,9 @@ use crate::helpers::{Backend, spawn_app_with};
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
 response_schema_conformance,negative_data_rejection";
 
-fn schemathesis() -> PathBuf {
-    let bin = std::env::var("REELGEN_PYTOOLS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-            PathBuf::from(home).join(".cache/reelgen/pytools/bin")
-        });
-    let exe = bin.join("schemathesis");
-    assert!(
-        exe.exists(),
-        "{} is missing: scripts/test.sh installs it (bash scripts/pytools.sh)",
-        exe.display()
-    );
-    exe
-}
-
 #[actix_web::test]
 async fn schemathesis_finds_nothing_against_the_openapi_document() {
-    let exe = schemathesis();
+    let exe = crate::helpers::pytool("schemathesis");
     let app = spawn_app_with(Backend::Sqlite, &[("RATE_LIMIT_PER_MINUTE", "1000000000")]).await;
     let report = app.data_dir.join("schemathesis");
     let run = tokio::process::Command::new(&exe)

@@ -27,6 +27,24 @@ pub struct TestApp {
     pg_database: Option<String>,
 }
 
+/// A command from the Python test tools' virtualenv (`scripts/pytools.sh`, run by
+/// `scripts/test.sh`): `$REELGEN_PYTOOLS_BIN/NAME`, default `~/.cache/reelgen/pytools/bin`.
+pub fn pytool(name: &str) -> PathBuf {
+    let bin = std::env::var("REELGEN_PYTOOLS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            PathBuf::from(home).join(".cache/reelgen/pytools/bin")
+        });
+    let exe = bin.join(name);
+    assert!(
+        exe.exists(),
+        "{} is missing: scripts/test.sh installs it (bash scripts/pytools.sh)",
+        exe.display()
+    );
+    exe
+}
+
 pub fn postgres_admin_url() -> String {
     std::env::var("TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())

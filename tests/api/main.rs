@@ -7,6 +7,7 @@ mod browser_headers;
 mod cli;
 mod cluster;
 mod contract;
+mod deploy;
 mod hostile;
 mod ops;
 mod performance;
