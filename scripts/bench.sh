@@ -9,6 +9,10 @@
 #                               progress fan-out to 1,000 sockets over two replicas, 40 videos
 #                               on 1 vs 2 workers, idle RSS of a replica and a worker
 #                               (needs PostgreSQL at BENCH_POSTGRES_URL and redis-server)
+#   scripts/bench.sh resources  what deploy/k8s's requests and limits come from: idle RSS of an
+#                               API replica and a worker, a worker's peak RSS and CPU over two
+#                               720p renders and one 1080p render, the API under wrk
+#                               (scripts/measure-resources.sh; PostgreSQL and redis-server)
 #   scripts/bench.sh http|ratelimit|generate [args]   reelgen-bench's subcommands
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +23,7 @@ cargo build --release --bin reelgen
 case "${1:-}" in
   soak) shift; cargo bench -p reelgen-bench --bench soak "$@" ;;
   cluster) shift; cargo bench -p reelgen-bench --bench cluster "$@" ;;
+  resources) bash scripts/measure-resources.sh ;;
   http|ratelimit|generate) cargo run --release -q -p reelgen-bench -- "$@" ;;
   *) cargo bench -p reelgen-bench --bench live "$@" ;;
 esac

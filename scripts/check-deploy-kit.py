@@ -337,6 +337,9 @@ def crosscheck(rendered):
         for p in svc.get("ports", []):
             if int(str(p).rsplit(":", 1)[1]) != port:
                 problem(f"compose {name}: publishes container port {p}, reelgen listens on {port}")
+        limit = str(svc.get("mem_limit", ""))
+        if not limit.endswith("m") or env.get("MEMORY_LIMIT_MB") != limit[:-1]:
+            problem(f"compose {name}: MEMORY_LIMIT_MB {env.get('MEMORY_LIMIT_MB')} is not mem_limit {limit}")
         test = svc.get("healthcheck", {}).get("test", [])
         if test[:3] not in (["CMD", "reelgen", "probe"],):
             problem(f"compose {name}: healthcheck {test} is not `reelgen probe`")

@@ -269,6 +269,14 @@ fn compose(image: &Container) -> (BTreeMap<String, Container>, Vec<String>) {
         );
         c.commands = vec![test[1..].to_vec()];
         c.grace_s = svc["stop_grace_period"].as_str().map(seconds);
+        // The memory alert's budget is the container's limit, as in Kubernetes.
+        let limit = svc["mem_limit"].as_str().and_then(|m| m.strip_suffix('m'));
+        assert_eq!(
+            c.env.get("MEMORY_LIMIT_MB").map(String::as_str),
+            limit,
+            "{}: MEMORY_LIMIT_MB and mem_limit",
+            c.place
+        );
         out.insert(name.clone(), c);
     }
     let prom = yaml_docs(
