@@ -298,9 +298,11 @@ async fn requeue_video(db: &Db, lease: &Lease) -> Result<bool, StoreError> {
 }
 
 /// Takes the oldest queued video (any tenant) and marks it `rendering`. Safe against other
-/// workers: the update only succeeds while the row is still `queued`.
+/// workers: the update only succeeds while the row is still `queued`. A lost race means
+/// another claimer took that row, so the loop ends: with a video, or with `None` only when
+/// nothing is queued (a bounded number of tries could answer "empty" while videos wait).
 async fn claim_next(db: &Db, until: DateTime<Utc>) -> Result<Option<video::Model>, StoreError> {
-    for _ in 0..5 {
+    loop {
         let Some(next) = video::Entity::find()
             .filter(video::Column::Status.eq(VideoStatus::Queued))
             .order_by_asc(video::Column::CreatedAt)
@@ -328,7 +330,6 @@ async fn claim_next(db: &Db, until: DateTime<Utc>) -> Result<Option<video::Model
             return Ok(video::Entity::find_by_id(next.id).one(db).await?);
         }
     }
-    Ok(None)
 }
 
 /// PostgreSQL: the oldest queued video, claimed in one statement. `SKIP LOCKED` lets
