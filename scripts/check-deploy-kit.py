@@ -250,8 +250,18 @@ def check_k8s(path):
         for name, obj in by_kind.get(kind, {}).items():
             sel = obj["spec"]["selector"]
             sel = sel.get("matchLabels", sel) if kind == "PodDisruptionBudget" else sel
-            if not any(labels_match(sel, l) for l in pods.values()):
+            selected = [n for n, l in pods.items() if labels_match(sel, l)]
+            if not selected:
                 problem(f"{where}: {kind.lower()}/{name} selects no pods")
+            for port in obj["spec"].get("ports", []) if kind == "Service" else []:
+                target = port.get("targetPort", port.get("port"))
+                served = any(
+                    target in (p.get("name"), p.get("containerPort"))
+                    for n in selected
+                    for c in deployments[n]["spec"]["template"]["spec"]["containers"]
+                    for p in c.get("ports", []))
+                if not served:
+                    problem(f"{where}: service/{name} targets port {target}, which its pods do not serve")
     for name, dep in deployments.items():
         pod = dep["spec"]["template"]["spec"]
         psc = pod.get("securityContext", {})
