@@ -187,6 +187,9 @@ impl JobDispatcher {
                 tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
             let result = loop {
                 let latest: Option<Progress> = tokio::select! {
+                    // Reports first: the thread sends its last ones (the finishing stage)
+                    // just before it ends, and an unbiased pick of `join` dropped them.
+                    biased;
                     Some(p) = rx.recv() => Some(p),
                     res = &mut join => break res,
                     _ = renew.tick() => {
