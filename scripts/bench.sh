@@ -13,7 +13,8 @@
 #                               API replica and a worker, a worker's peak RSS and CPU over two
 #                               720p renders and one 1080p render, the API under wrk
 #                               (scripts/measure-resources.sh; PostgreSQL and redis-server)
-#   scripts/bench.sh http|ratelimit|generate [args]   reelgen-bench's subcommands
+#   scripts/bench.sh http|ratelimit|generate|memory [args]   reelgen-bench's subcommands
+#   (scripts/gpu-check.sh: generate on a real GPU, with the I420 kernel checked there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -24,6 +25,6 @@ case "${1:-}" in
   soak) shift; cargo bench -p reelgen-bench --bench soak "$@" ;;
   cluster) shift; cargo bench -p reelgen-bench --bench cluster "$@" ;;
   resources) bash scripts/measure-resources.sh ;;
-  http|ratelimit|generate) cargo run --release -q -p reelgen-bench -- "$@" ;;
+  http|ratelimit|generate|memory) cargo run --release -q -p reelgen-bench -- "$@" ;;
   *) cargo bench -p reelgen-bench --bench live "$@" ;;
 esac

@@ -51,6 +51,10 @@ struct U {
     cbox: vec4u,
     // caption: shown (0/1), highlighted word x0, x1 (box pixels), unused
     cword: vec4f,
+    // `posed` as an affine map (from the pose in fc, computed on the CPU): matrix rows
+    // (m00, m01, m10, m11), then the offset (tx, ty, unused, unused)
+    pose_m: vec4f,
+    pose_t: vec4f,
 };
 
 @group(0) @binding(0) var<uniform> u: U;
@@ -126,12 +130,6 @@ fn sd_torso(p: vec2f) -> f32 {
     let chest = sd_box(p - vec2f(0.0, 1.32), vec2f(0.9, 0.54), 0.3);
     let traps = sd_trapezoid(p - vec2f(0.0, 0.71), 0.17, 0.66, 0.1);
     return smin(chest, traps, 0.12);
-}
-
-fn rot(p: vec2f, a: f32) -> vec2f {
-    let c = cos(a);
-    let s = sin(a);
-    return vec2f(c * p.x - s * p.y, s * p.x + c * p.y);
 }
 
 fn blend(dst: vec3f, src: vec3f, a: f32) -> vec3f {
@@ -226,11 +224,9 @@ fn render_base(@builtin(global_invocation_id) gid: vec3u) {
 
 // Head-local coordinates of a frame pixel under the current pose: breathing bob, roll about
 // the neck, a small shift for yaw/pitch.
+// (pose_m and pose_t hold this map, computed once per frame on the CPU.)
 fn posed(px: vec2f) -> vec2f {
-    var p = (px - u.center.xy) / u.size.z;
-    p.y = p.y + 0.006 * u.fc.w;
-    p = rot(p - vec2f(0.0, 0.45), -u.fc.z) + vec2f(0.0, 0.45);
-    return p - vec2f(u.fc.x * 0.06, u.fc.y * 0.05);
+    return vec2f(dot(u.pose_m.xy, px), dot(u.pose_m.zw, px)) + u.pose_t.xy;
 }
 
 // Strand shading: fine streaks that follow the hair down and around the head, at two

@@ -1,17 +1,18 @@
-// i420.wgsl — RGBA8 → I420 (BT.709, limited range), for devices where converting on the GPU
-// beats GStreamer's videoconvert (a real GPU; on lavapipe it does not: see `reelgen bench
+// i420.wgsl — RGBA8 → I420 (limited range, BT.709 or BT.601 as GStreamer assumes for the
+// height), for devices where converting whole frames on the GPU beats converting only the
+// changed boxes on the CPU (a real GPU may; on lavapipe it does not: see `reelgen-bench
 // generate`).
 //
 // Inputs:  @group(0) @binding(0) uniform S: frame width, height (width a multiple of 8,
-//          height even).
+//          height even), matrix (0 BT.709, 1 BT.601).
 //          @binding(1) storage `rgba`: RGBA8 (packed u32), width × height.
 // Outputs: @binding(2) storage `yuv`: the I420 planes back to back as bytes — Y (width ×
 //          height), then U and V (width/2 × height/2 each) — packed four per u32.
 // Entry point `rgba_to_i420` (workgroup 8×8): one invocation per 8×2 block of pixels, which
 //          makes whole words of every plane (two of Y per row, one of U, one of V).
 // Colour: the frame's sRGB values are used as they are (no linearisation), as video
-//          encoders expect: Y = 16 + 219·(0.2126 R + 0.7152 G + 0.0722 B), Cb/Cr = 128 +
-//          224·(…); each chroma sample averages its 2×2 pixels.
+//          encoders expect: Y = 16 + 219·(Kr R + Kg G + Kb B), Cb/Cr = 128 + 224·(…); each
+//          chroma sample averages its 2×2 pixels (as `src/render/media/i420.rs` does).
 
 struct S {
     size: vec4u,
@@ -21,8 +22,19 @@ struct S {
 @group(0) @binding(1) var<storage, read> rgba: array<u32>;
 @group(0) @binding(2) var<storage, read_write> yuv: array<u32>;
 
+// Y, Cb and Cr weights of the matrix: BT.709 (Kr 0.2126, Kb 0.0722) or BT.601 (0.299, 0.114).
+fn weights_y() -> vec3f {
+    return select(vec3f(0.2126, 0.7152, 0.0722), vec3f(0.299, 0.587, 0.114), s.size.z == 1u);
+}
+fn weights_cb() -> vec3f {
+    return select(vec3f(-0.1146, -0.3854, 0.5), vec3f(-0.168736, -0.331264, 0.5), s.size.z == 1u);
+}
+fn weights_cr() -> vec3f {
+    return select(vec3f(0.5, -0.4542, -0.0458), vec3f(0.5, -0.418688, -0.081312), s.size.z == 1u);
+}
+
 fn luma(c: vec3f) -> f32 {
-    return 16.0 + 219.0 * dot(c, vec3f(0.2126, 0.7152, 0.0722));
+    return 16.0 + 219.0 * dot(c, weights_y());
 }
 
 fn byte(v: f32) -> u32 {
@@ -47,8 +59,8 @@ fn rgba_to_i420(@builtin(global_invocation_id) gid: vec3u) {
                 let c = unpack4x8unorm(rgba[row + k]).rgb;
                 word = word | (byte(luma(c)) << (8u * i));
                 let j = k / 2u;
-                cb[j] = cb[j] + dot(c, vec3f(-0.1146, -0.3854, 0.5));
-                cr[j] = cr[j] + dot(c, vec3f(0.5, -0.4542, -0.0458));
+                cb[j] = cb[j] + dot(c, weights_cb());
+                cr[j] = cr[j] + dot(c, weights_cr());
             }
             yuv[(row + half * 4u) / 4u] = word;
         }

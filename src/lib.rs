@@ -28,6 +28,7 @@ pub use context::{Context, StartError};
 use ops::health::{RegisterCheck, StaticCheck};
 use platform::config::{Config, Environment};
 use platform::error;
+use videos::device::OnDemand;
 use render::pipeline::{Generator, GeneratorOptions};
 use videos::dispatcher::{Drain, HandBack, JobDispatcher, Worker};
 
@@ -155,38 +156,52 @@ fn serve(ctx: &web::Data<Context>, role: Role) -> Result<(Server, u16), StartErr
     Ok((server, port))
 }
 
-/// Opens the GPU and probes the encoder (registering both as readiness checks), then starts
-/// the job dispatcher. Without a device or encoder the server still serves; videos wait.
+/// Opens the GPU and probes the encoder once (registering both as readiness checks), then
+/// starts the job dispatcher. The device stays open only while jobs use it: it closes after
+/// `DEVICE_IDLE_RELEASE` without one and opens again with the next ([`OnDemand`]). Without a
+/// device or encoder the server still serves; videos wait.
 async fn start_worker(ctx: &Context) -> Option<actix::Addr<JobDispatcher>> {
     let config = &ctx.config;
     let cat = ctx.catalog.clone();
+    let stats = Arc::new(render::gpu::scheduler::SchedulerStats::default());
     let options = GeneratorOptions {
         gpu_memory_fraction: config.gpu_memory_fraction,
         model_cache_size: config.model_cache_size,
         batch_size_auto_tune: config.batch_size_auto_tune,
         batch_size: config.optimization_level.batch_size(),
         busy_ns: ctx.perf.analytics.gpu_busy_counter(),
+        stats: stats.clone(),
         color_path: None,
     };
-    let generator = tokio::task::spawn_blocking(move || Generator::with_options(cat, options))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    let (gpu, encoder) = match &generator {
-        Ok(g) => (
-            Ok(g.gpu().describe()),
-            Ok(format!(
-                "{} ({}), audio {}, RGBA->I420 by {}",
-                g.encoder().element,
-                if g.encoder().hardware {
-                    "hardware"
-                } else {
-                    "software"
-                },
-                g.encoder().audio,
-                g.color_path().as_str()
-            )),
-        ),
+    let device = Arc::new(OnDemand::new(
+        move || Generator::with_options(cat.clone(), options.clone()),
+        config.device_idle_release,
+    ));
+    let first = device.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        first.acquire().map(|g| {
+            let encoder = g.encoder();
+            (
+                g.gpu().describe(),
+                format!(
+                    "{} ({}), audio {}, I420 by {}",
+                    encoder.element,
+                    if encoder.hardware {
+                        "hardware"
+                    } else {
+                        "software"
+                    },
+                    encoder.audio,
+                    g.color_path().as_str()
+                ),
+            )
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
+    let (gpu, encoder) = match &opened {
+        Ok((gpu, encoder)) => (Ok(gpu.clone()), Ok(encoder.clone())),
         Err(e) => (Err(e.clone()), Err(e.clone())),
     };
     for (name, result) in [("gpu", gpu), ("encoder", encoder)] {
@@ -196,14 +211,12 @@ async fn start_worker(ctx: &Context) -> Option<actix::Addr<JobDispatcher>> {
             .send(RegisterCheck(Arc::new(StaticCheck { name, result })))
             .await;
     }
-    match generator {
-        Ok(g) => {
-            tracing::info!(device = %g.gpu().describe(), encoder = g.encoder().element, "worker ready");
-            ctx.perf
-                .analytics
-                .set_scheduler(g.scheduler().stats().clone());
+    match opened {
+        Ok((gpu, encoder)) => {
+            tracing::info!(device = %gpu, encoder = %encoder, "worker ready");
+            ctx.perf.analytics.set_scheduler(stats);
             let worker = Arc::new(Worker {
-                generator: Arc::new(g),
+                device,
                 blobs: ctx.blobs.clone(),
                 metrics: ctx.metrics.clone(),
                 max_jobs: config.max_concurrent_jobs,

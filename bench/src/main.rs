@@ -9,7 +9,8 @@
 //!   each connection count.
 //! * `ratelimit`: GCRA checks per second through the rate-limiter actor's mailbox versus the
 //!   shared table the hot path uses.
-//! * `generate`: end-to-end generation versus the encode-only floor; render cost; 1080p RSS.
+//! * `generate`: end-to-end generation versus the floor (x264 alone on I420 frames from
+//!   memory), CPU per frame of each stage, whole-frame conversion costs, PSNR; 1080p RSS.
 //!
 //! `cargo bench -p reelgen-bench --bench live|soak` runs the live-path and soak benchmarks.
 
@@ -21,10 +22,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use reelgen::api::videos::VideoList;
 use reelgen::platform::limiter::{Check, GcraTable, RateLimiter};
 use reelgen::render::assets::Catalog;
-use reelgen::videos::model::VideoView;
 use reelgen::videos::request;
 
 #[derive(Parser, Debug)]
@@ -45,14 +44,25 @@ enum Which {
     Ratelimit,
     /// End-to-end generation versus the encode-only floor; render cost; 1080p peak RSS
     Generate(GenerateBenchArgs),
+    /// `serve`'s resident memory: idle, 4 concurrent 720p jobs, a minute after them, one
+    /// 1080p job
+    Memory(MemoryBenchArgs),
 }
 
+#[allow(unsafe_code)]
 fn main() -> std::process::ExitCode {
+    for (name, value) in reelgen::render::gpu::HEADLESS_ENV {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: the first thing `main` does, before any other thread exists.
+            unsafe { std::env::set_var(name, value) };
+        }
+    }
     let cli = Cli::parse();
     let result = match cli.which {
         Which::Http(args) => http(args),
         Which::Ratelimit => actix_web::rt::System::new().block_on(ratelimit()),
         Which::Generate(args) => generate(args),
+        Which::Memory(args) => memory(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -104,38 +114,20 @@ fn seed_request(i: usize) -> serde_json::Value {
     serde_json::json!({"title": format!("Benchmark video {i:04}"), "script": SEED_SCRIPT, "seed": i})
 }
 
-/// A JSON list shaped and sized like a 20-item page of seeded videos.
-fn ceiling_body() -> Bytes {
-    let Ok(catalog) = Catalog::embedded() else {
-        return Bytes::new();
-    };
-    let data = (0..20)
-        .filter_map(|i| {
-            let params = request::parse_video_request(&seed_request(i), &catalog, "", 0).ok()?;
-            let model = reelgen::videos::store::new_video("public", &params).ok()?;
-            Some(VideoView::from_model(model, Some(i as u64 + 1)))
-        })
-        .collect();
-    let page = VideoList {
-        data,
-        next_cursor: Some(
-            "MTc2NDE2NjQwMDAwMDAwMDowMTlhYzFmMC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDA".into(),
-        ),
-    };
-    Bytes::from(serde_json::to_vec(&page).unwrap_or_default())
-}
-
 struct Server {
     child: Child,
     port: u16,
-    dir: std::path::PathBuf,
+    /// Removed with the server (a caller-owned `DATA_DIR` is not).
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -187,26 +179,43 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Starts `reelgen serve`; `worker` turns the embedded render worker on or off.
-fn start_server(worker: bool) -> Result<Server, String> {
+/// Starts `reelgen serve` on a fresh `DATA_DIR`; `worker` turns the embedded render worker
+/// on or off.
+fn start_server_with(worker: bool, env: &[(&str, &str)]) -> Result<Server, String> {
+    let dir = std::env::temp_dir().join(format!("reelgen-bench-{}", uuid::Uuid::new_v4()));
+    let mut server = start_server_in(&dir, worker, env)?;
+    server.dir = Some(dir);
+    Ok(server)
+}
+
+/// `reelgen serve` on the given `DATA_DIR` (kept when the server goes).
+fn start_server_in(
+    dir: &std::path::Path,
+    worker: bool,
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
     let exe = reelgen_bin()?;
     let port = free_port()?;
-    let dir = std::env::temp_dir().join(format!("reelgen-bench-{}", uuid::Uuid::new_v4()));
     let child = Command::new(exe)
         .args(["serve"])
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
-        .env("DATA_DIR", &dir)
+        .env("DATA_DIR", dir)
         .env_remove("DATABASE_URL")
         .env("AUTH_MODE", "open")
         .env("ENVIRONMENT", "development")
         .env("RATE_LIMIT_PER_MINUTE", "1000000000")
         .env("EMBEDDED_WORKER", if worker { "true" } else { "false" })
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start the server: {e}"))?;
-    let server = Server { child, port, dir };
+    let server = Server {
+        child,
+        port,
+        dir: None,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if matches!(request(port, "GET", "/health/ready", None), Ok((200, _))) {
@@ -278,39 +287,37 @@ fn wrk(port: u16, path: &str, conns: u32, threads: u32, secs: u64) -> Result<Wrk
 
 /// `reelgen-bench http`.
 pub fn http(args: HttpBenchArgs) -> Result<(), String> {
-    // Idle memory of a full `serve` (GPU device and GStreamer loaded by the worker).
-    let full = start_server(true)?;
-    std::thread::sleep(Duration::from_secs(2));
-    let full_idle = rss_kib(full.child.id()).unwrap_or(0);
-    drop(full);
-    // The HTTP measurements run against the API alone, so rendering the seeded videos does
-    // not compete for the two cores.
-    let server = start_server(false)?;
-    let pid = server.child.id();
-    std::thread::sleep(Duration::from_secs(2));
-    let idle_rss = rss_kib(pid).unwrap_or(0);
-
-    for i in 0..args.videos {
-        let (status, body) = request(
-            server.port,
-            "POST",
-            "/api/v1/videos",
-            Some(&seed_request(i).to_string()),
-        )?;
-        if status != 202 {
-            return Err(format!(
-                "seeding failed with {status}: {}",
-                String::from_utf8_lossy(&body)
-            ));
+    // Seeded through an API-only server and cancelled, so that the full `serve` measured
+    // below (embedded worker on) lists them without ever running a job.
+    let dir = std::env::temp_dir().join(format!("reelgen-bench-http-{}", uuid::Uuid::new_v4()));
+    {
+        let seeder = start_server_in(&dir, false, &[])?;
+        for i in 0..args.videos {
+            let (status, body) = request(
+                seeder.port,
+                "POST",
+                "/api/v1/videos",
+                Some(&seed_request(i).to_string()),
+            )?;
+            if status != 202 {
+                return Err(format!(
+                    "seeding failed with {status}: {}",
+                    String::from_utf8_lossy(&body)
+                ));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            let id = v["id"].as_str().ok_or("no id")?;
+            request(seeder.port, "POST", &format!("/api/v1/videos/{id}/cancel"), None)?;
         }
     }
+    let server = start_server_in(&dir, true, &[])?;
+    let pid = server.child.id();
+    let started_rss = rss_kib(pid).unwrap_or(0);
+    // The device opens at start (the readiness check) and closes after DEVICE_IDLE_RELEASE.
+    std::thread::sleep(Duration::from_secs(25));
+    let idle_rss = rss_kib(pid).unwrap_or(0);
     let (_, list_body) = request(server.port, "GET", "/api/v1/videos", None)?;
-    let ceiling = {
-        let ceiling_server = CeilingServer::start()?;
-        request(ceiling_server.port, "GET", CEILING_PATH, None)?.1
-    };
-    std::thread::sleep(Duration::from_secs(1));
-    let seeded_rss = rss_kib(pid).unwrap_or(0);
+    let workers = num_cpus();
 
     println!(
         "reelgen-bench http — {} CPUs, wrk -t{} -d{}s, SQLite, {} videos seeded",
@@ -320,134 +327,104 @@ pub fn http(args: HttpBenchArgs) -> Result<(), String> {
         args.videos
     );
     println!(
-        "response bytes: list {} / ceiling {}",
-        list_body.len(),
-        ceiling.len()
+        "GET /api/v1/videos ({} bytes) on `reelgen serve` (embedded worker, no job run since start) against a bare actix-web server returning the same bytes ({workers} workers each)",
+        list_body.len()
     );
     println!(
-        "idle RSS, API only (EMBEDDED_WORKER=false): {:.1} MiB after start, {:.1} MiB after seeding; \
-         full serve with the render worker: {:.1} MiB",
-        idle_rss as f64 / 1024.0,
-        seeded_rss as f64 / 1024.0,
-        full_idle as f64 / 1024.0
+        "serve RSS: {:.1} MiB just after start (device open for the readiness check), {:.1} MiB idle",
+        started_rss as f64 / 1024.0,
+        idle_rss as f64 / 1024.0
     );
     println!(
-        "{:>6} {:>6} {:>9} {:>12} {:>10} {:>10} {:>8}",
-        "conns", "round", "route", "req/s", "p50 ms", "p99 ms", "non-2xx"
+        "{:>6} {:>6} {:>6} {:>12} {:>10} {:>10} {:>8}",
+        "conns", "round", "server", "req/s", "p50 ms", "p99 ms", "non-2xx"
     );
+    let bare = BareServer::start(Bytes::from(list_body), workers)?;
+    let mut loaded_peak = 0u64;
     for &c in &args.connections {
-        let (mut list_sum, mut ceil_sum, mut worst_p99) = (0.0, 0.0, 0.0f64);
+        let (mut list_sum, mut bare_sum) = (0.0, 0.0);
+        let (mut list_p99, mut bare_p99) = (Vec::new(), Vec::new());
         for round in 1..=args.rounds {
-            for name in ["list", "ceiling"] {
-                // The ceiling's server runs only while it is measured, so its actors never
-                // share the cores with a list run.
-                let r = if name == "list" {
-                    wrk(
-                        server.port,
-                        "/api/v1/videos",
-                        c,
-                        args.threads,
-                        args.duration,
-                    )?
-                } else {
-                    let ceiling_server = CeilingServer::start()?;
-                    wrk(
-                        ceiling_server.port,
-                        CEILING_PATH,
-                        c,
-                        args.threads,
-                        args.duration,
-                    )?
+            for name in ["serve", "bare"] {
+                let port = if name == "serve" { server.port } else { bare.port };
+                let path = if name == "serve" { "/api/v1/videos" } else { BARE_PATH };
+                let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+                let sampler = {
+                    let sampling = sampling.clone();
+                    std::thread::spawn(move || {
+                        let mut peak = 0;
+                        while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                            peak = peak.max(rss_kib(pid).unwrap_or(0));
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        peak
+                    })
                 };
+                let r = wrk(port, path, c, args.threads, args.duration);
+                sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+                let peak = sampler.join().unwrap_or(0);
+                let r = r?;
                 println!(
-                    "{c:>6} {round:>6} {name:>9} {:>12.0} {:>10.2} {:>10.2} {:>8}",
+                    "{c:>6} {round:>6} {name:>6} {:>12.0} {:>10.2} {:>10.2} {:>8}",
                     r.rps, r.p50_ms, r.p99_ms, r.non_2xx
                 );
-                if name == "list" {
+                if name == "serve" {
+                    loaded_peak = loaded_peak.max(peak);
                     list_sum += r.rps;
-                    worst_p99 = worst_p99.max(r.p99_ms);
+                    list_p99.push(r.p99_ms);
                 } else {
-                    ceil_sum += r.rps;
+                    bare_sum += r.rps;
+                    bare_p99.push(r.p99_ms);
                 }
             }
         }
         println!(
-            "c={c}: list/ceiling throughput ratio {:.3} (target >= 0.7); worst list p99 {:.2} ms",
-            list_sum / ceil_sum,
-            worst_p99
+            "c={c}: serve/bare throughput {:.3} (target >= 0.9); p99 serve {:.2} ms / bare {:.2} ms = {:.2} (median of rounds; target <= 1.2 at 400)",
+            list_sum / bare_sum,
+            median(list_p99.clone()),
+            median(bare_p99.clone()),
+            median(list_p99) / median(bare_p99)
         );
     }
-    let loaded_rss = rss_kib(pid).unwrap_or(0);
-    println!("RSS after load: {:.1} MiB", loaded_rss as f64 / 1024.0);
-    let (_, metrics) = request(server.port, "GET", "/metrics", None)?;
-    for line in String::from_utf8_lossy(&metrics).lines() {
-        if line.starts_with("reelgen_cache_hits_total")
-            || line.starts_with("reelgen_cache_misses_total")
-        {
-            println!("{line}");
-        }
-    }
+    println!(
+        "serve RSS under load: peak {:.1} MiB (target <= 80); after: {:.1} MiB",
+        loaded_peak as f64 / 1024.0,
+        rss_kib(pid).unwrap_or(0) as f64 / 1024.0
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-const CEILING_PATH: &str = "/api/v1/ceiling";
+const BARE_PATH: &str = "/api/v1/videos";
 
-/// The ceiling: the fixed body behind the server's own edge and `/api` guard, on a
-/// `Context` configured like the server under test, with no work behind it.
-struct CeilingServer {
+/// The baseline: actix-web with one route returning fixed bytes, no middleware, no state.
+struct BareServer {
     port: u16,
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
-    dir: std::path::PathBuf,
 }
 
-impl CeilingServer {
-    fn start() -> Result<Self, String> {
-        use actix_web::{App, HttpResponse, HttpServer, middleware, web};
-        use reelgen::platform::config::{Config, Sources};
+impl BareServer {
+    fn start(body: Bytes, workers: usize) -> Result<Self, String> {
+        use actix_web::{App, HttpResponse, HttpServer, web};
         let port = free_port()?;
-        let dir = std::env::temp_dir().join(format!("reelgen-ceiling-{}", uuid::Uuid::new_v4()));
-        let (port_s, dir_s) = (port.to_string(), dir.display().to_string());
-        let config = Config::load(&Sources::from_pairs([
-            ("HOST", "127.0.0.1"),
-            ("PORT", port_s.as_str()),
-            ("DATA_DIR", dir_s.as_str()),
-            ("AUTH_MODE", "open"),
-            ("ENVIRONMENT", "development"),
-            ("RATE_LIMIT_PER_MINUTE", "1000000000"),
-            ("EMBEDDED_WORKER", "false"),
-        ]))
-        .map_err(|e| e.to_string())?;
-        let body = ceiling_body();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let workers = config.workers;
-                let ctx = match reelgen::Context::start(config).await {
-                    Ok(c) => web::Data::new(c),
-                    Err(e) => return drop(tx.send(Err(e.to_string()))),
-                };
                 let server = HttpServer::new(move || {
                     let body = body.clone();
-                    App::new()
-                        .app_data(ctx.clone())
-                        .wrap(middleware::from_fn(reelgen::api::edge::edge))
-                        .wrap(middleware::Compress::default())
-                        .service(
-                            web::scope("/api/v1")
-                                .wrap(middleware::from_fn(reelgen::api::edge::api_guard))
-                                .route(
-                                    "/ceiling",
-                                    web::get().to(move || {
-                                        let body = body.clone();
-                                        async move {
-                                            HttpResponse::Ok()
-                                                .content_type("application/json")
-                                                .body(body)
-                                        }
-                                    }),
-                                ),
-                        )
+                    App::new().route(
+                        BARE_PATH,
+                        web::get().to(move || {
+                            let body = body.clone();
+                            async move {
+                                HttpResponse::Ok()
+                                    .content_type("application/json")
+                                    .body(body)
+                            }
+                        }),
+                    )
                 })
                 .workers(workers)
                 .backlog(4096)
@@ -465,24 +442,21 @@ impl CeilingServer {
         });
         let handle = rx
             .recv_timeout(Duration::from_secs(30))
-            .map_err(|e| format!("ceiling server did not start: {e}"))??;
+            .map_err(|e| format!("bare server did not start: {e}"))??;
         Ok(Self {
             port,
             handle,
             thread: Some(thread),
-            dir,
         })
     }
 }
 
-impl Drop for CeilingServer {
+impl Drop for BareServer {
     fn drop(&mut self) {
-        // The stop is sent at once; the thread ends when the server and its actors have.
         drop(self.handle.stop(false));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -594,6 +568,7 @@ fn script_of(seconds: f64) -> String {
 pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     use reelgen::render::media::{EncodeSettings, Mp4Writer};
     use reelgen::render::pipeline::{Generator, JobSpec};
+
     use std::sync::atomic::AtomicBool;
 
     let catalog = Arc::new(Catalog::embedded().map_err(|e| e.to_string())?);
@@ -640,129 +615,296 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
         rss_before as f64 / 1024.0
     );
 
-    // 2. Render cost alone (kernels, patch readback, patch applied to a whole frame; no
-    //    encoder), CPU time per frame of the whole process.
+    // 2. Per-stage CPU on the 720p job's own timeline, each stage alone, whole process
+    //    (every thread: lavapipe's, GStreamer's, x264's), per frame.
     let p720 = params(1280, 720, args.seconds)?;
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let timeline = generator.timeline(&p720).map_err(|e| e.to_string())?;
-    let n = timeline.frames.len().min(600);
-    let indices: Vec<usize> = (0..n).collect();
+    let timeline_cpu = cpu_seconds() - cpu0;
+    let timeline_wall = t0.elapsed().as_secs_f64();
+    let total = timeline.frames.len();
+    let indices: Vec<usize> = (0..total).collect();
     let runs = args.runs.max(1);
-    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
-    for run in 1..=runs {
-        let mut seen = 0u64;
+    let per_frame = |s: f64| s * 1000.0 / total as f64;
+    // One pass of `f` over the job's frames: (wall, CPU) seconds.
+    let timed = |f: &mut dyn FnMut() -> Result<(), String>| -> Result<(f64, f64), String> {
         let (cpu0, t0) = (cpu_seconds(), Instant::now());
-        generator
-            .render_frames(&p720, &timeline, &indices, &mut |frame| {
-                seen += u64::from(frame[frame.len() / 2]);
-            })
-            .map_err(|e| e.to_string())?;
+        f()?;
+        Ok((t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0))
+    };
+    let (mut render_cpu, mut made_cpu) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let mut seen = 0u64;
+        let (_, cpu) = timed(&mut || {
+            generator
+                .render_frames(&p720, &timeline, &indices, &mut |f| {
+                    seen += u64::from(f[f.len() / 2]);
+                })
+                .map_err(|e| e.to_string())
+        })?;
+        render_cpu.push(cpu);
+        let (_, cpu) = timed(&mut || {
+            generator
+                .i420_frames(&p720, &timeline, &indices, &mut |f| {
+                    seen += u64::from(f[f.len() / 2]);
+                })
+                .map_err(|e| e.to_string())
+        })?;
+        made_cpu.push(cpu);
         std::hint::black_box(seen);
-        let wall = t0.elapsed().as_secs_f64() * 1000.0 / n as f64;
-        let cpu = (cpu_seconds() - cpu0) * 1000.0 / n as f64;
-        println!(
-            "render only, 720p, {n} frames, run {run}: {wall:.2} ms wall, {cpu:.2} ms CPU per frame (all threads)"
-        );
-        walls.push(wall);
-        cpus.push(cpu);
     }
-    println!(
-        "render only, 720p, median of {runs}: {:.2} ms wall, {:.2} ms CPU per frame (target <= 3 ms CPU)",
-        median(walls),
-        median(cpus)
-    );
+    let render_cpu = median(render_cpu);
+    let convert_cpu = (median(made_cpu) - render_cpu).max(0.0);
 
-    // 3. Encode-only floor: the same encoder settings on rendered frames from memory.
-    let keep = generator
-        .still_frames(&p720, &timeline, &indices[..n.min(90)])
+    // 3. The floor: the encoder alone, with the job's settings, on the job's first 90 frames
+    //    (already I420, from memory) over and over, as long as the job; then the same with
+    //    the job's audio track (AAC) muxed in.
+    let mut keep = Vec::new();
+    generator
+        .i420_frames(&p720, &timeline, &indices[..total.min(90)], &mut |f| {
+            keep.push(f.to_vec())
+        })
         .map_err(|e| e.to_string())?;
-
-    // 2b. The RGBA→I420 path, chosen from measurement: the kernel (frame already on the
-    //     device, I420 read back) against videoconvert, per 720p frame.
-    if let Some(frame) = keep.first() {
-        let gpu = generator.gpu();
-        let conv = reelgen::render::gpu::i420::I420Converter::new(gpu, 1280, 720)
-            .map_err(|e| e.to_string())?;
-        conv.convert(gpu, frame).map_err(|e| e.to_string())?;
-        let c0 = cpu_seconds();
-        let kernel = conv.time_on_device(gpu, 120).map_err(|e| e.to_string())?;
-        let kernel_cpu = cpu_seconds() - c0;
-        let c0 = cpu_seconds();
-        let vc = reelgen::render::media::time_videoconvert(frame, 1280, 720, 120)
-            .map_err(|e| e.to_string())?;
-        let vc_cpu = cpu_seconds() - c0;
-        let per = |x: f64| x * 1000.0 / 120.0;
-        println!(
-            "RGBA->I420 per 720p frame: kernel {:.2} ms wall / {:.2} ms CPU (incl. I420 readback), videoconvert {:.2} ms wall / {:.2} ms CPU -> {} costs less CPU (jobs on this device use {})",
-            per(kernel.as_secs_f64()),
-            per(kernel_cpu),
-            per(vc.as_secs_f64()),
-            per(vc_cpu),
-            if kernel_cpu < vc_cpu {
-                "the kernel"
-            } else {
-                "videoconvert"
-            },
-            generator.color_path().as_str()
-        );
-    }
-    drop(indices);
-    let total = timeline.frames.len() as u64;
-    let pool = reelgen::render::media::FramePool::new(1280 * 720 * 4);
-    let floor_run = || -> Result<f64, String> {
-        let t0 = Instant::now();
+    let pool = reelgen::render::media::FramePool::new(keep[0].len());
+    let speech = timeline.speech.clone();
+    let encode_run = |audio: bool| -> Result<(f64, f64), String> {
+        let (cpu0, t0) = (cpu_seconds(), Instant::now());
         let writer = Mp4Writer::start(
             &EncodeSettings {
                 width: 1280,
                 height: 720,
-                fps: 30,
+                fps: timeline.fps,
                 quality: p720.quality,
-                audio_rate: None,
+                audio_rate: speech.as_ref().filter(|_| audio).map(|s| s.sample_rate),
                 live: false,
-                i420: false,
             },
             generator.encoder(),
             &dir.join("floor.mp4"),
         )
         .map_err(|e| e.to_string())?;
+        if let (true, Some(s)) = (audio, &speech) {
+            writer
+                .push_audio(&s.samples, s.sample_rate)
+                .map_err(|e| e.to_string())?;
+        }
         for i in 0..total {
             let mut frame = pool.get();
-            frame
-                .as_mut()
-                .copy_from_slice(&keep[(i as usize) % keep.len()]);
-            writer.push_frame(frame, i).map_err(|e| e.to_string())?;
+            frame.as_mut().copy_from_slice(&keep[i % keep.len()]);
+            writer.push_frame(frame, i as u64).map_err(|e| e.to_string())?;
         }
         writer.finish().map_err(|e| e.to_string())?;
-        Ok(t0.elapsed().as_secs_f64())
+        Ok((t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0))
     };
 
-    // 4. End to end: timeline + TTS + render + encode + mux, each run right after a floor
-    //    run so both see the same machine.
-    let mut ratios = Vec::new();
+    // 3b. What converting whole frames would cost instead, per 720p frame: videoconvert (how
+    //     every frame went before) and the I420 kernel on this device.
+    let mut rgba = Vec::new();
+    generator
+        .render_frames(&p720, &timeline, &indices[..total.min(60)], &mut |f| {
+            rgba.push(f.to_vec())
+        })
+        .map_err(|e| e.to_string())?;
+    let c0 = cpu_seconds();
+    let (before, _) = reelgen::render::media::videoconvert_i420(&rgba, 1280, 720)
+        .map_err(|e| e.to_string())?;
+    let vc_cpu = (cpu_seconds() - c0) * 1000.0 / rgba.len() as f64;
+    let mut born = Vec::new();
+    generator
+        .i420_frames(&p720, &timeline, &indices[..rgba.len()], &mut |f| {
+            born.push(f.to_vec())
+        })
+        .map_err(|e| e.to_string())?;
+    let psnr = born
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| reelgen::render::media::i420::psnr(a, b))
+        .fold(f64::INFINITY, f64::min);
+    let gpu = generator.gpu();
+    let conv = reelgen::render::gpu::i420::I420Converter::new(gpu, 1280, 720)
+        .map_err(|e| e.to_string())?;
+    let on_device = conv.convert(gpu, &rgba[0]).map_err(|e| e.to_string())?;
+    let kernel_diff = on_device
+        .iter()
+        .zip(&reelgen::render::media::i420::from_rgba(&rgba[0], 1280, 720))
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap_or(u8::MAX);
+    let c0 = cpu_seconds();
+    conv.time_on_device(gpu, 60).map_err(|e| e.to_string())?;
+    let kernel_cpu = (cpu_seconds() - c0) * 1000.0 / 60.0;
+    drop((rgba, before, born));
+
+    // 4. End to end (timeline + TTS + render + conversion + encode + audio + mux), each run
+    //    right after a floor run so both see the same machine.
+    let (mut walls, mut cpus, mut floor_walls, mut floor_cpus) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut audio_cpu, mut last) = (Vec::new(), None);
     for run in 1..=runs {
-        let floor = floor_run()?;
-        let t0 = Instant::now();
+        let (floor_wall, floor_cpu) = encode_run(false)?;
+        let (_, with_audio_cpu) = encode_run(true)?;
+        audio_cpu.push((with_audio_cpu - floor_cpu).max(0.0));
+        let (cpu0, t0) = (cpu_seconds(), Instant::now());
         let o = run_job(p720.clone(), "720", false)?;
-        let full = t0.elapsed().as_secs_f64();
+        let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
         println!(
-            "720p30 draft, {:.1} s of video ({} frames), run {run}:",
-            o.duration_s, o.frames
+            "run {run}: end to end {wall:.2} s wall / {cpu:.2} s CPU; floor {floor_wall:.2} s / {floor_cpu:.2} s -> {:.2}x wall, {:.2}x CPU",
+            wall / floor_wall,
+            cpu / floor_cpu
         );
-        println!("  encode-only floor (x264 from memory): {floor:.2} s");
-        println!(
-            "  end to end: {full:.2} s (timeline+TTS {:.2} s, render+encode {:.2} s, finish {:.2} s)",
-            o.timeline_s, o.render_s, o.finish_s
-        );
-        println!(
-            "  ratio end-to-end / floor: {:.2}; {:.1}x real time",
-            full / floor,
-            o.duration_s / full
-        );
-        ratios.push(full / floor);
+        walls.push(wall);
+        cpus.push(cpu);
+        floor_walls.push(floor_wall);
+        floor_cpus.push(floor_cpu);
+        last = Some(o);
     }
+    let o = last.ok_or("no run")?;
+    let (wall, cpu) = (median(walls.clone()), median(cpus.clone()));
+    let (floor_wall, floor_cpu) = (median(floor_walls.clone()), median(floor_cpus.clone()));
+    let wall_ratio = median(walls.iter().zip(&floor_walls).map(|(a, b)| a / b).collect());
+    let cpu_ratio = median(cpus.iter().zip(&floor_cpus).map(|(a, b)| a / b).collect());
+    let audio_cpu = median(audio_cpu);
     println!(
-        "end-to-end / floor, median of {runs}: {:.2} (target <= 1.5)",
-        median(ratios)
+        "720p{} {:?}, {:.1} s of video ({total} frames), median of {runs}:",
+        timeline.fps, p720.quality, o.duration_s
+    );
+    println!("  CPU per frame by stage, each measured alone (all threads):");
+    println!(
+        "    timeline (text, speech, visemes): {:>6.3} ms  ({:.2} s wall for the job)",
+        per_frame(timeline_cpu),
+        timeline_wall
+    );
+    println!("    render (kernels, patch readback): {:>6.3} ms", per_frame(render_cpu));
+    println!("    conversion (changed boxes->I420): {:>6.3} ms", per_frame(convert_cpu));
+    println!(
+        "    encode + mux (the floor, {}):  {:>6.3} ms",
+        generator.encoder().element,
+        per_frame(floor_cpu)
+    );
+    println!("    audio (AAC of the speech):        {:>6.3} ms", per_frame(audio_cpu));
+    println!(
+        "    sum {:.3} ms; end to end {:.3} ms",
+        per_frame(timeline_cpu + render_cpu + convert_cpu + floor_cpu + audio_cpu),
+        per_frame(cpu)
+    );
+    println!(
+        "  whole-frame conversion instead: videoconvert {vc_cpu:.2} ms, I420 kernel on this device {kernel_cpu:.2} ms CPU per frame; jobs here use {}",
+        generator.color_path().as_str()
+    );
+    println!("  PSNR of frames born I420 against videoconvert's, worst of 60: {psnr:.1} dB (target >= 45)");
+    println!(
+        "  I420 kernel vs CPU converter: at most {kernel_diff} level(s) apart on {} ({})",
+        generator.gpu().describe(),
+        if kernel_diff <= 1 { "ok" } else { "MISMATCH" }
+    );
+    println!("  floor (x264 alone, I420 from memory): {floor_wall:.2} s wall, {floor_cpu:.2} s CPU");
+    println!(
+        "  end to end: {wall:.2} s wall, {cpu:.2} s CPU; {:.1}x real time",
+        o.duration_s / wall
+    );
+    println!(
+        "  end to end / floor: {wall_ratio:.2}x wall (target <= 2.0), {cpu_ratio:.2}x CPU (target <= 2.5)"
     );
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MemoryBenchArgs {
+    /// Seconds of video per job
+    #[arg(long, default_value_t = 20.0)]
+    pub seconds: f64,
+    /// Seconds to wait after the last job before the "back to idle" reading
+    #[arg(long, default_value_t = 60)]
+    pub after: u64,
+}
+
+/// Submits `n` videos of `w`×`h` at once to `server` and samples its RSS every 20 ms until
+/// every one has completed: the peak in KiB.
+fn jobs_peak_rss(server: &Server, n: usize, w: u32, h: u32, seconds: f64) -> Result<u64, String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let body = serde_json::json!({"script": script_of(seconds), "quality": "draft",
+            "dimension": {"width": w, "height": h}, "fps": 30, "seed": i});
+        let (status, out) = request(server.port, "POST", "/api/v1/videos", Some(&body.to_string()))?;
+        if status != 202 {
+            return Err(format!("create failed with {status}: {}", String::from_utf8_lossy(&out)));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| e.to_string())?;
+        ids.push(v["id"].as_str().ok_or("no id")?.to_string());
+    }
+    let pid = server.child.id();
+    let (mut peak, mut last_poll) = (0u64, Instant::now() - Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        peak = peak.max(rss_kib(pid).unwrap_or(0));
+        if last_poll.elapsed() >= Duration::from_millis(250) {
+            last_poll = Instant::now();
+            let mut done = 0;
+            for id in &ids {
+                let (_, body) = request(server.port, "GET", &format!("/api/v1/videos/{id}"), None)?;
+                let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                match v["status"].as_str() {
+                    Some("completed") => done += 1,
+                    Some("failed" | "cancelled") => return Err(format!("video {id}: {v}")),
+                    _ => {}
+                }
+            }
+            if done == ids.len() {
+                return Ok(peak);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("jobs did not complete in 10 minutes".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The lowest RSS over `secs` seconds (KiB): a reading that a passing allocation does not lift.
+fn settled_rss(pid: u32, secs: u64) -> u64 {
+    let mut low = u64::MAX;
+    for _ in 0..secs * 5 {
+        low = low.min(rss_kib(pid).unwrap_or(u64::MAX));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    low
+}
+
+/// `reelgen-bench memory`.
+pub fn memory(args: MemoryBenchArgs) -> Result<(), String> {
+    let mib = |k: u64| k as f64 / 1024.0;
+    // The device opens at start (readiness) and closes after DEVICE_IDLE_RELEASE (default
+    // 20 s) without a job: idle is read after that.
+    let idle_wait = 25;
+    println!(
+        "reelgen-bench memory — {} CPUs; `reelgen serve` with its embedded worker, SQLite, MAX_CONCURRENT_JOBS=4, draft {:.0} s videos",
+        num_cpus(),
+        args.seconds
+    );
+    let server = start_server_with(true, &[("MAX_CONCURRENT_JOBS", "4")])?;
+    let pid = server.child.id();
+    let started = settled_rss(pid, 1);
+    std::thread::sleep(Duration::from_secs(idle_wait));
+    let idle = settled_rss(pid, 3);
+    println!(
+        "idle: {:.1} MiB just after start (device open for the readiness check), {:.1} MiB {idle_wait} s later (target <= 60)",
+        mib(started),
+        mib(idle)
+    );
+    let peak = jobs_peak_rss(&server, 4, 1280, 720, args.seconds)?;
+    println!("4 concurrent 720p jobs: peak {:.1} MiB (target <= 250)", mib(peak));
+    std::thread::sleep(Duration::from_secs(args.after.saturating_sub(3)));
+    let after = settled_rss(pid, 3);
+    println!(
+        "{} s after the last job: {:.1} MiB, {:+.1} MiB from idle (target within 30)",
+        args.after,
+        mib(after),
+        mib(after) - mib(idle)
+    );
+    drop(server);
+    let server = start_server_with(true, &[("MAX_CONCURRENT_JOBS", "4")])?;
+    std::thread::sleep(Duration::from_secs(idle_wait));
+    let peak = jobs_peak_rss(&server, 1, 1920, 1080, args.seconds)?;
+    println!("one 1080p job: peak {:.1} MiB (target <= 200)", mib(peak));
     Ok(())
 }

@@ -90,6 +90,9 @@ pub struct Config {
     pub gpu_memory_fraction: f64,
     pub model_cache_size: usize,
     pub batch_size_auto_tune: bool,
+    /// Close the GPU device, kernels and cached looks after this long without a job (zero
+    /// keeps them open); they open again with the next job.
+    pub device_idle_release: Duration,
     pub enable_metrics: bool,
     pub enable_tracing: bool,
     pub metrics_interval: Duration,
@@ -200,6 +203,7 @@ settings! {
     gpu_memory_fraction => "GPU_MEMORY_FRACTION": "Share of GPU memory the renderer may use (0–1]",
     model_cache_size => "MODEL_CACHE_SIZE": "Avatar models kept resident on the GPU",
     batch_size_auto_tune => "BATCH_SIZE_AUTO_TUNE": "Tune frames per GPU submission (true/false)",
+    device_idle_release => "DEVICE_IDLE_RELEASE": "Seconds without a job before the GPU device and its kernels are closed (0 keeps them open)",
     enable_metrics => "ENABLE_METRICS": "Serve /metrics (true/false)",
     enable_tracing => "ENABLE_TRACING": "Log one line per request (true/false)",
     metrics_interval => "METRICS_INTERVAL": "Seconds between resource samples",
@@ -580,6 +584,12 @@ impl Config {
                 seconds(0.0, 86_400.0),
             )?,
             cors_allowed_origins: setting(src, "CORS_ALLOWED_ORIGINS", Vec::new(), origins)?,
+            device_idle_release: setting(
+                src,
+                "DEVICE_IDLE_RELEASE",
+                Duration::from_secs(20),
+                seconds(0.0, 86_400.0),
+            )?,
             shutdown_grace: setting(
                 src,
                 "SHUTDOWN_GRACE",

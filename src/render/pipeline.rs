@@ -2,7 +2,8 @@
 //!
 //! [`Generator`] holds what is built once per process — the GPU device and kernels, the TTS
 //! backend, the probed encoder. [`Generator::run`] drives one job: timeline (text, speech,
-//! visemes, motion) → per-frame avatar kernel → readback ring → GStreamer MP4 (+ live fMP4),
+//! visemes, motion) → per-frame avatar kernels → patch readback → I420 frame (only the
+//! patch's boxes converted, into a pooled buffer: [`FrameMaker`]) → GStreamer MP4 (+ live fMP4),
 //! reporting [`Progress`], honouring a cancel flag between frames (so a cancel stops GPU and
 //! encoder work within a frame's time), and writing a thumbnail. [`Generator::spawn`] runs it
 //! on its own thread and hands back a [`JobHandle`] (cancel, progress, join) — the API the job
@@ -15,9 +16,13 @@ use std::time::Instant;
 
 use crate::render::assets::Catalog;
 use crate::render::gpu::i420::{ColorPath, I420Converter};
-use crate::render::gpu::scheduler::{GpuScheduler, JobRenderer, OpenJob, SchedulerConfig};
-use crate::render::gpu::{FrameRequest, Gpu, GpuError, Style, hex_rgba};
-use crate::render::media::{self, EncodeSettings, EncoderChoice, LiveChunk, MediaError, Mp4Writer};
+use crate::render::gpu::scheduler::{
+    GpuScheduler, JobRenderer, OpenJob, SchedulerConfig, SchedulerStats,
+};
+use crate::render::gpu::{FrameRequest, Gpu, GpuError, PatchGeometry, Style, hex_rgba};
+use crate::render::media::{
+    self, EncodeSettings, EncoderChoice, FramePool, LiveChunk, MediaError, Mp4Writer, PooledFrame,
+};
 use crate::render::params::{Background, VideoParams};
 
 use crate::render::timeline::captions;
@@ -97,6 +102,8 @@ pub struct Outcome {
     /// the encoder (which blocks while the encoder is behind).
     pub submit_s: f64,
     pub readback_s: f64,
+    /// Making each I420 frame from its patch (applying it, converting the changed boxes).
+    pub convert_s: f64,
     pub encode_s: f64,
 }
 
@@ -126,7 +133,9 @@ pub struct GeneratorOptions {
     pub batch_size: usize,
     /// Nanoseconds of device work, all jobs together (the analytics' GPU utilisation).
     pub busy_ns: Arc<std::sync::atomic::AtomicU64>,
-    /// RGBA→I420 path; `None` chooses per device ([`ColorPath::choose`]).
+    /// The scheduler's counters, kept by the caller across device re-opens.
+    pub stats: Arc<SchedulerStats>,
+    /// How frames become I420; `None` chooses per device ([`ColorPath::choose`]).
     pub color_path: Option<ColorPath>,
 }
 
@@ -138,6 +147,7 @@ impl Default for GeneratorOptions {
             batch_size_auto_tune: true,
             batch_size: 4,
             busy_ns: Arc::default(),
+            stats: Arc::default(),
             color_path: None,
         }
     }
@@ -186,7 +196,7 @@ impl Generator {
         let color = o.color_path.unwrap_or_else(|| ColorPath::choose(&gpu));
         Ok(Self {
             color,
-            scheduler: GpuScheduler::start(gpu, config, o.busy_ns),
+            scheduler: GpuScheduler::start(gpu, config, o.busy_ns, o.stats),
             tts: Arc::new(Espeak::new(catalog.clone())),
             catalog,
             encoder,
@@ -273,8 +283,8 @@ impl Generator {
     }
 
     /// Renders the frames at `at` (captions if `params` asks for them; no encoder) and hands
-    /// each to `sink`, in order, as the job path makes them: patches from the GPU applied to
-    /// reused frame buffers.
+    /// each to `sink` as RGBA, in order, as the job path makes them: patches from the GPU
+    /// applied to the job's frame.
     pub fn render_frames(
         &self,
         params: &VideoParams,
@@ -282,25 +292,53 @@ impl Generator {
         at: &[usize],
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<(), GenerateError> {
+        self.make_frames(params, timeline, at, &mut |frames| {
+            sink(frames.rgba());
+            Ok(())
+        })
+    }
+
+    /// [`Self::render_frames`] up to the encoder's input: each frame as the I420 buffer a job
+    /// hands to GStreamer.
+    pub fn i420_frames(
+        &self,
+        params: &VideoParams,
+        timeline: &Timeline,
+        at: &[usize],
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), GenerateError> {
+        self.make_frames(params, timeline, at, &mut |frames| {
+            sink(frames.i420()?.as_ref());
+            Ok(())
+        })
+    }
+
+    /// Renders the frames at `at` batch by batch, one batch ahead as a job does, and calls
+    /// `each` with every frame's [`FrameMaker`] once its patch is applied.
+    fn make_frames(
+        &self,
+        params: &VideoParams,
+        timeline: &Timeline,
+        at: &[usize],
+        each: &mut dyn FnMut(&mut FrameMaker) -> Result<(), GenerateError>,
+    ) -> Result<(), GenerateError> {
         let captions = caption_track(params, timeline)?;
         let renderer = self.open(params, timeline, captions.as_ref().map(|c| c.area))?;
-        let patches = media::FramePool::new(renderer.patch_bytes());
-        let frames = media::FramePool::starting_as(renderer.static_frame());
-        let geometry = renderer.geometry();
+        let patches = FramePool::new(renderer.patch_bytes());
+        let (w, h) = (params.dimension.width, params.dimension.height);
+        let mut frames = FrameMaker::new(self.gpu(), &renderer, self.color, w, h);
         let mut feed = Feed::new(timeline, captions.as_ref(), at);
         let mut submit = || {
             let batch = feed.next_batch(renderer.batch_size());
             let bufs = batch.iter().map(|_| patches.get()).collect();
             (!batch.is_empty()).then(|| renderer.submit(batch, bufs))
         };
-        // One batch ahead, as a job does.
         let mut in_flight = submit();
         while let Some(ticket) = in_flight.take() {
             in_flight = submit();
             for patch in ticket.wait()? {
-                let mut frame = frames.get();
-                geometry.apply(patch.as_ref(), frame.as_mut());
-                sink(frame.as_ref());
+                frames.apply(patch.as_ref());
+                each(&mut frames)?;
             }
         }
         Ok(())
@@ -349,15 +387,6 @@ impl Generator {
         let (w, h) = (p.dimension.width, p.dimension.height);
         let captions = caption_track(p, &timeline)?;
         let renderer = self.open(p, &timeline, captions.as_ref().map(|c| c.area))?;
-        // On the kernel path each finished frame is converted on the device (sizes the
-        // kernel cannot take stay on videoconvert).
-        let converter = match self.color {
-            ColorPath::Kernel => I420Converter::new(self.gpu(), w, h).ok(),
-            ColorPath::Videoconvert => None,
-        };
-        let i420_pool = converter
-            .as_ref()
-            .map(|c| media::FramePool::new(c.i420_bytes()));
         let settings = EncodeSettings {
             width: w,
             height: h,
@@ -365,7 +394,6 @@ impl Generator {
             quality: p.quality,
             audio_rate: timeline.speech.as_ref().map(|s| s.sample_rate),
             live: spec.live,
-            i420: converter.is_some(),
         };
         let mut writer = Mp4Writer::start(&settings, &self.encoder, &spec.output)?;
         let live_rx = writer.live.take();
@@ -381,12 +409,11 @@ impl Generator {
         let render_start = Instant::now();
         let mut last_report = Instant::now();
         let mut done = 0u64;
-        // Patches come back from the GPU; frames start as the static frame and get each
-        // frame's patch (buffers return from the encoder still holding an earlier frame).
-        let patches = media::FramePool::new(renderer.patch_bytes());
-        let pool = media::FramePool::starting_as(renderer.static_frame());
-        let geometry = renderer.geometry();
-        let (mut submit_t, mut readback_t, mut encode_t) = (
+        // Patches come back from the GPU; each becomes an I420 frame for the encoder.
+        let patches = FramePool::new(renderer.patch_bytes());
+        let mut frames = FrameMaker::new(self.gpu(), &renderer, self.color, w, h);
+        let (mut submit_t, mut readback_t, mut convert_t, mut encode_t) = (
+            std::time::Duration::ZERO,
             std::time::Duration::ZERO,
             std::time::Duration::ZERO,
             std::time::Duration::ZERO,
@@ -416,26 +443,19 @@ impl Generator {
             // when this job had the device to itself) are freed.
             patches.trim(renderer.batch_size());
             let t = Instant::now();
-            let frames = ticket.wait()?;
+            let rendered = ticket.wait()?;
             readback_t += t.elapsed();
-            for patch in frames {
-                let mut frame = pool.get();
-                geometry.apply(patch.as_ref(), frame.as_mut());
+            for patch in rendered {
+                let t = Instant::now();
+                frames.apply(patch.as_ref());
                 drop(patch);
                 if done == thumb_at {
-                    thumb = Some(frame.as_ref().to_vec());
+                    thumb = Some(frames.rgba().to_vec());
                 }
+                let i420 = frames.i420()?;
+                convert_t += t.elapsed();
                 let t = Instant::now();
-                let pushed = match (&converter, &i420_pool) {
-                    (Some(c), Some(pool)) => {
-                        let mut yuv = pool.get();
-                        c.convert_into(self.gpu(), frame.as_ref(), yuv.as_mut())
-                            .map_err(|e| MediaError::Pipeline(e.to_string()))
-                            .and_then(|()| writer.push_frame(yuv, done))
-                    }
-                    _ => writer.push_frame(frame, done),
-                };
-                pushed?;
+                writer.push_frame(i420, done)?;
                 encode_t += t.elapsed();
                 done += 1;
             }
@@ -478,6 +498,7 @@ impl Generator {
             finish_s: finish_start.elapsed().as_secs_f64(),
             submit_s: submit_t.as_secs_f64(),
             readback_s: readback_t.as_secs_f64(),
+            convert_s: convert_t.as_secs_f64(),
             encode_s: encode_t.as_secs_f64(),
         })
     }
@@ -501,14 +522,72 @@ impl Generator {
         mut on_live: impl FnMut(LiveChunk) + Send + 'static,
     ) -> JobHandle {
         let me = self.clone();
-        let flag = cancel.clone();
-        let thread = std::thread::Builder::new()
-            .name("reelgen-job".into())
-            .spawn(move || {
-                crate::render::priority::lower_this_thread();
-                me.run(&spec, &flag, &mut on_progress, &mut on_live)
-            });
-        JobHandle { cancel, thread }
+        JobHandle::spawn(cancel, move |flag| {
+            me.run(&spec, flag, &mut on_progress, &mut on_live)
+        })
+    }
+}
+
+/// A job's frames, made from its read-back patches: the RGBA frame of the moment (the
+/// look's static frame with the latest patch applied) and, from it, each I420 frame for the
+/// encoder. On the `Boxes` path only the patch's boxes (widened to whole chroma samples) are
+/// converted, into a pooled buffer: a new buffer starts as the static frame converted once,
+/// and one coming back from the encoder holds an earlier frame of the same job, which
+/// differs from this one only inside those boxes. On the `Kernel` path the whole frame is
+/// converted on the device (sizes the kernel cannot take use the boxes).
+struct FrameMaker<'a> {
+    gpu: &'a Gpu,
+    geometry: PatchGeometry,
+    width: u32,
+    height: u32,
+    rgba: Vec<u8>,
+    pool: FramePool,
+    kernel: Option<I420Converter>,
+}
+
+impl<'a> FrameMaker<'a> {
+    fn new(gpu: &'a Gpu, renderer: &JobRenderer, path: ColorPath, width: u32, height: u32) -> Self {
+        let rgba = renderer.static_frame().to_vec();
+        let kernel = match path {
+            ColorPath::Kernel => I420Converter::new(gpu, width, height).ok(),
+            ColorPath::Boxes => None,
+        };
+        let pool = FramePool::starting_as(media::i420::from_rgba(&rgba, width, height).into());
+        Self {
+            gpu,
+            geometry: renderer.geometry(),
+            width,
+            height,
+            rgba,
+            pool,
+            kernel,
+        }
+    }
+
+    /// Applies the next frame's patch.
+    fn apply(&mut self, patch: &[u8]) {
+        self.geometry.apply(patch, &mut self.rgba);
+    }
+
+    /// The current frame, RGBA.
+    fn rgba(&self) -> &[u8] {
+        &self.rgba
+    }
+
+    /// The current frame, I420, in a pooled buffer.
+    fn i420(&mut self) -> Result<PooledFrame, GenerateError> {
+        let mut out = self.pool.get();
+        match &self.kernel {
+            Some(k) => k
+                .convert_into(self.gpu, &self.rgba, out.as_mut())
+                .map_err(|e| MediaError::Pipeline(e.to_string()))?,
+            None => {
+                for b in self.geometry.boxes() {
+                    media::i420::convert_box(&self.rgba, self.width, self.height, b, out.as_mut());
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -608,6 +687,21 @@ pub struct JobHandle {
 }
 
 impl JobHandle {
+    /// Runs `job` on its own (lowered) thread with the cancel flag.
+    pub(crate) fn spawn(
+        cancel: Arc<AtomicBool>,
+        job: impl FnOnce(&AtomicBool) -> Result<Outcome, GenerateError> + Send + 'static,
+    ) -> Self {
+        let flag = cancel.clone();
+        let thread = std::thread::Builder::new()
+            .name("reelgen-job".into())
+            .spawn(move || {
+                crate::render::priority::lower_this_thread();
+                job(&flag)
+            });
+        Self { cancel, thread }
+    }
+
     /// The flag [`cancel`](Self::cancel) sets, for callers that keep it elsewhere.
     pub fn canceller(&self) -> Arc<AtomicBool> {
         self.cancel.clone()

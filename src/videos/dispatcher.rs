@@ -6,7 +6,8 @@
 //! worker died) go back to the queue.
 //! Whenever the lifecycle signals a queued video (from this process or, in a cluster, any)
 //! and once a second, the dispatcher claims the oldest queued video while fewer than
-//! `MAX_CONCURRENT_JOBS` run, and drives each through [`Generator`] on its own thread.
+//! `MAX_CONCURRENT_JOBS` run, and drives each through the generator ([`OnDemand`]: opened
+//! while jobs use it) on its own thread.
 //! Progress is published at once and written at most once a second; the lease is renewed a
 //! third of `JOB_LEASE` apart even while no frame comes (a held or slow render). A video
 //! cancelled or deleted meanwhile (signalled by the lifecycle, or seen at the next progress
@@ -39,14 +40,16 @@ use super::queue::{Lease, Orphans};
 use crate::platform::storage::{BlobStore, Object};
 use crate::platform::telemetry::Metrics;
 use crate::render::params::VideoParams;
-use crate::render::pipeline::{GenerateError, Generator, JobSpec, Progress};
+use crate::videos::device::OnDemand;
+use crate::render::pipeline::{GenerateError, JobSpec, Progress};
 
 const PROGRESS_WRITE_EVERY: Duration = Duration::from_secs(1);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// What the dispatcher needs besides the lifecycle.
 pub struct Worker {
-    pub generator: Arc<Generator>,
+    /// The generator, opened while jobs use it.
+    pub device: Arc<OnDemand>,
     pub blobs: BlobStore,
     pub metrics: Arc<Metrics>,
     pub max_jobs: usize,
@@ -160,7 +163,7 @@ impl JobDispatcher {
         let live = lifecycle.clone();
         let cancel = Arc::new(AtomicBool::new(false));
         let (hold, held) = (w.hold.clone(), cancel.clone());
-        let handle = w.generator.spawn_with(
+        let handle = w.device.spawn_with(
             spec,
             cancel.clone(),
             move |p| {

@@ -1,8 +1,9 @@
 //! Videos, the product: create requests and their validation, the rows and the queue in the
 //! database, the [`lifecycle`] that alone changes a video's state, the dispatcher that turns
-//! queued videos into files on this process's worker, the per-video event hub, and webhook
-//! delivery. Calls `render` and `platform`.
+//! queued videos into files on this process's worker (with the render [`device`] it opens
+//! only while jobs use it), the per-video event hub, and webhook delivery. Calls `render` and `platform`.
 
+pub mod device;
 pub mod dispatcher;
 pub mod events;
 pub mod lifecycle;

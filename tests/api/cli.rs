@@ -171,6 +171,29 @@ fn probe_fails_naming_the_url_when_no_server_answers() {
     );
 }
 
+#[test]
+fn generate_on_a_headless_machine_prints_no_error_line() {
+    // No display server, no XDG_RUNTIME_DIR (the environment is cleared): the Vulkan stack
+    // must not go looking for one and complain.
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = reelgen(&dir)
+        .args(["generate", "--script", "A quiet start.", "--width", "320", "--height"])
+        .args(["180", "--quality", "draft", "-o"])
+        .arg(dir.join("quiet.mp4"))
+        .output()
+        .expect("reelgen runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "generate failed: {stderr}");
+    assert!(dir.join("quiet.mp4").exists(), "the video was written");
+    let alarming: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.trim_start().to_ascii_lowercase().starts_with("error"))
+        .collect();
+    assert!(alarming.is_empty(), "stderr has error lines: {alarming:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while std::time::Instant::now() < deadline {

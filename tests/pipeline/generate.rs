@@ -454,13 +454,12 @@ fn a_writer_dropped_before_it_finishes_stops_and_leaves_no_partial_file() {
         quality: Quality::Draft,
         audio_rate: None,
         live: false,
-        i420: false,
     };
     let encoder = probe_encoder().expect("an H.264 encoder");
     let writer = Mp4Writer::start(&settings, &encoder, &dest).expect("writer starts");
     for i in 0..5 {
         writer
-            .push_frame(vec![128u8; 128 * 128 * 4], i)
+            .push_frame(vec![128u8; 128 * 128 * 3 / 2], i)
             .expect("frame pushed");
     }
     let partials = || {
@@ -904,7 +903,7 @@ fn holding_the_head_between_composites_stays_within_a_quarter_pixel_of_the_exact
 }
 
 #[test]
-fn the_i420_kernel_matches_a_bt709_limited_range_reference() {
+fn the_i420_kernel_matches_the_floating_point_reference_in_the_height_s_matrix() {
     use reelgen::render::gpu::i420::{I420Converter, reference};
     let Some(g) = generator() else { return };
     let p = params(json!({"script": "Colour check.", "voice": null,
@@ -932,10 +931,10 @@ fn the_i420_kernel_matches_a_bt709_limited_range_reference() {
 #[test]
 fn the_device_colour_path_makes_the_same_valid_video() {
     use reelgen::render::gpu::i420::ColorPath;
-    // lavapipe measures the kernel slower, so it would not choose it; force it to check
-    // the path a real GPU takes.
+    // lavapipe measures the kernel slower than converting boxes on the CPU, so it would not
+    // choose it; force it to check the path a real GPU may take.
     let Some(g) = generator() else { return };
-    assert_eq!(g.color_path(), ColorPath::Videoconvert);
+    assert_eq!(g.color_path(), ColorPath::Boxes);
     let g = Generator::with_options(
         catalog(),
         GeneratorOptions {
@@ -955,4 +954,80 @@ fn the_device_colour_path_makes_the_same_valid_video() {
         info.contains("Width: 320") && info.contains("H.264"),
         "{info}"
     );
+}
+
+#[test]
+fn frames_born_i420_equal_whole_frame_conversions_and_match_videoconvert_above_45_db() {
+    use reelgen::render::media::{self, i420};
+    let Some(g) = generator() else { return };
+    for (w, h, captions) in [(1280u32, 720u32, true), (640, 360, false)] {
+        let p = params(json!({"script": "Born in I420: only the boxes that change are converted.",
+            "dimension": {"width": w, "height": h}, "captions": captions, "seed": 3}));
+        let t = g.timeline(&p).expect("timeline");
+        let at: Vec<usize> = (0..t.frames.len().min(75)).collect();
+        let mut rgba = Vec::new();
+        g.render_frames(&p, &t, &at, &mut |f| rgba.push(f.to_vec()))
+            .expect("rgba frames");
+        let mut born = Vec::new();
+        g.i420_frames(&p, &t, &at, &mut |f| born.push(f.to_vec()))
+            .expect("i420 frames");
+        assert_eq!(born.len(), at.len());
+        // Pooled buffers come back holding earlier frames: converting only the patch boxes
+        // must still give exactly the whole frame's conversion, every frame.
+        for (i, (b, r)) in born.iter().zip(&rgba).enumerate() {
+            assert!(
+                *b == i420::from_rgba(r, w, h),
+                "{w}x{h} frame {i} differs from its whole-frame conversion"
+            );
+        }
+        // Against the frames as they were made before (RGBA through videoconvert).
+        let (before, _) = media::videoconvert_i420(&rgba, w, h).expect("videoconvert");
+        assert_eq!(before.len(), born.len());
+        let worst = born
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| i420::psnr(a, b))
+            .fold(f64::INFINITY, f64::min);
+        assert!(worst >= 45.0, "{w}x{h}: worst PSNR {worst:.1} dB");
+    }
+}
+
+#[test]
+fn the_device_opens_for_a_job_and_closes_after_the_idle_period() {
+    use reelgen::videos::device::OnDemand;
+    if generator().is_none() {
+        return;
+    }
+    let device = OnDemand::new(|| Generator::new(catalog()), Duration::from_millis(200));
+    assert!(!device.is_open(), "nothing is opened before a job asks");
+    let wait_closed = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while device.is_open() {
+            assert!(Instant::now() < deadline, "{what}: still open after 60 s idle");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let lease = device.acquire().expect("opens");
+    let again = device.acquire().expect("shares the open device");
+    assert_eq!(device.times_opened(), 1, "two holders, one device");
+    drop(lease);
+    assert!(device.is_open(), "still held by the second lease");
+    drop(again);
+    wait_closed("after the last lease");
+    // A job after the close opens it again and renders a whole video.
+    let out = tmp("reopened.mp4");
+    let spec = JobSpec {
+        params: params(json!({"script": "Opened again.", "voice": null,
+            "dimension": {"width": 320, "height": 180}, "fps": 15, "quality": "draft"})),
+        output: out.clone(),
+        thumbnail: None,
+        live: false,
+    };
+    let outcome = device
+        .spawn_with(spec, Arc::default(), |_| {}, |_| {})
+        .join()
+        .expect("the job renders on the reopened device");
+    assert!(outcome.frames > 0 && out.exists());
+    assert_eq!(device.times_opened(), 2);
+    wait_closed("after the job");
 }

@@ -33,6 +33,10 @@ pub(super) struct Uniforms {
     pub(super) mbox: [u32; 4],
     pub(super) cbox: [u32; 4],
     pub(super) cword: [f32; 4],
+    /// `posed` as an affine map of frame pixels to head units, from `frame`'s pose (kept
+    /// in step by [`Uniforms::set_frame`]): rows of the matrix, then the offset.
+    pub(super) pose_m: [f32; 4],
+    pub(super) pose_t: [f32; 4],
 }
 
 impl Uniforms {
@@ -44,7 +48,7 @@ impl Uniforms {
         layout: &Layout,
         captions: Option<[u32; 4]>,
     ) -> Self {
-        Self {
+        let mut u = Self {
             frame,
             style,
             size: [
@@ -64,7 +68,30 @@ impl Uniforms {
             mbox: layout.mouth_box,
             cbox: captions.unwrap_or_default(),
             cword: [0.0; 4],
-        }
+            pose_m: [0.0; 4],
+            pose_t: [0.0; 4],
+        };
+        u.set_frame(frame);
+        u
+    }
+
+    /// Sets the frame's drive and the pose map the kernels use for it: breathing bob, roll
+    /// about the neck (0.45 below the head centre), a small shift for yaw and pitch —
+    /// `posed(px) = M · px + t`, computed once here instead of per pixel.
+    pub(super) fn set_frame(&mut self, frame: FrameParams) {
+        self.frame = frame;
+        let (s, cx, cy) = (self.size[2].max(1e-6), self.center[0], self.center[1]);
+        let (sr, cr) = (-frame.roll).sin_cos();
+        let (m00, m01, m10, m11) = (cr / s, -sr / s, sr / s, cr / s);
+        // R · ((px − c)/s + (0, 0.006·breath − 0.45)) + (−0.06·yaw, 0.45 − 0.05·pitch)
+        let (qx, qy) = (-cx / s, -cy / s + 0.006 * frame.breath - 0.45);
+        self.pose_m = [m00, m01, m10, m11];
+        self.pose_t = [
+            cr * qx - sr * qy - 0.06 * frame.yaw,
+            sr * qx + cr * qy + 0.45 - 0.05 * frame.pitch,
+            0.0,
+            0.0,
+        ];
     }
 }
 

@@ -1,35 +1,37 @@
-//! RGBA → I420 on the device (`shaders/i420.wgsl`, BT.709 limited range).
+//! RGBA → I420 of whole frames on the device (`shaders/i420.wgsl`, limited range, the matrix
+//! GStreamer assumes for the height — as [`crate::render::media::i420`] does on the CPU).
 //!
-//! The conversion path is chosen per device from measurement ([`ColorPath::choose`]): on a
-//! real GPU the generator times this kernel against GStreamer's `videoconvert` at start and
-//! jobs use the faster; on lavapipe (a CPU Vulkan device) `reelgen-bench generate` measures
-//! the kernel dearer (~7 ms of CPU against 2–2.7 ms per 720p frame here), so CPU devices go
-//! straight to `videoconvert`. Jobs on the kernel path hand I420 to the encoder.
+//! The conversion path is chosen per device from measurement ([`ColorPath::choose`]): frames
+//! are born I420 on the CPU, only the boxes that changed converted (`Boxes`), unless this
+//! kernel converts a whole frame (upload, kernel, readback) faster than the CPU converts
+//! one — possible on a real GPU, never on lavapipe (a CPU Vulkan device, where the kernel
+//! costs ~11 ms of CPU per 720p frame against well under 1 ms for the boxes).
 
 /// How frames become I420 for the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColorPath {
-    /// RGBA to GStreamer, which converts with `videoconvert`.
-    Videoconvert,
-    /// This kernel on the device; the encoder gets I420.
+    /// On the CPU, only the boxes that changed this frame, into a pooled I420 frame.
+    Boxes,
+    /// This kernel on the device, whole frames.
     Kernel,
 }
 
 impl ColorPath {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Videoconvert => "videoconvert",
+            Self::Boxes => "cpu-boxes",
             Self::Kernel => "gpu-kernel",
         }
     }
 
-    /// The faster path on `gpu`: measured (a 640×360 frame, a few conversions each way)
-    /// on a real GPU; `videoconvert` on a CPU device, where the kernel measures slower.
+    /// The faster path on `gpu`: on a real GPU the kernel against the CPU converter, a
+    /// 1280×720 frame a few times each (whole frames both, which favours the kernel: the
+    /// CPU path converts only the changed boxes); the CPU path on a CPU device.
     pub fn choose(gpu: &Gpu) -> Self {
         if gpu.is_cpu() {
-            return Self::Videoconvert;
+            return Self::Boxes;
         }
-        let (w, h, n) = (640u32, 360u32, 10u32);
+        let (w, h, n) = (1280u32, 720u32, 10u32);
         let frame = vec![128u8; (w * h * 4) as usize];
         let kernel = I420Converter::new(gpu, w, h).and_then(|c| {
             c.convert(gpu, &frame)?;
@@ -39,10 +41,15 @@ impl ColorPath {
             }
             Ok(t.elapsed())
         });
-        let vc = crate::render::media::time_videoconvert(&frame, w, h, n);
-        match (kernel, vc) {
-            (Ok(k), Ok(v)) if k < v => Self::Kernel,
-            _ => Self::Videoconvert,
+        let mut out = vec![0u8; crate::render::media::i420::frame_bytes(w, h)];
+        let t = Instant::now();
+        for _ in 0..n {
+            crate::render::media::i420::convert_box(&frame, w, h, [0, 0, w, h], &mut out);
+        }
+        let cpu = t.elapsed();
+        match kernel {
+            Ok(k) if k < cpu => Self::Kernel,
+            _ => Self::Boxes,
         }
     }
 }
@@ -90,7 +97,15 @@ impl I420Converter {
         let px = u64::from(width) * u64::from(height);
         let uniform = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("i420 size"),
-            contents: bytemuck::cast_slice(&[width, height, 0, 0]),
+            contents: bytemuck::cast_slice(&[
+                width,
+                height,
+                u32::from(
+                    crate::render::media::i420::Matrix::for_height(height)
+                        == crate::render::media::i420::Matrix::Bt601,
+                ),
+                0,
+            ]),
             usage: wgpu::BufferUsages::UNIFORM,
         });
         let src = d.create_buffer(&wgpu::BufferDescriptor {
@@ -214,8 +229,12 @@ impl I420Converter {
     }
 }
 
-/// The same conversion on the CPU, as a reference.
+/// The conversion in floating point (the matrix for `height`), as a reference for both
+/// converters.
 pub fn reference(rgba: &[u8], width: usize, height: usize) -> Vec<u8> {
+    let (kr, kb) = crate::render::media::i420::Matrix::for_height(height as u32).weights();
+    let kg = 1.0 - kr - kb;
+    let (cb, cr) = (0.5 / (1.0 - kb), 0.5 / (1.0 - kr));
     let px = |x: usize, y: usize| {
         let i = (y * width + x) * 4;
         [
@@ -229,10 +248,13 @@ pub fn reference(rgba: &[u8], width: usize, height: usize) -> Vec<u8> {
     for y in 0..height {
         for x in 0..width {
             let [r, g, b] = px(x, y);
-            out.push(byte(16.0 + 219.0 * (0.2126 * r + 0.7152 * g + 0.0722 * b)));
+            out.push(byte(16.0 + 219.0 * (kr * r + kg * g + kb * b)));
         }
     }
-    for (wr, wg, wb) in [(-0.1146, -0.3854, 0.5), (0.5, -0.4542, -0.0458)] {
+    for (wr, wg, wb) in [
+        (-cb * kr, -cb * kg, cb * (1.0 - kb)),
+        (cr * (1.0 - kr), -cr * kg, -cr * kb),
+    ] {
         for y in (0..height).step_by(2) {
             for x in (0..width).step_by(2) {
                 let mut acc = 0.0;

@@ -83,6 +83,11 @@ impl PatchGeometry {
         }
     }
 
+    /// The boxes a patch covers: the head, then the caption box.
+    pub fn boxes(&self) -> impl Iterator<Item = [u32; 4]> {
+        std::iter::once(self.head).chain(self.caption)
+    }
+
     /// Bytes of one patch.
     pub fn bytes(&self) -> usize {
         let px = |b: [u32; 4]| b[2] as usize * b[3] as usize;
@@ -94,7 +99,7 @@ impl PatchGeometry {
     pub fn apply(&self, patch: &[u8], frame: &mut [u8]) {
         let stride = self.width as usize * 4;
         let mut at = 0usize;
-        for [x, y, w, h] in std::iter::once(self.head).chain(self.caption) {
+        for [x, y, w, h] in self.boxes() {
             let row = w as usize * 4;
             for r in 0..h as usize {
                 let dst = (y as usize + r) * stride + x as usize * 4;

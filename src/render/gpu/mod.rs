@@ -28,6 +28,14 @@ pub use model::{Model, ModelKey};
 pub use target::{FrameRequest, Target};
 
 const SHADER: &str = include_str!("../../../shaders/avatar.wgsl");
+
+/// Environment a headless process sets before its first thread (the binaries' `main` do):
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` otherwise connects to Wayland
+/// and X11 while the adapters are listed, to learn the desktop's default GPU, and on a
+/// server prints `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice.
+/// The layer only reorders adapters; [`Gpu::new`] ranks them itself (discrete first). A
+/// value already set by the operator is kept.
+pub const HEADLESS_ENV: [(&str, &str); 1] = [("NODEVICE_SELECT", "1")];
 const WG: u32 = 8;
 
 #[derive(Debug, thiserror::Error)]

@@ -181,10 +181,15 @@ pub struct GpuScheduler {
 }
 
 impl GpuScheduler {
-    /// Starts the scheduler thread; `busy_ns` also receives its device time.
-    pub fn start(gpu: Arc<Gpu>, config: SchedulerConfig, busy_ns: Arc<AtomicU64>) -> Self {
+    /// Starts the scheduler thread; `busy_ns` also receives its device time, and `stats` its
+    /// counters (cumulative ones go on from where an earlier scheduler left them).
+    pub fn start(
+        gpu: Arc<Gpu>,
+        config: SchedulerConfig,
+        busy_ns: Arc<AtomicU64>,
+        stats: Arc<SchedulerStats>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel();
-        let stats = Arc::new(SchedulerStats::default());
         let initial = if config.auto_tune {
             1
         } else {
@@ -204,7 +209,14 @@ impl GpuScheduler {
         };
         let spawned = std::thread::Builder::new()
             .name("reelgen-gpu".into())
-            .spawn(move || core.run(&rx));
+            .spawn(move || {
+                core.run(&rx);
+                // Every handle is gone: the device closes with the core; nothing is resident.
+                for gauge in [&core.stats.jobs_open, &core.stats.models_resident] {
+                    gauge.store(0, Ordering::Relaxed);
+                }
+                core.stats.device_bytes.store(0, Ordering::Relaxed);
+            });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the GPU scheduler thread");
         }

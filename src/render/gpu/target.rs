@@ -189,13 +189,13 @@ impl Target {
                     pose
                 }
             };
-            self.uniforms.frame = FrameParams {
+            self.uniforms.set_frame(FrameParams {
                 yaw: held[0],
                 pitch: held[1],
                 roll: held[2],
                 breath: held[3],
                 ..p
-            };
+            });
             self.uniforms.cword = f.caption.map_or([0.0; 4], |(a, b)| [1.0, a, b, 0.0]);
             let at = i * gpu.uniform_stride as usize;
             slots[at..at + size_of::<Uniforms>()]

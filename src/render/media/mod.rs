@@ -3,7 +3,7 @@
 //!
 //! [`probe_encoder`] tries H.264 encoders in order — NVENC, VA, QSV, x264, OpenH264 — by
 //! actually encoding a tiny frame with each, and returns the first that works. [`Mp4Writer`]
-//! takes RGBA frames and PCM audio: `appsrc → videoconvert → I420 → encoder → h264parse →
+//! takes I420 frames (born I420: [`i420`]) and PCM audio: `appsrc → encoder → h264parse →
 //! tee`, one branch into `mp4mux faststart=true` writing a temporary file that is renamed into
 //! place on success (a reader never sees a half-written MP4), the other (when asked) into
 //! `mp4mux fragment-duration=1000` whose output is cut into an init segment and `moof`
@@ -21,6 +21,7 @@ use gstreamer_app as gst_app;
 mod encoder;
 mod fmp4;
 mod frames;
+pub mod i420;
 mod image;
 mod mp4;
 
@@ -99,56 +100,65 @@ fn run_to_eos(pipeline: &gst::Element, timeout: Duration) -> Result<(), MediaErr
     result
 }
 
-/// Time `videoconvert` takes to turn `n` copies of an RGBA frame into I420 (the same element
-/// and settings as the MP4 writer), for choosing the conversion path by measurement.
-pub fn time_videoconvert(
-    rgba: &[u8],
+/// `frames` (RGBA, `width` × `height`) through GStreamer's `videoconvert` into I420, as
+/// every frame went before frames were born I420: the reference the I420 path is measured
+/// against (PSNR), and the cost it removed (`reelgen-bench generate`). Returns the I420 frames
+/// and the wall time of the conversion.
+pub fn videoconvert_i420(
+    frames: &[Vec<u8>],
     width: u32,
     height: u32,
-    n: u32,
-) -> Result<Duration, MediaError> {
+) -> Result<(Vec<Vec<u8>>, Duration), MediaError> {
     init()?;
     let desc = format!(
         "appsrc name=src format=time block=true max-bytes={max} \
            caps=video/x-raw,format=RGBA,width={width},height={height},framerate=30/1 \
-         ! videoconvert n-threads=2 ! video/x-raw,format=I420 ! fakesink sync=false",
-        max = rgba.len() * 2
+         ! videoconvert n-threads=2 ! video/x-raw,format=I420 ! appsink name=sink sync=false",
+        max = u64::from(width) * u64::from(height) * 8
     );
     let pipeline = gst::parse::launch(&desc).map_err(|e| MediaError::Pipeline(e.to_string()))?;
-    let src = pipeline
+    let bin = pipeline
         .clone()
         .downcast::<gst::Bin>()
-        .ok()
-        .and_then(|b| b.by_name("src"))
+        .map_err(|_| MediaError::Pipeline("not a bin".into()))?;
+    let src = bin
+        .by_name("src")
         .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
         .ok_or_else(|| MediaError::Pipeline("appsrc missing".into()))?;
-    let t = std::time::Instant::now();
+    let sink = bin
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| MediaError::Pipeline("appsink missing".into()))?;
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| MediaError::Pipeline(e.to_string()))?;
-    // Reused buffers (they already hold the frame), so no allocation is timed.
-    let pool = FramePool::starting_as(rgba.into());
-    let pushed = (0..n).try_for_each(|i| {
-        let mut buf = gst::Buffer::from_mut_slice(pool.get());
-        if let Some(b) = buf.get_mut() {
-            b.set_pts(gst::ClockTime::from_nseconds(
-                u64::from(i) * 1_000_000_000 / 30,
-            ));
+    let frames = frames.to_vec();
+    let t = std::time::Instant::now();
+    let pusher = std::thread::spawn(move || {
+        for (i, f) in frames.into_iter().enumerate() {
+            let mut buf = gst::Buffer::from_mut_slice(f);
+            if let Some(b) = buf.get_mut() {
+                b.set_pts(gst::ClockTime::from_nseconds(i as u64 * 1_000_000_000 / 30));
+            }
+            if src.push_buffer(buf).is_err() {
+                return;
+            }
         }
-        src.push_buffer(buf).map(|_| ())
+        let _ = src.end_of_stream();
     });
-    let result = match pushed.and_then(|()| src.end_of_stream().map(|_| ())) {
-        Err(e) => Err(MediaError::Pipeline(format!("push: {e:?}"))),
-        Ok(()) => match pipeline.bus().and_then(|bus| {
-            bus.timed_pop_filtered(
-                gst::ClockTime::from_seconds(60),
-                &[gst::MessageType::Eos, gst::MessageType::Error],
-            )
-        }) {
-            Some(msg) if matches!(msg.view(), gst::MessageView::Eos(_)) => Ok(t.elapsed()),
-            _ => Err(MediaError::Pipeline("videoconvert did not finish".into())),
-        },
+    let mut out = Vec::new();
+    let result = loop {
+        match sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
+            Some(sample) => {
+                if let Some(map) = sample.buffer().and_then(|b| b.map_readable().ok()) {
+                    out.push(map.as_slice().to_vec());
+                }
+            }
+            None if sink.is_eos() => break Ok((out, t.elapsed())),
+            None => break Err(MediaError::Pipeline("videoconvert did not finish".into())),
+        }
     };
+    let _ = pusher.join();
     let _ = pipeline.set_state(gst::State::Null);
     result
 }

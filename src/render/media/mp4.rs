@@ -32,8 +32,6 @@ pub struct EncodeSettings {
     pub audio_rate: Option<u32>,
     /// Also produce the live fMP4 stream.
     pub live: bool,
-    /// Frames come as I420 (converted on the device) rather than RGBA.
-    pub i420: bool,
 }
 
 pub struct Mp4Writer {
@@ -61,15 +59,18 @@ impl Mp4Writer {
         } = *settings;
         let enc = encoder_props(encoder.element, fps, settings.quality);
         let live = settings.live;
+        // Frames arrive I420 (see `i420`), in the matrix GStreamer assumes for the size, said
+        // explicitly so the encoder signals it; no conversion element.
         let mut desc = format!(
             "appsrc name=v format=time block=true max-bytes={max} \
-               caps=video/x-raw,format={format},width={width},height={height},framerate={fps}/1 \
-             ! videoconvert n-threads=2 ! video/x-raw,format=I420 ! {enc} ! h264parse config-interval=-1 \
+               caps=video/x-raw,format=I420,width={width},height={height},framerate={fps}/1,colorimetry={colorimetry} \
+             ! {enc} ! h264parse config-interval=-1 \
              ! video/x-h264,stream-format=avc,alignment=au ! tee name=vt \
              vt. ! queue max-size-time=0 max-size-buffers=0 max-size-bytes=67108864 ! mux. \
              mp4mux name=mux faststart=true ! filesink name=file location=\"{tmp}\" ",
-            max = u64::from(width) * u64::from(height) * 4,
-            format = if settings.i420 { "I420" } else { "RGBA" },
+            // Two frames queued at most: the encoder works on one while the next waits.
+            max = 2 * super::i420::frame_bytes(width, height),
+            colorimetry = super::i420::Matrix::for_height(height).colorimetry(),
             tmp = tmp.display()
         );
         if live {
@@ -186,14 +187,15 @@ impl Mp4Writer {
         Ok(())
     }
 
-    /// Pushes frame `index` (RGBA, or I420 when the settings say so). Blocks while a frame is still
-    /// queued for the encoder.
+    /// Pushes frame `index` (I420, [`super::i420::frame_bytes`] long). GStreamer takes the
+    /// buffer as it is (a pooled frame returns to its pool when the encoder is done with it).
+    /// Blocks while two frames are still queued for the encoder.
     pub fn push_frame(
         &self,
-        rgba: impl AsMut<[u8]> + Send + 'static,
+        i420: impl AsMut<[u8]> + Send + 'static,
         index: u64,
     ) -> Result<(), MediaError> {
-        let mut buf = gst::Buffer::from_mut_slice(rgba);
+        let mut buf = gst::Buffer::from_mut_slice(i420);
         let fps = u64::from(self.fps);
         if let Some(b) = buf.get_mut() {
             b.set_pts(gst::ClockTime::from_nseconds(index * 1_000_000_000 / fps));
