@@ -62,6 +62,7 @@ pub struct Gpu {
     captions_pipeline: wgpu::ComputePipeline,
     /// Bytes between two frames' uniform slots (the device's offset alignment).
     uniform_stride: u64,
+    sampler: wgpu::Sampler,
 }
 
 impl Gpu {
@@ -123,7 +124,34 @@ impl Gpu {
                 storage(3, false),
                 storage(4, true),
                 storage(5, false),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 6,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: true },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                    count: None,
+                },
+                wgpu::BindGroupLayoutEntry {
+                    binding: 7,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
+                    count: None,
+                },
             ],
+        });
+        // The head layer is sampled bilinearly where the pose moves it: the texture unit's
+        // filter (lavapipe's 8-bit fast path; hardware on a GPU) instead of four loads and
+        // the arithmetic in the kernel.
+        let sampler = device.create_sampler(&wgpu::SamplerDescriptor {
+            label: Some("head layer"),
+            address_mode_u: wgpu::AddressMode::ClampToEdge,
+            address_mode_v: wgpu::AddressMode::ClampToEdge,
+            mag_filter: wgpu::FilterMode::Linear,
+            min_filter: wgpu::FilterMode::Linear,
+            ..Default::default()
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("avatar"),
@@ -155,11 +183,51 @@ impl Gpu {
             queue,
             info,
             layout,
+            sampler,
         })
     }
 
-    /// `true` on a CPU device (lavapipe): colour conversion is then cheaper in GStreamer
-    /// than in [`i420`]'s kernel (measured by `reelgen-bench generate`).
+    /// A texture of the head layer's pixels (RGBA8, premultiplied, `width` × `height`), for
+    /// the kernels to sample.
+    fn layer_texture(&self, width: u32, height: u32, px: &[u8]) -> wgpu::TextureView {
+        let size = wgpu::Extent3d {
+            width: width.max(1),
+            height: height.max(1),
+            depth_or_array_layers: 1,
+        };
+        let texture = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("head layer"),
+            size,
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba8Unorm,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let want = size.width as usize * size.height as usize * 4;
+        let zeros;
+        let data = if px.len() == want {
+            px
+        } else {
+            zeros = vec![0u8; want];
+            &zeros
+        };
+        self.queue.write_texture(
+            texture.as_image_copy(),
+            data,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(size.width * 4),
+                rows_per_image: Some(size.height),
+            },
+            size,
+        );
+        texture.create_view(&Default::default())
+    }
+
+    /// `true` on a CPU device (lavapipe): converting the changed boxes on the CPU is then
+    /// cheaper than [`i420`]'s whole-frame kernel (measured by `reelgen-bench generate`).
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
@@ -182,6 +250,7 @@ impl Gpu {
         layer: &wgpu::Buffer,
         caps: &wgpu::Buffer,
         head: &wgpu::Buffer,
+        layer_tex: &wgpu::TextureView,
     ) -> wgpu::BindGroup {
         fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
             wgpu::BindGroupEntry {
@@ -206,6 +275,14 @@ impl Gpu {
                 entry(3, layer),
                 entry(4, caps),
                 entry(5, head),
+                wgpu::BindGroupEntry {
+                    binding: 6,
+                    resource: wgpu::BindingResource::TextureView(layer_tex),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 7,
+                    resource: wgpu::BindingResource::Sampler(&self.sampler),
+                },
             ],
         })
     }

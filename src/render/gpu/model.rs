@@ -18,6 +18,8 @@ use crate::render::timeline::script::FrameParams;
 pub struct Model {
     pub(super) base: wgpu::Buffer,
     pub(super) layer: wgpu::Buffer,
+    /// The head layer's pixels again, as a texture the composite samples.
+    pub(super) layer_tex: wgpu::TextureView,
     /// 8×8 tiles of the head box the moving head can reach (listed in `layer`).
     pub(super) tiles: u32,
     pub layout: Layout,
@@ -93,7 +95,8 @@ impl Model {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let bind_group = gpu.bind_group(&uniform_buf, &base, &out, &layer, &caps, &no_head);
+        let no_tex = gpu.layer_texture(1, 1, &[0; 4]);
+        let bind_group = gpu.bind_group(&uniform_buf, &base, &out, &layer, &caps, &no_head, &no_tex);
 
         // The static layer: render it into `out`, keep a copy in `base` for the head kernel.
         let mut enc = d.create_command_encoder(&Default::default());
@@ -118,7 +121,8 @@ impl Model {
         enc.copy_buffer_to_buffer(&out, 0, &probe, 0, fb);
         enc.copy_buffer_to_buffer(&layer, 0, &probe, fb, layer_px * 4);
         let idx = gpu.queue.submit([enc.finish()]);
-        let (frame, spans) = read_static(gpu, &probe, idx, fb as usize, &layout);
+        let (frame, spans, layer_px_bytes) = read_static(gpu, &probe, idx, fb as usize, &layout);
+        let layer_tex = gpu.layer_texture(layout.head_box[2], layout.head_box[3], &layer_px_bytes);
         let tiles = span_tiles(&spans, &layout);
         let mut tail = spans;
         tail.extend_from_slice(&tiles);
@@ -127,24 +131,26 @@ impl Model {
         Self {
             base,
             layer,
+            layer_tex,
             tiles: tiles.len() as u32,
             layout,
-            bytes: 2 * frame_bytes + layer_bytes,
+            bytes: 2 * frame_bytes + layer_bytes + layer_px * 4,
             frame,
         }
     }
 }
 
-/// Reads the static probe: the static frame (`frame_bytes`, then the head layer). On a
-/// readback failure the frame is black (frames are still whole: every patch covers the
-/// moving parts) and every span full.
+/// Reads the static probe: the static frame (`frame_bytes`, then the head layer): the frame,
+/// the head's row spans and the layer's pixels. On a readback failure the frame is black
+/// (frames are still whole: every patch covers the moving parts), every span full and the
+/// layer empty.
 pub(super) fn read_static(
     gpu: &Gpu,
     probe: &wgpu::Buffer,
     idx: wgpu::SubmissionIndex,
     frame_bytes: usize,
     layout: &Layout,
-) -> (Arc<[u8]>, Vec<u32>) {
+) -> (Arc<[u8]>, Vec<u32>, Vec<u8>) {
     let [_, _, bw, bh] = layout.head_box;
     let full: Vec<u32> = (0..bh).flat_map(|_| [0, bw]).collect();
     let black = || -> Arc<[u8]> { vec![0u8; frame_bytes].into() };
@@ -158,14 +164,15 @@ pub(super) fn read_static(
         })
         .is_err()
     {
-        return (black(), full);
+        return (black(), full, Vec::new());
     }
     let Ok(view) = slice.get_mapped_range() else {
-        return (black(), full);
+        return (black(), full, Vec::new());
     };
     let frame: Arc<[u8]> = view[..frame_bytes].into();
     let spans = row_spans(bytemuck::cast_slice(&view[frame_bytes..]), layout);
+    let layer = view[frame_bytes..].to_vec();
     drop(view);
     probe.unmap();
-    (frame, spans)
+    (frame, spans, layer)
 }

@@ -88,6 +88,7 @@ impl Target {
             &model.layer,
             &caption_buf,
             &head,
+            &model.layer_tex,
         );
         Self {
             model,
@@ -143,6 +144,7 @@ impl Target {
                 &self.model.layer,
                 &self.caption_buf,
                 &self.head,
+                &self.model.layer_tex,
             );
         }
         while self.staging.len() < n {
