@@ -86,6 +86,7 @@ pub enum ApiKeyAction {
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
+    crate::platform::memory::tune_allocator();
     let cli = Cli::parse();
     telemetry::init_tracing();
     let sources = match Sources::from_process(cli.settings.clone(), cli.config.as_deref()) {

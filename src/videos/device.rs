@@ -1,9 +1,10 @@
 //! [`OnDemand`]: the one owner of whether the [`Generator`] (GPU device, kernels, cached
 //! looks, probed encoder) is open. It opens on the first job and closes once no job has held
-//! it for `DEVICE_IDLE_RELEASE`, and the freed heap goes back to the system: a quiet server
-//! keeps no device memory, no compiled kernels and no render buffers resident (on lavapipe
-//! they are ~50–80 MB of the process). The next job opens it again (well under a second on
-//! lavapipe; the looks are rendered again on first use).
+//! it for `DEVICE_IDLE_RELEASE`; then the freed heap goes back to the system and so do the
+//! code pages of the device's libraries (LLVM stays mapped for good once lavapipe loaded it:
+//! ~45 MB resident). A quiet server keeps no device memory, no compiled kernels and no
+//! render buffers resident. The next job opens it again (well under a second on lavapipe;
+//! the looks are rendered again on first use).
 //!
 //! Jobs hold a [`Lease`] while they render; a background thread closes the generator when the
 //! last lease has been gone for the idle period. Opening happens under the slot's lock, so
@@ -168,6 +169,7 @@ fn close_when_idle(inner: &Weak<Inner>, idle: Duration) {
         };
         if std::mem::take(&mut trim_again) {
             crate::platform::memory::release_free_memory();
+            crate::platform::memory::page_out_libraries(crate::platform::memory::RENDER_LIBRARIES);
         }
         if let Some(generator) = closing {
             trim_again = true;

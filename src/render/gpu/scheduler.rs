@@ -34,6 +34,8 @@ use crate::render::timeline::script::FrameParams;
 
 /// The most frames one job puts in one submission.
 pub const MAX_BATCH: usize = 8;
+/// The most bytes of patches (staging and job buffers together) one job's batch holds.
+pub const BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// Rounds measured at one batch size before the tuner compares.
 const TUNE_ROUNDS: u32 = 6;
 
@@ -465,7 +467,9 @@ impl Core {
         for j in self.jobs.values_mut() {
             // A batch frame lives twice: its staging buffer here and the job's patch buffer.
             let per_frame = 2 * j.target.patch_bytes() as u64;
-            let cap = (share / per_frame.max(1)).max(1) as usize;
+            // And a batch never holds more than BATCH_BYTES of patches: larger batches save
+            // nothing measurable per frame, and a 1080p job would hold ~45 MB of them at 8.
+            let cap = (share.min(BATCH_BYTES) / per_frame.max(1)).max(1) as usize;
             let batch = per_job.min(cap);
             j.batch.store(batch, Ordering::Relaxed);
             j.target.trim(batch);

@@ -57,7 +57,10 @@ pub fn probe_encoder() -> Result<EncoderChoice, MediaError> {
 /// how the fallback order is tested, and a way to rule out an encoder known to misbehave.
 pub fn probe_encoder_except(deny: &[&str]) -> Result<EncoderChoice, MediaError> {
     init()?;
-    let audio = ["avenc_aac", "voaacenc"]
+    // voaacenc first: a twelfth of avenc_aac's CPU (a minute of speech: 0.12 s against
+    // 1.46 s here), and its plugin links 23 libraries where gst-libav's links 177 (~30 MB
+    // more resident once loaded).
+    let audio = ["voaacenc", "avenc_aac"]
         .into_iter()
         .find(|e| gst::ElementFactory::find(e).is_some())
         .ok_or(MediaError::NoAudioEncoder)?;

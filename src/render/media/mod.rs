@@ -7,7 +7,7 @@
 //! tee`, one branch into `mp4mux faststart=true` writing a temporary file that is renamed into
 //! place on success (a reader never sees a half-written MP4), the other (when asked) into
 //! `mp4mux fragment-duration=1000` whose output is cut into an init segment and `moof`
-//! fragments for live preview. Audio is AAC (`avenc_aac`, else `voaacenc`): GStreamer 1.22's
+//! fragments for live preview. Audio is AAC (`voaacenc`, else `avenc_aac`): GStreamer 1.22's
 //! mp4mux writes a broken Opus box. Every exit path sets the pipeline to `Null`.
 
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ pub enum MediaError {
     Init(String),
     #[error("no H.264 encoder works here (tried {0}); install gstreamer1.0-plugins-ugly for x264")]
     NoEncoder(String),
-    #[error("no AAC encoder (avenc_aac or voaacenc); install gstreamer1.0-libav")]
+    #[error("no AAC encoder (voaacenc or avenc_aac); install gstreamer1.0-plugins-bad or gstreamer1.0-libav")]
     NoAudioEncoder,
     #[error("the encoding pipeline failed: {0}")]
     Pipeline(String),
