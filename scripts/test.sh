@@ -27,6 +27,9 @@ export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:543
 # bootstrap installed lavapipe and x264: a pipeline test that finds no device is a failure
 # here, not a skip (tests/pipeline skips with the reason printed where no adapter exists).
 export REELGEN_REQUIRE_GPU="${REELGEN_REQUIRE_GPU:-1}"
+# What the binaries set before their first thread (render::gpu::HEADLESS_ENV), for the tests
+# that open the device in-process: Mesa's device-select layer stays away from display servers.
+export NODEVICE_SELECT="${NODEVICE_SELECT:-1}"
 
 # nextest's closing `Summary [ N s ]` line is the suite's wall time.
 suite=0

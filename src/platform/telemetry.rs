@@ -342,7 +342,7 @@ impl Recorder {
     pub fn request(&self, method: &'static str, route: &str, status: u16, took: Duration) {
         self.metrics
             .http_requests_total
-            .with_label_values(&[method, route, &status.to_string()])
+            .with_label_values(&[method, route, status_label(status).as_ref()])
             .inc();
         self.metrics
             .http_request_duration_seconds
@@ -367,6 +367,32 @@ impl Recorder {
             .with_label_values(&[crate::platform::analytics::statement_kind(sql)])
             .observe(took.as_secs_f64());
         self.analytics.record_statement(sql, took, failed);
+    }
+}
+
+/// A status code as a label: the common codes' static text, no formatting per request.
+fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
+    const COMMON: [(u16, &str); 16] = [
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (206, "206"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (409, "409"),
+        (413, "413"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    match COMMON.iter().find(|(code, _)| *code == status) {
+        Some((_, text)) => std::borrow::Cow::Borrowed(text),
+        None => std::borrow::Cow::Owned(status.to_string()),
     }
 }
 
