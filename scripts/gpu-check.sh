@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh >/dev/null
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/reelgen/target}"
 seconds="${1:-20}"
-cargo build --release -q --bin reelgen -p reelgen-bench
+cargo build --release -q -p reelgen -p reelgen-bench --bins
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 {

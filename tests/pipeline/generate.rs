@@ -904,7 +904,8 @@ fn holding_the_head_between_composites_stays_within_a_quarter_pixel_of_the_exact
 
 #[test]
 fn the_i420_kernel_matches_the_floating_point_reference_in_the_height_s_matrix() {
-    use reelgen::render::gpu::i420::{I420Converter, reference};
+    use reelgen::render::gpu::i420::I420Converter;
+    use reelgen::render::media::i420::reference;
     let Some(g) = generator() else { return };
     let p = params(json!({"script": "Colour check.", "voice": null,
         "dimension": {"width": 320, "height": 180}, "seed": 1}));

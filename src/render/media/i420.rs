@@ -6,7 +6,7 @@
 //! the one `videoconvert` used and x264 signals): BT.709 above 576 lines, BT.601 at or below;
 //! limited range, the frame's sRGB values used as they are, each chroma sample the mean of
 //! its 2×2 pixels. Fixed point with 16 fractional bits, rounded: within one level of the
-//! floating-point reference ([`crate::render::gpu::i420::reference`]).
+//! floating-point [`reference`].
 
 /// The Y′CbCr matrix of a frame size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +163,46 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
     }
 }
 
+/// The conversion in floating point (the matrix for `height`), as a reference for both
+/// converters.
+pub fn reference(rgba: &[u8], width: usize, height: usize) -> Vec<u8> {
+    let (kr, kb) = Matrix::for_height(height as u32).weights();
+    let kg = 1.0 - kr - kb;
+    let (cb, cr) = (0.5 / (1.0 - kb), 0.5 / (1.0 - kr));
+    let px = |x: usize, y: usize| {
+        let i = (y * width + x) * 4;
+        [
+            f64::from(rgba[i]) / 255.0,
+            f64::from(rgba[i + 1]) / 255.0,
+            f64::from(rgba[i + 2]) / 255.0,
+        ]
+    };
+    let byte = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+    let mut out = Vec::with_capacity(width * height * 3 / 2);
+    for y in 0..height {
+        for x in 0..width {
+            let [r, g, b] = px(x, y);
+            out.push(byte(16.0 + 219.0 * (kr * r + kg * g + kb * b)));
+        }
+    }
+    for (wr, wg, wb) in [
+        (-cb * kr, -cb * kg, cb * (1.0 - kb)),
+        (cr * (1.0 - kr), -cr * kg, -cr * kb),
+    ] {
+        for y in (0..height).step_by(2) {
+            for x in (0..width).step_by(2) {
+                let mut acc = 0.0;
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    let [r, g, b] = px(x + dx, y + dy);
+                    acc += wr * r + wg * g + wb * b;
+                }
+                out.push(byte(128.0 + 224.0 * acc / 4.0));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +221,7 @@ mod tests {
         for (w, h) in [(64u32, 600u32), (64, 360)] {
             let rgba = pattern(w, h);
             let got = from_rgba(&rgba, w, h);
-            let want = crate::render::gpu::i420::reference(&rgba, w as usize, h as usize);
+            let want = reference(&rgba, w as usize, h as usize);
             let worst = got.iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).max();
             assert!(worst <= Some(1), "{w}x{h}: off by {worst:?}");
         }
