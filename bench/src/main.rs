@@ -567,7 +567,7 @@ fn script_of(seconds: f64) -> String {
 /// `reelgen-bench generate`.
 pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     use reelgen::render::media::{EncodeSettings, Mp4Writer};
-    use reelgen::render::pipeline::{Generator, JobSpec};
+    use reelgen::render::pipeline::{Generator, JobSpec, Pixels};
 
     use std::sync::atomic::AtomicBool;
 
@@ -634,24 +634,18 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     };
     let (mut render_cpu, mut made_cpu) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        let mut seen = 0u64;
-        let (_, cpu) = timed(&mut || {
-            generator
-                .render_frames(&p720, &timeline, &indices, &mut |f| {
-                    seen += u64::from(f[f.len() / 2]);
-                })
-                .map_err(|e| e.to_string())
-        })?;
-        render_cpu.push(cpu);
-        let (_, cpu) = timed(&mut || {
-            generator
-                .i420_frames(&p720, &timeline, &indices, &mut |f| {
-                    seen += u64::from(f[f.len() / 2]);
-                })
-                .map_err(|e| e.to_string())
-        })?;
-        made_cpu.push(cpu);
-        std::hint::black_box(seen);
+        for (pixels, cpus) in [(Pixels::Rgba, &mut render_cpu), (Pixels::I420, &mut made_cpu)] {
+            let mut seen = 0u64;
+            let (_, cpu) = timed(&mut || {
+                generator
+                    .frames(&p720, &timeline, &indices, pixels, &mut |f| {
+                        seen += u64::from(f[f.len() / 2]);
+                    })
+                    .map_err(|e| e.to_string())
+            })?;
+            cpus.push(cpu);
+            std::hint::black_box(seen);
+        }
     }
     let render_cpu = median(render_cpu);
     let convert_cpu = (median(made_cpu) - render_cpu).max(0.0);
@@ -661,7 +655,7 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     //    the job's audio track (AAC) muxed in.
     let mut keep = Vec::new();
     generator
-        .i420_frames(&p720, &timeline, &indices[..total.min(90)], &mut |f| {
+        .frames(&p720, &timeline, &indices[..total.min(90)], Pixels::I420, &mut |f| {
             keep.push(f.to_vec())
         })
         .map_err(|e| e.to_string())?;
@@ -710,7 +704,7 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     let vc_cpu = (cpu_seconds() - c0) * 1000.0 / rgba.len() as f64;
     let mut born = Vec::new();
     generator
-        .i420_frames(&p720, &timeline, &indices[..rgba.len()], &mut |f| {
+        .frames(&p720, &timeline, &indices[..rgba.len()], Pixels::I420, &mut |f| {
             born.push(f.to_vec())
         })
         .map_err(|e| e.to_string())?;

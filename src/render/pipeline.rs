@@ -153,6 +153,13 @@ impl Default for GeneratorOptions {
     }
 }
 
+/// The format [`Generator::frames`] hands frames over in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pixels {
+    Rgba,
+    I420,
+}
+
 /// How often progress is reported at most.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -292,23 +299,24 @@ impl Generator {
         at: &[usize],
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<(), GenerateError> {
-        self.make_frames(params, timeline, at, &mut |frames| {
-            sink(frames.rgba());
-            Ok(())
-        })
+        self.frames(params, timeline, at, Pixels::Rgba, sink)
     }
 
-    /// [`Self::render_frames`] up to the encoder's input: each frame as the I420 buffer a job
-    /// hands to GStreamer.
-    pub fn i420_frames(
+    /// [`Self::render_frames`] in either format: RGBA, or the I420 buffers a job hands to
+    /// GStreamer.
+    pub fn frames(
         &self,
         params: &VideoParams,
         timeline: &Timeline,
         at: &[usize],
+        pixels: Pixels,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<(), GenerateError> {
         self.make_frames(params, timeline, at, &mut |frames| {
-            sink(frames.i420()?.as_ref());
+            match pixels {
+                Pixels::Rgba => sink(frames.rgba()),
+                Pixels::I420 => sink(frames.i420()?.as_ref()),
+            }
             Ok(())
         })
     }

@@ -960,6 +960,7 @@ fn the_device_colour_path_makes_the_same_valid_video() {
 #[test]
 fn frames_born_i420_equal_whole_frame_conversions_and_match_videoconvert_above_45_db() {
     use reelgen::render::media::{self, i420};
+    use reelgen::render::pipeline::Pixels;
     let Some(g) = generator() else { return };
     for (w, h, captions) in [(1280u32, 720u32, true), (640, 360, false)] {
         let p = params(json!({"script": "Born in I420: only the boxes that change are converted.",
@@ -970,7 +971,7 @@ fn frames_born_i420_equal_whole_frame_conversions_and_match_videoconvert_above_4
         g.render_frames(&p, &t, &at, &mut |f| rgba.push(f.to_vec()))
             .expect("rgba frames");
         let mut born = Vec::new();
-        g.i420_frames(&p, &t, &at, &mut |f| born.push(f.to_vec()))
+        g.frames(&p, &t, &at, Pixels::I420, &mut |f| born.push(f.to_vec()))
             .expect("i420 frames");
         assert_eq!(born.len(), at.len());
         // Pooled buffers come back holding earlier frames: converting only the patch boxes
