@@ -28,8 +28,8 @@ pub use context::{Context, StartError};
 use ops::health::{RegisterCheck, StaticCheck};
 use platform::config::{Config, Environment};
 use platform::error;
-use videos::device::OnDemand;
 use render::pipeline::{Generator, GeneratorOptions};
+use videos::device::OnDemand;
 use videos::dispatcher::{Drain, HandBack, JobDispatcher, Worker};
 
 /// How long handed-back jobs get to stop and record themselves (they stop within a frame).

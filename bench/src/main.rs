@@ -307,7 +307,12 @@ pub fn http(args: HttpBenchArgs) -> Result<(), String> {
             }
             let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
             let id = v["id"].as_str().ok_or("no id")?;
-            request(seeder.port, "POST", &format!("/api/v1/videos/{id}/cancel"), None)?;
+            request(
+                seeder.port,
+                "POST",
+                &format!("/api/v1/videos/{id}/cancel"),
+                None,
+            )?;
         }
     }
     let server = start_server_in(&dir, true, &[])?;
@@ -346,8 +351,16 @@ pub fn http(args: HttpBenchArgs) -> Result<(), String> {
         let (mut list_p99, mut bare_p99) = (Vec::new(), Vec::new());
         for round in 1..=args.rounds {
             for name in ["serve", "bare"] {
-                let port = if name == "serve" { server.port } else { bare.port };
-                let path = if name == "serve" { "/api/v1/videos" } else { BARE_PATH };
+                let port = if name == "serve" {
+                    server.port
+                } else {
+                    bare.port
+                };
+                let path = if name == "serve" {
+                    "/api/v1/videos"
+                } else {
+                    BARE_PATH
+                };
                 let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
                 let sampler = {
                     let sampling = sampling.clone();
@@ -634,7 +647,10 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     };
     let (mut render_cpu, mut made_cpu) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        for (pixels, cpus) in [(Pixels::Rgba, &mut render_cpu), (Pixels::I420, &mut made_cpu)] {
+        for (pixels, cpus) in [
+            (Pixels::Rgba, &mut render_cpu),
+            (Pixels::I420, &mut made_cpu),
+        ] {
             let mut seen = 0u64;
             let (_, cpu) = timed(&mut || {
                 generator
@@ -655,9 +671,13 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     //    the job's audio track (AAC) muxed in.
     let mut keep = Vec::new();
     generator
-        .frames(&p720, &timeline, &indices[..total.min(90)], Pixels::I420, &mut |f| {
-            keep.push(f.to_vec())
-        })
+        .frames(
+            &p720,
+            &timeline,
+            &indices[..total.min(90)],
+            Pixels::I420,
+            &mut |f| keep.push(f.to_vec()),
+        )
         .map_err(|e| e.to_string())?;
     let pool = reelgen::render::media::FramePool::new(keep[0].len());
     let speech = timeline.speech.clone();
@@ -684,7 +704,9 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
         for i in 0..total {
             let mut frame = pool.get();
             frame.as_mut().copy_from_slice(&keep[i % keep.len()]);
-            writer.push_frame(frame, i as u64).map_err(|e| e.to_string())?;
+            writer
+                .push_frame(frame, i as u64)
+                .map_err(|e| e.to_string())?;
         }
         writer.finish().map_err(|e| e.to_string())?;
         Ok((t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0))
@@ -699,14 +721,18 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
     let c0 = cpu_seconds();
-    let (before, _) = reelgen::render::media::videoconvert_i420(&rgba, 1280, 720)
-        .map_err(|e| e.to_string())?;
+    let (before, _) =
+        reelgen::render::media::videoconvert_i420(&rgba, 1280, 720).map_err(|e| e.to_string())?;
     let vc_cpu = (cpu_seconds() - c0) * 1000.0 / rgba.len() as f64;
     let mut born = Vec::new();
     generator
-        .frames(&p720, &timeline, &indices[..rgba.len()], Pixels::I420, &mut |f| {
-            born.push(f.to_vec())
-        })
+        .frames(
+            &p720,
+            &timeline,
+            &indices[..rgba.len()],
+            Pixels::I420,
+            &mut |f| born.push(f.to_vec()),
+        )
         .map_err(|e| e.to_string())?;
     let psnr = born
         .iter()
@@ -719,7 +745,9 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     let on_device = conv.convert(gpu, &rgba[0]).map_err(|e| e.to_string())?;
     let kernel_diff = on_device
         .iter()
-        .zip(&reelgen::render::media::i420::from_rgba(&rgba[0], 1280, 720))
+        .zip(&reelgen::render::media::i420::from_rgba(
+            &rgba[0], 1280, 720,
+        ))
         .map(|(a, b)| a.abs_diff(*b))
         .max()
         .unwrap_or(u8::MAX);
@@ -767,14 +795,23 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
         per_frame(timeline_cpu),
         timeline_wall
     );
-    println!("    render (kernels, patch readback): {:>6.3} ms", per_frame(render_cpu));
-    println!("    conversion (changed boxes->I420): {:>6.3} ms", per_frame(convert_cpu));
+    println!(
+        "    render (kernels, patch readback): {:>6.3} ms",
+        per_frame(render_cpu)
+    );
+    println!(
+        "    conversion (changed boxes->I420): {:>6.3} ms",
+        per_frame(convert_cpu)
+    );
     println!(
         "    encode + mux (the floor, {}):  {:>6.3} ms",
         generator.encoder().element,
         per_frame(floor_cpu)
     );
-    println!("    audio (AAC of the speech):        {:>6.3} ms", per_frame(audio_cpu));
+    println!(
+        "    audio (AAC of the speech):        {:>6.3} ms",
+        per_frame(audio_cpu)
+    );
     println!(
         "    sum {:.3} ms; end to end {:.3} ms",
         per_frame(timeline_cpu + render_cpu + convert_cpu + floor_cpu + audio_cpu),
@@ -784,13 +821,17 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
         "  whole-frame conversion instead: videoconvert {vc_cpu:.2} ms, I420 kernel on this device {kernel_cpu:.2} ms CPU per frame; jobs here use {}",
         generator.color_path().as_str()
     );
-    println!("  PSNR of frames born I420 against videoconvert's, worst of 60: {psnr:.1} dB (target >= 45)");
+    println!(
+        "  PSNR of frames born I420 against videoconvert's, worst of 60: {psnr:.1} dB (target >= 45)"
+    );
     println!(
         "  I420 kernel vs CPU converter: at most {kernel_diff} level(s) apart on {} ({})",
         generator.gpu().describe(),
         if kernel_diff <= 1 { "ok" } else { "MISMATCH" }
     );
-    println!("  floor (x264 alone, I420 from memory): {floor_wall:.2} s wall, {floor_cpu:.2} s CPU");
+    println!(
+        "  floor (x264 alone, I420 from memory): {floor_wall:.2} s wall, {floor_cpu:.2} s CPU"
+    );
     println!(
         "  end to end: {wall:.2} s wall, {cpu:.2} s CPU; {:.1}x real time",
         o.duration_s / wall
@@ -819,9 +860,17 @@ fn jobs_peak_rss(server: &Server, n: usize, w: u32, h: u32, seconds: f64) -> Res
     for i in 0..n {
         let body = serde_json::json!({"script": script_of(seconds), "quality": "draft",
             "dimension": {"width": w, "height": h}, "fps": 30, "seed": i});
-        let (status, out) = request(server.port, "POST", "/api/v1/videos", Some(&body.to_string()))?;
+        let (status, out) = request(
+            server.port,
+            "POST",
+            "/api/v1/videos",
+            Some(&body.to_string()),
+        )?;
         if status != 202 {
-            return Err(format!("create failed with {status}: {}", String::from_utf8_lossy(&out)));
+            return Err(format!(
+                "create failed with {status}: {}",
+                String::from_utf8_lossy(&out)
+            ));
         }
         let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| e.to_string())?;
         ids.push(v["id"].as_str().ok_or("no id")?.to_string());
@@ -836,7 +885,8 @@ fn jobs_peak_rss(server: &Server, n: usize, w: u32, h: u32, seconds: f64) -> Res
             let mut done = 0;
             for id in &ids {
                 let (_, body) = request(server.port, "GET", &format!("/api/v1/videos/{id}"), None)?;
-                let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&body).map_err(|e| e.to_string())?;
                 match v["status"].as_str() {
                     Some("completed") => done += 1,
                     Some("failed" | "cancelled") => return Err(format!("video {id}: {v}")),
@@ -886,7 +936,10 @@ pub fn memory(args: MemoryBenchArgs) -> Result<(), String> {
         mib(idle)
     );
     let peak = jobs_peak_rss(&server, 4, 1280, 720, args.seconds)?;
-    println!("4 concurrent 720p jobs: peak {:.1} MiB (target <= 250)", mib(peak));
+    println!(
+        "4 concurrent 720p jobs: peak {:.1} MiB (target <= 250)",
+        mib(peak)
+    );
     std::thread::sleep(Duration::from_secs(args.after.saturating_sub(3)));
     let after = settled_rss(pid, 3);
     println!(

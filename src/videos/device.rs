@@ -117,10 +117,7 @@ impl OnDemand {
 
     /// Whether the generator is open now.
     pub fn is_open(&self) -> bool {
-        self.inner
-            .slot
-            .lock()
-            .is_ok_and(|s| s.generator.is_some())
+        self.inner.slot.lock().is_ok_and(|s| s.generator.is_some())
     }
 
     /// How many times the generator has been opened.
@@ -157,8 +154,7 @@ fn close_when_idle(inner: &Weak<Inner>, idle: Duration) {
         let Some(inner) = inner.upgrade() else { return };
         let closing = {
             let Ok(slot) = inner.slot.lock() else { return };
-            let Ok((mut slot, _)) = inner.changed.wait_timeout(slot, Duration::from_secs(1))
-            else {
+            let Ok((mut slot, _)) = inner.changed.wait_timeout(slot, Duration::from_secs(1)) else {
                 return;
             };
             if slot.leases == 0 && slot.generator.is_some() && slot.since.elapsed() >= idle {

@@ -40,8 +40,8 @@ use super::queue::{Lease, Orphans};
 use crate::platform::storage::{BlobStore, Object};
 use crate::platform::telemetry::Metrics;
 use crate::render::params::VideoParams;
-use crate::videos::device::OnDemand;
 use crate::render::pipeline::{GenerateError, JobSpec, Progress};
+use crate::videos::device::OnDemand;
 
 const PROGRESS_WRITE_EVERY: Duration = Duration::from_secs(1);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);

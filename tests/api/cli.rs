@@ -178,7 +178,14 @@ fn generate_on_a_headless_machine_prints_no_error_line() {
     let dir = temp_dir();
     std::fs::create_dir_all(&dir).expect("dir");
     let out = reelgen(&dir)
-        .args(["generate", "--script", "A quiet start.", "--width", "320", "--height"])
+        .args([
+            "generate",
+            "--script",
+            "A quiet start.",
+            "--width",
+            "320",
+            "--height",
+        ])
         .args(["180", "--quality", "draft", "-o"])
         .arg(dir.join("quiet.mp4"))
         .output()

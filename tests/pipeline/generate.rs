@@ -963,8 +963,10 @@ fn frames_born_i420_equal_whole_frame_conversions_and_match_videoconvert_above_4
     use reelgen::render::pipeline::Pixels;
     let Some(g) = generator() else { return };
     for (w, h, captions) in [(1280u32, 720u32, true), (640, 360, false)] {
-        let p = params(json!({"script": "Born in I420: only the boxes that change are converted.",
-            "dimension": {"width": w, "height": h}, "captions": captions, "seed": 3}));
+        let p = params(
+            json!({"script": "Born in I420: only the boxes that change are converted.",
+            "dimension": {"width": w, "height": h}, "captions": captions, "seed": 3}),
+        );
         let t = g.timeline(&p).expect("timeline");
         let at: Vec<usize> = (0..t.frames.len().min(75)).collect();
         let mut rgba = Vec::new();
@@ -1005,7 +1007,10 @@ fn the_device_opens_for_a_job_and_closes_after_the_idle_period() {
     let wait_closed = |what: &str| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while device.is_open() {
-            assert!(Instant::now() < deadline, "{what}: still open after 60 s idle");
+            assert!(
+                Instant::now() < deadline,
+                "{what}: still open after 60 s idle"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };

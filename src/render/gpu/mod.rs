@@ -29,6 +29,18 @@ pub use target::{FrameRequest, Target};
 
 const SHADER: &str = include_str!("../../../shaders/avatar.wgsl");
 
+/// What the avatar kernels' bind group holds (`shaders/avatar.wgsl`, bindings 0–7; the
+/// sampler is the device's).
+struct Bindings<'a> {
+    uniforms: &'a wgpu::Buffer,
+    base: &'a wgpu::Buffer,
+    out: &'a wgpu::Buffer,
+    layer: &'a wgpu::Buffer,
+    caps: &'a wgpu::Buffer,
+    head: &'a wgpu::Buffer,
+    layer_tex: &'a wgpu::TextureView,
+}
+
 /// Environment a headless process sets before its first thread (the binaries' `main` do):
 /// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` otherwise connects to Wayland
 /// and X11 while the adapters are listed, to learn the desktop's default GPU, and on a
@@ -242,16 +254,16 @@ impl Gpu {
         })
     }
 
-    fn bind_group(
-        &self,
-        uniforms: &wgpu::Buffer,
-        base: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        layer: &wgpu::Buffer,
-        caps: &wgpu::Buffer,
-        head: &wgpu::Buffer,
-        layer_tex: &wgpu::TextureView,
-    ) -> wgpu::BindGroup {
+    fn bind_group(&self, b: Bindings<'_>) -> wgpu::BindGroup {
+        let Bindings {
+            uniforms,
+            base,
+            out,
+            layer,
+            caps,
+            head,
+            layer_tex,
+        } = b;
         fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
             wgpu::BindGroupEntry {
                 binding,

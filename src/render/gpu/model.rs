@@ -8,7 +8,7 @@ use wgpu::util::DeviceExt;
 
 use super::abi::*;
 use super::layout::*;
-use super::{Gpu, WG};
+use super::{Bindings, Gpu, WG};
 use crate::render::timeline::script::FrameParams;
 
 /// The static layers of one avatar over one background at one size: the background,
@@ -96,7 +96,15 @@ impl Model {
             mapped_at_creation: false,
         });
         let no_tex = gpu.layer_texture(1, 1, &[0; 4]);
-        let bind_group = gpu.bind_group(&uniform_buf, &base, &out, &layer, &caps, &no_head, &no_tex);
+        let bind_group = gpu.bind_group(Bindings {
+            uniforms: &uniform_buf,
+            base: &base,
+            out: &out,
+            layer: &layer,
+            caps: &caps,
+            head: &no_head,
+            layer_tex: &no_tex,
+        });
 
         // The static layer: render it into `out`, keep a copy in `base` for the head kernel.
         let mut enc = d.create_command_encoder(&Default::default());

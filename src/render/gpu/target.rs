@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::abi::*;
 use super::layout::*;
 use super::model::*;
-use super::{Gpu, GpuError, WG};
+use super::{Bindings, Gpu, GpuError, WG};
 use crate::render::timeline::script::FrameParams;
 
 /// One frame to render for a job.
@@ -81,15 +81,15 @@ impl Target {
             mapped_at_creation: false,
         });
         let uniform_buf = gpu.uniform_slots(1);
-        let bind_group = gpu.bind_group(
-            &uniform_buf,
-            &model.base,
-            &patch,
-            &model.layer,
-            &caption_buf,
-            &head,
-            &model.layer_tex,
-        );
+        let bind_group = gpu.bind_group(Bindings {
+            uniforms: &uniform_buf,
+            base: &model.base,
+            out: &patch,
+            layer: &model.layer,
+            caps: &caption_buf,
+            head: &head,
+            layer_tex: &model.layer_tex,
+        });
         Self {
             model,
             geometry,
@@ -137,15 +137,15 @@ impl Target {
         let slots = (self.uniform_buf.size() / gpu.uniform_stride) as usize;
         if slots < n {
             self.uniform_buf = gpu.uniform_slots(n);
-            self.bind_group = gpu.bind_group(
-                &self.uniform_buf,
-                &self.model.base,
-                &self.patch,
-                &self.model.layer,
-                &self.caption_buf,
-                &self.head,
-                &self.model.layer_tex,
-            );
+            self.bind_group = gpu.bind_group(Bindings {
+                uniforms: &self.uniform_buf,
+                base: &self.model.base,
+                out: &self.patch,
+                layer: &self.model.layer,
+                caps: &self.caption_buf,
+                head: &self.head,
+                layer_tex: &self.model.layer_tex,
+            });
         }
         while self.staging.len() < n {
             self.staging

@@ -18,7 +18,11 @@ pub enum Matrix {
 impl Matrix {
     /// GStreamer's default for a frame `height` lines tall.
     pub fn for_height(height: u32) -> Self {
-        if height > 576 { Self::Bt709 } else { Self::Bt601 }
+        if height > 576 {
+            Self::Bt709
+        } else {
+            Self::Bt601
+        }
     }
 
     /// The caps' `colorimetry` value that says so.
@@ -99,8 +103,7 @@ pub fn from_rgba(rgba: &[u8], width: u32, height: u32) -> Vec<u8> {
 pub fn convert_box(rgba: &[u8], width: u32, height: u32, bx: [u32; 4], dst: &mut [u8]) {
     let [x, y, w, h] = even_box(bx, width, height).map(|v| v as usize);
     let (fw, fh) = (width as usize, height as usize);
-    if rgba.len() != fw * fh * 4 || dst.len() != frame_bytes(width, height) || w == 0 || h == 0
-    {
+    if rgba.len() != fw * fh * 4 || dst.len() != frame_bytes(width, height) || w == 0 || h == 0 {
         return;
     }
     let c = Coeffs::of(Matrix::for_height(height));

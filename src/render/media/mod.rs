@@ -37,7 +37,9 @@ pub enum MediaError {
     Init(String),
     #[error("no H.264 encoder works here (tried {0}); install gstreamer1.0-plugins-ugly for x264")]
     NoEncoder(String),
-    #[error("no AAC encoder (voaacenc or avenc_aac); install gstreamer1.0-plugins-bad or gstreamer1.0-libav")]
+    #[error(
+        "no AAC encoder (voaacenc or avenc_aac); install gstreamer1.0-plugins-bad or gstreamer1.0-libav"
+    )]
     NoAudioEncoder,
     #[error("the encoding pipeline failed: {0}")]
     Pipeline(String),
