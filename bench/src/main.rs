@@ -293,20 +293,7 @@ pub fn http(args: HttpBenchArgs) -> Result<(), String> {
     {
         let seeder = start_server_in(&dir, false, &[])?;
         for i in 0..args.videos {
-            let (status, body) = request(
-                seeder.port,
-                "POST",
-                "/api/v1/videos",
-                Some(&seed_request(i).to_string()),
-            )?;
-            if status != 202 {
-                return Err(format!(
-                    "seeding failed with {status}: {}",
-                    String::from_utf8_lossy(&body)
-                ));
-            }
-            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-            let id = v["id"].as_str().ok_or("no id")?;
+            let id = create_video(seeder.port, &seed_request(i))?;
             request(
                 seeder.port,
                 "POST",
@@ -720,19 +707,16 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
             rgba.push(f.to_vec())
         })
         .map_err(|e| e.to_string())?;
+    let (n, first) = (rgba.len(), rgba[0].clone());
     let c0 = cpu_seconds();
     let (before, _) =
-        reelgen::render::media::videoconvert_i420(&rgba, 1280, 720).map_err(|e| e.to_string())?;
-    let vc_cpu = (cpu_seconds() - c0) * 1000.0 / rgba.len() as f64;
+        reelgen::render::media::videoconvert_i420(rgba, 1280, 720).map_err(|e| e.to_string())?;
+    let vc_cpu = (cpu_seconds() - c0) * 1000.0 / n as f64;
     let mut born = Vec::new();
     generator
-        .frames(
-            &p720,
-            &timeline,
-            &indices[..rgba.len()],
-            Pixels::I420,
-            &mut |f| born.push(f.to_vec()),
-        )
+        .frames(&p720, &timeline, &indices[..n], Pixels::I420, &mut |f| {
+            born.push(f.to_vec())
+        })
         .map_err(|e| e.to_string())?;
     let psnr = born
         .iter()
@@ -742,19 +726,17 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
     let gpu = generator.gpu();
     let conv = reelgen::render::gpu::i420::I420Converter::new(gpu, 1280, 720)
         .map_err(|e| e.to_string())?;
-    let on_device = conv.convert(gpu, &rgba[0]).map_err(|e| e.to_string())?;
+    let on_device = conv.convert(gpu, &first).map_err(|e| e.to_string())?;
     let kernel_diff = on_device
         .iter()
-        .zip(&reelgen::render::media::i420::from_rgba(
-            &rgba[0], 1280, 720,
-        ))
+        .zip(&reelgen::render::media::i420::from_rgba(&first, 1280, 720))
         .map(|(a, b)| a.abs_diff(*b))
         .max()
         .unwrap_or(u8::MAX);
     let c0 = cpu_seconds();
     conv.time_on_device(gpu, 60).map_err(|e| e.to_string())?;
     let kernel_cpu = (cpu_seconds() - c0) * 1000.0 / 60.0;
-    drop((rgba, before, born));
+    drop((first, before, born));
 
     // 4. End to end (timeline + TTS + render + conversion + encode + audio + mux), each run
     //    right after a floor run so both see the same machine.
@@ -853,6 +835,19 @@ pub struct MemoryBenchArgs {
     pub after: u64,
 }
 
+/// `POST /api/v1/videos` with `body`: the new video's id (an error unless 202).
+fn create_video(port: u16, body: &serde_json::Value) -> Result<String, String> {
+    let (status, out) = request(port, "POST", "/api/v1/videos", Some(&body.to_string()))?;
+    if status != 202 {
+        return Err(format!(
+            "create failed with {status}: {}",
+            String::from_utf8_lossy(&out)
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| e.to_string())?;
+    Ok(v["id"].as_str().ok_or("no id")?.to_string())
+}
+
 /// Submits `n` videos of `w`×`h` at once to `server` and samples its RSS every 20 ms until
 /// every one has completed: the peak in KiB.
 fn jobs_peak_rss(server: &Server, n: usize, w: u32, h: u32, seconds: f64) -> Result<u64, String> {
@@ -860,20 +855,7 @@ fn jobs_peak_rss(server: &Server, n: usize, w: u32, h: u32, seconds: f64) -> Res
     for i in 0..n {
         let body = serde_json::json!({"script": script_of(seconds), "quality": "draft",
             "dimension": {"width": w, "height": h}, "fps": 30, "seed": i});
-        let (status, out) = request(
-            server.port,
-            "POST",
-            "/api/v1/videos",
-            Some(&body.to_string()),
-        )?;
-        if status != 202 {
-            return Err(format!(
-                "create failed with {status}: {}",
-                String::from_utf8_lossy(&out)
-            ));
-        }
-        let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| e.to_string())?;
-        ids.push(v["id"].as_str().ok_or("no id")?.to_string());
+        ids.push(create_video(server.port, &body)?);
     }
     let pid = server.child.id();
     let (mut peak, mut last_poll) = (0u64, Instant::now() - Duration::from_secs(1));

@@ -985,7 +985,7 @@ fn frames_born_i420_equal_whole_frame_conversions_and_match_videoconvert_above_4
             );
         }
         // Against the frames as they were made before (RGBA through videoconvert).
-        let (before, _) = media::videoconvert_i420(&rgba, w, h).expect("videoconvert");
+        let (before, _) = media::videoconvert_i420(rgba, w, h).expect("videoconvert");
         assert_eq!(before.len(), born.len());
         let worst = born
             .iter()

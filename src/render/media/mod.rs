@@ -107,7 +107,7 @@ fn run_to_eos(pipeline: &gst::Element, timeout: Duration) -> Result<(), MediaErr
 /// against (PSNR), and the cost it removed (`reelgen-bench generate`). Returns the I420 frames
 /// and the wall time of the conversion.
 pub fn videoconvert_i420(
-    frames: &[Vec<u8>],
+    frames: Vec<Vec<u8>>,
     width: u32,
     height: u32,
 ) -> Result<(Vec<Vec<u8>>, Duration), MediaError> {
@@ -134,7 +134,6 @@ pub fn videoconvert_i420(
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| MediaError::Pipeline(e.to_string()))?;
-    let frames = frames.to_vec();
     let t = std::time::Instant::now();
     let pusher = std::thread::spawn(move || {
         for (i, f) in frames.into_iter().enumerate() {
