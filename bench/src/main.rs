@@ -597,6 +597,7 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
                     params,
                     output: dir.join(format!("{name}.mp4")),
                     thumbnail: Some(dir.join(format!("{name}.jpg"))),
+                    transcript: None,
                     live,
                 },
                 &AtomicBool::new(false),

@@ -429,6 +429,11 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
 
 /// A JSON response with ETag, answering 304 when `If-None-Match` matches.
 pub fn json_with_etag(req: &HttpRequest, cached: &Cached) -> HttpResponse {
+    with_etag(req, "application/json", cached)
+}
+
+/// A response of `content_type` with ETag, answering 304 when `If-None-Match` matches.
+pub fn with_etag(req: &HttpRequest, content_type: &'static str, cached: &Cached) -> HttpResponse {
     let etag = HeaderValue::from_str(&cached.etag).unwrap_or(HeaderValue::from_static("\"0\""));
     if if_none_match(req, &cached.etag) {
         return HttpResponse::NotModified()
@@ -437,7 +442,7 @@ pub fn json_with_etag(req: &HttpRequest, cached: &Cached) -> HttpResponse {
             .finish();
     }
     HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header((header::CONTENT_TYPE, content_type))
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, "private, no-cache"))
         .insert_header((header::VARY, "X-Api-Key, Authorization"))

@@ -23,6 +23,10 @@ pub struct GenerateArgs {
     /// Also write a JPEG poster frame here
     #[arg(long)]
     pub thumbnail: Option<PathBuf>,
+    /// Also write the captions here: WebVTT (`.vtt`), SubRip (`.srt`) or the transcript
+    /// with word timings (`.json`), by the file's extension
+    #[arg(long)]
+    pub captions_out: Option<PathBuf>,
     #[arg(long, default_value = "ava")]
     pub avatar: String,
     /// neutral | friendly | serious
@@ -64,7 +68,37 @@ fn background(arg: &str) -> Value {
     }
 }
 
+/// The caption formats `--captions-out` writes, by extension.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CaptionFormat {
+    Vtt,
+    Srt,
+    Json,
+}
+
+fn caption_format(path: &std::path::Path) -> Result<CaptionFormat, String> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("vtt") => Ok(CaptionFormat::Vtt),
+        Some("srt") => Ok(CaptionFormat::Srt),
+        Some("json") => Ok(CaptionFormat::Json),
+        _ => Err(format!(
+            "--captions-out {}: the file must end in .vtt, .srt or .json",
+            path.display()
+        )),
+    }
+}
+
 pub fn run(a: GenerateArgs) -> Result<(), String> {
+    let captions = a
+        .captions_out
+        .as_deref()
+        .map(|p| caption_format(p).map(|f| (p.to_path_buf(), f)))
+        .transpose()?;
     let catalog = Arc::new(Catalog::embedded().map_err(|e| e.to_string())?);
     let request = json!({
         "script": a.script,
@@ -107,10 +141,16 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
         .progress_chars("=> "),
     );
     let cancel = AtomicBool::new(false);
+    // The pipeline writes the transcript as JSON; the other formats are made from it.
+    let transcript = captions.as_ref().map(|(path, format)| match format {
+        CaptionFormat::Json => path.clone(),
+        _ => path.with_extension(format!("{}.transcript.json", std::process::id())),
+    });
     let spec = JobSpec {
         params,
         output: a.output.clone(),
         thumbnail: a.thumbnail.clone(),
+        transcript: transcript.clone(),
         live: false,
     };
     let outcome = generator
@@ -140,6 +180,44 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
         outcome.timeline_s,
         outcome.render_s,
         outcome.finish_s
+    );
+    if let (Some((path, format)), Some(json)) = (captions, transcript) {
+        write_captions(&path, format, &json)?;
+    }
+    Ok(())
+}
+
+/// Turns the pipeline's transcript JSON into the requested caption file.
+fn write_captions(
+    path: &std::path::Path,
+    format: CaptionFormat,
+    json: &std::path::Path,
+) -> Result<(), String> {
+    use crate::render::timeline::transcript::Transcript;
+    let read = std::fs::read(json);
+    if format != CaptionFormat::Json {
+        let _ = std::fs::remove_file(json);
+    }
+    let transcript: Transcript = match read {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string())?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "--captions-out {}: the video has no speech, so no captions",
+                path.display()
+            ));
+        }
+        Err(e) => return Err(format!("{}: {e}", json.display())),
+    };
+    let body = match format {
+        CaptionFormat::Vtt => transcript.vtt(),
+        CaptionFormat::Srt => transcript.srt(),
+        CaptionFormat::Json => return Ok(()),
+    };
+    std::fs::write(path, body).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!(
+        "wrote {} ({} words)",
+        path.display(),
+        transcript.words.len()
     );
     Ok(())
 }

@@ -49,7 +49,7 @@ pub enum Command {
         action: ApiKeyAction,
     },
     /// Render one video to an MP4, no server needed
-    Generate(crate::cli::generate::GenerateArgs),
+    Generate(Box<crate::cli::generate::GenerateArgs>),
     /// Render every avatar in every expression into one PNG
     ContactSheet(crate::cli::generate::ContactSheetArgs),
     /// Ask the server on this host (HOST, PORT) whether it is live or ready: exit 0 on 200,
@@ -111,7 +111,7 @@ pub fn main() -> ExitCode {
             Ok(())
         }),
         Command::Apikey { action } => system.block_on(apikey(config, action)),
-        Command::Generate(args) => crate::cli::generate::run(args),
+        Command::Generate(args) => crate::cli::generate::run(*args),
         Command::ContactSheet(args) => crate::cli::generate::contact_sheet(args),
         Command::Probe { which } => system.block_on(probe(&config, which)),
     };

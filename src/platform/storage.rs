@@ -39,18 +39,24 @@ pub enum StorageError {
     Unreachable { url: String, reason: String },
 }
 
-/// The two objects of a video.
+/// The objects of a video: the MP4, its poster and (when it has speech) its transcript.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Object {
     Video,
     Thumbnail,
+    Transcript,
 }
 
 impl Object {
+    /// Every object, in the order a render publishes them: the MP4 last, so a video whose
+    /// file exists has all its other objects.
+    const ALL: [Object; 3] = [Self::Thumbnail, Self::Transcript, Self::Video];
+
     fn name(self) -> &'static str {
         match self {
             Self::Video => "video.mp4",
             Self::Thumbnail => "thumbnail.jpg",
+            Self::Transcript => "transcript.json",
         }
     }
 }
@@ -160,13 +166,14 @@ impl BlobStore {
         let _ = std::fs::remove_dir_all(self.scratch_dir(id));
     }
 
-    /// Uploads a finished render's files from its scratch (the poster when there is one,
-    /// then the MP4), then clears the scratch. Each object appears whole or not at all.
+    /// Uploads a finished render's files from its scratch (the poster and the transcript
+    /// when there are any, then the MP4), then clears the scratch. Each object appears whole
+    /// or not at all.
     pub async fn publish(&self, id: Uuid) -> Result<(), StorageError> {
         let started = std::time::Instant::now();
-        for object in [Object::Thumbnail, Object::Video] {
+        for object in Object::ALL {
             let path = self.scratch_file(id, object);
-            if object == Object::Thumbnail && !path.exists() {
+            if object != Object::Video && !path.exists() {
                 continue;
             }
             self.upload(&path, &Self::key(id, object)).await?;
@@ -223,10 +230,26 @@ impl BlobStore {
         Ok(got)
     }
 
+    /// A small object's bytes, whole; `None` when it does not exist.
+    pub async fn read(
+        &self,
+        id: Uuid,
+        object: Object,
+    ) -> Result<Option<bytes::Bytes>, StorageError> {
+        let started = std::time::Instant::now();
+        let got = match self.store.get(&Self::key(id, object)).await {
+            Ok(got) => got.bytes().await.map(Some),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.timed("get", started);
+        Ok(got?)
+    }
+
     /// Removes everything stored for a video, and its scratch; a video with no files is fine.
     pub async fn remove_video(&self, id: Uuid) -> Result<(), StorageError> {
         self.clear_scratch(id);
-        for object in [Object::Video, Object::Thumbnail] {
+        for object in Object::ALL {
             match self.store.delete(&Self::key(id, object)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -250,6 +273,11 @@ mod tests {
         std::fs::create_dir_all(blobs.scratch_dir(id)).expect("scratch");
         let body: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
         std::fs::write(blobs.scratch_file(id, Object::Video), &body).expect("write");
+        std::fs::write(
+            blobs.scratch_file(id, Object::Transcript),
+            b"{\"words\":[]}",
+        )
+        .expect("write");
         assert_eq!(blobs.stat(id, Object::Video).await.expect("stat"), None);
 
         blobs.publish(id).await.expect("publish");
@@ -271,9 +299,15 @@ mod tests {
             bytes.extend_from_slice(&chunk.expect("chunk"));
         }
         assert_eq!(bytes, &body[1000..1100]);
+        let transcript = blobs.read(id, Object::Transcript).await.expect("read");
+        assert_eq!(transcript.as_deref(), Some(&b"{\"words\":[]}"[..]));
 
         blobs.remove_video(id).await.expect("remove");
         assert_eq!(blobs.stat(id, Object::Video).await.expect("stat"), None);
+        assert_eq!(
+            blobs.read(id, Object::Transcript).await.expect("read"),
+            None
+        );
         blobs
             .remove_video(id)
             .await

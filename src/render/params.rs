@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::render::timeline::text;
+
 /// Words per minute of the default voice at speed 1.0, for the duration estimate.
 const WORDS_PER_MINUTE: f64 = 165.0;
 
@@ -71,14 +73,16 @@ impl VideoParams {
     /// Estimated spoken duration, rounded to whole frames: `(duration_s, frames_total)`.
     /// The pipeline replaces it with the timeline's exact length once speech is synthesised.
     pub fn estimate_duration(&self) -> (f64, i64) {
-        let words = self.script.split_whitespace().count() as f64;
-        let pauses = self
-            .script
+        let plain = text::plain(&self.script);
+        let words = plain.split_whitespace().count() as f64;
+        let pauses = plain
             .chars()
             .filter(|c| matches!(c, '.' | '!' | '?' | ';' | ':' | ','))
             .count() as f64;
+        let breaks = text::parse(&self.script).map_or(0, |p| text::pauses_ms(&p)) as f64 / 1000.0;
         let speed = self.voice.as_ref().map_or(1.0, |v| v.speed);
-        let seconds = (words * 60.0 / (WORDS_PER_MINUTE * speed) + pauses * 0.25 + 0.5).max(1.0);
+        let seconds =
+            (words * 60.0 / (WORDS_PER_MINUTE * speed) + pauses * 0.25 + breaks + 0.5).max(1.0);
         let fps = f64::from(self.fps);
         let frames = (seconds * fps).round().max(1.0);
         (frames / fps, frames as i64)

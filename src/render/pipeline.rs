@@ -27,6 +27,7 @@ use crate::render::params::{Background, VideoParams};
 
 use crate::render::timeline::captions;
 use crate::render::timeline::script::{self, Timeline, TimelineError};
+use crate::render::timeline::transcript::Transcript;
 use crate::render::timeline::voice::{Espeak, TtsBackend};
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +112,8 @@ pub struct JobSpec {
     pub params: VideoParams,
     pub output: PathBuf,
     pub thumbnail: Option<PathBuf>,
+    /// Where the transcript (`transcript.json`, [`Transcript`]) goes when the video has speech.
+    pub transcript: Option<PathBuf>,
     pub live: bool,
 }
 
@@ -495,6 +498,13 @@ impl Generator {
         if let (Some(path), Some(frame)) = (&spec.thumbnail, thumb) {
             media::write_thumbnail(&frame, w, h, path)?;
         }
+        if let Some(path) = spec
+            .transcript
+            .as_ref()
+            .filter(|_| !timeline.words.is_empty())
+        {
+            write_transcript(&Transcript::from_words(&timeline.words), path)?;
+        }
         on_progress(&progress(Stage::Done, done, total, render_start));
         Ok(Outcome {
             frames: done,
@@ -597,6 +607,15 @@ impl<'a> FrameMaker<'a> {
         }
         Ok(out)
     }
+}
+
+/// Writes a transcript as JSON, whole (a temporary file renamed into place).
+fn write_transcript(t: &Transcript, path: &std::path::Path) -> Result<(), GenerateError> {
+    let io = |e| GenerateError::Media(MediaError::Io(path.to_path_buf(), e));
+    let body = serde_json::to_vec(t).map_err(|e| io(std::io::Error::other(e)))?;
+    let tmp = path.with_extension("json.part");
+    std::fs::write(&tmp, body).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// The caption track of a video, when it asks for captions and has words.

@@ -157,6 +157,7 @@ impl JobDispatcher {
             params,
             output: w.blobs.scratch_file(id, Object::Video),
             thumbnail: Some(w.blobs.scratch_file(id, Object::Thumbnail)),
+            transcript: Some(w.blobs.scratch_file(id, Object::Transcript)),
             live: true,
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();

@@ -119,6 +119,8 @@ export function wsUrl(path, params = {}) {
 
 export const videoFileUrl = (id) => `/api/v1/videos/${encodeURIComponent(id)}/file`;
 export const thumbnailUrl = (id) => `/api/v1/videos/${encodeURIComponent(id)}/thumbnail`;
+/** Caption files of a completed video with speech: "vtt" or "srt". */
+export const captionsUrl = (id, format) => `/api/v1/videos/${encodeURIComponent(id)}/captions.${format}`;
 
 // Media in API-key mode: <img src>, <video src> and <a href download> cannot send the
 // X-Api-Key header, so with a key set the bytes are fetched and served from a blob: URL.

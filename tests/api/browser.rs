@@ -63,6 +63,11 @@ async fn a_user_watches_a_video_generate_live_in_chromium_and_downloads_it() {
         summary["progress_samples"].as_u64().expect("samples") >= 2,
         "{summary}"
     );
+    // The pause inserted through the form reached the script, and every word the captions.
+    assert!(
+        summary["caption_words"].as_u64().expect("caption_words") >= 60,
+        "{summary}"
+    );
     let png = std::fs::read(&screenshot).expect("screenshot written");
     assert_eq!(&png[1..4], b"PNG");
     // The video the browser made is really there and complete.

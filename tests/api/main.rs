@@ -4,6 +4,7 @@ mod helpers;
 
 mod browser;
 mod browser_headers;
+mod captions;
 mod cli;
 mod cluster;
 mod contract;

@@ -32,6 +32,9 @@ async fn another_tenants_video_is_404_on_every_route(b: Backend) {
         ("POST", format!("/api/v1/videos/{id}/cancel")),
         ("GET", format!("/api/v1/videos/{id}/file")),
         ("GET", format!("/api/v1/videos/{id}/thumbnail")),
+        ("GET", format!("/api/v1/videos/{id}/transcript")),
+        ("GET", format!("/api/v1/videos/{id}/captions.vtt")),
+        ("GET", format!("/api/v1/videos/{id}/captions.srt")),
         ("DELETE", format!("/api/v1/videos/{id}")),
     ];
     for (method, path) in &routes {

@@ -8,7 +8,9 @@
 // MediaSource fed over the WebSocket) to play while the status badge still says
 // "rendering" (the screenshot is taken then), and for "completed"; checks the download
 // link answers 200 video/mp4 starting with an ftyp box, that the player switched to the
-// finished file, and that the Library lists the video. Prints one JSON line and exits 0,
+// finished file, that the script's pause (inserted with the form's "Insert pause" button)
+// never reaches the captions while every word does (the "Captions (VTT)" link's file), and
+// that the Library lists the video. Prints one JSON line and exits 0,
 // or prints "watch.mjs: FAIL: …" and exits 1.
 //
 // Env: BASE_URL (required), SCREENSHOT (png path, optional), CHROMIUM (browser binary,
@@ -73,6 +75,15 @@ async function main() {
     await page.locator("input[name=avatar]").first().waitFor({ state: "attached", timeout: 15_000 })
       .catch(() => fail("avatars did not load into the Create form"));
     await page.locator("#script").fill(SCRIPT);
+    // A one-second pause after the first sentence, through the form's button.
+    const firstEnd = SCRIPT.indexOf(". ") + 1;
+    await page.locator("#script").evaluate((el, at) => el.setSelectionRange(at, at), firstEnd);
+    await page.locator("[data-testid=pause-seconds]").fill("1");
+    await page.locator("[data-testid=insert-pause]").click();
+    const withPause = await page.locator("#script").inputValue();
+    if (!withPause.includes('presenter. <break time="1s"/> This short clip')) {
+      fail(`"Insert pause" did not put a break after the first sentence: ${JSON.stringify(withPause.slice(0, 160))}`);
+    }
     await page.locator("#size").selectOption("640x360");
     await page.getByRole("radio", { name: /draft/i }).check();
     await page.getByRole("button", { name: "Generate video" }).click();
@@ -175,6 +186,23 @@ async function main() {
     }
     const fileDuration = await page.evaluate(() => document.querySelector("video[data-testid=preview]").duration);
 
+    // ---- captions: every word, no tag --------------------------------------------------------
+    const vttLink = page.locator("[data-testid=captions-vtt]");
+    await vttLink.waitFor({ state: "visible", timeout: 15_000 }).catch(() => fail("no visible captions (VTT) link after completion"));
+    const vttHref = new URL(await vttLink.getAttribute("href"), page.url()).toString();
+    const vttRes = await page.request.get(vttHref.startsWith("blob:") ? new URL(`/api/v1/videos/${id}/captions.vtt`, BASE_URL).toString() : vttHref);
+    if (vttRes.status() !== 200) fail(`GET ${vttHref} answered ${vttRes.status()}`);
+    const vtt = await vttRes.text();
+    if (!vtt.startsWith("WEBVTT")) fail(`the captions file is not WebVTT: ${JSON.stringify(vtt.slice(0, 80))}`);
+    const cueWords = vtt.split("\n\n").filter((b) => b.includes("-->"))
+      .flatMap((b) => b.split("\n").slice(2).join(" ").split(" ")).filter(Boolean);
+    const scriptWords = SCRIPT.split(/\s+/).filter(Boolean);
+    if (cueWords.join(" ") !== scriptWords.join(" ")) {
+      fail(`the captions' words differ from the script's:\n  captions: ${cueWords.join(" ")}\n  script:   ${scriptWords.join(" ")}`);
+    }
+    const hasTrack = await page.evaluate(() => Boolean(document.querySelector("video[data-testid=preview] track[kind=captions]")));
+    if (!hasTrack) fail("the player has no captions <track>");
+
     // ---- library ---------------------------------------------------------------------------
     await page.locator("nav.mainnav a[data-route=library]").click();
     await page.waitForURL(/#\/library/, { timeout: 5_000 });
@@ -197,6 +225,7 @@ async function main() {
       statuses,
       csp_violations: violations.length,
       file_duration: Number(fileDuration.toFixed(3)),
+      caption_words: cueWords.length,
       download_bytes: downloadBytes,
       screenshot: SCREENSHOT || null,
       elapsed_s: Number(((Date.now() - started) / 1000).toFixed(1)),

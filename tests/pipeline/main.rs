@@ -7,3 +7,4 @@
 
 mod generate;
 mod golden;
+mod words;

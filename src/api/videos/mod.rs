@@ -14,13 +14,15 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::api::edge::{json_body, json_with_etag, to_cached};
+use crate::api::edge::{etag_of, json_body, json_with_etag, to_cached, with_etag};
 use crate::context::Context;
 use crate::platform::auth::Principal;
+use crate::platform::cache::Cached;
 use crate::platform::db::StoreError;
 use crate::platform::error::{ApiError, FieldError, Problem};
 use crate::platform::storage::Object;
 use crate::render::params::VideoParams;
+use crate::render::timeline::transcript::{Transcript, TranscriptWord};
 use crate::videos::model::{VideoStatus, VideoView};
 use crate::videos::request::{self, BATCH_MAX};
 use crate::videos::store::{self, CancelOutcome, InsertOutcome, StoredResponse};
@@ -375,6 +377,7 @@ async fn ensure_completed(
     let (code, what) = match object {
         Object::Video => ("video_not_ready", "file"),
         Object::Thumbnail => ("thumbnail_not_ready", "thumbnail"),
+        Object::Transcript => ("captions_not_ready", "transcript and captions"),
     };
     Err(ApiError::conflict(
         code,
@@ -430,6 +433,111 @@ pub async fn thumbnail(
     let id = id.into_inner();
     ensure_completed(&state, &who, id, Object::Thumbnail).await?;
     download::serve(&state.blobs, &req, id, Object::Thumbnail, "image/jpeg").await
+}
+
+/// A completed video's transcript as stored; 404 when the video has no speech.
+async fn stored_transcript(
+    state: &Context,
+    who: &Principal,
+    id: Uuid,
+) -> Result<bytes::Bytes, ApiError> {
+    ensure_completed(state, who, id, Object::Transcript).await?;
+    state
+        .blobs
+        .read(id, Object::Transcript)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound("captions"))
+}
+
+/// The transcript: every word with its start and end
+///
+/// `{"words": [{"text", "start_s", "end_s"}]}`: every word of the script, in order, with its
+/// punctuation, timed as the avatar's mouth speaks it. 409 while the video is not completed;
+/// 404 when it has no speech.
+#[utoipa::path(get, path = "/api/v1/videos/{id}/transcript", tag = "videos",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Transcript, description = "the words with their timings"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn transcript(
+    state: web::Data<Context>,
+    req: HttpRequest,
+    who: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let body = stored_transcript(&state, &who, id.into_inner()).await?;
+    let cached = Cached {
+        etag: etag_of(&body),
+        body,
+    };
+    Ok(with_etag(&req, "application/json", &cached))
+}
+
+/// A caption file made from the stored transcript.
+async fn caption_file(
+    state: &Context,
+    req: &HttpRequest,
+    who: &Principal,
+    id: Uuid,
+    content_type: &'static str,
+    render: fn(&Transcript) -> String,
+) -> Result<HttpResponse, ApiError> {
+    let stored = stored_transcript(state, who, id).await?;
+    let transcript: Transcript = serde_json::from_slice(&stored).map_err(ApiError::internal)?;
+    let body = bytes::Bytes::from(render(&transcript));
+    let cached = Cached {
+        etag: etag_of(&body),
+        body,
+    };
+    Ok(with_etag(req, content_type, &cached))
+}
+
+/// Captions as WebVTT
+///
+/// One cue per line of speech (a sentence, or up to 42 characters), every word of the
+/// script in order. 409 while the video is not completed; 404 when it has no speech.
+#[utoipa::path(get, path = "/api/v1/videos/{id}/captions.vtt", tag = "videos",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, content_type = "text/vtt", description = "WebVTT captions"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn captions_vtt(
+    state: web::Data<Context>,
+    req: HttpRequest,
+    who: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    caption_file(
+        &state,
+        &req,
+        &who,
+        id,
+        "text/vtt; charset=utf-8",
+        Transcript::vtt,
+    )
+    .await
+}
+
+/// Captions as SubRip
+///
+/// The same cues as the WebVTT file. 409 while the video is not completed; 404 when it has
+/// no speech.
+#[utoipa::path(get, path = "/api/v1/videos/{id}/captions.srt", tag = "videos",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, content_type = "application/x-subrip", description = "SubRip captions"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn captions_srt(
+    state: web::Data<Context>,
+    req: HttpRequest,
+    who: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let srt = "application/x-subrip; charset=utf-8";
+    caption_file(&state, &req, &who, id, srt, Transcript::srt).await
 }
 
 /// Webhook deliveries of a video
@@ -489,6 +597,9 @@ pub fn routes(api: &mut web::ServiceConfig) {
         .service(web::resource("/videos/{id}/cancel").route(web::post().to(cancel)))
         .service(super::get("/videos/{id}/file", file))
         .service(super::get("/videos/{id}/thumbnail", thumbnail))
+        .service(super::get("/videos/{id}/transcript", transcript))
+        .service(super::get("/videos/{id}/captions.vtt", captions_vtt))
+        .service(super::get("/videos/{id}/captions.srt", captions_srt))
         .service(super::get("/videos/{id}/deliveries", deliveries));
 }
 
@@ -498,5 +609,21 @@ async fn no_such_video() -> Result<HttpResponse, ApiError> {
 
 /// The videos' OpenAPI fragment.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(create, list, batch, get, delete, cancel, file, thumbnail, deliveries))]
+#[openapi(
+    paths(
+        create,
+        list,
+        batch,
+        get,
+        delete,
+        cancel,
+        file,
+        thumbnail,
+        transcript,
+        captions_vtt,
+        captions_srt,
+        deliveries
+    ),
+    components(schemas(Transcript, TranscriptWord))
+)]
 pub struct Doc;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::voice::WordAt;
+use super::align::WordAt;
 
 const FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans-Bold.ttf");
 
@@ -165,6 +165,7 @@ mod tests {
             .map(|(i, w)| WordAt {
                 text: w.to_string(),
                 start_ms: i as u32 * 300,
+                end_ms: i as u32 * 300 + 250,
             })
             .collect()
     }

@@ -1,5 +1,7 @@
-//! Script → timeline. Normalises the text, has the voice speak it (phoneme timings come from
-//! the synthesiser), maps phonemes to visemes, blends neighbouring mouth shapes
+//! Script → timeline. Splits the script at its pauses ([`super::text`]), has the voice speak
+//! each run of text (phoneme timings come from the synthesiser) with exact silence for each
+//! `<break/>` between them, times the script's own words against that speech
+//! ([`super::align`]), maps phonemes to visemes, blends neighbouring mouth shapes
 //! (co-articulation: each viseme is fully formed at its phoneme's start and the mouth moves
 //! towards the next one up to [`ANTICIPATION_MS`] ahead, see [`VisemeTrack`]), and schedules
 //! blinks, gaze and idle head/breathing motion from the seed. Same input + seed → the same
@@ -9,7 +11,9 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::render::params::VideoParams;
 
-use super::voice::{Speech, TtsBackend, VoiceError, WordAt};
+use super::align::{self, WordAt};
+use super::text::{self, MarkupError, Piece};
+use super::voice::{PhonemeAt, Speech, TtsBackend, VoiceError};
 
 /// How far ahead of a phoneme the mouth starts moving towards its shape.
 pub const ANTICIPATION_MS: f64 = 60.0;
@@ -92,10 +96,10 @@ fn shape(v: Viseme) -> [f64; 5] {
 
 /// The viseme of an espeak phoneme mnemonic.
 pub fn viseme_of(phoneme: &str) -> Viseme {
-    let p = phoneme.trim_start_matches(['\'', ',', '%', '=']);
-    if p.is_empty() || p.starts_with('_') || p.starts_with(';') {
+    if super::voice::is_pause(phoneme) {
         return Viseme::Sil;
     }
+    let p = phoneme.trim_start_matches(['\'', ',', '%', '=']);
     // Variants (`t2`, `l/2`) and length marks (`i:`) keep their base sound's shape.
     let base = p.trim_end_matches(|c: char| c.is_ascii_digit() || c == ':' || c == '/');
     let p = if base.is_empty() { p } else { base };
@@ -120,45 +124,6 @@ pub fn viseme_of(phoneme: &str) -> Viseme {
             _ => Viseme::E,
         },
     }
-}
-
-/// Text as the voice should read it: abbreviations spelt out, symbols named, whitespace and
-/// quotes normalised. Captions show the original words.
-pub fn normalise(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    for word in text.split_whitespace() {
-        let replaced = match word {
-            "Dr." => "Doctor",
-            "Mr." => "Mister",
-            "Mrs." => "Missus",
-            "Ms." => "Miz",
-            "St." => "Street",
-            "vs." | "vs" => "versus",
-            "e.g." => "for example",
-            "i.e." => "that is",
-            "etc." => "et cetera",
-            "&" => "and",
-            w => w,
-        };
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        let mut chars = replaced.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '‘' | '’' => out.push('\''),
-                '“' | '”' => out.push('"'),
-                '—' | '–' => out.push_str(", "),
-                // "50%" is "50 percent"; "%off" must not become one word "percentoff".
-                '%' if chars.peek().is_some() => out.push_str(" percent "),
-                '%' => out.push_str(" percent"),
-                '&' => out.push_str(" and "),
-                c if c.is_control() => out.push(' '),
-                c => out.push(c),
-            }
-        }
-    }
-    out
 }
 
 /// A tiny deterministic generator (SplitMix64), so timelines never change with a crate update.
@@ -189,6 +154,7 @@ pub struct Timeline {
     pub frames: Vec<FrameParams>,
     /// `None` when the video has no voice.
     pub speech: Option<Speech>,
+    /// Every word of the script, in order, timed against the speech (empty without a voice).
     pub words: Vec<WordAt>,
     /// The mouth's drive: which viseme shows when (empty without speech).
     pub visemes: VisemeTrack,
@@ -206,24 +172,25 @@ pub enum TimelineError {
     Voice(#[from] VoiceError),
     #[error("the script produced no speech")]
     Empty,
+    #[error("the script's markup: {0}")]
+    Markup(#[from] MarkupError),
 }
 
 /// Builds the timeline of a video.
 pub fn build(params: &VideoParams, tts: &dyn TtsBackend) -> Result<Timeline, TimelineError> {
-    let text = normalise(&params.script);
-    let speech = match &params.voice {
-        Some(v) => Some(tts.speak(&text, v)?),
-        None => None,
+    let pieces = text::parse(&params.script)?;
+    let (speech, words) = match &params.voice {
+        Some(v) => {
+            let (s, w) = speak(&pieces, v, tts)?;
+            (Some(s), w)
+        }
+        None => (None, Vec::new()),
     };
     let fps = params.fps.max(1);
-    let (duration_s, phonemes, words) = match &speech {
-        Some(s) if s.duration_ms() > 0 => (
-            f64::from(s.duration_ms()) / 1000.0,
-            s.phonemes.clone(),
-            s.words.clone(),
-        ),
+    let (duration_s, phonemes) = match &speech {
+        Some(s) if s.duration_ms() > 0 => (f64::from(s.duration_ms()) / 1000.0, s.phonemes.clone()),
         Some(_) => return Err(TimelineError::Empty),
-        None => (params.estimate_duration().0, Vec::new(), Vec::new()),
+        None => (params.estimate_duration().0, Vec::new()),
     };
     let n = ((duration_s * f64::from(fps)).round() as usize).max(1);
     let visemes = VisemeTrack::new(&phonemes, duration_s * 1000.0);
@@ -301,6 +268,86 @@ pub fn build(params: &VideoParams, tts: &dyn TtsBackend) -> Result<Timeline, Tim
         words,
         visemes,
     })
+}
+
+/// The script spoken: each run of text by the voice, each break as that much digital silence
+/// (with a pause phoneme, so the mouth is closed), one after the other; and the script's
+/// words timed against it. Runs without a word (punctuation between two breaks) are skipped.
+fn speak(
+    pieces: &[Piece],
+    voice: &crate::render::params::VoiceParams,
+    tts: &dyn TtsBackend,
+) -> Result<(Speech, Vec<WordAt>), TimelineError> {
+    let mut spoken = Vec::new();
+    for piece in pieces {
+        if let Piece::Text(t) = piece {
+            let s = align::spoken(t);
+            if !s.is_empty() {
+                let speech = tts.speak(&s.text, voice)?;
+                spoken.push((s, speech));
+            }
+        }
+    }
+    // A script without a single word ("...") is read as it is: the voice's pauses for its
+    // punctuation (and the breaks) make a silent video of that length.
+    let mut out = if spoken.is_empty() {
+        let plain: Vec<&str> = pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Text(t) => Some(t.as_str()),
+                Piece::Break(_) => None,
+            })
+            .collect();
+        tts.speak(&align::normalise(&plain.join(" ")), voice)?
+    } else {
+        Speech {
+            sample_rate: spoken[0].1.sample_rate,
+            ..Speech::default()
+        }
+    };
+    out.marks.clear();
+    let rate = out.sample_rate;
+    if rate == 0 {
+        return Err(TimelineError::Empty);
+    }
+    let mut words = Vec::new();
+    let mut said = spoken.into_iter();
+    for piece in pieces {
+        let offset_ms = (out.samples.len() as u64 * 1000 / u64::from(rate)) as u32;
+        match piece {
+            Piece::Break(ms) => {
+                out.phonemes.push(PhonemeAt {
+                    name: "_".into(),
+                    start_ms: offset_ms,
+                });
+                let n = u64::from(*ms) * u64::from(rate) / 1000;
+                out.samples.resize(out.samples.len() + n as usize, 0);
+            }
+            Piece::Text(t) if align::spoken(t).is_empty() => {}
+            Piece::Text(_) => {
+                let Some((s, speech)) = said.next() else {
+                    break;
+                };
+                words.extend(align::align(&s, &speech).into_iter().map(|w| WordAt {
+                    start_ms: w.start_ms + offset_ms,
+                    end_ms: w.end_ms + offset_ms,
+                    ..w
+                }));
+                out.phonemes
+                    .extend(speech.phonemes.into_iter().map(|p| PhonemeAt {
+                        start_ms: p.start_ms + offset_ms,
+                        ..p
+                    }));
+                out.marks
+                    .extend(speech.marks.into_iter().map(|m| super::voice::WordMark {
+                        start_ms: m.start_ms + offset_ms,
+                        ..m
+                    }));
+                out.samples.extend_from_slice(&speech.samples);
+            }
+        }
+    }
+    Ok((out, words))
 }
 
 /// Event times spaced by uniform gaps in [min_gap, max_gap).
@@ -506,14 +553,6 @@ mod tests {
     }
 
     #[test]
-    fn normalisation_spells_out_abbreviations_and_symbols() {
-        assert_eq!(
-            normalise("Dr.  Smith & co —  50%\tgrowth"),
-            "Doctor Smith and co ,  50 percent growth"
-        );
-    }
-
-    #[test]
     fn the_rng_is_stable() {
         let mut a = Rng::new(42);
         let mut b = Rng::new(42);
@@ -525,33 +564,5 @@ mod tests {
                 .map(|_| r.range(-1.0, 2.0))
                 .all(|x| (-1.0..2.0).contains(&x))
         );
-    }
-
-    mod properties {
-        use super::*;
-        use proptest::prelude::*;
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(512))]
-
-            /// What the voice reads never panics on any text, carries no control characters,
-            /// and keeps every plain word of the script in order.
-            #[test]
-            fn normalising_any_text_is_safe_and_keeps_plain_words(s in "\\PC{0,300}|[\\x00-\\x1f <>/=\"a-z&%—’]{0,200}") {
-                let once = normalise(&s);
-                prop_assert!(!once.chars().any(char::is_control));
-                let plain = |t: &str| -> Vec<String> {
-                    t.split(|c: char| !c.is_ascii_alphabetic())
-                        .filter(|w| w.len() > 3)
-                        .map(str::to_string)
-                        .collect()
-                };
-                let said = plain(&once);
-                let mut at = said.iter();
-                for w in plain(&s) {
-                    prop_assert!(at.any(|x| *x == w), "{w:?} lost from {s:?} -> {once:?}");
-                }
-            }
-        }
     }
 }

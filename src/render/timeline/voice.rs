@@ -1,7 +1,9 @@
-//! Voice: text → PCM audio plus phoneme and word timings, behind [`TtsBackend`] so a neural
-//! TTS server can be added later. The built-in backend is espeak-ng (voices in
-//! `assets/voices.json`, field `espeak_voice`), whose timings come from the synthesiser
-//! itself, so lips and sound agree by construction.
+//! Voice: text → PCM audio plus phoneme timings and word marks (where in the text the voice
+//! started a word), behind [`TtsBackend`] so a neural TTS server can be added later. The
+//! built-in backend is espeak-ng (voices in `assets/voices.json`, field `espeak_voice`), whose
+//! timings come from the synthesiser itself, so lips and sound agree by construction. Which
+//! word of the script a mark belongs to is [`super::align`]'s business: a voice may merge
+//! short words into one mark ("I am", "for the") or mark one number several times.
 
 use crate::render::assets::Catalog;
 use crate::render::params::VoiceParams;
@@ -15,10 +17,24 @@ pub struct PhonemeAt {
     pub start_ms: u32,
 }
 
-/// One word: its byte range in the spoken text and its start in the audio.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WordAt {
-    pub text: String,
+impl PhonemeAt {
+    /// Whether this phoneme is a pause (espeak's `_`, `_:`, `_!` … or an empty name).
+    pub fn is_pause(&self) -> bool {
+        is_pause(&self.name)
+    }
+}
+
+/// Whether an espeak phoneme mnemonic names a pause.
+pub fn is_pause(name: &str) -> bool {
+    let p = name.trim_start_matches(['\'', ',', '%', '=']);
+    p.is_empty() || p.starts_with('_') || p.starts_with(';')
+}
+
+/// The voice started a word at character `char_pos` (0-based, in the text it was given) at
+/// `start_ms` in the audio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WordMark {
+    pub char_pos: u32,
     pub start_ms: u32,
 }
 
@@ -28,7 +44,8 @@ pub struct Speech {
     /// Mono signed 16-bit samples.
     pub samples: Vec<i16>,
     pub phonemes: Vec<PhonemeAt>,
-    pub words: Vec<WordAt>,
+    /// In the order the voice reported them.
+    pub marks: Vec<WordMark>,
 }
 
 impl Speech {
@@ -64,14 +81,6 @@ impl Espeak {
     }
 }
 
-/// Punctuation that belongs to the word before it when shown as a caption.
-fn is_attached_punctuation(c: char) -> bool {
-    matches!(
-        c,
-        '!' | '?' | '.' | ',' | ';' | ':' | '\'' | '"' | ')' | ']' | '…' | '’' | '”' | '»'
-    )
-}
-
 impl TtsBackend for Espeak {
     fn speak(&self, text: &str, voice: &VoiceParams) -> Result<Speech, VoiceError> {
         let item = self
@@ -86,7 +95,6 @@ impl TtsBackend for Espeak {
         let rate = (175.0 * voice.speed).round() as u32;
         let pitch = (50.0 * voice.pitch).round() as u32;
         let out = espeak::synthesize(text, name, rate, pitch)?;
-        let chars: Vec<char> = text.chars().collect();
         let mut speech = Speech {
             sample_rate: out.sample_rate,
             samples: out.samples,
@@ -98,27 +106,15 @@ impl TtsBackend for Espeak {
                     name,
                     start_ms: at_ms,
                 }),
+                // A zero-length mark is espeak's end-of-clause marker, not a word.
                 espeak::Event::Word {
                     text_position,
                     length,
                     at_ms,
-                } if length > 0 => {
-                    let start = text_position.saturating_sub(1) as usize;
-                    let mut end = (start + length as usize).min(chars.len());
-                    // espeak's length leaves out punctuation attached to the word ("show!"
-                    // is 4 long); captions keep it.
-                    while chars.get(end).is_some_and(|&c| is_attached_punctuation(c)) {
-                        end += 1;
-                    }
-                    let word: String = chars
-                        .get(start.min(end)..end)
-                        .map(|c| c.iter().collect())
-                        .unwrap_or_default();
-                    speech.words.push(WordAt {
-                        text: word,
-                        start_ms: at_ms,
-                    });
-                }
+                } if length > 0 && text_position > 0 => speech.marks.push(WordMark {
+                    char_pos: text_position - 1,
+                    start_ms: at_ms,
+                }),
                 espeak::Event::Word { .. } | espeak::Event::Sentence { .. } => {}
             }
         }

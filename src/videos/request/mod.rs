@@ -15,6 +15,7 @@ use crate::render::assets::Catalog;
 use crate::render::params::{
     AvatarParams, Background, Dimension, Quality, VideoParams, VoiceParams,
 };
+use crate::render::timeline::text;
 
 pub const SCRIPT_MAX_CHARS: usize = 5000;
 pub const TITLE_MAX_CHARS: usize = 200;
@@ -233,6 +234,10 @@ pub fn parse_video_request(
             .text(v, "script", "invalid_script", SCRIPT_MAX_CHARS)
             .unwrap_or_default(),
     };
+    // The script's markup: `<break/>` only (SPEC §3b).
+    if let Err(e) = text::parse(&script) {
+        c.fail("script", "invalid_script", e.to_string());
+    }
     let title = match obj.get("title") {
         None | Some(Value::Null) => default_title(&script),
         v => c
@@ -311,7 +316,7 @@ pub fn parse_video_request(
 
 fn default_title(script: &str) -> String {
     let mut title = String::new();
-    for word in script.split_whitespace().take(8) {
+    for word in text::plain(script).split_whitespace().take(8) {
         if title.chars().count() + word.chars().count() > 60 {
             break;
         }

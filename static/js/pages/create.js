@@ -37,10 +37,19 @@ function field(name, label, control, hint) {
     err);
 }
 
+const BREAK_TAG = /<break\b[^<>]*>/g;
+
 function estimateSeconds(script, speed) {
-  const words = script.split(/\s+/).filter(Boolean).length;
-  const pauses = (script.match(/[.!?;:,]/g) || []).length;
-  return Math.max(1, (words * 60) / (WORDS_PER_MINUTE * (speed || 1)) + pauses * 0.25 + 0.5);
+  // Each <break time="…"/> adds its pause; the tag itself is not spoken.
+  let breaks = 0;
+  for (const tag of script.match(BREAK_TAG) || []) {
+    const m = /time\s*=\s*["']([\d.]+)(ms|s)["']/.exec(tag);
+    breaks += m ? Number(m[1]) / (m[2] === "ms" ? 1000 : 1) : 0.5;
+  }
+  const text = script.replace(BREAK_TAG, " ");
+  const words = text.split(/\s+/).filter(Boolean).length;
+  const pauses = (text.match(/[.!?;:,]/g) || []).length;
+  return Math.max(1, (words * 60) / (WORDS_PER_MINUTE * (speed || 1)) + pauses * 0.25 + breaks + 0.5);
 }
 
 export function mount(view) {
@@ -54,6 +63,9 @@ export function mount(view) {
     placeholder: "Hello! Welcome to our product tour. In the next minute I'll show you around.",
   });
   const counter = h("span.counter", { "aria-live": "polite" });
+  const pauseSeconds = h("input", { type: "number", min: "0.1", max: "10", step: "0.1", value: "1",
+    "aria-label": "Pause length in seconds", "data-testid": "pause-seconds" });
+  const pauseBtn = h("button.btn.btn-ghost.btn-sm", { type: "button", "data-testid": "insert-pause" }, "Insert pause");
   const avatarGrid = h("div.avatar-grid", { role: "radiogroup", "aria-label": "Avatar" }, h("p.muted", {}, "Loading avatars…"));
   const expression = h("select", { name: "expression", id: "expression" },
     EXPRESSIONS_DEFAULT.map((e) => h("option", { value: e }, e[0].toUpperCase() + e.slice(1))));
@@ -105,6 +117,10 @@ export function mount(view) {
       h("div.field", { dataset: { field: "script" } },
         h("div.label-row", {}, h("label.label", { for: "script" }, "What should the presenter say?"), counter),
         script,
+        h("div.script-tools", {},
+          pauseSeconds,
+          pauseBtn,
+          h("span.hint", {}, "A pause is silent, with the mouth closed (up to 10 s).")),
         h("p.field-error", { id: "script-error", hidden: true })),
     ),
     h("fieldset.card", {},
@@ -161,6 +177,20 @@ export function mount(view) {
   ));
 
   // ---- behaviour ---------------------------------------------------------------------------
+  // "Insert pause": a <break time="…"/> at the cursor, with spaces around it.
+  pauseBtn.addEventListener("click", () => {
+    const secs = Math.min(10, Math.max(0.1, Number(pauseSeconds.value) || 1));
+    const tag = `<break time="${secs}s"/>`;
+    const { selectionStart: a, selectionEnd: b, value } = script;
+    const before = value.slice(0, a).replace(/\s+$/, "");
+    const after = value.slice(b).replace(/^\s+/, "");
+    script.value = `${before}${before ? " " : ""}${tag}${after ? " " : ""}${after}`;
+    const at = before.length + (before ? 1 : 0) + tag.length;
+    script.setSelectionRange(at, at);
+    script.focus();
+    updateCounter();
+  });
+
   function updateCounter() {
     const n = script.value.length;
     counter.textContent = `${n.toLocaleString()} / ${SCRIPT_MAX.toLocaleString()}`;

@@ -1,7 +1,7 @@
 // Watch page (#/watch/{id}): live progress and live preview over the video's WebSocket
 // (SPEC §4, ?preview=mse), then the finished MP4.
 
-import { api, ApiError, wsUrl, mediaUrl, videoFileUrl, thumbnailUrl, needsBlobMedia } from "../api.js";
+import { api, ApiError, wsUrl, mediaUrl, videoFileUrl, thumbnailUrl, captionsUrl, needsBlobMedia } from "../api.js";
 import {
   h, $, fill, fmtDuration, fmtEta, fmtBytes, fmtDateTime, fmtRelative, fmtNumber, asText,
   setStatusBadge, progressBar, setProgress, isTerminal, toast,
@@ -11,9 +11,9 @@ import { watchHandoff } from "./create.js";
 
 const RECONNECT_MAX_MS = 15000;
 
-function fileName(video) {
+function fileName(video, ext = "mp4") {
   const base = String((video && video.title) || "video").replace(/[^\w\- ]+/g, "").trim().replace(/\s+/g, "-").slice(0, 60);
-  return `${base || "video"}.mp4`;
+  return `${base || "video"}.${ext}`;
 }
 
 export function mount(view, [id]) {
@@ -60,9 +60,13 @@ export function mount(view, [id]) {
   const cancelBtn = h("button.btn.btn-danger", { type: "button", hidden: true }, "Cancel generation");
   const download = h("a.btn.btn-primary", { "data-testid": "download", hidden: true, href: "#", download: "" },
     downloadIcon(), "Download MP4");
+  // Caption files, shown once the file is, for a video with speech.
+  const vttLink = h("a.btn.btn-ghost", { "data-testid": "captions-vtt", href: "#", download: "" }, downloadIcon(), "Captions (VTT)");
+  const srtLink = h("a.btn.btn-ghost", { "data-testid": "captions-srt", href: "#", download: "" }, downloadIcon(), "Captions (SRT)");
+  const captionLinks = h("span.caption-links", { hidden: true }, vttLink, srtLink);
   const deleteBtn = h("button.btn.btn-ghost.btn-danger-text", { type: "button", hidden: true }, "Delete");
   const again = h("a.btn.btn-ghost", { href: "#/" }, "Create another");
-  const actions = h("div.watch-actions", {}, cancelBtn, download, deleteBtn, again);
+  const actions = h("div.watch-actions", {}, cancelBtn, download, captionLinks, deleteBtn, again);
   const details = h("dl.details");
 
   view.append(
@@ -267,6 +271,29 @@ export function mount(view, [id]) {
     download.href = href;
     download.setAttribute("download", fileName(current));
     download.hidden = false;
+    showCaptions();
+  }
+
+  /** Caption download links and a captions track on the player (videos with a voice). */
+  async function showCaptions() {
+    if (!current || !current.params || !current.params.voice) return;
+    let vtt;
+    let srt;
+    try {
+      vtt = await mediaUrl(captionsUrl(id, "vtt"));
+      srt = await mediaUrl(captionsUrl(id, "srt"));
+    } catch {
+      return; // no speech, or not reachable: no links
+    }
+    if (disposed) return;
+    vttLink.href = vtt;
+    vttLink.setAttribute("download", fileName(current, "vtt"));
+    srtLink.href = srt;
+    srtLink.setAttribute("download", fileName(current, "srt"));
+    captionLinks.hidden = false;
+    if (!videoEl.querySelector("track")) {
+      videoEl.append(h("track", { kind: "captions", label: "Captions", srclang: "en", src: vtt }));
+    }
   }
 
   // ---- live connection ----------------------------------------------------------------------
