@@ -2,7 +2,8 @@
 //! captions and transcripts show them) and its SSML pauses. [`parse`] is the one reader of
 //! script markup — the request validator refuses what it refuses, the timeline speaks what it
 //! returns. The only tag is `<break time="500ms"/>` / `<break time="2s"/>` (or
-//! `strength="…"`, or bare `<break/>`: medium, 500 ms), up to [`BREAK_MAX_MS`] each; any
+//! `strength="…"`, or bare `<break/>`: medium, 500 ms), up to [`BREAK_MAX_MS`] each and
+//! [`PAUSES_MAX_MS`] in all; any
 //! other tag is an error naming it. A `<` that does not open a complete tag (`a < b`, `<3`)
 //! is text.
 
@@ -10,6 +11,9 @@ use std::fmt;
 
 /// The longest pause one break may ask for.
 pub const BREAK_MAX_MS: u32 = 10_000;
+/// The most all of a script's breaks may add up to: 5,000 characters of breaks would
+/// otherwise make a 38-minute video of silence (and its audio held in memory).
+pub const PAUSES_MAX_MS: u64 = 120_000;
 
 /// A run of text between tags, or a pause.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +76,12 @@ pub fn parse(script: &str) -> Result<Vec<Piece>, MarkupError> {
     text.push_str(rest);
     if !text.trim().is_empty() || pieces.is_empty() {
         pieces.push(Piece::Text(text));
+    }
+    if pauses_ms(&pieces) > PAUSES_MAX_MS {
+        return Err(MarkupError::InvalidBreak(format!(
+            "the script's breaks add up to more than {} s",
+            PAUSES_MAX_MS / 1000
+        )));
     }
     Ok(pieces)
 }
@@ -307,6 +317,7 @@ mod tests {
             "<break pause=\"2s\"/>",
             "<break time=\"1s\" time=\"2s\"/>",
             "<break strength=\"huge\"/>",
+            "a <break time=\"10s\"/>".repeat(13).as_str(),
         ] {
             assert!(
                 matches!(parse(script), Err(MarkupError::InvalidBreak(_))),

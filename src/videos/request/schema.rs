@@ -39,7 +39,7 @@ pub fn request_schema(catalog: &Catalog) -> Value {
         "additionalProperties": false,
         "required": ["script"],
         "properties": {
-            "script": text(SCRIPT_MAX_CHARS, "what the avatar says"),
+            "script": text(SCRIPT_MAX_CHARS, "what the avatar says; may hold SSML pauses, <break time=\"500ms\"/> or <break time=\"2s\"/> (up to 10 s each, 120 s in all), and no other tag"),
             "title": {"oneOf": [text(TITLE_MAX_CHARS, "title"), {"type": "null"}]},
             "avatar": {
                 "type": "object", "additionalProperties": false,
