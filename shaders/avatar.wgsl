@@ -296,9 +296,19 @@ fn render_head_layer(@builtin(global_invocation_id) gid: vec3u) {
     let ldir = normalize(vec3f(-0.45, -0.55, 0.7));
     let diffuse = 0.62 + 0.45 * max(dot(n, ldir), 0.0);
     var skin = u.skin.rgb * diffuse;
+    let joy = max(smile, 0.0);
+    let sternness = max(-smile, 0.0);
     for (var s = -1.0; s <= 1.0; s = s + 2.0) {
-        let ch = length(face - vec2f(s * 0.17, 0.09));
-        skin = mix(skin, skin * vec3f(1.05, 0.86, 0.84), (0.25 + 0.25 * max(smile, 0.0)) * exp(-ch * ch / 0.006));
+        // Cheeks: a smile lifts and rounds them (blush and a highlight on the apple, higher
+        // and fuller the wider the smile); a stern face lets them hang flatter and paler.
+        let apple = vec2f(s * 0.165, 0.10 - 0.035 * joy);
+        let ch = length(face - apple);
+        skin = mix(skin, skin * vec3f(1.05, 0.86, 0.84), (0.22 + 0.4 * joy - 0.15 * sternness) * exp(-ch * ch / (0.006 + 0.003 * joy)));
+        let hl = length(face - apple - vec2f(-s * 0.02, -0.02));
+        skin = skin + vec3f(0.07) * joy * exp(-hl * hl / 0.0012);
+        // Smile lines: faint, from beside the nose down to just outside the mouth corners.
+        let fold = sd_capsule(face, vec2f(s * 0.058, 0.125), vec2f(s * 0.128, 0.228), 0.001);
+        skin = mix(skin, skin * 0.86, soft(fold, 0.009) * joy);
     }
     let inside = cover(dh);
     // Nose: side shadow, nostrils, tip highlight; chin shadow.
@@ -406,11 +416,17 @@ fn eyes(skin: vec3f, px: vec2f) -> vec3f {
     let s = select(-1.0, 1.0, face.x >= 0.0);
     {
         let e = face - vec2f(s * 0.115, -0.03);
+        let joy = max(smile, 0.0);
+        let stern = max(-brow, 0.0);
         let eye = sd_ellipse(e, vec2f(0.062, 0.034 - 0.004 * smile));
         let open = 1.0 - blink;
-        let lid_y = mix(-0.036, 0.006, blink);
+        // A stern look lowers the upper lids; a smile pushes the lower lids up ("smiling
+        // eyes"), both narrowing the eye.
+        let lid_y = mix(-0.036 + 0.02 * stern, 0.006, blink);
         let lid_cut = lid_y - e.y;
-        let visible = max(eye, lid_cut);
+        let lower_y = 0.034 - 0.018 * joy;
+        let lower_cut = e.y - lower_y - 0.004 * (e.x * e.x) / 0.0036;
+        let visible = max(max(eye, lid_cut), lower_cut);
         c = blend(c, vec3f(0.96, 0.95, 0.93), cover(visible) * inside);
         let ic = vec2f(gaze.x * 0.022, gaze.y * 0.012 + 0.002);
         let iris = sd_circle(e - ic, 0.026);
@@ -425,16 +441,27 @@ fn eyes(skin: vec3f, px: vec2f) -> vec3f {
         c = blend(c, vec3f(0.08, 0.06, 0.06), cover(lash) * inside);
         let crease = max(abs(sd_ellipse(e - vec2f(0.0, -0.006), vec2f(0.066, 0.046))) - 0.002, e.y + 0.01);
         c = blend(c, skin * 0.82, cover(crease) * 0.5 * inside);
+        // The raised lower lid: skin over the eye below its line, with a soft lid edge.
+        let lower_lid = max(eye - 0.004, -lower_cut);
+        c = blend(c, skin * 0.95, cover(lower_lid) * inside * step(0.01, joy));
+        let lower_line = max(abs(lower_cut) - 0.002, eye - 0.004);
+        c = blend(c, skin * 0.7, cover(lower_line) * inside * smoothstep(0.05, 0.3, joy));
     }
 
     // Brows: thick capsules, raised by `brow`, angled by expression (this side's only).
+    // Raised (friendly): higher, arched, the inner ends lifted. Lowered (serious): the inner
+    // ends pulled down and together, with a crease between them.
     {
-        let by = -0.105 - 0.02 * brow;
-        let tilt = 0.012 * brow;
-        let a = vec2f(s * 0.065, by + tilt);
-        let b = vec2f(s * 0.165, by - 0.008 - tilt * 0.5);
-        let br = sd_capsule(face, a, b, 0.013);
+        let up = max(brow, 0.0);
+        let down = max(-brow, 0.0);
+        let by = -0.105 - 0.03 * brow;
+        let a = vec2f(s * (0.065 - 0.01 * down), by - 0.01 * up + 0.024 * down);
+        let b = vec2f(s * 0.165, by - 0.008 - 0.012 * up + 0.004 * down);
+        let mid = (a + b) * 0.5 - vec2f(0.0, 0.008 * up);
+        let br = min(sd_capsule(face, a, mid, 0.013), sd_capsule(face, mid, b, 0.012));
         c = blend(c, u.hair.rgb * 0.9, cover(br) * inside);
+        let glabella = sd_capsule(face, vec2f(s * 0.022, -0.085), vec2f(s * 0.028, -0.05), 0.0025);
+        c = blend(c, skin * 0.78, cover(glabella) * inside * smoothstep(0.15, 0.45, down));
     }
 
     return c;
@@ -454,13 +481,17 @@ fn mouth(skin: vec3f, px: vec2f) -> vec3f {
     let face = fi.xy;
     let inside = fi.z;
 
-    let mw = 0.085 * (1.0 + 0.28 * mouth_wide - 0.3 * mouth_round);
+    // A smile widens the mouth and lifts its corners; a stern mouth is narrower, its
+    // corners turned down and its lips pressed thinner.
+    let joy = max(smile, 0.0);
+    let stern = max(-smile, 0.0);
+    let mw = 0.085 * (1.0 + 0.28 * mouth_wide - 0.3 * mouth_round) * (1.0 + 0.14 * joy - 0.08 * stern);
     let mh = 0.004 + 0.07 * mouth_open;
     let mc = vec2f(0.0, 0.205 + 0.02 * mouth_open);
     var m = face - mc;
-    m.y = m.y + smile * 0.025 * (m.x * m.x) / (mw * mw) - smile * 0.006;
+    m.y = m.y + smile * 0.05 * (m.x * m.x) / (mw * mw) - smile * 0.008;
     let inner = sd_ellipse(m, vec2f(mw, mh));
-    let lips = sd_ellipse(m - vec2f(0.0, 0.002), vec2f(mw + 0.012, mh + 0.016 + 0.004 * mouth_round));
+    let lips = sd_ellipse(m - vec2f(0.0, 0.002), vec2f(mw + 0.012, mh + 0.016 - 0.007 * stern + 0.004 * mouth_round));
     c = blend(c, u.lip.rgb * (0.85 + 0.2 * smoothstep(-0.02, 0.02, m.y)), cover(lips) * inside);
     let open_a = cover(inner) * inside * smoothstep(0.004, 0.012, mh);
     c = blend(c, vec3f(0.22, 0.05, 0.07), open_a);

@@ -232,7 +232,8 @@ pub struct ContactSheetArgs {
     pub cell_width: u32,
 }
 
-/// `reelgen contact-sheet`: every avatar (rows) in every expression (columns), mid-word.
+/// `reelgen contact-sheet`: every avatar (rows) in every expression (columns), mid-word with
+/// the mouth about half open.
 pub fn contact_sheet(a: ContactSheetArgs) -> Result<(), String> {
     let catalog = Arc::new(Catalog::embedded().map_err(|e| e.to_string())?);
     let generator = Generator::new(catalog.clone()).map_err(|e| e.to_string())?;
@@ -256,12 +257,17 @@ pub fn contact_sheet(a: ContactSheetArgs) -> Result<(), String> {
             let params = request::parse_video_request(&request, &catalog, "", 5)
                 .map_err(|e| format!("{e:?}"))?;
             let timeline = generator.timeline(&params).map_err(|e| e.to_string())?;
-            // The frame where the mouth is most open, so lips, teeth and tongue show.
+            // A frame mid-word with the mouth about half open: lips and teeth show, and the
+            // expression (mouth corners, cheeks, lids, brows) reads as it does while talking.
             let at = timeline
                 .frames
                 .iter()
                 .enumerate()
-                .max_by(|x, y| x.1.mouth_open.total_cmp(&y.1.mouth_open))
+                .min_by(|x, y| {
+                    (x.1.mouth_open - 0.35)
+                        .abs()
+                        .total_cmp(&(y.1.mouth_open - 0.35).abs())
+                })
                 .map_or(0, |(i, _)| i);
             let frame = generator
                 .still_frames(&params, &timeline, &[at])

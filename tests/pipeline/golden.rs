@@ -20,6 +20,9 @@ const H: u32 = 180;
 const CHANNEL_TOLERANCE: u8 = 16;
 /// …and this share of pixels may differ.
 const MAX_DIFFERENT: f64 = 0.002;
+/// Two expressions of one avatar differ visibly in at least this many pixels. Before the
+/// expressions were made to read, pairs differed in 55–157 pixels; since, in 195–388.
+const MIN_EXPRESSION_PIXELS: usize = 170;
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -118,6 +121,26 @@ fn every_avatar_and_expression_matches_its_golden_frame() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(checked >= 12, "4 avatars x 3 expressions, got {checked}");
+    // Expressions read at a glance: each pair of one avatar's expressions differs visibly
+    // (past the tolerance) in at least this many pixels of the 320×180 frame, where the face
+    // is ~60 pixels tall: mouth corners, cheeks, lids and brows all move.
+    for (i, per_avatar) in looks.chunks(3).enumerate() {
+        for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+            let visible = per_avatar[a]
+                .chunks_exact(4)
+                .zip(per_avatar[b].chunks_exact(4))
+                .filter(|(x, y)| {
+                    x.iter()
+                        .zip(*y)
+                        .any(|(p, q)| p.abs_diff(*q) > CHANNEL_TOLERANCE)
+                })
+                .count();
+            assert!(
+                visible >= MIN_EXPRESSION_PIXELS,
+                "avatar {i}: expressions {a} and {b} differ in only {visible} pixels"
+            );
+        }
+    }
     // Every look is its own: no two presets or expressions render the same frame.
     for (i, a) in looks.iter().enumerate() {
         for b in &looks[i + 1..] {

@@ -51,10 +51,10 @@ impl Layout {
                 (x1 - x0).ceil() as u32,
                 (y1 - y0).ceil() as u32,
             ],
-            // Brows reach y −0.14, lids and creases ±0.18 across; the lips at the widest
-            // and most open span ±0.12 and y 0.11–0.32; 0.03 for pose shifts.
-            eyes_box: pixels([-0.22, -0.18, 0.22, 0.055]),
-            mouth_box: pixels([-0.16, 0.075, 0.16, 0.36]),
+            // Brows reach y −0.15, lids and creases ±0.18 across; the lips at the widest,
+            // smiling and most open span ±0.14 and y 0.11–0.32; 0.03 for pose shifts.
+            eyes_box: pixels([-0.22, -0.19, 0.22, 0.055]),
+            mouth_box: pixels([-0.18, 0.075, 0.18, 0.36]),
         }
     }
 }

@@ -195,10 +195,12 @@ pub fn build(params: &VideoParams, tts: &dyn TtsBackend) -> Result<Timeline, Tim
     let n = ((duration_s * f64::from(fps)).round() as usize).max(1);
     let visemes = VisemeTrack::new(&phonemes, duration_s * 1000.0);
 
+    // Each expression reads at a glance: friendly smiles with raised brows and smiling eyes,
+    // serious frowns with lowered, drawn brows and lower lids; neutral rests in between.
     let (base_smile, base_brow) = match params.avatar.expression.as_str() {
-        "friendly" => (0.55, 0.2),
-        "serious" => (-0.1, -0.35),
-        _ => (0.12, 0.0),
+        "friendly" => (0.85, 0.45),
+        "serious" => (-0.5, -0.6),
+        _ => (0.1, 0.0),
     };
     let mut rng = Rng::new(params.seed);
     let blinks = schedule(&mut rng, duration_s, 1.8, 5.2);
