@@ -13,6 +13,8 @@ PKGS=(
   mesa-vulkan-drivers libvulkan1 vulkan-tools
   # speech
   libespeak-ng-dev espeak-ng-data
+  # the espeak-ng command: tests make real recordings with it (`espeak-ng -w`)
+  espeak-ng
   # benchmarks and test tooling (the scale-out tests start their own redis-server)
   gstreamer1.0-plugins-base-apps wrk curl postgresql-client
   # deploy kit checks (promtool) and the real-Prometheus integration test

@@ -598,6 +598,7 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
                     output: dir.join(format!("{name}.mp4")),
                     thumbnail: Some(dir.join(format!("{name}.jpg"))),
                     transcript: None,
+                    recording: None,
                     live,
                 },
                 &AtomicBool::new(false),

@@ -14,9 +14,13 @@ use crate::videos::request;
 
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
-    /// What the avatar says
+    /// What the avatar says (may hold `<break time="2s"/>` pauses)
+    #[arg(long, required_unless_present = "audio", conflicts_with = "audio")]
+    pub script: Option<String>,
+    /// Lip-sync to this recording instead (WAV, MP3, OGG/Opus, FLAC, M4A; ≤ 10 min): it is
+    /// the video's sound track
     #[arg(long)]
-    pub script: String,
+    pub audio: Option<PathBuf>,
     /// Output MP4
     #[arg(short, long, default_value = "out.mp4")]
     pub output: PathBuf,
@@ -100,10 +104,8 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
         .map(|p| caption_format(p).map(|f| (p.to_path_buf(), f)))
         .transpose()?;
     let catalog = Arc::new(Catalog::embedded().map_err(|e| e.to_string())?);
-    let request = json!({
-        "script": a.script,
+    let mut request = json!({
         "avatar": {"id": a.avatar, "expression": a.expression},
-        "voice": {"id": a.voice, "speed": a.speed, "pitch": a.pitch},
         "background": background(&a.background),
         "dimension": {"width": a.width, "height": a.height},
         "fps": a.fps,
@@ -111,6 +113,20 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
         "captions": a.captions,
         "seed": a.seed,
     });
+    // A recording stands in for the script and the voice; it has no upload id here.
+    match (&a.script, &a.audio) {
+        (_, Some(path)) => {
+            if !path.is_file() {
+                return Err(format!("--audio {}: no such file", path.display()));
+            }
+            request["audio"] = json!({"id": uuid::Uuid::nil()});
+        }
+        (Some(script), None) => {
+            request["script"] = json!(script);
+            request["voice"] = json!({"id": a.voice, "speed": a.speed, "pitch": a.pitch});
+        }
+        (None, None) => return Err("give --script or --audio".into()),
+    }
     let params =
         request::parse_video_request(&request, &catalog, "", a.seed).map_err(|errors| {
             let lines: Vec<String> = errors
@@ -151,6 +167,7 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
         output: a.output.clone(),
         thumbnail: a.thumbnail.clone(),
         transcript: transcript.clone(),
+        recording: a.audio.clone(),
         live: false,
     };
     let outcome = generator

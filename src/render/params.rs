@@ -52,10 +52,20 @@ pub enum Quality {
     High,
 }
 
+/// A recording the avatar lip-syncs to (`"audio": {"id"}` in a request): an upload of the
+/// request's tenant, and its length as measured when it was uploaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AudioParams {
+    pub id: uuid::Uuid,
+    pub duration_s: f64,
+}
+
 /// A create request, validated and normalised (`params` in the API).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VideoParams {
     pub title: String,
+    /// Empty (and left out) for a video with `audio`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub script: String,
     pub avatar: AvatarParams,
     /// `null` when the request opted out of audio (`"voice": null`).
@@ -67,12 +77,21 @@ pub struct VideoParams {
     pub quality: Quality,
     pub callback_url: Option<String>,
     pub seed: u64,
+    /// The recording the avatar lip-syncs to, instead of a script read by a voice (`script`
+    /// is then empty and `voice` null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioParams>,
 }
 
 impl VideoParams {
     /// Estimated spoken duration, rounded to whole frames: `(duration_s, frames_total)`.
     /// The pipeline replaces it with the timeline's exact length once speech is synthesised.
     pub fn estimate_duration(&self) -> (f64, i64) {
+        let fps = f64::from(self.fps);
+        if let Some(a) = &self.audio {
+            let frames = (a.duration_s * fps).round().max(1.0);
+            return (frames / fps, frames as i64);
+        }
         let plain = text::plain(&self.script);
         let words = plain.split_whitespace().count() as f64;
         let pauses = plain
@@ -83,7 +102,6 @@ impl VideoParams {
         let speed = self.voice.as_ref().map_or(1.0, |v| v.speed);
         let seconds =
             (words * 60.0 / (WORDS_PER_MINUTE * speed) + pauses * 0.25 + breaks + 0.5).max(1.0);
-        let fps = f64::from(self.fps);
         let frames = (seconds * fps).round().max(1.0);
         (frames / fps, frames as i64)
     }

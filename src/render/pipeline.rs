@@ -25,10 +25,18 @@ use crate::render::media::{
 };
 use crate::render::params::{Background, VideoParams};
 
+use crate::render::media::decode;
 use crate::render::timeline::captions;
 use crate::render::timeline::script::{self, Timeline, TimelineError};
 use crate::render::timeline::transcript::Transcript;
-use crate::render::timeline::voice::{Espeak, TtsBackend};
+use crate::render::timeline::voice::{Espeak, Speech, TtsBackend};
+
+/// How long a recording may be (SPEC §3b: 10 minutes; a second of slack for rounding) and
+/// how long decoding it may take.
+pub const RECORDING_LIMITS: decode::Limits = decode::Limits {
+    max_seconds: 601.0,
+    timeout: std::time::Duration::from_secs(60),
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -49,6 +57,9 @@ pub enum GenerateError {
     Thread(String),
     #[error("cancelled")]
     Cancelled,
+    /// The recording of an `audio` video could not be read or decoded.
+    #[error("the recording: {0}")]
+    Audio(String),
 }
 
 impl GenerateError {
@@ -65,6 +76,7 @@ impl GenerateError {
             Self::Captions(_) => "captions_failed",
             Self::Thread(_) => "render_crashed",
             Self::Cancelled => "cancelled",
+            Self::Audio(_) => "invalid_audio",
         }
     }
 }
@@ -114,6 +126,8 @@ pub struct JobSpec {
     pub thumbnail: Option<PathBuf>,
     /// Where the transcript (`transcript.json`, [`Transcript`]) goes when the video has speech.
     pub transcript: Option<PathBuf>,
+    /// The recording of a video with `audio` (any format `decodebin` reads).
+    pub recording: Option<PathBuf>,
     pub live: bool,
 }
 
@@ -232,6 +246,27 @@ impl Generator {
 
     pub fn timeline(&self, params: &VideoParams) -> Result<Timeline, GenerateError> {
         Ok(script::build(params, self.tts.as_ref())?)
+    }
+
+    /// The timeline of a job: for a video with `audio`, its recording decoded (the sound track
+    /// the mouth follows); otherwise as [`Self::timeline`].
+    pub fn job_timeline(&self, spec: &JobSpec) -> Result<Timeline, GenerateError> {
+        let p = &spec.params;
+        if p.audio.is_none() {
+            return self.timeline(p);
+        }
+        let path = spec
+            .recording
+            .as_ref()
+            .ok_or_else(|| GenerateError::Audio("the video's recording is not available".into()))?;
+        let pcm = decode::decode_audio(path, RECORDING_LIMITS)
+            .map_err(|e| GenerateError::Audio(e.to_string()))?;
+        let speech = Speech {
+            sample_rate: pcm.sample_rate,
+            samples: pcm.samples,
+            ..Speech::default()
+        };
+        Ok(script::build_with(p, self.tts.as_ref(), Some(speech))?)
     }
 
     /// Colours and shapes of the requested avatar and background.
@@ -389,7 +424,7 @@ impl Generator {
             fps: 0.0,
             eta_s: 0.0,
         });
-        let timeline = self.timeline(p)?;
+        let timeline = self.job_timeline(spec)?;
         let timeline_s = started.elapsed().as_secs_f64();
         if cancel.load(Ordering::Relaxed) {
             return Err(GenerateError::Cancelled);

@@ -158,6 +158,7 @@ impl JobDispatcher {
             output: w.blobs.scratch_file(id, Object::Video),
             thumbnail: Some(w.blobs.scratch_file(id, Object::Thumbnail)),
             transcript: Some(w.blobs.scratch_file(id, Object::Transcript)),
+            recording: None,
             live: true,
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();

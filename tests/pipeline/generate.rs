@@ -157,6 +157,7 @@ fn a_short_video_is_a_valid_mp4_with_h264_aac_and_a_thumbnail() {
         output: out.clone(),
         thumbnail: Some(thumb.clone()),
         transcript: None,
+        recording: None,
         live: false,
     };
     let mut reports = 0;
@@ -207,6 +208,7 @@ fn the_live_branch_cuts_an_init_segment_then_moof_fragments() {
         output: out,
         thumbnail: None,
         transcript: None,
+        recording: None,
         live: true,
     };
     let mut chunks = Vec::new();
@@ -267,6 +269,7 @@ fn cancelling_stops_within_a_second_and_leaves_no_file() {
             output: out.clone(),
             thumbnail: None,
             transcript: None,
+            recording: None,
             live: false,
         },
         cancel.clone(),
@@ -393,6 +396,7 @@ fn concurrent_jobs_share_gpu_submissions() {
                 output: tmp(name),
                 thumbnail: None,
                 transcript: None,
+                recording: None,
                 live: false,
             },
             move |p| {
@@ -526,6 +530,7 @@ fn bad_input_is_a_typed_error_never_a_panic() {
             output: out.clone(),
             thumbnail: None,
             transcript: None,
+            recording: None,
             live: false,
         },
         &AtomicBool::new(false),
@@ -693,6 +698,7 @@ fn render_video(
                 output: out.clone(),
                 thumbnail: None,
                 transcript: None,
+                recording: None,
                 live: false,
             },
             &AtomicBool::new(false),
@@ -1027,6 +1033,7 @@ fn the_device_opens_for_a_job_and_closes_after_the_idle_period() {
         output: out.clone(),
         thumbnail: None,
         transcript: None,
+        recording: None,
         live: false,
     };
     let outcome = device

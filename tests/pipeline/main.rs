@@ -7,4 +7,5 @@
 
 mod generate;
 mod golden;
+mod recording;
 mod words;

@@ -1,5 +1,5 @@
-//! GStreamer encoding: encoder choice, the MP4 writer (with an optional live fMP4 branch) and
-//! thumbnails.
+//! GStreamer encoding: encoder choice, the MP4 writer (with an optional live fMP4 branch),
+//! thumbnails, and decoding recordings ([`decode`]).
 //!
 //! [`probe_encoder`] tries H.264 encoders in order — NVENC, VA, QSV, x264, OpenH264 — by
 //! actually encoding a tiny frame with each, and returns the first that works. [`Mp4Writer`]
@@ -18,6 +18,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+pub mod decode;
 mod encoder;
 mod fmp4;
 mod frames;

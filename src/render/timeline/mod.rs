@@ -1,10 +1,11 @@
 //! A video's timeline before any pixel: the script's words and pauses, espeak-ng's speech and
-//! phonemes, the voice back-ends, the words timed against the speech, the caption lines and
-//! the transcript files, all timed to the frame.
+//! phonemes, the voice back-ends, mouth shapes heard in a recording, the words timed against
+//! the speech, the caption lines and the transcript files, all timed to the frame.
 
 pub mod align;
 pub mod captions;
 pub mod espeak;
+pub mod listen;
 pub mod script;
 pub mod text;
 pub mod transcript;

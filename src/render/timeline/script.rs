@@ -12,6 +12,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::render::params::VideoParams;
 
 use super::align::{self, WordAt};
+use super::listen;
 use super::text::{self, MarkupError, Piece};
 use super::voice::{PhonemeAt, Speech, TtsBackend, VoiceError};
 
@@ -176,15 +177,29 @@ pub enum TimelineError {
     Markup(#[from] MarkupError),
 }
 
-/// Builds the timeline of a video.
+/// Builds the timeline of a video whose script a voice reads (or that has no sound).
 pub fn build(params: &VideoParams, tts: &dyn TtsBackend) -> Result<Timeline, TimelineError> {
-    let pieces = text::parse(&params.script)?;
-    let (speech, words) = match &params.voice {
-        Some(v) => {
-            let (s, w) = speak(&pieces, v, tts)?;
+    build_with(params, tts, None)
+}
+
+/// Builds the timeline of a video; with `recording` (mono PCM, the video's sound track), the
+/// mouth follows that sound ([`super::listen`]) and there are no words to caption.
+pub fn build_with(
+    params: &VideoParams,
+    tts: &dyn TtsBackend,
+    recording: Option<Speech>,
+) -> Result<Timeline, TimelineError> {
+    let (speech, words) = match (recording, &params.voice) {
+        (Some(mut rec), _) => {
+            rec.phonemes = listen::phonemes(&rec.samples, rec.sample_rate);
+            rec.marks.clear();
+            (Some(rec), Vec::new())
+        }
+        (None, Some(v)) => {
+            let (s, w) = speak(&text::parse(&params.script)?, v, tts)?;
             (Some(s), w)
         }
-        None => (None, Vec::new()),
+        (None, None) => (None, Vec::new()),
     };
     let fps = params.fps.max(1);
     let (duration_s, phonemes) = match &speech {

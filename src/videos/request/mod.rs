@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::platform::error::FieldError;
 use crate::render::assets::Catalog;
 use crate::render::params::{
-    AvatarParams, Background, Dimension, Quality, VideoParams, VoiceParams,
+    AudioParams, AvatarParams, Background, Dimension, Quality, VideoParams, VoiceParams,
 };
 use crate::render::timeline::text;
 
@@ -47,6 +47,7 @@ const TOP_FIELDS: &[&str] = &[
     "quality",
     "callback_url",
     "seed",
+    "audio",
 ];
 
 /// Collects field errors under a path prefix (`""` or `"videos[3]."`).
@@ -225,12 +226,22 @@ pub fn parse_video_request(
     };
     c.unknown_fields(obj, TOP_FIELDS, "");
 
-    let script = match obj.get("script") {
-        None | Some(Value::Null) => {
-            c.fail("script", "invalid_script", "is required");
+    let audio = parse_audio(&mut c, obj.get("audio"));
+    let script = match (obj.get("script"), &audio) {
+        (None, Some(_)) => String::new(),
+        (None | Some(Value::Null), None) => {
+            c.fail("script", "invalid_script", "is required (or audio)");
             String::new()
         }
-        v => c
+        (Some(_), Some(_)) => {
+            c.fail(
+                "script",
+                "invalid_script",
+                "a video speaks a script or lip-syncs to audio, not both",
+            );
+            String::new()
+        }
+        (v, None) => c
             .text(v, "script", "invalid_script", SCRIPT_MAX_CHARS)
             .unwrap_or_default(),
     };
@@ -239,6 +250,7 @@ pub fn parse_video_request(
         c.fail("script", "invalid_script", e.to_string());
     }
     let title = match obj.get("title") {
+        None | Some(Value::Null) if audio.is_some() => "Voice recording".to_string(),
         None | Some(Value::Null) => default_title(&script),
         v => c
             .text(v, "title", "invalid_title", TITLE_MAX_CHARS)
@@ -246,7 +258,18 @@ pub fn parse_video_request(
     };
 
     let avatar = parse_avatar(&mut c, obj.get("avatar"), catalog);
-    let voice = parse_voice(&mut c, obj.get("voice"), catalog);
+    let voice = match (&audio, obj.get("voice")) {
+        (Some(_), None | Some(Value::Null)) => None,
+        (Some(_), Some(_)) => {
+            c.fail(
+                "voice",
+                "invalid_voice",
+                "a video with audio has that recording's voice; leave voice out",
+            );
+            None
+        }
+        (None, v) => parse_voice(&mut c, v, catalog),
+    };
     let background = parse_background(&mut c, obj.get("background"), catalog);
     let dimension = parse_dimension(&mut c, obj.get("dimension"));
     let fps = c.int_in(
@@ -308,6 +331,7 @@ pub fn parse_video_request(
             quality,
             callback_url,
             seed,
+            audio,
         })
     } else {
         Err(c.errors)
@@ -396,6 +420,36 @@ fn parse_avatar(c: &mut Check<'_>, v: Option<&Value>, catalog: &Catalog) -> Avat
         }
     }
     out
+}
+
+/// `"audio": {"id": <uuid>}`: the recording to lip-sync to. Whether the id is an upload of
+/// the tenant (and how long it is) is the handler's check ([`AudioParams::duration_s`] is
+/// filled in there; a `duration_s` sent back from `params` is accepted and replaced).
+fn parse_audio(c: &mut Check<'_>, v: Option<&Value>) -> Option<AudioParams> {
+    let v = match v {
+        None | Some(Value::Null) => return None,
+        Some(v) => v,
+    };
+    let obj = c.object(v, "audio", "invalid_audio")?;
+    c.unknown_fields(obj, &["id", "duration_s"], "audio");
+    match obj
+        .get("id")
+        .and_then(Value::as_str)
+        .map(uuid::Uuid::parse_str)
+    {
+        Some(Ok(id)) => Some(AudioParams {
+            id,
+            duration_s: 0.0,
+        }),
+        _ => {
+            c.fail(
+                "audio.id",
+                "invalid_audio",
+                "must be the id of a recording from POST /api/v1/audio",
+            );
+            None
+        }
+    }
 }
 
 fn parse_voice(c: &mut Check<'_>, v: Option<&Value>, catalog: &Catalog) -> Option<VoiceParams> {

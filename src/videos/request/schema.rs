@@ -37,8 +37,20 @@ pub fn request_schema(catalog: &Catalog) -> Value {
     json!({
         "type": "object",
         "additionalProperties": false,
-        "required": ["script"],
+        // A script read by a voice, or a recording (`audio`) instead of both.
+        "oneOf": [
+            {"required": ["script"], "not": {"required": ["audio"]}},
+            {"required": ["audio"], "not": {"anyOf": [{"required": ["script"]}, {"required": ["voice"]}]}},
+        ],
         "properties": {
+            "audio": {
+                "type": "object", "additionalProperties": false, "required": ["id"],
+                "description": "a recording from POST /api/v1/audio to lip-sync to (instead of script and voice)",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "duration_s": {"type": "number", "description": "ignored: the recording's own length is used"},
+                },
+            },
             "script": text(SCRIPT_MAX_CHARS, "what the avatar says; may hold SSML pauses, <break time=\"500ms\"/> or <break time=\"2s\"/> (up to 10 s each, 120 s in all), and no other tag"),
             "title": {"oneOf": [text(TITLE_MAX_CHARS, "title"), {"type": "null"}]},
             "avatar": {
