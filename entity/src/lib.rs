@@ -3,5 +3,6 @@
 pub mod alert;
 pub mod api_key;
 pub mod idempotency;
+pub mod recording;
 pub mod video;
 pub mod webhook_delivery;

@@ -9,6 +9,7 @@ mod m20261126_000003_create_idempotency;
 mod m20261130_000004_create_alerts;
 mod m20261130_000005_create_webhook_deliveries;
 mod m20261204_000006_video_leases;
+mod m20261204_000007_create_recordings;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000004_create_alerts::Migration),
             Box::new(m20261130_000005_create_webhook_deliveries::Migration),
             Box::new(m20261204_000006_video_leases::Migration),
+            Box::new(m20261204_000007_create_recordings::Migration),
         ]
     }
 }

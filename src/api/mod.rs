@@ -4,6 +4,7 @@
 //! 405 comes from it ([`allowed`]), and a test checks that every documented operation is
 //! routed. Every GET route also answers HEAD ([`get`]).
 
+pub mod audio;
 pub mod catalog;
 pub mod edge;
 pub mod live;
@@ -30,6 +31,7 @@ use crate::platform::error::{ApiError, FieldError, Problem};
     tags(
         (name = "videos", description = "Create, list, cancel, delete and download videos"),
         (name = "catalog", description = "Avatars, voices and backgrounds"),
+        (name = "audio", description = "Recordings a video can lip-sync to"),
         (name = "ops", description = "Health, metrics and documentation"),
         (name = "performance", description = "Measured performance, bottlenecks, recommendations and alerts (also under /performance/)"),
     )
@@ -43,6 +45,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         videos::Doc::openapi(),
         live::Doc::openapi(),
         catalog::Doc::openapi(),
+        audio::Doc::openapi(),
         ops::Doc::openapi(),
         performance::Doc::openapi(),
     ] {
@@ -252,6 +255,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, test_hooks: bool, static_dir: &st
         .configure(videos::routes)
         .configure(live::routes)
         .configure(catalog::routes)
+        .configure(audio::routes)
         .service(web::scope("/performance").configure(performance::routes))
         .configure(|c| {
             if test_hooks {

@@ -8,8 +8,10 @@
 //! never served); [`BlobStore::publish`] uploads them — the poster first, the MP4 last, each
 //! in one atomic put — and removes the scratch. Readers get an object's metadata
 //! ([`BlobStore::stat`]) and its bytes or a range of them ([`BlobStore::get`]);
-//! [`BlobStore::remove_video`] removes a video's objects and scratch. Keys are built only from
-//! parsed UUIDs, so no request can name anything outside a video's own keys.
+//! [`BlobStore::remove_video`] removes a video's objects and scratch. Uploaded recordings
+//! (`recordings/{id}`) arrive in `scratch/uploads/`, are stored whole once checked, and are
+//! fetched into a render's scratch. Keys are built only from parsed UUIDs, so no request can
+//! name anything outside its own keys.
 
 use std::io;
 use std::ops::Range;
@@ -244,6 +246,58 @@ impl BlobStore {
         };
         self.timed("get", started);
         Ok(got?)
+    }
+
+    fn recording_key(id: Uuid) -> Key {
+        Key::from(format!("recordings/{id}"))
+    }
+
+    /// Where an upload being received is written (scratch, never served) before it is
+    /// checked and stored.
+    pub fn upload_file(&self, id: Uuid) -> PathBuf {
+        self.scratch.join("uploads").join(id.to_string())
+    }
+
+    /// Stores an uploaded recording (whole or not at all) from `from`.
+    pub async fn put_recording(&self, id: Uuid, from: &Path) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
+        self.upload(from, &Self::recording_key(id)).await?;
+        self.timed("publish", started);
+        Ok(())
+    }
+
+    /// Writes a stored recording to `to` (a render's scratch); `false` when there is none.
+    pub async fn recording_to_file(&self, id: Uuid, to: &Path) -> Result<bool, StorageError> {
+        let started = std::time::Instant::now();
+        let got = match self.store.get(&Self::recording_key(id)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let io = |e| StorageError::Io(to.to_path_buf(), e);
+        if let Some(dir) = to.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        }
+        let mut file = tokio::fs::File::create(to).await.map_err(io)?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk?)
+                .await
+                .map_err(io)?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(io)?;
+        self.timed("get", started);
+        Ok(true)
+    }
+
+    /// Removes a stored recording; one that does not exist is fine.
+    pub async fn remove_recording(&self, id: Uuid) -> Result<(), StorageError> {
+        match self.store.delete(&Self::recording_key(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Removes everything stored for a video, and its scratch; a video with no files is fine.

@@ -44,6 +44,29 @@ use crate::render::pipeline::{GenerateError, JobSpec, Progress};
 use crate::videos::device::OnDemand;
 
 const PROGRESS_WRITE_EVERY: Duration = Duration::from_secs(1);
+/// A video's recording, fetched into its scratch before the render starts.
+const RECORDING_FILE: &str = "recording";
+
+/// Clears what a crashed earlier attempt left in the video's scratch, and fetches the
+/// recording of a video with `audio` there (a missing one fails the render as
+/// `invalid_audio`).
+async fn prepare_scratch(blobs: &BlobStore, video: &entity::video::Model) {
+    blobs.clear_scratch(video.id);
+    let audio = video.params.get("audio").and_then(|a| a.get("id"));
+    let Some(Ok(audio)) = audio.and_then(|a| a.as_str()).map(Uuid::parse_str) else {
+        return;
+    };
+    let to = blobs.scratch_dir(video.id).join(RECORDING_FILE);
+    match blobs.recording_to_file(audio, &to).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(video = %video.id, recording = %audio, "the video's recording is gone")
+        }
+        Err(e) => {
+            tracing::warn!(video = %video.id, error = %e, "fetching the video's recording failed")
+        }
+    }
+}
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// What the dispatcher needs besides the lifecycle.
@@ -105,6 +128,7 @@ impl JobDispatcher {
         self.running_changed();
         let lifecycle = self.lifecycle.clone();
         let draining = self.draining.clone();
+        let blobs = self.worker.blobs.clone();
         ctx.spawn(
             async move {
                 let claimed = lifecycle.started().await;
@@ -115,6 +139,9 @@ impl JobDispatcher {
                 {
                     lifecycle.handed_back(lease).await;
                     return Ok(None);
+                }
+                if let Ok(Some((video, _))) = &claimed {
+                    prepare_scratch(&blobs, video).await;
                 }
                 claimed
             }
@@ -150,15 +177,17 @@ impl JobDispatcher {
             }
         };
         let w = &self.worker;
-        // A crashed earlier attempt may have left its temporary file.
-        w.blobs.clear_scratch(id);
         let fps = f64::from(params.fps);
+        let recording = params
+            .audio
+            .as_ref()
+            .map(|_| w.blobs.scratch_dir(id).join(RECORDING_FILE));
         let spec = JobSpec {
             params,
             output: w.blobs.scratch_file(id, Object::Video),
             thumbnail: Some(w.blobs.scratch_file(id, Object::Thumbnail)),
             transcript: Some(w.blobs.scratch_file(id, Object::Transcript)),
-            recording: None,
+            recording,
             live: true,
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();

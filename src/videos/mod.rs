@@ -9,6 +9,7 @@ pub mod events;
 pub mod lifecycle;
 pub mod model;
 pub mod queue;
+pub mod recordings;
 pub mod request;
 pub mod store;
 pub mod webhooks;

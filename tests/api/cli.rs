@@ -201,6 +201,78 @@ fn generate_on_a_headless_machine_prints_no_error_line() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn generate_writes_captions_files_and_lip_syncs_to_a_recording() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let run = |args: &[&str]| {
+        let out = reelgen(&dir)
+            .current_dir(&dir)
+            .args([
+                "generate", "--width", "256", "--height", "144", "--fps", "10",
+            ])
+            .args(["--quality", "draft"])
+            .args(args)
+            .output()
+            .expect("reelgen runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "--script",
+        "Hi! I am here <break time=\"1s\"/> for the first time.",
+        "-o",
+        "a.mp4",
+        "--captions-out",
+        "a.srt",
+    ]);
+    let srt = std::fs::read_to_string(dir.join("a.srt")).expect("srt");
+    let words: Vec<&str> = srt
+        .split("\n\n")
+        .flat_map(|cue| cue.lines().skip(2))
+        .flat_map(|l| l.split(' '))
+        .collect();
+    assert_eq!(
+        words,
+        ["Hi!", "I", "am", "here", "for", "the", "first", "time."],
+        "{srt}"
+    );
+
+    let wav = dir.join("rec.wav");
+    let made = std::process::Command::new("espeak-ng")
+        .args(["-w"])
+        .arg(&wav)
+        .arg("My own recording.")
+        .status()
+        .expect("the espeak-ng command (scripts/bootstrap.sh installs it)");
+    assert!(made.success());
+    run(&["--audio", "rec.wav", "-o", "b.mp4"]);
+    assert!(std::fs::metadata(dir.join("b.mp4")).expect("b.mp4").len() > 1000);
+    // Not both, and a file that is not audio fails with a clear message.
+    let both = reelgen(&dir)
+        .current_dir(&dir)
+        .args(["generate", "--script", "x", "--audio", "rec.wav"])
+        .output()
+        .expect("runs");
+    assert!(!both.status.success());
+    std::fs::write(dir.join("notes.wav"), "words, not sound").expect("write");
+    let bad = reelgen(&dir)
+        .current_dir(&dir)
+        .args(["generate", "--audio", "notes.wav", "-o", "c.mp4"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("not decodable audio"),
+        "{stderr}"
+    );
+    assert!(!dir.join("c.mp4").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while std::time::Instant::now() < deadline {

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod audio;
 mod browser;
 mod browser_headers;
 mod captions;

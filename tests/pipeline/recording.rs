@@ -178,7 +178,14 @@ fn what_is_not_audio_or_is_too_long_is_refused() {
     let truncated = d.join("truncated.mp3");
     let bytes = std::fs::read(&mp3).expect("mp3");
     std::fs::write(&truncated, &bytes[..bytes.len().min(200)]).expect("write");
-    for bad in [&text, &empty, &truncated] {
+    // Text that typefinds as LRC subtitles: decodebin exposes a subtitle pad and no audio.
+    let lyrics = d.join("lyrics.bin");
+    std::fs::write(
+        &lyrics,
+        "[-1, 123, 10695, 185, 14729, 349448, 410, 304, 65667, 272]",
+    )
+    .expect("write");
+    for bad in [&text, &empty, &truncated, &lyrics] {
         match decode_audio(bad, RECORDING_LIMITS) {
             Err(DecodeError::NotAudio(_)) => {}
             other => panic!("{}: {other:?}", bad.display()),

@@ -24,6 +24,7 @@ use crate::platform::storage::Object;
 use crate::render::params::VideoParams;
 use crate::render::timeline::transcript::{Transcript, TranscriptWord};
 use crate::videos::model::{VideoStatus, VideoView};
+use crate::videos::recordings;
 use crate::videos::request::{self, BATCH_MAX};
 use crate::videos::store::{self, CancelOutcome, InsertOutcome, StoredResponse};
 
@@ -164,7 +165,11 @@ pub async fn create(
     let (value, raw) = json_body(&req, payload, state.config.max_body_bytes).await?;
     let params = request::parse_video_request(&value, &state.catalog, "", random_seed())
         .map_err(ApiError::Validation)?;
-    let row = store::new_video(&who.tenant, &params)?;
+    let mut params = [(String::new(), params)];
+    recordings::resolve(&state.db, &who.tenant, &mut params)
+        .await?
+        .map_err(ApiError::Validation)?;
+    let row = store::new_video(&who.tenant, &params[0].1)?;
     accept(&state, &req, &who, &raw, vec![row], true).await
 }
 
@@ -231,24 +236,23 @@ pub async fn batch(
         }
     };
     let mut all_errors = Vec::new();
-    let mut params: Vec<VideoParams> = Vec::with_capacity(items.len());
+    let mut params: Vec<(String, VideoParams)> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match request::parse_video_request(
-            item,
-            &state.catalog,
-            &format!("videos[{i}]."),
-            random_seed(),
-        ) {
-            Ok(p) => params.push(p),
+        let prefix = format!("videos[{i}].");
+        match request::parse_video_request(item, &state.catalog, &prefix, random_seed()) {
+            Ok(p) => params.push((prefix, p)),
             Err(mut e) => all_errors.append(&mut e),
         }
     }
     if !all_errors.is_empty() {
         return Err(ApiError::Validation(all_errors));
     }
+    recordings::resolve(&state.db, &who.tenant, &mut params)
+        .await?
+        .map_err(ApiError::Validation)?;
     let rows = params
         .iter()
-        .map(|p| store::new_video(&who.tenant, p))
+        .map(|(_, p)| store::new_video(&who.tenant, p))
         .collect::<Result<Vec<_>, _>>()?;
     accept(&state, &req, &who, &raw, rows, false).await
 }

@@ -5,6 +5,8 @@
 //! (nothing decodable, or no sound at all, is [`DecodeError::NotAudio`]).
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -90,7 +92,9 @@ pub fn decode_audio(path: &Path, limits: Limits) -> Result<Pcm, DecodeError> {
     src.link(&decode)
         .and_then(|()| gst::Element::link_many([&convert, &resample, sink.upcast_ref()]))
         .map_err(|e| super::MediaError::Pipeline(e.to_string()))?;
-    // decodebin's pads appear once it knows the stream: link the first audio one.
+    // decodebin's pads appear once it knows the stream: link the first audio one. When it has
+    // exposed them all and none is audio (a subtitle, a picture, text that typefinds as
+    // something), nothing would ever reach the sink: say so instead of waiting out the time.
     let convert_weak = convert.downgrade();
     decode.connect_pad_added(move |_, pad| {
         let Some(convert) = convert_weak.upgrade() else {
@@ -107,8 +111,20 @@ pub fn decode_audio(path: &Path, limits: Limits) -> Result<Pcm, DecodeError> {
             let _ = pad.link(&sinkpad);
         }
     });
+    let no_audio = Arc::new(AtomicBool::new(false));
+    let convert_weak = convert.downgrade();
+    let flag = no_audio.clone();
+    decode.connect_no_more_pads(move |_| {
+        let linked = convert_weak
+            .upgrade()
+            .and_then(|c| c.static_pad("sink"))
+            .is_some_and(|p| p.is_linked());
+        if !linked {
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
 
-    let result = pull_all(&pipeline, &sink, started, limits);
+    let result = pull_all(&pipeline, &sink, started, limits, &no_audio);
     let _ = pipeline.set_state(gst::State::Null);
     result
 }
@@ -118,6 +134,7 @@ fn pull_all(
     sink: &gst_app::AppSink,
     started: Instant,
     limits: Limits,
+    no_audio: &AtomicBool,
 ) -> Result<Pcm, DecodeError> {
     let bus = pipeline
         .bus()
@@ -133,6 +150,9 @@ fn pull_all(
         }
         if started.elapsed() >= limits.timeout {
             return Err(DecodeError::Timeout(limits.timeout));
+        }
+        if no_audio.load(Ordering::Relaxed) {
+            return Err(DecodeError::NotAudio("the file has no audio stream".into()));
         }
         match sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
             Some(sample) => {
