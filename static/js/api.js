@@ -77,7 +77,11 @@ export function authHeaders() {
  */
 export async function api(path, { method = "GET", body, headers = {}, signal } = {}) {
   const init = { method, headers: { Accept: "application/json", ...authHeaders(), ...headers }, signal };
-  if (body !== undefined) {
+  if (body instanceof Blob) {
+    // A file as the raw body (POST /api/v1/audio).
+    init.headers["Content-Type"] = body.type || "application/octet-stream";
+    init.body = body;
+  } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = typeof body === "string" ? body : JSON.stringify(body);
   }

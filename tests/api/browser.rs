@@ -28,9 +28,18 @@ async fn a_user_watches_a_video_generate_live_in_chromium_and_downloads_it() {
             .is_dir(),
         "run `npm ci` in tests/browser (scripts/test.sh does)"
     );
+    let recording = shots.join("recording.wav");
+    let made = std::process::Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&recording)
+        .arg("A recording made for the browser test.")
+        .status()
+        .expect("the espeak-ng command (scripts/bootstrap.sh installs it)");
+    assert!(made.success());
     let run = tokio::process::Command::new("node")
         .arg(repo.join("tests/browser/watch.mjs"))
         .env("BASE_URL", &app.address)
+        .env("AUDIO_FILE", &recording)
         .env("SCREENSHOT", &screenshot)
         .kill_on_drop(true)
         .output();
@@ -68,6 +77,18 @@ async fn a_user_watches_a_video_generate_live_in_chromium_and_downloads_it() {
         summary["caption_words"].as_u64().expect("caption_words") >= 60,
         "{summary}"
     );
+    // The second video, from the recording uploaded through the form, completed.
+    let from_recording = summary["recording_video"]
+        .as_str()
+        .expect("recording_video");
+    let r: Value = app
+        .get(&format!("/api/v1/videos/{from_recording}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["status"], "completed", "{r}");
+    assert!(r["params"]["audio"]["id"].is_string(), "{r}");
     let png = std::fs::read(&screenshot).expect("screenshot written");
     assert_eq!(&png[1..4], b"PNG");
     // The video the browser made is really there and complete.

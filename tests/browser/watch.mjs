@@ -13,6 +13,9 @@
 // that the Library lists the video. Prints one JSON line and exits 0,
 // or prints "watch.mjs: FAIL: …" and exits 1.
 //
+// With AUDIO_FILE (a recording), it then makes a second video from that file through the
+// form's "My recording" choice and waits for it to complete.
+//
 // Env: BASE_URL (required), SCREENSHOT (png path, optional), CHROMIUM (browser binary,
 // default /usr/bin/chromium), API_KEY (optional, for AUTH_MODE=api_key servers),
 // COMPLETE_TIMEOUT_MS (default 120000).
@@ -23,6 +26,7 @@ const BASE_URL = process.env.BASE_URL;
 const SCREENSHOT = process.env.SCREENSHOT || "";
 const API_KEY = process.env.API_KEY || "";
 const COMPLETE_TIMEOUT_MS = Number(process.env.COMPLETE_TIMEOUT_MS) || 120_000;
+const AUDIO_FILE = process.env.AUDIO_FILE || "";
 const POLL_MS = 100;
 // Six sentences, about thirty seconds of speech: long enough that the live preview plays
 // for a while before the render finishes, even with the GPU scheduler batching frames.
@@ -211,6 +215,36 @@ async function main() {
     const cardStatus = (await card.locator(".badge").first().getAttribute("data-status")) || "";
     if (cardStatus !== "completed") fail(`the library shows video ${id} as "${cardStatus}", expected completed`);
 
+    // ---- a second video from the user's own recording (AUDIO_FILE) -----------------------
+    let recordingVideo = null;
+    if (AUDIO_FILE) {
+      await page.locator("nav.mainnav a[data-route=create]").click();
+      await page.locator("[data-testid=source-audio]").check();
+      await page.locator("[data-testid=audio-file]").setInputFiles(AUDIO_FILE);
+      if (await page.locator("#script").isVisible()) fail("the script box still shows with a recording chosen");
+      await page.getByRole("radio", { name: /draft/i }).check();
+      await page.getByRole("button", { name: "Generate video" }).click();
+      try {
+        await page.waitForURL((u) => /#\/watch\/[0-9a-f-]{36}/i.test(u.hash) && !u.hash.includes(id), { timeout: 30_000 });
+      } catch {
+        const err = await page.locator(".error-summary").first().innerText().catch(() => "");
+        fail(`the recording's video was not created${err ? `; the form says: ${err.replace(/\s+/g, " ")}` : ""}`);
+      }
+      recordingVideo = /#\/watch\/([0-9a-f-]{36})/i.exec(page.url())[1];
+      const until = Date.now() + COMPLETE_TIMEOUT_MS;
+      for (;;) {
+        const st = await page.locator("[data-testid=status]").getAttribute("data-status").catch(() => null);
+        if (st === "completed") break;
+        if (st === "failed" || st === "cancelled") fail(`the recording's video ${st}`);
+        if (Date.now() > until) fail(`the recording's video did not complete (status ${st})`);
+        await sleep(POLL_MS);
+      }
+      const v = await page.request.get(new URL(`/api/v1/videos/${recordingVideo}`, BASE_URL).toString());
+      const params = (await v.json()).params || {};
+      if (!params.audio || params.script) fail(`the recording's video was not made from the recording: ${JSON.stringify(params)}`);
+      log(`video ${recordingVideo} lip-synced to ${AUDIO_FILE}`);
+    }
+
     const seriousErrors = pageErrors.filter((e) => e.startsWith("pageerror"));
     if (seriousErrors.length) fail(`uncaught errors in the page: ${seriousErrors.join(" | ")}`);
     const violations = (await page.evaluate(() => window.__cspViolations || []))
@@ -226,6 +260,7 @@ async function main() {
       csp_violations: violations.length,
       file_duration: Number(fileDuration.toFixed(3)),
       caption_words: cueWords.length,
+      recording_video: recordingVideo,
       download_bytes: downloadBytes,
       screenshot: SCREENSHOT || null,
       elapsed_s: Number(((Date.now() - started) / 1000).toFixed(1)),

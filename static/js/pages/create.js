@@ -66,6 +66,14 @@ export function mount(view) {
   const pauseSeconds = h("input", { type: "number", min: "0.1", max: "10", step: "0.1", value: "1",
     "aria-label": "Pause length in seconds", "data-testid": "pause-seconds" });
   const pauseBtn = h("button.btn.btn-ghost.btn-sm", { type: "button", "data-testid": "insert-pause" }, "Insert pause");
+  // What the presenter says: a script read by a voice, or the user's own recording.
+  const sourceScript = h("input", { type: "radio", name: "source", value: "script", checked: true, "data-testid": "source-script" });
+  const sourceAudio = h("input", { type: "radio", name: "source", value: "audio", "data-testid": "source-audio" });
+  const source = h("div.segmented", { role: "radiogroup", "aria-label": "What the presenter says" },
+    h("label.segment", {}, sourceScript, h("span", {}, "Script", h("small", {}, "read by a voice"))),
+    h("label.segment", {}, sourceAudio, h("span", {}, "My recording", h("small", {}, "lip-synced"))));
+  const audioFile = h("input", { type: "file", name: "audio", id: "audio-file", "data-testid": "audio-file",
+    accept: "audio/*,.wav,.mp3,.ogg,.opus,.flac,.m4a" });
   const avatarGrid = h("div.avatar-grid", { role: "radiogroup", "aria-label": "Avatar" }, h("p.muted", {}, "Loading avatars…"));
   const expression = h("select", { name: "expression", id: "expression" },
     EXPRESSIONS_DEFAULT.map((e) => h("option", { value: e }, e[0].toUpperCase() + e.slice(1))));
@@ -114,6 +122,9 @@ export function mount(view) {
     h("fieldset.card", {},
       h("legend", {}, "Script"),
       field("title", "Title (optional)", title),
+      source,
+      field("audio", "Recording (WAV, MP3, OGG/Opus, FLAC or M4A; up to 25 MB and 10 minutes)", audioFile,
+        "The presenter's lips follow it, and it is the video's sound."),
       h("div.field", { dataset: { field: "script" } },
         h("div.label-row", {}, h("label.label", { for: "script" }, "What should the presenter say?"), counter),
         script,
@@ -177,6 +188,18 @@ export function mount(view) {
   ));
 
   // ---- behaviour ---------------------------------------------------------------------------
+  const usingRecording = () => sourceAudio.checked;
+  function updateSource() {
+    const rec = usingRecording();
+    $(".field[data-field=audio]", form).hidden = !rec;
+    $(".field[data-field=script]", form).hidden = rec;
+    // A recording has its own voice: the voice settings do not apply.
+    $(".field[data-field='voice.id']", form).hidden = rec;
+    $(".voice-tuning", form).hidden = rec;
+  }
+  sourceScript.addEventListener("change", updateSource);
+  sourceAudio.addEventListener("change", updateSource);
+
   // "Insert pause": a <break time="…"/> at the cursor, with spaces around it.
   pauseBtn.addEventListener("click", () => {
     const secs = Math.min(10, Math.max(0.1, Number(pauseSeconds.value) || 1));
@@ -433,12 +456,36 @@ export function mount(view) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     clearErrors();
-    if (!script.value.trim()) {
+    const recording = usingRecording() ? audioFile.files[0] : null;
+    if (usingRecording() && !recording) {
+      showProblem(new ApiError(422, { title: "Choose your recording", errors: [{ field: "audio", message: "Pick an audio file to lip-sync to." }] }));
+      audioFile.focus();
+      return;
+    }
+    if (!recording && !script.value.trim()) {
       showProblem(new ApiError(422, { title: "Your video needs a script", errors: [{ field: "script", message: "Write what the presenter should say (1–5000 characters)." }] }));
       script.focus();
       return;
     }
     const body = buildRequest();
+    if (recording) {
+      // The recording goes up first; the video then refers to it instead of script and voice.
+      submit.disabled = true;
+      submit.textContent = "Uploading…";
+      try {
+        const rec = await api("/api/v1/audio", { method: "POST", body: recording });
+        delete body.script;
+        delete body.voice;
+        body.audio = { id: rec.id };
+      } catch (e) {
+        submit.disabled = false;
+        submit.textContent = "Generate video";
+        if (disposed) return;
+        if (e instanceof ApiError) e.errors = e.errors.map((fe) => ({ ...fe, field: fe.field === "body" ? "audio" : fe.field }));
+        showProblem(e, "Could not upload the recording");
+        return;
+      }
+    }
     const json = JSON.stringify(body);
     // A retry of the very same request (e.g. after a network error) reuses its key, so a
     // double submit never queues the video twice.
@@ -474,6 +521,7 @@ export function mount(view) {
   });
 
   updateCounter();
+  updateSource();
   updateBackground();
   loadCatalog();
   return () => {
