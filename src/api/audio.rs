@@ -53,14 +53,7 @@ async fn receive(
     path: &std::path::Path,
     limit: usize,
 ) -> Result<u64, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
+    crate::api::edge::declared_length(req, limit)?;
     let written = async {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir)

@@ -366,6 +366,19 @@ pub async fn api_guard(
     Ok(res)
 }
 
+/// The body's declared `Content-Length`, or 413 before a byte is read when it is over `limit`.
+pub fn declared_length(req: &HttpRequest, limit: usize) -> Result<Option<usize>, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(declared)
+}
+
 /// Content-Type check, size limit and JSON parse of a request body. Returns the value and
 /// the raw bytes (for idempotency hashing).
 pub async fn json_body(
@@ -388,14 +401,7 @@ pub async fn json_body(
     {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
+    let declared = declared_length(req, limit)?;
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk =
