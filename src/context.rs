@@ -111,7 +111,8 @@ impl Context {
                 r.statement(info.statement.sql.as_str(), info.elapsed, info.failed);
             });
         }
-        let catalog = Arc::new(Catalog::embedded()?);
+        let catalog =
+            Arc::new(Catalog::embedded()?.with_speech_server(config.speech_server.as_ref()));
         let mut tasks = Vec::new();
         let redis = match &config.redis_url {
             Some(url) => Some(

@@ -172,6 +172,7 @@ async fn start_worker(ctx: &Context) -> Option<actix::Addr<JobDispatcher>> {
         busy_ns: ctx.perf.analytics.gpu_busy_counter(),
         stats: stats.clone(),
         color_path: None,
+        speech_server: config.speech_server.clone(),
     };
     let device = Arc::new(OnDemand::new(
         move || Generator::with_options(cat.clone(), options.clone()),

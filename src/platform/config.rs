@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::render::timeline::speech_server::{Secret, SpeechServer};
+
 use thiserror::Error;
 
 /// A setting that could not be used.
@@ -121,6 +123,9 @@ pub struct Config {
     pub storage: StorageUrl,
     /// How long a worker's claim on a job lasts unless renewed (`JOB_LEASE`).
     pub job_lease: Duration,
+    /// The speech server whose voices are listed next to the built-in ones (`TTS_URL`,
+    /// `TTS_API_KEY`, `TTS_MODEL`, `TTS_VOICES`); `None` without `TTS_URL`.
+    pub speech_server: Option<SpeechServer>,
 }
 
 /// Where finished files live.
@@ -221,6 +226,10 @@ settings! {
     shutdown_grace => "SHUTDOWN_GRACE": "Seconds running renders may finish after SIGTERM before they are re-queued",
     storage_url => "STORAGE_URL": "file:///abs/path (default DATA_DIR) or s3://bucket[/prefix] for finished files",
     job_lease => "JOB_LEASE": "Seconds a worker's claim on a job lasts unless renewed (a crashed worker's job is retaken after it)",
+    tts_url => "TTS_URL": "Base URL of a speech server answering POST /v1/audio/speech (OpenAI's protocol); its voices join the built-in ones",
+    tts_api_key => "TTS_API_KEY": "Key sent to the speech server as Authorization: Bearer (never logged)",
+    tts_model => "TTS_MODEL": "The speech server's model (default tts-1)",
+    tts_voices => "TTS_VOICES": "Comma-separated voice names of the speech server, listed as voices http-{name}",
 }
 
 /// Environment variables that libraries of the process read, besides the settings above (an
@@ -395,6 +404,56 @@ fn non_empty(s: &str) -> Result<String, String> {
         Err("expected a non-empty value".into())
     } else {
         Ok(s.to_string())
+    }
+}
+
+/// `TTS_URL` and its companions: all or nothing. The key is never echoed in an error.
+fn speech_server(src: &Sources) -> Result<Option<SpeechServer>, ConfigError> {
+    let base = setting(src, "TTS_URL", None, |s| {
+        let url = url::Url::parse(s).map_err(|e| format!("expected an http(s) URL ({e})"))?;
+        if matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty())
+        {
+            Ok(Some(url))
+        } else {
+            Err("expected an http(s) URL with a host".into())
+        }
+    })?;
+    let voices = setting(src, "TTS_VOICES", Vec::new(), |s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                let ok = v.len() <= 64
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+                ok.then(|| v.to_string()).ok_or_else(|| {
+                    "expected comma-separated voice names of letters, digits, . _ -".to_string()
+                })
+            })
+            .collect()
+    })?;
+    let model = setting(src, "TTS_MODEL", "tts-1".to_string(), non_empty)?;
+    let api_key = src
+        .get("TTS_API_KEY")
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .map(Secret::new);
+    match (base, voices.is_empty()) {
+        (Some(base), false) => Ok(Some(SpeechServer {
+            base,
+            api_key,
+            model,
+            voices,
+        })),
+        (Some(_), true) => Err(ConfigError::Required {
+            name: "TTS_VOICES",
+            why: "TTS_URL is set: name the speech server's voices to list",
+        }),
+        (None, false) => Err(ConfigError::Required {
+            name: "TTS_URL",
+            why: "TTS_VOICES names voices of a speech server: give its URL",
+        }),
+        (None, true) => Ok(None),
     }
 }
 
@@ -608,6 +667,7 @@ impl Config {
                 Duration::from_secs(30),
                 seconds(1.0, 3600.0),
             )?,
+            speech_server: speech_server(src)?,
         })
     }
 

@@ -45,6 +45,29 @@ impl Catalog {
         })
     }
 
+    /// Lists a speech server's voices (`TTS_VOICES`) after the built-in ones, each as
+    /// `http-{name}` with `"backend": "http"` and the server's `name`.
+    pub fn with_speech_server(
+        mut self,
+        server: Option<&crate::render::timeline::speech_server::SpeechServer>,
+    ) -> Self {
+        for name in server.map(|s| s.voices.as_slice()).unwrap_or_default() {
+            let mut extra = serde_json::Map::new();
+            extra.insert("backend".into(), Value::from("http"));
+            extra.insert("engine".into(), Value::from("speech-server"));
+            extra.insert(
+                "model".into(),
+                Value::from(server.map_or("", |s| s.model.as_str())),
+            );
+            self.voices.push(CatalogItem {
+                id: crate::render::timeline::speech_server::SpeechServer::voice_id(name),
+                name: name.clone(),
+                extra,
+            });
+        }
+        self
+    }
+
     pub fn avatar(&self, id: &str) -> Option<&CatalogItem> {
         self.avatars.iter().find(|a| a.id == id)
     }

@@ -28,8 +28,9 @@ use crate::render::params::{Background, VideoParams};
 use crate::render::media::decode;
 use crate::render::timeline::captions;
 use crate::render::timeline::script::{self, Timeline, TimelineError};
+use crate::render::timeline::speech_server::SpeechServer;
 use crate::render::timeline::transcript::Transcript;
-use crate::render::timeline::voice::{Espeak, Speech, TtsBackend};
+use crate::render::timeline::voice::{Speech, TtsBackend, VoiceError, Voices};
 
 /// How long a recording may be (SPEC §3b: 10 minutes; a second of slack for rounding) and
 /// how long decoding it may take (ten minutes of MP3 or FLAC decode in under a second here).
@@ -71,6 +72,7 @@ impl GenerateError {
                 "encoder_unavailable"
             }
             Self::Media(_) => "encode_failed",
+            Self::Timeline(TimelineError::Voice(VoiceError::Unavailable(_))) => "tts_unavailable",
             Self::Timeline(_) => "speech_failed",
             Self::UnknownAvatar(_) => "invalid_avatar",
             Self::Captions(_) => "captions_failed",
@@ -154,6 +156,8 @@ pub struct GeneratorOptions {
     pub stats: Arc<SchedulerStats>,
     /// How frames become I420; `None` chooses per device ([`ColorPath::choose`]).
     pub color_path: Option<ColorPath>,
+    /// The speech server of the catalog's `http` voices (`TTS_URL`).
+    pub speech_server: Option<SpeechServer>,
 }
 
 impl Default for GeneratorOptions {
@@ -166,6 +170,7 @@ impl Default for GeneratorOptions {
             busy_ns: Arc::default(),
             stats: Arc::default(),
             color_path: None,
+            speech_server: None,
         }
     }
 }
@@ -221,7 +226,7 @@ impl Generator {
         Ok(Self {
             color,
             scheduler: GpuScheduler::start(gpu, config, o.busy_ns, o.stats),
-            tts: Arc::new(Espeak::new(catalog.clone())),
+            tts: Arc::new(Voices::new(catalog.clone(), o.speech_server)),
             catalog,
             encoder,
         })

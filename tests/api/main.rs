@@ -16,6 +16,7 @@ mod performance;
 mod prometheus;
 mod queue;
 mod shutdown;
+mod speech_server;
 mod tenancy;
 mod videos;
 mod webhooks;

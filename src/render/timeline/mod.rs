@@ -7,6 +7,7 @@ pub mod captions;
 pub mod espeak;
 pub mod listen;
 pub mod script;
+pub mod speech_server;
 pub mod text;
 pub mod transcript;
 pub mod voice;
