@@ -28,6 +28,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// While `rendering`: when the worker's claim lapses unless renewed (`JOB_LEASE`).
     pub lease_until: Option<DateTimeUtc>,
+    /// A completed multi-scene video's scenes: `[{"index", "start_s", "duration_s"}]`.
+    pub scenes: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,7 @@ mod m20261130_000004_create_alerts;
 mod m20261130_000005_create_webhook_deliveries;
 mod m20261204_000006_video_leases;
 mod m20261204_000007_create_recordings;
+mod m20261204_000008_video_scenes;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_create_webhook_deliveries::Migration),
             Box::new(m20261204_000006_video_leases::Migration),
             Box::new(m20261204_000007_create_recordings::Migration),
+            Box::new(m20261204_000008_video_scenes::Migration),
         ]
     }
 }

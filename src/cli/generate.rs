@@ -15,8 +15,12 @@ use crate::videos::request;
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
     /// What the avatar says (may hold `<break time="2s"/>` pauses)
-    #[arg(long, required_unless_present = "audio", conflicts_with = "audio")]
+    #[arg(long, required_unless_present_any = ["audio", "scenes"], conflicts_with_all = ["audio", "scenes"])]
     pub script: Option<String>,
+    /// A multi-scene video: a JSON file holding the `scenes` array of the API (or an object
+    /// with it), each `{"script", "avatar", "voice", "background", "expression"}`
+    #[arg(long, conflicts_with = "audio")]
+    pub scenes: Option<PathBuf>,
     /// Lip-sync to this recording instead (WAV, MP3, OGG/Opus, FLAC, M4A; ≤ 10 min): it is
     /// the video's sound track
     #[arg(long)]
@@ -114,7 +118,21 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
         "seed": a.seed,
     });
     // A recording stands in for the script and the voice; it has no upload id here.
+    if let Some(path) = &a.scenes {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--scenes {}: {e}", path.display()))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("--scenes {}: not JSON: {e}", path.display()))?;
+        request["scenes"] = match value {
+            Value::Object(mut o) if o.contains_key("scenes") => {
+                o.remove("scenes").unwrap_or_default()
+            }
+            other => other,
+        };
+        request["voice"] = json!({"id": a.voice, "speed": a.speed, "pitch": a.pitch});
+    }
     match (&a.script, &a.audio) {
+        _ if a.scenes.is_some() => {}
         (_, Some(path)) => {
             if !path.is_file() {
                 return Err(format!("--audio {}: no such file", path.display()));
@@ -125,7 +143,7 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
             request["script"] = json!(script);
             request["voice"] = json!({"id": a.voice, "speed": a.speed, "pitch": a.pitch});
         }
-        (None, None) => return Err("give --script or --audio".into()),
+        (None, None) => return Err("give --script, --scenes or --audio".into()),
     }
     let params =
         request::parse_video_request(&request, &catalog, "", a.seed).map_err(|errors| {

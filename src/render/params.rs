@@ -60,6 +60,20 @@ pub struct AudioParams {
     pub duration_s: f64,
 }
 
+/// One scene of a multi-scene video (`scenes[]`, 1–[`SCENES_MAX`]): its own script, and the
+/// avatar (with its expression), voice and background it uses — the request's own where the
+/// scene did not say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SceneParams {
+    pub script: String,
+    pub avatar: AvatarParams,
+    pub voice: Option<VoiceParams>,
+    pub background: Background,
+}
+
+/// The most scenes one video may have.
+pub const SCENES_MAX: usize = 50;
+
 /// A create request, validated and normalised (`params` in the API).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VideoParams {
@@ -81,13 +95,46 @@ pub struct VideoParams {
     /// is then empty and `voice` null).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio: Option<AudioParams>,
+    /// The scenes of a multi-scene video, played in order in one file (`script` is then
+    /// empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenes: Option<Vec<SceneParams>>,
 }
 
 impl VideoParams {
+    /// What the video is made of, in order: each scene as a video of its own (its script,
+    /// avatar, voice and background with this video's size, fps, quality, captions and
+    /// seed), or the video itself when it has no scenes. Each renders independently.
+    pub fn segments(&self) -> Vec<VideoParams> {
+        match &self.scenes {
+            None => vec![self.clone()],
+            Some(scenes) => scenes
+                .iter()
+                .map(|scene| VideoParams {
+                    script: scene.script.clone(),
+                    avatar: scene.avatar.clone(),
+                    voice: scene.voice.clone(),
+                    background: scene.background.clone(),
+                    scenes: None,
+                    audio: None,
+                    ..self.clone()
+                })
+                .collect(),
+        }
+    }
+
     /// Estimated spoken duration, rounded to whole frames: `(duration_s, frames_total)`.
     /// The pipeline replaces it with the timeline's exact length once speech is synthesised.
     pub fn estimate_duration(&self) -> (f64, i64) {
         let fps = f64::from(self.fps);
+        if self.scenes.is_some() {
+            let frames: i64 = self
+                .segments()
+                .iter()
+                .map(|s| s.estimate_duration().1)
+                .sum();
+            return (frames as f64 / fps, frames);
+        }
         if let Some(a) = &self.audio {
             let frames = (a.duration_s * fps).round().max(1.0);
             return (frames / fps, frames as i64);

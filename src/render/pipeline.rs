@@ -120,6 +120,99 @@ pub struct Outcome {
     /// Making each I420 frame from its patch (applying it, converting the changed boxes).
     pub convert_s: f64,
     pub encode_s: f64,
+    /// Where each scene of a video with scenes starts and how long it lasts (empty otherwise).
+    pub scenes: Vec<SceneSpan>,
+}
+
+/// One scene's place in the file (`scenes[]` of the Video).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SceneSpan {
+    pub index: usize,
+    pub start_s: f64,
+    pub duration_s: f64,
+}
+
+/// One independently rendered part of a video: a scene, or the whole video.
+struct Segment {
+    params: VideoParams,
+    timeline: Timeline,
+    /// Its first frame's index in the file.
+    start_frame: u64,
+}
+
+impl Segment {
+    fn frames(&self) -> u64 {
+        self.timeline.frames.len() as u64
+    }
+}
+
+/// Where the render loop spent its time.
+#[derive(Debug, Default, Clone, Copy)]
+struct StageTimes {
+    submit: std::time::Duration,
+    readback: std::time::Duration,
+    convert: std::time::Duration,
+    encode: std::time::Duration,
+}
+
+/// A job's render across its segments: frames done, the poster, progress reports.
+struct RunState {
+    total: u64,
+    thumb_at: u64,
+    thumb: Option<Vec<u8>>,
+    done: u64,
+    render_start: Instant,
+    last_report: Instant,
+    times: StageTimes,
+}
+
+/// The video's sound track, `(samples, rate)`: each segment's speech (or silence for a
+/// segment without a voice) one after the other at the first speech's rate. Every segment
+/// but the last is cut or padded to exactly its frames' time, so each scene's sound starts
+/// with its first frame; a single segment keeps its speech as it is. `None` without speech.
+fn sound_track(segments: &[Segment], fps: u32) -> Option<(Vec<i16>, u32)> {
+    let rate = segments
+        .iter()
+        .filter_map(|s| s.timeline.speech.as_ref())
+        .map(|s| s.sample_rate)
+        .find(|r| *r > 0)?;
+    if let [only] = segments {
+        return only
+            .timeline
+            .speech
+            .as_ref()
+            .map(|s| (s.samples.clone(), s.sample_rate));
+    }
+    let mut out: Vec<i16> = Vec::new();
+    for (i, seg) in segments.iter().enumerate() {
+        if let Some(speech) = &seg.timeline.speech {
+            out.extend(media::resample(&speech.samples, speech.sample_rate, rate));
+        }
+        let end_frame = seg.start_frame + seg.frames();
+        let end = (end_frame * u64::from(rate) / u64::from(fps)) as usize;
+        if i + 1 < segments.len() || seg.timeline.speech.is_none() {
+            out.resize(end, 0);
+        }
+    }
+    Some((out, rate))
+}
+
+/// Every segment's words, on the file's clock.
+fn transcript_words(segments: &[Segment], fps: u32) -> Vec<crate::render::timeline::align::WordAt> {
+    segments
+        .iter()
+        .flat_map(|seg| {
+            let offset = (seg.start_frame * 1000 / u64::from(fps)) as u32;
+            seg.timeline
+                .words
+                .iter()
+                .map(move |w| crate::render::timeline::align::WordAt {
+                    text: w.text.clone(),
+                    start_ms: w.start_ms + offset,
+                    end_ms: w.end_ms + offset,
+                })
+        })
+        .collect()
 }
 
 pub struct JobSpec {
@@ -429,100 +522,55 @@ impl Generator {
             fps: 0.0,
             eta_s: 0.0,
         });
-        let timeline = self.job_timeline(spec)?;
+        let segments = self.segments(spec)?;
         let timeline_s = started.elapsed().as_secs_f64();
         if cancel.load(Ordering::Relaxed) {
             return Err(GenerateError::Cancelled);
         }
 
         let (w, h) = (p.dimension.width, p.dimension.height);
-        let captions = caption_track(p, &timeline)?;
-        let renderer = self.open(p, &timeline, captions.as_ref().map(|c| c.area))?;
+        let fps = p.fps.max(1);
+        let sound = sound_track(&segments, fps);
         let settings = EncodeSettings {
             width: w,
             height: h,
-            fps: timeline.fps,
+            fps,
             quality: p.quality,
-            audio_rate: timeline.speech.as_ref().map(|s| s.sample_rate),
+            audio_rate: sound.as_ref().map(|s| s.1),
             live: spec.live,
         };
         let mut writer = Mp4Writer::start(&settings, &self.encoder, &spec.output)?;
         let live_rx = writer.live.take();
         // From here on every early return drops the writer, which stops the pipeline and
         // removes its partial file.
-        if let Some(s) = &timeline.speech {
-            writer.push_audio(&s.samples, s.sample_rate)?;
+        if let Some((samples, rate)) = &sound {
+            writer.push_audio(samples, *rate)?;
         }
 
-        let total = timeline.frames.len() as u64;
-        let thumb_at = u64::from(timeline.fps).min(total.saturating_sub(1));
-        let mut thumb: Option<Vec<u8>> = None;
-        let render_start = Instant::now();
-        let mut last_report = Instant::now();
-        let mut done = 0u64;
-        // Patches come back from the GPU; each becomes an I420 frame for the encoder.
-        let patches = FramePool::new(renderer.patch_bytes());
-        let mut frames = FrameMaker::new(self.gpu(), &renderer, self.color, w, h);
-        let (mut submit_t, mut readback_t, mut convert_t, mut encode_t) = (
-            std::time::Duration::ZERO,
-            std::time::Duration::ZERO,
-            std::time::Duration::ZERO,
-            std::time::Duration::ZERO,
-        );
-        // Batches go to the scheduler one ahead: while it renders batch k + 1, this thread
-        // hands batch k to the encoder.
-        let all: Vec<usize> = (0..timeline.frames.len()).collect();
-        let mut feed = Feed::new(&timeline, captions.as_ref(), &all);
-        let submit = |batch: Vec<FrameRequest>, submit_t: &mut std::time::Duration| {
-            let t = Instant::now();
-            let bufs = batch.iter().map(|_| patches.get()).collect();
-            let ticket = renderer.submit(batch, bufs);
-            *submit_t += t.elapsed();
-            ticket
+        let total: u64 = segments.iter().map(|s| s.frames()).sum();
+        let mut run = RunState {
+            total,
+            thumb_at: u64::from(fps).min(total.saturating_sub(1)),
+            thumb: None,
+            done: 0,
+            render_start: Instant::now(),
+            last_report: Instant::now(),
+            times: StageTimes::default(),
         };
-        let first = feed.next_batch(renderer.batch_size());
-        let mut in_flight = (!first.is_empty()).then(|| submit(first, &mut submit_t));
-        while let Some(ticket) = in_flight.take() {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(GenerateError::Cancelled);
-            }
-            let batch = feed.next_batch(renderer.batch_size());
-            if !batch.is_empty() {
-                in_flight = Some(submit(batch, &mut submit_t));
-            }
-            // Two batches are in flight at most; idle patch buffers beyond that (left from
-            // when this job had the device to itself) are freed.
-            patches.trim(renderer.batch_size());
-            let t = Instant::now();
-            let rendered = ticket.wait()?;
-            readback_t += t.elapsed();
-            for patch in rendered {
-                let t = Instant::now();
-                frames.apply(patch.as_ref());
-                drop(patch);
-                if done == thumb_at {
-                    thumb = Some(frames.rgba().to_vec());
-                }
-                let i420 = frames.i420()?;
-                convert_t += t.elapsed();
-                let t = Instant::now();
-                writer.push_frame(i420, done)?;
-                encode_t += t.elapsed();
-                done += 1;
-            }
-            if let Some(rx) = &live_rx {
-                while let Ok(chunk) = rx.try_recv() {
-                    on_live(chunk);
-                }
-            }
-            if last_report.elapsed() >= PROGRESS_EVERY {
-                last_report = Instant::now();
-                on_progress(&progress(Stage::Rendering, done, total, render_start));
-            }
+        for segment in &segments {
+            self.render_segment(
+                segment,
+                &writer,
+                live_rx.as_ref(),
+                &mut run,
+                cancel,
+                on_progress,
+                on_live,
+            )?;
         }
-        drop(renderer);
-        let render_s = render_start.elapsed().as_secs_f64();
-        on_progress(&progress(Stage::Finishing, done, total, render_start));
+        let done = run.done;
+        let render_s = run.render_start.elapsed().as_secs_f64();
+        on_progress(&progress(Stage::Finishing, done, total, run.render_start));
         // A cancel that lands while the last frames drain still stops the job: nothing is
         // published for a cancelled (or handed back) video.
         if cancel.load(Ordering::Relaxed) {
@@ -535,30 +583,150 @@ impl Generator {
                 on_live(chunk);
             }
         }
-        if let (Some(path), Some(frame)) = (&spec.thumbnail, thumb) {
+        if let (Some(path), Some(frame)) = (&spec.thumbnail, run.thumb.take()) {
             media::write_thumbnail(&frame, w, h, path)?;
         }
-        if let Some(path) = spec
-            .transcript
-            .as_ref()
-            .filter(|_| !timeline.words.is_empty())
-        {
-            write_transcript(&Transcript::from_words(&timeline.words), path)?;
+        let words = transcript_words(&segments, fps);
+        if let Some(path) = spec.transcript.as_ref().filter(|_| !words.is_empty()) {
+            write_transcript(&Transcript::from_words(&words), path)?;
         }
-        on_progress(&progress(Stage::Done, done, total, render_start));
+        on_progress(&progress(Stage::Done, done, total, run.render_start));
+        let scenes = if p.scenes.is_some() {
+            segments
+                .iter()
+                .enumerate()
+                .map(|(index, s)| SceneSpan {
+                    index,
+                    start_s: s.start_frame as f64 / f64::from(fps),
+                    duration_s: s.frames() as f64 / f64::from(fps),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let t = run.times;
         Ok(Outcome {
             frames: done,
-            duration_s: done as f64 / f64::from(timeline.fps),
+            duration_s: done as f64 / f64::from(fps),
             size_bytes,
             encoder: self.encoder.element.to_string(),
             timeline_s,
             render_s,
             finish_s: finish_start.elapsed().as_secs_f64(),
-            submit_s: submit_t.as_secs_f64(),
-            readback_s: readback_t.as_secs_f64(),
-            convert_s: convert_t.as_secs_f64(),
-            encode_s: encode_t.as_secs_f64(),
+            submit_s: t.submit.as_secs_f64(),
+            readback_s: t.readback.as_secs_f64(),
+            convert_s: t.convert.as_secs_f64(),
+            encode_s: t.encode.as_secs_f64(),
+            scenes,
         })
+    }
+
+    /// The segments of a job, each with its timeline: every scene of a video with scenes (in
+    /// order, each starting where the one before ends), or the video itself.
+    fn segments(&self, spec: &JobSpec) -> Result<Vec<Segment>, GenerateError> {
+        let p = &spec.params;
+        if p.scenes.is_none() {
+            let timeline = self.job_timeline(spec)?;
+            return Ok(vec![Segment {
+                params: p.clone(),
+                timeline,
+                start_frame: 0,
+            }]);
+        }
+        let mut out: Vec<Segment> = Vec::new();
+        let mut start_frame = 0;
+        for params in p.segments() {
+            let timeline = self.timeline(&params)?;
+            let frames = timeline.frames.len() as u64;
+            out.push(Segment {
+                params,
+                timeline,
+                start_frame,
+            });
+            start_frame += frames;
+        }
+        Ok(out)
+    }
+
+    /// Renders one segment's frames into the writer (continuing its frame count), with its own
+    /// look and caption track.
+    #[allow(clippy::too_many_arguments)]
+    fn render_segment(
+        &self,
+        segment: &Segment,
+        writer: &Mp4Writer,
+        live_rx: Option<&std::sync::mpsc::Receiver<LiveChunk>>,
+        run: &mut RunState,
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(&Progress),
+        on_live: &mut dyn FnMut(LiveChunk),
+    ) -> Result<(), GenerateError> {
+        let p = &segment.params;
+        let timeline = &segment.timeline;
+        let (w, h) = (p.dimension.width, p.dimension.height);
+        let captions = caption_track(p, timeline)?;
+        let renderer = self.open(p, timeline, captions.as_ref().map(|c| c.area))?;
+        // Patches come back from the GPU; each becomes an I420 frame for the encoder.
+        let patches = FramePool::new(renderer.patch_bytes());
+        let mut frames = FrameMaker::new(self.gpu(), &renderer, self.color, w, h);
+        let times = &mut run.times;
+        // Batches go to the scheduler one ahead: while it renders batch k + 1, this thread
+        // hands batch k to the encoder.
+        let all: Vec<usize> = (0..timeline.frames.len()).collect();
+        let mut feed = Feed::new(timeline, captions.as_ref(), &all);
+        let submit = |batch: Vec<FrameRequest>, submit_t: &mut std::time::Duration| {
+            let t = Instant::now();
+            let bufs = batch.iter().map(|_| patches.get()).collect();
+            let ticket = renderer.submit(batch, bufs);
+            *submit_t += t.elapsed();
+            ticket
+        };
+        let first = feed.next_batch(renderer.batch_size());
+        let mut in_flight = (!first.is_empty()).then(|| submit(first, &mut times.submit));
+        while let Some(ticket) = in_flight.take() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(GenerateError::Cancelled);
+            }
+            let batch = feed.next_batch(renderer.batch_size());
+            if !batch.is_empty() {
+                in_flight = Some(submit(batch, &mut times.submit));
+            }
+            // Two batches are in flight at most; idle patch buffers beyond that (left from
+            // when this job had the device to itself) are freed.
+            patches.trim(renderer.batch_size());
+            let t = Instant::now();
+            let rendered = ticket.wait()?;
+            times.readback += t.elapsed();
+            for patch in rendered {
+                let t = Instant::now();
+                frames.apply(patch.as_ref());
+                drop(patch);
+                if run.done == run.thumb_at {
+                    run.thumb = Some(frames.rgba().to_vec());
+                }
+                let i420 = frames.i420()?;
+                times.convert += t.elapsed();
+                let t = Instant::now();
+                writer.push_frame(i420, run.done)?;
+                times.encode += t.elapsed();
+                run.done += 1;
+            }
+            if let Some(rx) = live_rx {
+                while let Ok(chunk) = rx.try_recv() {
+                    on_live(chunk);
+                }
+            }
+            if run.last_report.elapsed() >= PROGRESS_EVERY {
+                run.last_report = Instant::now();
+                on_progress(&progress(
+                    Stage::Rendering,
+                    run.done,
+                    run.total,
+                    run.render_start,
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Runs a job on its own thread.

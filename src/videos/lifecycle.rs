@@ -314,6 +314,9 @@ impl Lifecycle {
             frames: outcome.frames as i64,
             duration_s: outcome.duration_s,
             size_bytes: i64::try_from(outcome.size_bytes).unwrap_or(i64::MAX),
+            scenes: (!outcome.scenes.is_empty())
+                .then(|| serde_json::to_value(&outcome.scenes).ok())
+                .flatten(),
         };
         // The files are in place before the row says so; a render whose files cannot be
         // stored fails (and is not announced as completed).
@@ -328,8 +331,11 @@ impl Lifecycle {
             return false;
         }
         let callback = callback_of(video);
-        let done = match with_retries(|| self.queue.complete(lease, finished, callback.as_deref()))
-            .await
+        let done = match with_retries(|| {
+            self.queue
+                .complete(lease, finished.clone(), callback.as_deref())
+        })
+        .await
         {
             Ok(done) => done,
             Err(e) => {

@@ -11,6 +11,8 @@ use uuid::Uuid;
 /// The states of a video, stored as their names (see the entity).
 pub use entity::video::VideoStatus;
 
+pub use crate::render::pipeline::SceneSpan;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VideoError {
     pub code: String,
@@ -44,7 +46,38 @@ pub struct VideoView {
     pub size_bytes: Option<i64>,
     #[schema(value_type = crate::render::params::VideoParams)]
     pub params: Value,
+    /// A multi-scene video's scenes: where each starts in the file and how long it lasts —
+    /// estimated until the video completes, then as rendered. Absent for other videos.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenes: Option<Vec<SceneSpan>>,
     pub links: VideoLinks,
+}
+
+/// The scenes of a video: as rendered when known, else estimated from its parameters.
+fn scenes_of(stored: Option<&Value>, params: &Value) -> Option<Vec<SceneSpan>> {
+    if let Some(spans) = stored.and_then(|v| serde_json::from_value(v.clone()).ok()) {
+        return Some(spans);
+    }
+    params.get("scenes")?;
+    let p: crate::render::params::VideoParams = serde_json::from_value(params.clone()).ok()?;
+    let fps = f64::from(p.fps.max(1));
+    let mut start = 0i64;
+    Some(
+        p.segments()
+            .iter()
+            .enumerate()
+            .map(|(index, seg)| {
+                let frames = seg.estimate_duration().1;
+                let span = SceneSpan {
+                    index,
+                    start_s: start as f64 / fps,
+                    duration_s: frames as f64 / fps,
+                };
+                start += frames;
+                span
+            })
+            .collect(),
+    )
 }
 
 impl VideoView {
@@ -71,6 +104,7 @@ impl VideoView {
             video_url: done.then(|| format!("{base}/file")),
             thumbnail_url: done.then(|| format!("{base}/thumbnail")),
             size_bytes: m.size_bytes,
+            scenes: scenes_of(m.scenes.as_ref(), &m.params),
             params: m.params,
             links: VideoLinks {
                 events: format!("{base}/ws"),

@@ -45,11 +45,13 @@ pub struct Lease {
 }
 
 /// What a finished render reports.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
     pub frames: i64,
     pub duration_s: f64,
     pub size_bytes: i64,
+    /// A multi-scene video's scenes as they came out (`None` otherwise).
+    pub scenes: Option<serde_json::Value>,
 }
 
 /// When videos are orphans (see [`JobQueue::recover`]).
@@ -397,6 +399,7 @@ async fn complete_video(
         frames,
         duration_s,
         size_bytes,
+        scenes,
     } = finished;
     let update = video::Entity::update_many()
         .col_expr(video::Column::Status, Expr::value(VideoStatus::Completed))
@@ -404,7 +407,8 @@ async fn complete_video(
         .col_expr(video::Column::FramesDone, Expr::value(frames))
         .col_expr(video::Column::FramesTotal, Expr::value(frames))
         .col_expr(video::Column::DurationS, Expr::value(duration_s))
-        .col_expr(video::Column::SizeBytes, Expr::value(Some(size_bytes)));
+        .col_expr(video::Column::SizeBytes, Expr::value(Some(size_bytes)))
+        .col_expr(video::Column::Scenes, Expr::value(scenes));
     end_render(db, lease, update, callback, "video.completed").await
 }
 

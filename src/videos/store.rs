@@ -40,6 +40,7 @@ pub fn new_video(tenant: &str, params: &VideoParams) -> Result<video::Model, Sto
         completed_at: None,
         updated_at: now,
         lease_until: None,
+        scenes: None,
     })
 }
 

@@ -15,6 +15,7 @@ mod ops;
 mod performance;
 mod prometheus;
 mod queue;
+mod scenes;
 mod shutdown;
 mod speech_server;
 mod tenancy;

@@ -38,6 +38,7 @@ const DONE: Finished = Finished {
     frames: 30,
     duration_s: 1.0,
     size_bytes: 1234,
+    scenes: None,
 };
 
 async fn a_lease_lost_to_recovery_cannot_report_or_complete(backend: Backend) {

@@ -8,9 +8,10 @@
 // MediaSource fed over the WebSocket) to play while the status badge still says
 // "rendering" (the screenshot is taken then), and for "completed"; checks the download
 // link answers 200 video/mp4 starting with an ftyp box, that the player switched to the
-// finished file, that the script's pause (inserted with the form's "Insert pause" button)
-// never reaches the captions while every word does (the "Captions (VTT)" link's file), and
-// that the Library lists the video. Prints one JSON line and exits 0,
+// finished file, that the video has the two scenes made with the form (the script, and one
+// added with "Add scene" for another presenter), that the script's pause (inserted with the
+// form's "Insert pause" button) never reaches the captions while every word of both scenes
+// does (the "Captions (VTT)" link's file), and that the Library lists the video. Prints one JSON line and exits 0,
 // or prints "watch.mjs: FAIL: …" and exits 1.
 //
 // With AUDIO_FILE (a recording), it then makes a second video from that file through the
@@ -36,6 +37,9 @@ const SCRIPT = "Hello and welcome to reelgen, the self-hosted studio that turns 
   + "Every frame is drawn by compute shaders, encoded by GStreamer, and cut into fragments. "
   + "Each fragment starts on a key frame, so a viewer who joins late still sees the picture. "
   + "Thank you for watching this demonstration of live generation from start to finish.";
+
+// The second scene, added with the form's "Add scene" button.
+const SCENE_TWO = "And this second scene has another presenter.";
 
 class Failure extends Error {}
 const fail = (msg) => {
@@ -84,6 +88,12 @@ async function main() {
     await page.locator("#script").evaluate((el, at) => el.setSelectionRange(at, at), firstEnd);
     await page.locator("[data-testid=pause-seconds]").fill("1");
     await page.locator("[data-testid=insert-pause]").click();
+    // A second scene with another presenter, through "Add scene".
+    await page.locator("[data-testid=add-scene]").click();
+    await page.locator("[data-testid=scene-script]").fill(SCENE_TWO);
+    const avatars = await page.locator("[data-testid=scene-avatar] option").evaluateAll((os) => os.map((o) => o.value));
+    if (avatars.length < 2) fail(`the scene's avatar list has ${avatars.length} avatars`);
+    await page.locator("[data-testid=scene-avatar]").selectOption(avatars[1]);
     const withPause = await page.locator("#script").inputValue();
     if (!withPause.includes('presenter. <break time="1s"/> This short clip')) {
       fail(`"Insert pause" did not put a break after the first sentence: ${JSON.stringify(withPause.slice(0, 160))}`);
@@ -200,10 +210,12 @@ async function main() {
     if (!vtt.startsWith("WEBVTT")) fail(`the captions file is not WebVTT: ${JSON.stringify(vtt.slice(0, 80))}`);
     const cueWords = vtt.split("\n\n").filter((b) => b.includes("-->"))
       .flatMap((b) => b.split("\n").slice(2).join(" ").split(" ")).filter(Boolean);
-    const scriptWords = SCRIPT.split(/\s+/).filter(Boolean);
+    const scriptWords = `${SCRIPT} ${SCENE_TWO}`.split(/\s+/).filter(Boolean);
     if (cueWords.join(" ") !== scriptWords.join(" ")) {
       fail(`the captions' words differ from the script's:\n  captions: ${cueWords.join(" ")}\n  script:   ${scriptWords.join(" ")}`);
     }
+    const made = await (await page.request.get(new URL(`/api/v1/videos/${id}`, BASE_URL).toString())).json();
+    if (!Array.isArray(made.scenes) || made.scenes.length !== 2) fail(`the video does not have two scenes: ${JSON.stringify(made.scenes)}`);
     const hasTrack = await page.evaluate(() => Boolean(document.querySelector("video[data-testid=preview] track[kind=captions]")));
     if (!hasTrack) fail("the player has no captions <track>");
 

@@ -197,3 +197,49 @@ fn first_error(bus: &gst::Bus) -> Option<DecodeError> {
     }
     None
 }
+
+/// `samples` at `from` Hz as `to` Hz (linear interpolation: enough for speech joined to
+/// speech at another rate, e.g. espeak-ng's 22,050 Hz after a recording's 24,000).
+pub fn resample(samples: &[i16], from: u32, to: u32) -> Vec<i16> {
+    if from == to || from == 0 || to == 0 || samples.is_empty() {
+        return samples.to_vec();
+    }
+    let n = (samples.len() as u64 * u64::from(to) / u64::from(from)) as usize;
+    let step = f64::from(from) / f64::from(to);
+    (0..n)
+        .map(|i| {
+            let x = i as f64 * step;
+            let j = x.floor() as usize;
+            let a = f64::from(samples[j.min(samples.len() - 1)]);
+            let b = f64::from(samples[(j + 1).min(samples.len() - 1)]);
+            (a + (b - a) * (x - j as f64)).round() as i16
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resampling_keeps_the_length_in_time_and_the_shape() {
+        let tone: Vec<i16> = (0..22_050)
+            .map(|i| {
+                (10_000.0 * (f64::from(i) * 440.0 * std::f64::consts::TAU / 22_050.0).sin()) as i16
+            })
+            .collect();
+        let up = resample(&tone, 22_050, 24_000);
+        assert_eq!(up.len(), 24_000);
+        // The same tone: compare against the exact sine at the new rate.
+        let worst = up
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let exact = 10_000.0 * (i as f64 * 440.0 * std::f64::consts::TAU / 24_000.0).sin();
+                (f64::from(*s) - exact).abs()
+            })
+            .fold(0.0, f64::max);
+        assert!(worst < 200.0, "{worst}");
+        assert_eq!(resample(&tone, 22_050, 22_050), tone);
+    }
+}

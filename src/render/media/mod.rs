@@ -26,6 +26,7 @@ pub mod i420;
 mod image;
 mod mp4;
 
+pub use decode::resample;
 pub use encoder::{EncoderChoice, probe_encoder, probe_encoder_except};
 pub use fmp4::codec_mime;
 pub use frames::{FramePool, PooledFrame};

@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use crate::platform::error::FieldError;
 use crate::render::assets::Catalog;
 use crate::render::params::{
-    AudioParams, AvatarParams, Background, Dimension, Quality, VideoParams, VoiceParams,
+    AudioParams, AvatarParams, Background, Dimension, Quality, SCENES_MAX, SceneParams,
+    VideoParams, VoiceParams,
 };
 use crate::render::timeline::text;
 
@@ -48,6 +49,7 @@ const TOP_FIELDS: &[&str] = &[
     "callback_url",
     "seed",
     "audio",
+    "scenes",
 ];
 
 /// Collects field errors under a path prefix (`""` or `"videos[3]."`).
@@ -227,7 +229,24 @@ pub fn parse_video_request(
     c.unknown_fields(obj, TOP_FIELDS, "");
 
     let audio = parse_audio(&mut c, obj.get("audio"));
+    let has_scenes = obj.get("scenes").is_some_and(|v| !v.is_null());
+    if has_scenes && audio.is_some() {
+        c.fail(
+            "scenes",
+            "invalid_scenes",
+            "a video with scenes speaks their scripts; audio cannot be used with scenes",
+        );
+    }
     let script = match (obj.get("script"), &audio) {
+        (None, _) if has_scenes => String::new(),
+        (Some(_), _) if has_scenes => {
+            c.fail(
+                "script",
+                "invalid_script",
+                "give script or scenes, not both (each scene has its own script)",
+            );
+            String::new()
+        }
         (None, Some(_)) => String::new(),
         (None | Some(Value::Null), None) => {
             c.fail("script", "invalid_script", "is required (or audio)");
@@ -251,6 +270,12 @@ pub fn parse_video_request(
     }
     let title = match obj.get("title") {
         None | Some(Value::Null) if audio.is_some() => "Voice recording".to_string(),
+        None | Some(Value::Null) if has_scenes => obj
+            .get("scenes")
+            .and_then(|s| s.get(0))
+            .and_then(|s| s.get("script"))
+            .and_then(Value::as_str)
+            .map_or_else(|| "Untitled".to_string(), default_title),
         None | Some(Value::Null) => default_title(&script),
         v => c
             .text(v, "title", "invalid_title", TITLE_MAX_CHARS)
@@ -271,6 +296,12 @@ pub fn parse_video_request(
         (None, v) => parse_voice(&mut c, v, catalog),
     };
     let background = parse_background(&mut c, obj.get("background"), catalog);
+    let scenes = parse_scenes(
+        &mut c,
+        obj.get("scenes"),
+        catalog,
+        (&avatar, &voice, &background),
+    );
     let dimension = parse_dimension(&mut c, obj.get("dimension"));
     let fps = c.int_in(
         obj.get("fps"),
@@ -332,6 +363,7 @@ pub fn parse_video_request(
             callback_url,
             seed,
             audio,
+            scenes,
         })
     } else {
         Err(c.errors)
@@ -420,6 +452,95 @@ fn parse_avatar(c: &mut Check<'_>, v: Option<&Value>, catalog: &Catalog) -> Avat
         }
     }
     out
+}
+
+/// `"scenes": [{"script", "avatar", "voice", "background", "expression"}, …]` (1–50): each
+/// scene's fields but `script` default to the request's own (`expression` sets the avatar's).
+fn parse_scenes(
+    c: &mut Check<'_>,
+    v: Option<&Value>,
+    catalog: &Catalog,
+    (avatar, voice, background): (&AvatarParams, &Option<VoiceParams>, &Background),
+) -> Option<Vec<SceneParams>> {
+    let list = match v? {
+        Value::Null => return None,
+        Value::Array(a) if (1..=SCENES_MAX).contains(&a.len()) => a,
+        _ => {
+            c.fail(
+                "scenes",
+                "invalid_scenes",
+                format!("must be an array of 1 to {SCENES_MAX} scenes"),
+            );
+            return None;
+        }
+    };
+    let mut scenes = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let prefix = format!("{}scenes[{i}].", c.prefix);
+        let mut sc = Check {
+            prefix: &prefix,
+            errors: Vec::new(),
+        };
+        let Some(obj) = item.as_object() else {
+            c.fail(
+                &format!("scenes[{i}]"),
+                "invalid_scenes",
+                "must be an object",
+            );
+            continue;
+        };
+        sc.unknown_fields(
+            obj,
+            &["script", "avatar", "voice", "background", "expression"],
+            "",
+        );
+        let script = match obj.get("script") {
+            None | Some(Value::Null) => {
+                sc.fail("script", "invalid_script", "is required");
+                String::new()
+            }
+            v => sc
+                .text(v, "script", "invalid_script", SCRIPT_MAX_CHARS)
+                .unwrap_or_default(),
+        };
+        if let Err(e) = text::parse(&script) {
+            sc.fail("script", "invalid_script", e.to_string());
+        }
+        let mut scene_avatar = match obj.get("avatar") {
+            None => avatar.clone(),
+            v => parse_avatar(&mut sc, v, catalog),
+        };
+        if let Some(e) = obj.get("expression") {
+            match e.as_str().filter(|e| {
+                catalog
+                    .avatar(&scene_avatar.id)
+                    .is_some_and(|a| catalog.expressions(a).iter().any(|x| x == e))
+            }) {
+                Some(e) => scene_avatar.expression = e.to_string(),
+                None => sc.fail(
+                    "expression",
+                    "invalid_avatar",
+                    "must be one of the avatar's expressions (neutral, friendly, serious)",
+                ),
+            }
+        }
+        let scene_voice = match obj.get("voice") {
+            None => voice.clone(),
+            v => parse_voice(&mut sc, v, catalog),
+        };
+        let scene_background = match obj.get("background") {
+            None => background.clone(),
+            v => parse_background(&mut sc, v, catalog),
+        };
+        c.errors.append(&mut sc.errors);
+        scenes.push(SceneParams {
+            script,
+            avatar: scene_avatar,
+            voice: scene_voice,
+            background: scene_background,
+        });
+    }
+    Some(scenes)
 }
 
 /// `"audio": {"id": <uuid>}`: the recording to lip-sync to. Whether the id is an upload of

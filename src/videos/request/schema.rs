@@ -34,15 +34,54 @@ pub fn request_schema(catalog: &Catalog) -> Value {
     };
     let even = |(lo, hi): (u64, u64)| json!({"type": "integer", "minimum": lo, "maximum": hi, "multipleOf": 2});
     let factor = json!({"type": "number", "minimum": VOICE_FACTOR_RANGE.0, "maximum": VOICE_FACTOR_RANGE.1, "default": 1.0});
+    let avatar = json!({
+        "type": "object", "additionalProperties": false,
+        "properties": {
+            "id": {"type": "string", "enum": ids(&catalog.avatars)},
+            "expression": {"type": "string", "enum": expressions.clone(), "default": "neutral"},
+        },
+    });
+    let voice = json!({"oneOf": [{
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "id": {"type": "string", "enum": ids(&catalog.voices)},
+                    "speed": factor, "pitch": factor,
+                },
+            }, {"type": "null", "description": "no audio track"}]});
+    let background = json!({"oneOf": [
+        {"type": "object", "additionalProperties": false, "required": ["type", "value"],
+         "properties": {"type": {"const": "color"}, "value": hex}},
+        {"type": "object", "additionalProperties": false, "required": ["type", "from", "to"],
+         "properties": {"type": {"const": "gradient"}, "from": hex, "to": hex,
+            "angle": {"type": "number", "minimum": GRADIENT_ANGLE_RANGE.0, "maximum": GRADIENT_ANGLE_RANGE.1, "default": 180}}},
+        {"type": "object", "additionalProperties": false, "required": ["type", "asset_id"],
+         "properties": {"type": {"const": "image"}, "asset_id": {"type": "string", "enum": ids(&catalog.backgrounds)}}},
+    ]});
     json!({
         "type": "object",
         "additionalProperties": false,
-        // A script read by a voice, or a recording (`audio`) instead of both.
+        // A script read by a voice, a recording (`audio`) instead of both, or scenes each
+        // with its own script.
         "oneOf": [
-            {"required": ["script"], "not": {"required": ["audio"]}},
-            {"required": ["audio"], "not": {"anyOf": [{"required": ["script"]}, {"required": ["voice"]}]}},
+            {"required": ["script"], "not": {"anyOf": [{"required": ["audio"]}, {"required": ["scenes"]}]}},
+            {"required": ["audio"], "not": {"anyOf": [{"required": ["script"]}, {"required": ["voice"]}, {"required": ["scenes"]}]}},
+            {"required": ["scenes"], "not": {"anyOf": [{"required": ["script"]}, {"required": ["audio"]}]}},
         ],
         "properties": {
+            "scenes": {
+                "type": "array", "minItems": 1, "maxItems": SCENES_MAX,
+                "description": "scenes played in order in one file; each field but script defaults to the request's own",
+                "items": {
+                    "type": "object", "additionalProperties": false, "required": ["script"],
+                    "properties": {
+                        "script": text(SCRIPT_MAX_CHARS, "what the avatar says in this scene; may hold <break time=\"…\"/>"),
+                        "avatar": avatar.clone(),
+                        "voice": voice.clone(),
+                        "background": background.clone(),
+                        "expression": {"type": "string", "enum": expressions},
+                    },
+                },
+            },
             "audio": {
                 "type": "object", "additionalProperties": false, "required": ["id"],
                 "description": "a recording from POST /api/v1/audio to lip-sync to (instead of script and voice)",
@@ -53,29 +92,9 @@ pub fn request_schema(catalog: &Catalog) -> Value {
             },
             "script": text(SCRIPT_MAX_CHARS, "what the avatar says; may hold SSML pauses, <break time=\"500ms\"/> or <break time=\"2s\"/> (up to 10 s each, 120 s in all), and no other tag"),
             "title": {"oneOf": [text(TITLE_MAX_CHARS, "title"), {"type": "null"}]},
-            "avatar": {
-                "type": "object", "additionalProperties": false,
-                "properties": {
-                    "id": {"type": "string", "enum": ids(&catalog.avatars)},
-                    "expression": {"type": "string", "enum": expressions, "default": "neutral"},
-                },
-            },
-            "voice": {"oneOf": [{
-                "type": "object", "additionalProperties": false,
-                "properties": {
-                    "id": {"type": "string", "enum": ids(&catalog.voices)},
-                    "speed": factor, "pitch": factor,
-                },
-            }, {"type": "null", "description": "no audio track"}]},
-            "background": {"oneOf": [
-                {"type": "object", "additionalProperties": false, "required": ["type", "value"],
-                 "properties": {"type": {"const": "color"}, "value": hex}},
-                {"type": "object", "additionalProperties": false, "required": ["type", "from", "to"],
-                 "properties": {"type": {"const": "gradient"}, "from": hex, "to": hex,
-                    "angle": {"type": "number", "minimum": GRADIENT_ANGLE_RANGE.0, "maximum": GRADIENT_ANGLE_RANGE.1, "default": 180}}},
-                {"type": "object", "additionalProperties": false, "required": ["type", "asset_id"],
-                 "properties": {"type": {"const": "image"}, "asset_id": {"type": "string", "enum": ids(&catalog.backgrounds)}}},
-            ]},
+            "avatar": avatar,
+            "voice": voice,
+            "background": background,
             "dimension": {
                 "type": "object", "additionalProperties": false, "required": ["width", "height"],
                 "properties": {"width": even(WIDTH_RANGE), "height": even(HEIGHT_RANGE)},

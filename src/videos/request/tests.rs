@@ -1,7 +1,7 @@
 //! The validator's rules, limit by limit, and property tests on arbitrary JSON.
 
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn parse(v: Value) -> Result<VideoParams, Vec<FieldError>> {
     let catalog = Catalog::embedded().expect("catalog");
@@ -259,6 +259,82 @@ fn a_recording_replaces_script_and_voice() {
 }
 
 #[test]
+fn scenes_take_the_request_s_defaults_and_are_checked_one_by_one() {
+    let p = parse(json!({
+        "avatar": {"id": "lena", "expression": "friendly"},
+        "background": {"type": "color", "value": "#112233"},
+        "scenes": [
+            {"script": "One."},
+            {"script": "Two.", "avatar": {"id": "marcus"}, "expression": "serious", "voice": null},
+        ]
+    }))
+    .expect("valid");
+    let scenes = p.scenes.as_ref().expect("scenes");
+    assert_eq!(
+        (
+            scenes[0].avatar.id.as_str(),
+            scenes[0].avatar.expression.as_str()
+        ),
+        ("lena", "friendly")
+    );
+    assert_eq!(
+        (
+            scenes[1].avatar.id.as_str(),
+            scenes[1].avatar.expression.as_str()
+        ),
+        ("marcus", "serious")
+    );
+    assert!(scenes[0].voice.is_some() && scenes[1].voice.is_none());
+    assert_eq!(scenes[1].background, scenes[0].background);
+    assert_eq!(p.title, "One.");
+    assert_eq!(p.script, "");
+    // Two estimates add up to the video's.
+    let segs = p.segments();
+    let sum: i64 = segs.iter().map(|s| s.estimate_duration().1).sum();
+    assert_eq!(p.estimate_duration().1, sum);
+    // The echoed params are a valid request again.
+    let echoed = serde_json::to_value(&p).expect("json");
+    assert_eq!(parse(echoed).expect("round trip").scenes, p.scenes);
+
+    let many: Vec<Value> = (0..51).map(|_| json!({"script": "x"})).collect();
+    for (body, field) in [
+        (
+            json!({"script": "a", "scenes": [{"script": "b"}]}),
+            "script",
+        ),
+        (json!({"scenes": []}), "scenes"),
+        (json!({"scenes": many}), "scenes"),
+        (
+            json!({"scenes": [{"script": "a"}, {"avatar": {"id": "ava"}}]}),
+            "scenes[1].script",
+        ),
+        (
+            json!({"scenes": [{"script": "a", "mood": "x"}]}),
+            "scenes[0].mood",
+        ),
+        (
+            json!({"scenes": [{"script": "a", "avatar": {"id": "nobody"}}]}),
+            "scenes[0].avatar.id",
+        ),
+        (
+            json!({"scenes": [{"script": "a", "expression": "angry"}]}),
+            "scenes[0].expression",
+        ),
+        (
+            json!({"scenes": [{"script": "a <speak>b</speak>"}]}),
+            "scenes[0].script",
+        ),
+        (
+            json!({"scenes": [{"script": "a"}], "audio": {"id": "0193a1b2-0000-7000-8000-000000000001"}}),
+            "scenes",
+        ),
+    ] {
+        let fields: Vec<String> = codes(body.clone()).into_iter().map(|(f, _)| f).collect();
+        assert!(fields.iter().any(|f| f == field), "{body}: {fields:?}");
+    }
+}
+
+#[test]
 fn the_validator_the_schema_and_the_params_name_the_same_fields() {
     // The create body is stated by the validator (TOP_FIELDS), the JSON Schema of the
     // OpenAPI document and the normalised VideoParams: they must not drift apart.
@@ -274,6 +350,7 @@ fn the_validator_the_schema_and_the_params_name_the_same_fields() {
     let params = [
         json!({"script": "Hi."}),
         json!({"audio": {"id": "0193a1b2-0000-7000-8000-000000000001"}}),
+        json!({"scenes": [{"script": "Hi."}]}),
     ]
     .map(|body| serde_json::to_value(parse(body).expect("valid")).expect("json"));
     let mut normalised: Vec<&str> = params

@@ -74,6 +74,10 @@ export function mount(view) {
     h("label.segment", {}, sourceAudio, h("span", {}, "My recording", h("small", {}, "lip-synced"))));
   const audioFile = h("input", { type: "file", name: "audio", id: "audio-file", "data-testid": "audio-file",
     accept: "audio/*,.wav,.mp3,.ogg,.opus,.flac,.m4a" });
+  // More scenes after the first (the script above, with the presenter below): each its own
+  // script, avatar and expression; with any, the request sends `scenes` instead of `script`.
+  const sceneList = h("ol.scene-list", { "data-testid": "scene-list" });
+  const addSceneBtn = h("button.btn.btn-ghost.btn-sm", { type: "button", "data-testid": "add-scene" }, "Add scene");
   const avatarGrid = h("div.avatar-grid", { role: "radiogroup", "aria-label": "Avatar" }, h("p.muted", {}, "Loading avatars…"));
   const expression = h("select", { name: "expression", id: "expression" },
     EXPRESSIONS_DEFAULT.map((e) => h("option", { value: e }, e[0].toUpperCase() + e.slice(1))));
@@ -133,6 +137,12 @@ export function mount(view) {
           pauseBtn,
           h("span.hint", {}, "A pause is silent, with the mouth closed (up to 10 s).")),
         h("p.field-error", { id: "script-error", hidden: true })),
+      h("div.field.scenes-field", { dataset: { field: "scenes" } },
+        h("span.label", {}, "More scenes"),
+        h("p.hint", {}, "Each scene follows the one before in the same video, with a clean cut."),
+        sceneList,
+        addSceneBtn,
+        h("p.field-error", { hidden: true })),
     ),
     h("fieldset.card", {},
       h("legend", {}, "Presenter"),
@@ -188,11 +198,38 @@ export function mount(view) {
   ));
 
   // ---- behaviour ---------------------------------------------------------------------------
+  /** A scene card: its script, avatar and expression; removable. */
+  function addScene(values = {}) {
+    const n = sceneList.children.length + 2;
+    const sScript = h("textarea", { rows: "3", maxlength: String(SCRIPT_MAX), "data-testid": "scene-script",
+      "aria-label": `Scene ${n} script`, placeholder: "What the presenter says in this scene" });
+    sScript.value = values.script || "";
+    const sAvatar = h("select", { "aria-label": `Scene ${n} avatar`, "data-testid": "scene-avatar" },
+      state.avatars.map((a) => h("option", { value: a.id }, a.name || a.id)));
+    sAvatar.value = values.avatar || selectedAvatar() || "";
+    const sExpr = h("select", { "aria-label": `Scene ${n} expression` },
+      EXPRESSIONS_DEFAULT.map((e) => h("option", { value: e }, e[0].toUpperCase() + e.slice(1))));
+    sExpr.value = values.expression || expression.value;
+    const remove = h("button.btn.btn-ghost.btn-sm", { type: "button", "aria-label": `Remove scene ${n}` }, "Remove");
+    const card = h("li.scene-card", {}, sScript, h("div.row", {}, sAvatar, sExpr, remove));
+    card.scene = () => ({ script: sScript.value, avatar: { id: sAvatar.value }, expression: sExpr.value });
+    remove.addEventListener("click", () => { card.remove(); updateCounter(); });
+    sScript.addEventListener("input", updateCounter);
+    sceneList.append(card);
+    return card;
+  }
+  addSceneBtn.addEventListener("click", () => {
+    const card = addScene();
+    $("textarea", card).focus();
+  });
+  const extraScenes = () => Array.from(sceneList.children, (c) => c.scene());
+
   const usingRecording = () => sourceAudio.checked;
   function updateSource() {
     const rec = usingRecording();
     $(".field[data-field=audio]", form).hidden = !rec;
     $(".field[data-field=script]", form).hidden = rec;
+    $(".field[data-field=scenes]", form).hidden = rec;
     // A recording has its own voice: the voice settings do not apply.
     $(".field[data-field='voice.id']", form).hidden = rec;
     $(".voice-tuning", form).hidden = rec;
@@ -219,7 +256,9 @@ export function mount(view) {
     counter.textContent = `${n.toLocaleString()} / ${SCRIPT_MAX.toLocaleString()}`;
     counter.classList.toggle("warn", n > SCRIPT_MAX * 0.9);
     const text = script.value.trim();
-    estimate.textContent = text ? `≈ ${Math.round(estimateSeconds(text, Number(speed.value)))} s of video` : "";
+    const scenesText = Array.from(sceneList.querySelectorAll("textarea"), (t) => t.value.trim()).filter(Boolean);
+    const secs = [text, ...scenesText].filter(Boolean).reduce((sum, t) => sum + estimateSeconds(t, Number(speed.value)), 0);
+    estimate.textContent = text ? `≈ ${Math.round(secs)} s of video` : "";
   }
   script.addEventListener("input", updateCounter);
   speed.addEventListener("input", () => {
@@ -342,6 +381,12 @@ export function mount(view) {
     if (t === "color") body.background = { type: "color", value: bgColor.value };
     else if (t === "gradient") body.background = { type: "gradient", from: bgFrom.value, to: bgTo.value, angle: Number(bgAngle.value) };
     else if (bgImage.value) body.background = { type: "image", asset_id: bgImage.value };
+    const more = extraScenes();
+    if (more.length) {
+      // The first scene is the script above with the chosen presenter.
+      body.scenes = [{ script: body.script, avatar: { id: body.avatar.id }, expression: body.avatar.expression }, ...more];
+      delete body.script;
+    }
     if (seed.value.trim() !== "") body.seed = Number(seed.value);
     if (callback.value.trim()) body.callback_url = callback.value.trim();
     return body;
@@ -411,6 +456,7 @@ export function mount(view) {
     if (!best && path.startsWith("background")) best = $(".field[data-field='background.type']", form);
     if (!best && path.startsWith("avatar")) best = $(".field[data-field='avatar.id']", form);
     if (!best && path.startsWith("voice")) best = $(".field[data-field='voice.id']", form);
+    if (!best && path.startsWith("scenes")) best = $(".field[data-field=scenes]", form);
     return best;
   }
 
@@ -504,6 +550,7 @@ export function mount(view) {
       if (video && video.id) {
         // Keep the look for the next video, not the words.
         script.value = "";
+        sceneList.replaceChildren();
         title.value = "";
         seed.value = "";
         watchHandoff.set(video.id, video);

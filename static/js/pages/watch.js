@@ -127,6 +127,16 @@ export function mount(view, [id]) {
       rows.push(h("div", {}, h("dt", {}, k), h("dd", {}, val)));
     };
     if (p.script) add("Script", h("blockquote.script", {}, String(p.script)));
+    if (Array.isArray(p.scenes)) {
+      const spans = Array.isArray(v.scenes) ? v.scenes : [];
+      add(`Scenes (${p.scenes.length})`, h("ol.scene-summary", {}, p.scenes.map((sc, i) => {
+        const span = spans[i];
+        const when = span ? ` (${Number(span.start_s).toFixed(1)}–${(Number(span.start_s) + Number(span.duration_s)).toFixed(1)} s)` : "";
+        const who = sc.avatar ? `${asText(sc.avatar.id)} · ${asText(sc.avatar.expression)}` : "";
+        return h("li", {}, h("blockquote.script", {}, String(sc.script || "")), h("small", {}, `${who}${when}`));
+      })));
+    }
+    if (p.audio) add("Sound", `your recording · ${Number(p.audio.duration_s || 0).toFixed(1)} s`);
     if (p.avatar) add("Avatar", `${asText(p.avatar.id)}${p.avatar.expression ? ` · ${asText(p.avatar.expression)}` : ""}`);
     add("Voice", p.voice ? `${asText(p.voice.id)} · speed ${asText(p.voice.speed)} · pitch ${asText(p.voice.pitch)}` : p.voice === null ? "none (silent)" : null);
     const bg = p.background;
