@@ -32,6 +32,8 @@ use crate::platform::storage::BlobStore;
 use crate::platform::task::Task;
 use crate::platform::telemetry::{Metrics, MetricsError, Recorder};
 use crate::render::assets::{Catalog, CatalogError};
+use crate::render::pipeline::{Generator, GeneratorOptions};
+use crate::videos::device::OnDemand;
 use crate::videos::dispatcher::JobDispatcher;
 use crate::videos::events::EventBus;
 use crate::videos::lifecycle::{self, Lifecycle, Signals};
@@ -95,6 +97,9 @@ pub struct Context {
     pub tasks: Vec<Task>,
     /// The embedded worker, once it runs.
     pub worker: OnceLock<actix::Addr<JobDispatcher>>,
+    /// A render device for avatar previews, opened on the first one and closed after
+    /// `DEVICE_IDLE_RELEASE` without any (an API-only replica has no other).
+    pub previews: Arc<OnDemand>,
 }
 
 impl Context {
@@ -217,6 +222,21 @@ impl Context {
         );
         let sender = webhooks::spawn_sender(webhooks.clone());
         let auth = Authenticator::new(&config, db.clone());
+        let previews = {
+            let catalog = catalog.clone();
+            Arc::new(OnDemand::new(
+                move || {
+                    Generator::with_options(
+                        catalog.clone(),
+                        GeneratorOptions {
+                            model_cache_size: 2,
+                            ..GeneratorOptions::default()
+                        },
+                    )
+                },
+                config.device_idle_release,
+            ))
+        };
         Ok(Self {
             config,
             db,
@@ -242,6 +262,7 @@ impl Context {
                 tasks
             },
             worker: OnceLock::new(),
+            previews,
         })
     }
 }

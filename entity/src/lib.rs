@@ -2,6 +2,7 @@
 
 pub mod alert;
 pub mod api_key;
+pub mod custom_avatar;
 pub mod idempotency;
 pub mod recording;
 pub mod video;

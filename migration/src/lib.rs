@@ -11,6 +11,7 @@ mod m20261130_000005_create_webhook_deliveries;
 mod m20261204_000006_video_leases;
 mod m20261204_000007_create_recordings;
 mod m20261204_000008_video_scenes;
+mod m20261204_000009_create_custom_avatars;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000006_video_leases::Migration),
             Box::new(m20261204_000007_create_recordings::Migration),
             Box::new(m20261204_000008_video_scenes::Migration),
+            Box::new(m20261204_000009_create_custom_avatars::Migration),
         ]
     }
 }

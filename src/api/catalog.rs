@@ -1,5 +1,6 @@
-//! Catalog listings: avatars, voices and background images (data from `assets/`). The
-//! catalog never changes while the process runs, so each listing is serialised once.
+//! Catalog listings: voices and background images (data from `assets/`; avatars, which a
+//! tenant can add to, are `api::avatars`). The catalog never changes while the process runs,
+//! so each listing is serialised once.
 
 use std::sync::{Arc, OnceLock};
 
@@ -32,13 +33,6 @@ fn listing(
     .clone()
 }
 
-/// Avatars a video can use
-#[utoipa::path(get, path = "/api/v1/avatars", tag = "catalog", responses((status = 200, body = CatalogList)))]
-pub async fn avatars(ctx: web::Data<Context>, req: HttpRequest) -> HttpResponse {
-    static CELL: OnceLock<Arc<Cached>> = OnceLock::new();
-    json_with_etag(&req, &listing(&CELL, || ctx.catalog.avatars.clone()))
-}
-
 /// Voices a video can use
 #[utoipa::path(get, path = "/api/v1/voices", tag = "catalog", responses((status = 200, body = CatalogList)))]
 pub async fn voices(ctx: web::Data<Context>, req: HttpRequest) -> HttpResponse {
@@ -55,12 +49,11 @@ pub async fn backgrounds(ctx: web::Data<Context>, req: HttpRequest) -> HttpRespo
 
 /// The catalog's routes, under `/api/v1`.
 pub fn routes(api: &mut web::ServiceConfig) {
-    api.service(super::get("/avatars", avatars))
-        .service(super::get("/voices", voices))
+    api.service(super::get("/voices", voices))
         .service(super::get("/backgrounds", backgrounds));
 }
 
 /// The catalog's OpenAPI fragment.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(avatars, voices, backgrounds), components(schemas(CatalogList)))]
+#[openapi(paths(voices, backgrounds), components(schemas(CatalogList)))]
 pub struct Doc;

@@ -5,6 +5,7 @@
 //! routed. Every GET route also answers HEAD ([`get`]).
 
 pub mod audio;
+pub mod avatars;
 pub mod catalog;
 pub mod edge;
 pub mod live;
@@ -45,6 +46,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         videos::Doc::openapi(),
         live::Doc::openapi(),
         catalog::Doc::openapi(),
+        avatars::Doc::openapi(),
         audio::Doc::openapi(),
         ops::Doc::openapi(),
         performance::Doc::openapi(),
@@ -255,6 +257,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, test_hooks: bool, static_dir: &st
         .configure(videos::routes)
         .configure(live::routes)
         .configure(catalog::routes)
+        .configure(avatars::routes)
         .configure(audio::routes)
         .service(web::scope("/performance").configure(performance::routes))
         .configure(|c| {

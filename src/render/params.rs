@@ -13,6 +13,25 @@ const WORDS_PER_MINUTE: f64 = 165.0;
 pub struct AvatarParams {
     pub id: String,
     pub expression: String,
+    /// A custom avatar's look, copied into the video when it is requested (so a render needs
+    /// no database, and deleting the avatar later changes nothing already asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub look: Option<AvatarLook>,
+}
+
+/// The hair styles an avatar may have.
+pub const HAIR_STYLES: [&str; 4] = ["bob", "short", "long", "swept"];
+
+/// How a custom avatar looks: a built-in `base` (face shape, lips, expressions) with its own
+/// colours (`#rrggbb`) and hair style.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AvatarLook {
+    pub base: String,
+    pub skin_tone: String,
+    pub hair_style: String,
+    pub hair_color: String,
+    pub eye_color: String,
+    pub outfit_color: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

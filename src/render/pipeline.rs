@@ -369,11 +369,25 @@ impl Generator {
 
     /// Colours and shapes of the requested avatar and background.
     pub fn style(&self, params: &VideoParams) -> Result<Style, GenerateError> {
+        let look = params.avatar.look.as_ref();
+        let base = look.map_or(params.avatar.id.as_str(), |l| l.base.as_str());
         let a = self
             .catalog
-            .avatar(&params.avatar.id)
+            .avatar(base)
             .ok_or_else(|| GenerateError::UnknownAvatar(params.avatar.id.clone()))?;
-        let field = |k: &str| a.extra.get(k).and_then(|v| v.as_str()).unwrap_or("#888888");
+        // A custom avatar's look over its base's definition.
+        let field = |k: &str| {
+            let own = look.and_then(|l| match k {
+                "skin" => Some(l.skin_tone.as_str()),
+                "hair" => Some(l.hair_color.as_str()),
+                "hair_style" => Some(l.hair_style.as_str()),
+                "clothing" => Some(l.outfit_color.as_str()),
+                "iris" => Some(l.eye_color.as_str()),
+                _ => None,
+            });
+            own.or_else(|| a.extra.get(k).and_then(|v| v.as_str()))
+                .unwrap_or("#888888")
+        };
         let hair_style = match field("hair_style") {
             "bob" => 0.0,
             "short" => 1.0,
@@ -411,6 +425,41 @@ impl Generator {
             bg1,
             misc: [hair_style, face_shape, kind, angle],
         })
+    }
+
+    /// A portrait of an avatar (a custom one's look included) for previews: RGBA, `width` ×
+    /// `height`, mid-word, eyes open, on a plain studio colour, by the same kernels as videos.
+    pub fn portrait(
+        &self,
+        avatar: &crate::render::params::AvatarParams,
+        width: u32,
+        height: u32,
+    ) -> Result<Vec<u8>, GenerateError> {
+        let params = VideoParams {
+            title: "Preview".into(),
+            script: "Hello there.".into(),
+            avatar: avatar.clone(),
+            voice: None,
+            background: Background::Color {
+                value: "#1e293b".into(),
+            },
+            dimension: crate::render::params::Dimension { width, height },
+            fps: 25,
+            captions: false,
+            quality: crate::render::params::Quality::Draft,
+            callback_url: None,
+            seed: 5,
+            audio: None,
+            scenes: None,
+        };
+        let mut timeline = self.timeline(&params)?;
+        let mut f = timeline.frames[timeline.frames.len() / 2];
+        (f.mouth_open, f.mouth_wide, f.teeth, f.blink) = (0.3, 0.3, 0.6, 0.0);
+        timeline.frames = vec![f];
+        self.still_frames(&params, &timeline, &[0])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| GenerateError::Thread("no frame rendered".into()))
     }
 
     /// Renders single frames (RGBA) of `params` at the given timeline frame indices.

@@ -3,6 +3,7 @@
 //! queued videos into files on this process's worker (with the render [`device`] it opens
 //! only while jobs use it), the per-video event hub, and webhook delivery. Calls `render` and `platform`.
 
+pub mod avatars;
 pub mod device;
 pub mod dispatcher;
 pub mod events;

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod audio;
+mod avatars;
 mod browser;
 mod browser_headers;
 mod captions;

@@ -24,9 +24,9 @@ use crate::platform::storage::Object;
 use crate::render::params::VideoParams;
 use crate::render::timeline::transcript::{Transcript, TranscriptWord};
 use crate::videos::model::{VideoStatus, VideoView};
-use crate::videos::recordings;
 use crate::videos::request::{self, BATCH_MAX};
 use crate::videos::store::{self, CancelOutcome, InsertOutcome, StoredResponse};
+use crate::videos::{avatars, recordings};
 
 use idempotency::{idempotency_key, replay, request_hash};
 use query::{encode_cursor, parse_list_query};
@@ -136,6 +136,27 @@ async fn fetch_views(
         .collect())
 }
 
+/// What a request names that lives in the tenant's rows: its recording's length and its
+/// custom avatars' looks, filled in — or 422 naming each field that is not the tenant's.
+async fn resolve(
+    state: &Context,
+    who: &Principal,
+    params: &mut [(String, VideoParams)],
+) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    if let Err(mut e) = recordings::resolve(&state.db, &who.tenant, params).await? {
+        errors.append(&mut e);
+    }
+    if let Err(mut e) = avatars::resolve(&state.db, &who.tenant, &state.catalog, params).await? {
+        errors.append(&mut e);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
 fn random_seed() -> u64 {
     rand::random::<u64>()
 }
@@ -166,9 +187,7 @@ pub async fn create(
     let params = request::parse_video_request(&value, &state.catalog, "", random_seed())
         .map_err(ApiError::Validation)?;
     let mut params = [(String::new(), params)];
-    recordings::resolve(&state.db, &who.tenant, &mut params)
-        .await?
-        .map_err(ApiError::Validation)?;
+    resolve(&state, &who, &mut params).await?;
     let row = store::new_video(&who.tenant, &params[0].1)?;
     accept(&state, &req, &who, &raw, vec![row], true).await
 }
@@ -247,9 +266,7 @@ pub async fn batch(
     if !all_errors.is_empty() {
         return Err(ApiError::Validation(all_errors));
     }
-    recordings::resolve(&state.db, &who.tenant, &mut params)
-        .await?
-        .map_err(ApiError::Validation)?;
+    resolve(&state, &who, &mut params).await?;
     let rows = params
         .iter()
         .map(|(_, p)| store::new_video(&who.tenant, p))

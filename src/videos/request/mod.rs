@@ -421,16 +421,21 @@ fn parse_avatar(c: &mut Check<'_>, v: Option<&Value>, catalog: &Catalog) -> Avat
     let mut out = AvatarParams {
         id: default_id,
         expression: "neutral".into(),
+        look: None,
     };
     let Some(v) = v else { return out };
     let Some(obj) = c.object(v, "avatar", "invalid_avatar") else {
         return out;
     };
-    c.unknown_fields(obj, &["id", "expression"], "avatar");
+    // `look` is what the params echo for a custom avatar: accepted, and filled in again from
+    // the avatar itself by the handler.
+    c.unknown_fields(obj, &["id", "expression", "look"], "avatar");
     if let Some(id) = obj.get("id") {
-        match id.as_str().and_then(|id| catalog.avatar(id)) {
-            Some(a) => out.id = a.id.clone(),
-            None => c.fail(
+        match id.as_str() {
+            Some(id) if catalog.avatar(id).is_some() => out.id = id.to_string(),
+            // A custom avatar: whether it is the tenant's is the handler's check.
+            Some(id) if uuid::Uuid::parse_str(id).is_ok() => out.id = id.to_ascii_lowercase(),
+            _ => c.fail(
                 "avatar.id",
                 "invalid_avatar",
                 "must be an id from GET /api/v1/avatars",
@@ -438,10 +443,7 @@ fn parse_avatar(c: &mut Check<'_>, v: Option<&Value>, catalog: &Catalog) -> Avat
         }
     }
     if let Some(e) = obj.get("expression") {
-        let supported = catalog
-            .avatar(&out.id)
-            .map(|a| catalog.expressions(a))
-            .unwrap_or_default();
+        let supported = expressions_of(catalog, &out.id);
         match e.as_str() {
             Some(e) if supported.iter().any(|s| s == e) => out.expression = e.to_string(),
             _ => c.fail(
@@ -452,6 +454,17 @@ fn parse_avatar(c: &mut Check<'_>, v: Option<&Value>, catalog: &Catalog) -> Avat
         }
     }
     out
+}
+
+/// The expressions an avatar may use: a built-in one's own, a custom one's the standard three
+/// (every base has them).
+fn expressions_of(catalog: &Catalog, id: &str) -> Vec<String> {
+    match catalog.avatar(id) {
+        Some(a) => catalog.expressions(a),
+        None => ["neutral", "friendly", "serious"]
+            .map(String::from)
+            .to_vec(),
+    }
 }
 
 /// `"scenes": [{"script", "avatar", "voice", "background", "expression"}, …]` (1–50): each
@@ -512,9 +525,9 @@ fn parse_scenes(
         };
         if let Some(e) = obj.get("expression") {
             match e.as_str().filter(|e| {
-                catalog
-                    .avatar(&scene_avatar.id)
-                    .is_some_and(|a| catalog.expressions(a).iter().any(|x| x == e))
+                expressions_of(catalog, &scene_avatar.id)
+                    .iter()
+                    .any(|x| x == e)
             }) {
                 Some(e) => scene_avatar.expression = e.to_string(),
                 None => sc.fail(

@@ -37,8 +37,12 @@ pub fn request_schema(catalog: &Catalog) -> Value {
     let avatar = json!({
         "type": "object", "additionalProperties": false,
         "properties": {
-            "id": {"type": "string", "enum": ids(&catalog.avatars)},
+            "id": {"anyOf": [
+                {"type": "string", "enum": ids(&catalog.avatars)},
+                {"type": "string", "format": "uuid", "description": "a custom avatar of the tenant (POST /api/v1/avatars)"},
+            ]},
             "expression": {"type": "string", "enum": expressions.clone(), "default": "neutral"},
+            "look": {"type": "object", "description": "ignored: a custom avatar's look comes from the avatar"},
         },
     });
     let voice = json!({"oneOf": [{
