@@ -144,6 +144,38 @@ pub async fn preview(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let avatar = usable(&state, &who, &id.into_inner()).await?;
+    portrait_png(&state, avatar).await
+}
+
+/// A portrait of a look before it is saved
+///
+/// The body of `POST /api/v1/avatars` (checked the same way, `name` optional); answers its
+/// 480×270 PNG without saving anything: the editor's live preview.
+#[utoipa::path(post, path = "/api/v1/avatars/preview", tag = "catalog",
+    request_body(content = Object, content_type = "application/json"),
+    responses((status = 200, content_type = "image/png", description = "the portrait"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn preview_look(
+    state: web::Data<Context>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (mut value, _) = json_body(&req, payload, state.config.max_body_bytes).await?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.entry("name").or_insert_with(|| Value::from("preview"));
+    }
+    let (_, look) = avatars::parse_new(&value, &state.catalog).map_err(ApiError::Validation)?;
+    let avatar = AvatarParams {
+        id: look.base.clone(),
+        expression: "friendly".into(),
+        look: Some(look),
+    };
+    portrait_png(&state, avatar).await
+}
+
+/// Renders `avatar`'s portrait on the preview device, as a PNG response.
+async fn portrait_png(state: &Context, avatar: AvatarParams) -> Result<HttpResponse, ApiError> {
     let previews = state.previews.clone();
     let file = state
         .blobs
@@ -175,14 +207,15 @@ pub async fn preview(
         .body(png))
 }
 
-/// The avatars' routes, under `/api/v1`.
+/// The avatars' routes, under `/api/v1` (`/avatars/preview` before `/avatars/{id}`).
 pub fn routes(api: &mut web::ServiceConfig) {
     api.service(super::get("/avatars", list).route(web::post().to(create)))
+        .service(web::resource("/avatars/preview").route(web::post().to(preview_look)))
         .service(super::get("/avatars/{id}", get).route(web::delete().to(delete)))
         .service(super::get("/avatars/{id}/preview", preview));
 }
 
 /// The avatars' OpenAPI fragment.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, create, get, delete, preview))]
+#[openapi(paths(list, create, preview_look, get, delete, preview))]
 pub struct Doc;

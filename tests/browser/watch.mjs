@@ -8,7 +8,8 @@
 // MediaSource fed over the WebSocket) to play while the status badge still says
 // "rendering" (the screenshot is taken then), and for "completed"; checks the download
 // link answers 200 video/mp4 starting with an ftyp box, that the player switched to the
-// finished file, that the video has the two scenes made with the form (the script, and one
+// finished file, that the video has the two scenes made with the form (the script — with a
+// custom avatar made in the form's avatar editor, previewed live and saved — and one
 // added with "Add scene" for another presenter), that the script's pause (inserted with the
 // form's "Insert pause" button) never reaches the captions while every word of both scenes
 // does (the "Captions (VTT)" link's file), and that the Library lists the video. Prints one JSON line and exits 0,
@@ -82,6 +83,28 @@ async function main() {
     await page.locator("#script").waitFor({ timeout: 15_000 }).catch(() => fail("the Create form (#script) did not appear"));
     await page.locator("input[name=avatar]").first().waitFor({ state: "attached", timeout: 15_000 })
       .catch(() => fail("avatars did not load into the Create form"));
+    // A custom avatar through the editor: a live preview from the server, then saved and
+    // selected for this video.
+    await page.locator("details.avatar-editor summary").click();
+    await page.locator("[data-testid=avatar-name]").fill("Test host");
+    await page.locator("[data-testid=avatar-skin]").fill("#f1c27d");
+    try {
+      await page.waitForFunction(() => {
+        const i = document.querySelector("[data-testid=avatar-preview]");
+        return i && i.complete && i.naturalWidth === 480;
+      }, null, { timeout: 30_000, polling: 200 });
+    } catch {
+      fail("the avatar editor showed no preview");
+    }
+    await page.locator("[data-testid=avatar-save]").click();
+    try {
+      await page.waitForFunction(() => {
+        const r = document.querySelector("input[name=avatar]:checked");
+        return r && r.closest("label") && r.closest("label").textContent.includes("Test host");
+      }, null, { timeout: 15_000, polling: 200 });
+    } catch {
+      fail("the saved avatar was not selected");
+    }
     await page.locator("#script").fill(SCRIPT);
     // A one-second pause after the first sentence, through the form's button.
     const firstEnd = SCRIPT.indexOf(". ") + 1;
@@ -216,6 +239,8 @@ async function main() {
     }
     const made = await (await page.request.get(new URL(`/api/v1/videos/${id}`, BASE_URL).toString())).json();
     if (!Array.isArray(made.scenes) || made.scenes.length !== 2) fail(`the video does not have two scenes: ${JSON.stringify(made.scenes)}`);
+    const first = (made.params.scenes || [])[0] || {};
+    if (!first.avatar || !first.avatar.look || first.avatar.look.skin_tone !== "#f1c27d") fail(`the first scene is not the saved custom avatar: ${JSON.stringify(first.avatar)}`);
     const hasTrack = await page.evaluate(() => Boolean(document.querySelector("video[data-testid=preview] track[kind=captions]")));
     if (!hasTrack) fail("the player has no captions <track>");
 

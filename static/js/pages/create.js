@@ -1,7 +1,7 @@
 // Create page: the request form of POST /api/v1/videos (SPEC §3). Problem+json errors are
 // shown as a summary above the form and next to each field named by its dotted path.
 
-import { api, ApiError, uuid } from "../api.js";
+import { api, ApiError, authHeaders, uuid } from "../api.js";
 import { h, $, $$, fill } from "../dom.js";
 
 const SCRIPT_MAX = 5000;
@@ -79,6 +79,29 @@ export function mount(view) {
   const sceneList = h("ol.scene-list", { "data-testid": "scene-list" });
   const addSceneBtn = h("button.btn.btn-ghost.btn-sm", { type: "button", "data-testid": "add-scene" }, "Add scene");
   const avatarGrid = h("div.avatar-grid", { role: "radiogroup", "aria-label": "Avatar" }, h("p.muted", {}, "Loading avatars…"));
+  // "Make your own avatar": a base, colours and hair style, previewed live by the server's
+  // kernels (POST /api/v1/avatars/preview), saved with POST /api/v1/avatars.
+  const edName = h("input", { type: "text", maxlength: "100", placeholder: "My presenter", "data-testid": "avatar-name" });
+  const edBase = h("select", { "data-testid": "avatar-base" });
+  const edSkin = h("input", { type: "color", value: "#e8b98f", "data-testid": "avatar-skin" });
+  const edHairStyle = h("select", {}, ["bob", "short", "long", "swept"].map((v) => h("option", { value: v }, v)));
+  const edHair = h("input", { type: "color", value: "#7a3b1d" });
+  const edEyes = h("input", { type: "color", value: "#5b3a29" });
+  const edOutfit = h("input", { type: "color", value: "#0f766e" });
+  const edPreview = h("img.avatar-preview", { alt: "Preview of the avatar being made", width: "480", height: "270", "data-testid": "avatar-preview" });
+  const edSave = h("button.btn.btn-sm", { type: "button", "data-testid": "avatar-save" }, "Save avatar");
+  const edStatus = h("p.hint", { "aria-live": "polite" });
+  const editor = h("details.avatar-editor", {},
+    h("summary", {}, "Make your own avatar"),
+    h("div.row", {},
+      h("label.field", {}, h("span.label", {}, "Name"), edName),
+      h("label.field", {}, h("span.label", {}, "Based on"), edBase)),
+    h("div.row", {},
+      h("label.field", {}, h("span.label", {}, "Skin"), edSkin),
+      h("label.field", {}, h("span.label", {}, "Hair"), edHairStyle, edHair),
+      h("label.field", {}, h("span.label", {}, "Eyes"), edEyes),
+      h("label.field", {}, h("span.label", {}, "Outfit"), edOutfit)),
+    edPreview, edStatus, edSave);
   const expression = h("select", { name: "expression", id: "expression" },
     EXPRESSIONS_DEFAULT.map((e) => h("option", { value: e }, e[0].toUpperCase() + e.slice(1))));
   const voice = h("select", { name: "voice", id: "voice" }, h("option", { value: "" }, "Loading voices…"));
@@ -149,7 +172,8 @@ export function mount(view) {
       h("div.field", { dataset: { field: "avatar.id" } },
         h("span.label", { id: "avatar-label" }, "Avatar"),
         avatarGrid,
-        h("p.field-error", { id: "avatar-error", hidden: true })),
+        h("p.field-error", { id: "avatar-error", hidden: true }),
+        editor),
       h("div.row", {},
         field("avatar.expression", "Expression", expression),
         field("voice.id", "Voice", voice)),
@@ -223,6 +247,62 @@ export function mount(view) {
     $("textarea", card).focus();
   });
   const extraScenes = () => Array.from(sceneList.children, (c) => c.scene());
+
+  const editedLook = () => ({
+    name: edName.value.trim() || "My presenter", base: edBase.value, skin_tone: edSkin.value,
+    hair: { style: edHairStyle.value, color: edHair.value }, eye_color: edEyes.value, outfit_color: edOutfit.value,
+  });
+  let previewTimer = null;
+  let previewUrl = null;
+  async function refreshPreview() {
+    try {
+      const res = await fetch("/api/v1/avatars/preview", {
+        method: "POST", headers: { "Content-Type": "application/json", ...authHeaders() }, body: JSON.stringify(editedLook()),
+      });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const url = URL.createObjectURL(await res.blob());
+      if (previewUrl) URL.revokeObjectURL(previewUrl);
+      previewUrl = url;
+      edPreview.src = url;
+      edStatus.textContent = "";
+    } catch (e) {
+      edStatus.textContent = `No preview (${e.message || e}).`;
+    }
+  }
+  const schedulePreview = () => {
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(refreshPreview, 350);
+  };
+  for (const el of [edBase, edSkin, edHairStyle, edHair, edEyes, edOutfit]) el.addEventListener("input", schedulePreview);
+  edBase.addEventListener("change", () => {
+    // Start from the base's own colours.
+    const b = state.avatars.find((a) => a.id === edBase.value);
+    if (b) {
+      for (const [el, v] of [[edSkin, b.skin], [edHair, b.hair], [edEyes, b.iris], [edOutfit, b.clothing]]) if (/^#[0-9a-f]{6}$/i.test(v || "")) el.value = v;
+      if (b.hair_style) edHairStyle.value = b.hair_style;
+    }
+    schedulePreview();
+  });
+  editor.addEventListener("toggle", () => { if (editor.open) refreshPreview(); });
+  edSave.addEventListener("click", async () => {
+    edSave.disabled = true;
+    try {
+      const made = await api("/api/v1/avatars", { method: "POST", body: editedLook() });
+      state.avatars.push(made);
+      renderAvatars();
+      const radio = $(`input[name=avatar][value="${CSS.escape(made.id)}"]`, avatarGrid);
+      if (radio) {
+        radio.checked = true;
+        syncExpressions();
+      }
+      edStatus.textContent = `Saved "${made.name}": selected for this video.`;
+      editor.open = false;
+    } catch (e) {
+      edStatus.textContent = e instanceof ApiError && e.errors.length ? e.errors.map((x) => `${x.field}: ${x.message}`).join("; ") : String(e.message || e);
+    } finally {
+      edSave.disabled = false;
+    }
+  });
 
   const usingRecording = () => sourceAudio.checked;
   function updateSource() {
@@ -300,9 +380,11 @@ export function mount(view) {
       return;
     }
     fill(avatarGrid, state.avatars.map((a, i) => {
-      const skin = /^#[0-9a-f]{6}$/i.test(a.skin || "") ? a.skin : "#d6a77a";
-      const hair = /^#[0-9a-f]{6}$/i.test(a.hair || "") ? a.hair : "#3b2a20";
-      const cloth = /^#[0-9a-f]{6}$/i.test(a.clothing || "") ? a.clothing : "#334155";
+      // Built-in avatars say skin/hair/clothing; custom ones skin_tone/hair.color/outfit_color.
+      const hex = (c, d) => (/^#[0-9a-f]{6}$/i.test(c || "") ? c : d);
+      const skin = hex(a.skin || a.skin_tone, "#d6a77a");
+      const hair = hex(a.hair && typeof a.hair === "object" ? a.hair.color : a.hair, "#3b2a20");
+      const cloth = hex(a.clothing || a.outfit_color, "#334155");
       const face = h("span.avatar-face", { "aria-hidden": "true", style: { "--skin": skin, "--hair": hair, "--cloth": cloth } },
         h("span.avatar-hair"), h("span.avatar-head"), h("span.avatar-body"));
       return h("label.avatar-card", { title: a.description || a.name },
@@ -310,7 +392,8 @@ export function mount(view) {
         face,
         h("span.avatar-text", {},
           h("strong", {}, a.name || a.id),
-          a.description ? h("small", {}, String(a.description).split(":")[0]) : null));
+          a.custom ? h("small", {}, `Yours · based on ${a.base || "a built-in avatar"}`)
+            : a.description ? h("small", {}, String(a.description).split(":")[0]) : null));
     }));
     for (const r of $$("input[name=avatar]", avatarGrid)) r.addEventListener("change", syncExpressions);
     syncExpressions();
@@ -355,6 +438,7 @@ export function mount(view) {
     state.voices = list(voices);
     state.backgrounds = list(backgrounds);
     renderAvatars();
+    fill(edBase, state.avatars.filter((a) => !a.custom).map((a) => h("option", { value: a.id }, a.name || a.id)));
     renderVoices();
     renderBackgrounds();
     const failed = [avatars, voices].find((r) => r.status === "rejected");
