@@ -241,6 +241,29 @@ fn generate_writes_captions_files_and_lip_syncs_to_a_recording() {
         "{srt}"
     );
 
+    std::fs::write(
+        dir.join("scenes.json"),
+        r#"[{"script": "Scene one."}, {"script": "Scene two.", "avatar": {"id": "marcus"}, "expression": "serious"}]"#,
+    )
+    .expect("scenes.json");
+    run(&[
+        "--scenes",
+        "scenes.json",
+        "-o",
+        "s.mp4",
+        "--captions-out",
+        "s.json",
+    ]);
+    let t: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("s.json")).expect("s.json")).expect("json");
+    let said: Vec<&str> = t["words"]
+        .as_array()
+        .expect("words")
+        .iter()
+        .filter_map(|w| w["text"].as_str())
+        .collect();
+    assert_eq!(said, ["Scene", "one.", "Scene", "two."]);
+
     let wav = dir.join("rec.wav");
     let made = std::process::Command::new("espeak-ng")
         .args(["-w"])
