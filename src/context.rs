@@ -116,8 +116,10 @@ impl Context {
                 r.statement(info.statement.sql.as_str(), info.elapsed, info.failed);
             });
         }
-        let catalog =
-            Arc::new(Catalog::embedded()?.with_speech_server(config.speech_server.as_ref()));
+        let catalog = Arc::new(match &config.speech_server {
+            Some(server) => Catalog::embedded()?.with_http_voices(&server.voices, &server.model),
+            None => Catalog::embedded()?,
+        });
         let mut tasks = Vec::new();
         let redis = match &config.redis_url {
             Some(url) => Some(

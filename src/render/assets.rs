@@ -45,22 +45,21 @@ impl Catalog {
         })
     }
 
-    /// Lists a speech server's voices (`TTS_VOICES`) after the built-in ones, each as
-    /// `http-{name}` with `"backend": "http"` and the server's `name`.
-    pub fn with_speech_server(
-        mut self,
-        server: Option<&crate::render::timeline::speech_server::SpeechServer>,
-    ) -> Self {
-        for name in server.map(|s| s.voices.as_slice()).unwrap_or_default() {
+    /// The catalog id of a speech server's voice `name`.
+    pub fn http_voice_id(name: &str) -> String {
+        format!("http-{name}")
+    }
+
+    /// Lists a speech server's voices (`TTS_VOICES`, of `model`) after the built-in ones,
+    /// each as [`Self::http_voice_id`] with `"backend": "http"` and the server's `name`.
+    pub fn with_http_voices(mut self, names: &[String], model: &str) -> Self {
+        for name in names {
             let mut extra = serde_json::Map::new();
             extra.insert("backend".into(), Value::from("http"));
             extra.insert("engine".into(), Value::from("speech-server"));
-            extra.insert(
-                "model".into(),
-                Value::from(server.map_or("", |s| s.model.as_str())),
-            );
+            extra.insert("model".into(), Value::from(model));
             self.voices.push(CatalogItem {
-                id: crate::render::timeline::speech_server::SpeechServer::voice_id(name),
+                id: Self::http_voice_id(name),
                 name: name.clone(),
                 extra,
             });

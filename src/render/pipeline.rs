@@ -30,14 +30,8 @@ use crate::render::timeline::captions;
 use crate::render::timeline::script::{self, Timeline, TimelineError};
 use crate::render::timeline::speech_server::SpeechServer;
 use crate::render::timeline::transcript::Transcript;
-use crate::render::timeline::voice::{Speech, TtsBackend, VoiceError, Voices};
-
-/// How long a recording may be (SPEC §3b: 10 minutes; a second of slack for rounding) and
-/// how long decoding it may take (ten minutes of MP3 or FLAC decode in under a second here).
-pub const RECORDING_LIMITS: decode::Limits = decode::Limits {
-    max_seconds: 601.0,
-    timeout: std::time::Duration::from_secs(20),
-};
+use crate::render::timeline::voice::{Speech, TtsBackend, VoiceError};
+use crate::render::timeline::voices::Voices;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -357,7 +351,7 @@ impl Generator {
             .recording
             .as_ref()
             .ok_or_else(|| GenerateError::Audio("the video's recording is not available".into()))?;
-        let pcm = decode::decode_audio(path, RECORDING_LIMITS)
+        let pcm = decode::decode_audio(path, decode::RECORDING_LIMITS)
             .map_err(|e| GenerateError::Audio(e.to_string()))?;
         let speech = Speech {
             sample_rate: pcm.sample_rate,

@@ -13,9 +13,8 @@ use uuid::Uuid;
 use crate::platform::db::{Db, StoreError, now};
 use crate::platform::error::FieldError;
 use crate::platform::storage::{BlobStore, StorageError};
-use crate::render::media::decode::{self, DecodeError};
+use crate::render::media::decode::{self, DecodeError, RECORDING_LIMITS};
 use crate::render::params::VideoParams;
-use crate::render::pipeline::RECORDING_LIMITS;
 
 /// The largest upload taken (SPEC §3b).
 pub const UPLOAD_MAX_BYTES: usize = 25 * 1024 * 1024;

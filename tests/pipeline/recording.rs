@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use reelgen::render::media::decode::{DecodeError, Limits, Pcm, decode_audio};
-use reelgen::render::pipeline::RECORDING_LIMITS;
+use reelgen::render::media::decode::{DecodeError, Limits, Pcm, RECORDING_LIMITS, decode_audio};
 use reelgen::render::timeline::script::{self, Timeline};
 use reelgen::render::timeline::voice::{Espeak, Speech};
 use serde_json::json;

@@ -23,6 +23,13 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
+/// How long a recording may be (SPEC §3b: 10 minutes; a second of slack for rounding) and
+/// how long decoding it may take (ten minutes of MP3 or FLAC decode in under a second here).
+pub const RECORDING_LIMITS: Limits = Limits {
+    max_seconds: 601.0,
+    timeout: Duration::from_secs(20),
+};
+
 /// Mono signed 16-bit samples at `sample_rate`.
 #[derive(Debug, Clone, Default)]
 pub struct Pcm {

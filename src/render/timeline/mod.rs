@@ -11,3 +11,4 @@ pub mod speech_server;
 pub mod text;
 pub mod transcript;
 pub mod voice;
+pub mod voices;

@@ -64,11 +64,6 @@ struct Failure {
 }
 
 impl SpeechServer {
-    /// The catalog id of one of the server's voices.
-    pub fn voice_id(name: &str) -> String {
-        format!("http-{name}")
-    }
-
     fn endpoint(&self) -> String {
         format!(
             "{}/v1/audio/speech",
@@ -93,7 +88,7 @@ impl SpeechServer {
         let file = std::env::temp_dir().join(format!("reelgen-tts-{}", uuid::Uuid::new_v4()));
         std::fs::write(&file, &audio)
             .map_err(|e| VoiceError::Unavailable(format!("cannot keep the answer: {e}")))?;
-        let decoded = decode::decode_audio(&file, crate::render::pipeline::RECORDING_LIMITS);
+        let decoded = decode::decode_audio(&file, decode::RECORDING_LIMITS);
         let _ = std::fs::remove_file(&file);
         let pcm = decoded.map_err(|e| {
             VoiceError::Unavailable(format!("the speech server's answer is not audio ({e})"))

@@ -1,9 +1,8 @@
 //! Voice: text → PCM audio plus phoneme timings and word marks (where in the text the voice
-//! started a word), behind [`TtsBackend`]. [`Voices`] speaks each voice of the catalog with its
-//! backend: espeak-ng (voices in `assets/voices.json`, field `espeak_voice`), whose timings
-//! come from the synthesiser itself, so lips and sound agree by construction; or a speech
-//! server ([`super::speech_server`], voices with `"backend": "http"`), whose sound the mouth
-//! follows. Which
+//! started a word), behind [`TtsBackend`]; the built-in backend, espeak-ng (voices in
+//! `assets/voices.json`, field `espeak_voice`), whose timings come from the synthesiser
+//! itself, so lips and sound agree by construction. [`super::voices`] picks the backend of
+//! each voice. Which
 //! word of the script a mark belongs to is [`super::align`]'s business: a voice may merge
 //! short words into one mark ("I am", "for the") or mark one number several times.
 
@@ -75,49 +74,9 @@ pub trait TtsBackend: Send + Sync {
     fn speak(&self, text: &str, voice: &VoiceParams) -> Result<Speech, VoiceError>;
 }
 
-/// Every voice of the catalog: espeak-ng's, and the speech server's (`"backend": "http"`).
-pub struct Voices {
-    espeak: Espeak,
-    server: Option<super::speech_server::SpeechServer>,
-}
-
-impl Voices {
-    pub fn new(
-        catalog: std::sync::Arc<Catalog>,
-        server: Option<super::speech_server::SpeechServer>,
-    ) -> Self {
-        Self {
-            espeak: Espeak::new(catalog),
-            server,
-        }
-    }
-}
-
-impl TtsBackend for Voices {
-    fn speak(&self, text: &str, voice: &VoiceParams) -> Result<Speech, VoiceError> {
-        let item = self
-            .espeak
-            .catalog
-            .voice(&voice.id)
-            .ok_or_else(|| VoiceError::UnknownVoice(voice.id.clone()))?;
-        if item.extra.get("backend").and_then(|b| b.as_str()) != Some("http") {
-            return self.espeak.speak(text, voice);
-        }
-        let server = self.server.as_ref().ok_or_else(|| {
-            VoiceError::Unavailable("no speech server is configured (TTS_URL)".into())
-        })?;
-        let name = item
-            .extra
-            .get("name")
-            .and_then(|n| n.as_str())
-            .unwrap_or(&item.name);
-        server.speak(text, name, voice.speed)
-    }
-}
-
 /// espeak-ng through its C library.
 pub struct Espeak {
-    catalog: std::sync::Arc<Catalog>,
+    pub(super) catalog: std::sync::Arc<Catalog>,
 }
 
 impl Espeak {
