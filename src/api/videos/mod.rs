@@ -530,15 +530,7 @@ pub async fn captions_vtt(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    caption_file(
-        &state,
-        &req,
-        &who,
-        id,
-        "text/vtt; charset=utf-8",
-        Transcript::vtt,
-    )
-    .await
+    caption_file(&state, &req, &who, id, "text/vtt", Transcript::vtt).await
 }
 
 /// Captions as SubRip
@@ -557,7 +549,7 @@ pub async fn captions_srt(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let srt = "application/x-subrip; charset=utf-8";
+    let srt = "application/x-subrip";
     caption_file(&state, &req, &who, id, srt, Transcript::srt).await
 }
 
