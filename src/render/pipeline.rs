@@ -9,6 +9,7 @@
 //! on its own thread and hands back a [`JobHandle`] (cancel, progress, join) — the API the job
 //! dispatcher drives.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,7 +165,7 @@ struct RunState {
 /// segment without a voice) one after the other at the first speech's rate. Every segment
 /// but the last is cut or padded to exactly its frames' time, so each scene's sound starts
 /// with its first frame; a single segment keeps its speech as it is. `None` without speech.
-fn sound_track(segments: &[Segment], fps: u32) -> Option<(Vec<i16>, u32)> {
+fn sound_track(segments: &[Segment], fps: u32) -> Option<(Cow<'_, [i16]>, u32)> {
     let rate = segments
         .iter()
         .filter_map(|s| s.timeline.speech.as_ref())
@@ -175,7 +176,7 @@ fn sound_track(segments: &[Segment], fps: u32) -> Option<(Vec<i16>, u32)> {
             .timeline
             .speech
             .as_ref()
-            .map(|s| (s.samples.clone(), s.sample_rate));
+            .map(|s| (Cow::Borrowed(s.samples.as_slice()), s.sample_rate));
     }
     let mut out: Vec<i16> = Vec::new();
     for (i, seg) in segments.iter().enumerate() {
@@ -188,7 +189,7 @@ fn sound_track(segments: &[Segment], fps: u32) -> Option<(Vec<i16>, u32)> {
             out.resize(end, 0);
         }
     }
-    Some((out, rate))
+    Some((Cow::Owned(out), rate))
 }
 
 /// Every segment's words, on the file's clock.

@@ -8,17 +8,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, assert_problem, spawn_app_with};
+use crate::helpers::{Backend, TestApp, assert_problem, discovered, spawn_app_with};
 
+/// The bytes of a recording made by the `espeak-ng` command.
 fn espeak_wav(text: &str) -> Vec<u8> {
     let path = std::env::temp_dir().join(format!("reelgen-audio-{}.wav", uuid::Uuid::new_v4()));
-    let out = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-w"])
-        .arg(&path)
-        .arg(text)
-        .output()
-        .expect("the espeak-ng command (scripts/bootstrap.sh installs it)");
-    assert!(out.status.success(), "espeak-ng: {out:?}");
+    crate::helpers::espeak_wav(&path, text);
     let bytes = std::fs::read(&path).expect("wav");
     let _ = std::fs::remove_file(path);
     bytes
@@ -72,22 +67,6 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Duration in seconds that `gst-discoverer-1.0` reports for a file.
-fn discovered_duration(path: &Path) -> f64 {
-    let out = Command::new("gst-discoverer-1.0")
-        .arg(path)
-        .output()
-        .expect("gst-discoverer-1.0");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("Duration:"))
-        .unwrap_or_else(|| panic!("no duration in {text}"));
-    let hms = line.trim().trim_start_matches("Duration:").trim();
-    let parts: Vec<f64> = hms.split(':').map(|p| p.parse().expect("number")).collect();
-    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
-}
-
 #[actix_web::test]
 async fn an_uploaded_recording_becomes_the_sound_track_of_a_lip_synced_video() {
     let app = spawn_app_with(
@@ -134,19 +113,11 @@ async fn an_uploaded_recording_becomes_the_sound_track_of_a_lip_synced_video() {
     assert_eq!(file.status(), 200);
     let mp4 = app.data_dir.join("check.mp4");
     std::fs::write(&mp4, file.bytes().await.expect("body")).expect("write");
-    let played = discovered_duration(&mp4);
+    let (played, info) = discovered(&mp4);
     assert!(
         (played - duration).abs() <= 1.0 / f64::from(fps) + 0.03,
         "the file plays {played} s for {duration} s of recording"
     );
-    let info = String::from_utf8_lossy(
-        &Command::new("gst-discoverer-1.0")
-            .arg(&mp4)
-            .output()
-            .expect("discoverer")
-            .stdout,
-    )
-    .to_string();
     assert!(info.contains("audio #") && info.contains("AAC"), "{info}");
     // No script, so no captions.
     assert_problem(

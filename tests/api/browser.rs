@@ -29,13 +29,7 @@ async fn a_user_watches_a_video_generate_live_in_chromium_and_downloads_it() {
         "run `npm ci` in tests/browser (scripts/test.sh does)"
     );
     let recording = shots.join("recording.wav");
-    let made = std::process::Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&recording)
-        .arg("A recording made for the browser test.")
-        .status()
-        .expect("the espeak-ng command (scripts/bootstrap.sh installs it)");
-    assert!(made.success());
+    crate::helpers::espeak_wav(&recording, "A recording made for the browser test.");
     let run = tokio::process::Command::new("node")
         .arg(repo.join("tests/browser/watch.mjs"))
         .env("BASE_URL", &app.address)

@@ -265,13 +265,7 @@ fn generate_writes_captions_files_and_lip_syncs_to_a_recording() {
     assert_eq!(said, ["Scene", "one.", "Scene", "two."]);
 
     let wav = dir.join("rec.wav");
-    let made = std::process::Command::new("espeak-ng")
-        .args(["-w"])
-        .arg(&wav)
-        .arg("My own recording.")
-        .status()
-        .expect("the espeak-ng command (scripts/bootstrap.sh installs it)");
-    assert!(made.success());
+    crate::helpers::espeak_wav(&wav, "My own recording.");
     run(&["--audio", "rec.wav", "-o", "b.mp4"]);
     assert!(std::fs::metadata(dir.join("b.mp4")).expect("b.mp4").len() > 1000);
     // Not both, and a file that is not audio fails with a clear message.

@@ -327,3 +327,31 @@ pub fn assert_browser_headers(res: &reqwest::Response, what: &str) {
         "{what}"
     );
 }
+
+/// A real recording at `path`, made by the `espeak-ng` command (en-us; installed by
+/// `scripts/bootstrap.sh`).
+pub fn espeak_wav(path: &std::path::Path, text: &str) {
+    let out = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-w"])
+        .arg(path)
+        .arg(text)
+        .output()
+        .expect("the espeak-ng command (scripts/bootstrap.sh installs it)");
+    assert!(out.status.success(), "espeak-ng: {out:?}");
+}
+
+/// What `gst-discoverer-1.0` says of a media file: its duration in seconds and its report.
+pub fn discovered(path: &std::path::Path) -> (f64, String) {
+    let out = std::process::Command::new("gst-discoverer-1.0")
+        .arg(path)
+        .output()
+        .expect("gst-discoverer-1.0");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("Duration:"))
+        .unwrap_or_else(|| panic!("no duration in {text}"));
+    let hms = line.trim().trim_start_matches("Duration:").trim();
+    let parts: Vec<f64> = hms.split(':').map(|p| p.parse().expect("number")).collect();
+    (parts[0] * 3600.0 + parts[1] * 60.0 + parts[2], text)
+}

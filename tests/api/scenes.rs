@@ -3,28 +3,11 @@
 //! frame; the Video's `scenes` are estimated while it waits and exact once it is done, and its
 //! captions hold every scene's words in order.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Backend, spawn_app_with};
-
-/// Duration in seconds that `gst-discoverer-1.0` reports for a file.
-fn discovered(path: &std::path::Path) -> (f64, String) {
-    let out = Command::new("gst-discoverer-1.0")
-        .arg(path)
-        .output()
-        .expect("gst-discoverer-1.0");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("Duration:"))
-        .unwrap_or_else(|| panic!("no duration in {text}"));
-    let hms = line.trim().trim_start_matches("Duration:").trim();
-    let parts: Vec<f64> = hms.split(':').map(|p| p.parse().expect("number")).collect();
-    (parts[0] * 3600.0 + parts[1] * 60.0 + parts[2], text)
-}
+use crate::helpers::{Backend, discovered, spawn_app_with};
 
 #[actix_web::test]
 async fn three_scenes_make_one_file_whose_scenes_add_up_to_its_length() {
