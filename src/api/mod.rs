@@ -11,6 +11,7 @@ pub mod edge;
 pub mod live;
 pub mod ops;
 pub mod performance;
+pub mod sessions;
 pub mod socket;
 pub mod videos;
 
@@ -33,6 +34,7 @@ use crate::platform::error::{ApiError, FieldError, Problem};
         (name = "videos", description = "Create, list, cancel, delete and download videos"),
         (name = "catalog", description = "Avatars, voices and backgrounds"),
         (name = "audio", description = "Recordings a video can lip-sync to"),
+        (name = "sessions", description = "Live avatar sessions: send text, watch the avatar say it over WebRTC or a WebSocket"),
         (name = "ops", description = "Health, metrics and documentation"),
         (name = "performance", description = "Measured performance, bottlenecks, recommendations and alerts (also under /performance/)"),
     )
@@ -48,6 +50,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         catalog::Doc::openapi(),
         avatars::Doc::openapi(),
         audio::Doc::openapi(),
+        sessions::Doc::openapi(),
         ops::Doc::openapi(),
         performance::Doc::openapi(),
     ] {
@@ -259,6 +262,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, test_hooks: bool, static_dir: &st
         .configure(catalog::routes)
         .configure(avatars::routes)
         .configure(audio::routes)
+        .configure(sessions::routes)
         .service(web::scope("/performance").configure(performance::routes))
         .configure(|c| {
             if test_hooks {

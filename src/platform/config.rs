@@ -126,6 +126,13 @@ pub struct Config {
     /// The speech server whose voices are listed next to the built-in ones (`TTS_URL`,
     /// `TTS_API_KEY`, `TTS_MODEL`, `TTS_VOICES`); `None` without `TTS_URL`.
     pub speech_server: Option<SpeechServer>,
+    /// Live sessions this process runs at once (429 beyond).
+    pub max_sessions: usize,
+    /// A session nobody speaks to for this long closes.
+    pub session_idle_timeout: Duration,
+    /// STUN/TURN servers the sessions' WebRTC peers use (`stun://…`, `turn://user:pass@…`);
+    /// none on a LAN, where host candidates reach.
+    pub ice_servers: Vec<String>,
 }
 
 /// Where finished files live.
@@ -230,6 +237,9 @@ settings! {
     tts_api_key => "TTS_API_KEY": "Key sent to the speech server as Authorization: Bearer (never logged)",
     tts_model => "TTS_MODEL": "The speech server's model (default tts-1)",
     tts_voices => "TTS_VOICES": "Comma-separated voice names of the speech server, listed as voices http-{name}",
+    max_sessions => "MAX_SESSIONS": "Live avatar sessions this process runs at once (429 beyond)",
+    session_idle_timeout => "SESSION_IDLE_TIMEOUT": "Seconds a live session nobody speaks to stays open",
+    ice_servers => "ICE_SERVERS": "Comma-separated STUN/TURN servers for live sessions' WebRTC (stun://host:port, turn://user:pass@host:port)",
 }
 
 /// Environment variables that libraries of the process read, besides the settings above (an
@@ -459,6 +469,27 @@ fn speech_server(src: &Sources) -> Result<Option<SpeechServer>, ConfigError> {
 
 /// A comma-separated list of web origins: `scheme://host[:port]`, no path.
 /// Normalised to lower case, as browsers send them in `Origin`.
+/// `ICE_SERVERS`: comma-separated `stun://host:port`, `turn://user:pass@host:port` or
+/// `turns://…`.
+fn ice_servers(s: &str) -> Result<Vec<String>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            let ok = ["stun://", "turn://", "turns://"]
+                .iter()
+                .any(|p| v.starts_with(p) && v.len() > p.len());
+            if ok {
+                Ok(v.to_string())
+            } else {
+                Err(format!(
+                    "{v:?} is not stun://host:port, turn://user:pass@host:port or turns://…"
+                ))
+            }
+        })
+        .collect()
+}
+
 pub fn origins(s: &str) -> Result<Vec<String>, String> {
     let expected = "expected comma-separated origins like https://app.example.com";
     s.split(',')
@@ -668,6 +699,14 @@ impl Config {
                 seconds(1.0, 3600.0),
             )?,
             speech_server: speech_server(src)?,
+            max_sessions: setting(src, "MAX_SESSIONS", 4, int_in(1usize, 1024))?,
+            session_idle_timeout: setting(
+                src,
+                "SESSION_IDLE_TIMEOUT",
+                Duration::from_secs(300),
+                seconds(1.0, 86_400.0),
+            )?,
+            ice_servers: setting(src, "ICE_SERVERS", Vec::new(), ice_servers)?,
         })
     }
 

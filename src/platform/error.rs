@@ -65,6 +65,13 @@ pub enum ApiError {
     RateLimited { retry_after_s: u64 },
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// A body that is well-formed JSON but not what the route reads (an SDP offer that is not
+    /// one): 400 with its own code.
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    /// A per-process limit reached (`MAX_SESSIONS`): 429 with its own code.
+    #[error("{detail}")]
+    AtLimit { code: &'static str, detail: String },
     #[error("the server is at its limit of concurrent requests")]
     Overloaded,
     #[error("the service is not ready: {0}")]
@@ -95,7 +102,9 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unauthorized => "unauthorized",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Conflict { code, .. } => code,
+            Self::Conflict { code, .. }
+            | Self::BadRequest { code, .. }
+            | Self::AtLimit { code, .. } => code,
             Self::Overloaded => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::UpgradeRequired(_) => "websocket_required",
@@ -157,6 +166,8 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::AtLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             Self::BadHandshake(_) => StatusCode::BAD_REQUEST,
@@ -175,7 +186,7 @@ impl ResponseError for ApiError {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
             }
-            Self::Overloaded | Self::Unavailable(_) => {
+            Self::Overloaded | Self::Unavailable(_) | Self::AtLimit { .. } => {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

@@ -49,6 +49,11 @@ pub struct Metrics {
     pub redis_errors_total: IntCounter,
     pub rate_limit_fallback_total: IntCounter,
     pub storage_seconds: HistogramVec,
+    pub sessions_open: IntGauge,
+    pub session_speak_latency_seconds: Histogram,
+    pub session_frames_total: IntCounter,
+    pub session_frames_late_total: IntCounter,
+    pub session_frames_dropped_total: IntCounter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,9 +243,39 @@ impl Metrics {
                 ]),
                 &["op"],
             )?,
+            sessions_open: IntGauge::new(
+                "reelgen_sessions_open",
+                "Live avatar sessions open in this process",
+            )?,
+            session_speak_latency_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "reelgen_session_speak_latency_seconds",
+                    "From a speak request to its first frame handed to the session's streams",
+                )
+                .buckets(vec![
+                    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+                ]),
+            )?,
+            session_frames_total: IntCounter::new(
+                "reelgen_session_frames_total",
+                "Frames live sessions rendered and streamed",
+            )?,
+            session_frames_late_total: IntCounter::new(
+                "reelgen_session_frames_late_total",
+                "Live frames rendered after their time (streamed late)",
+            )?,
+            session_frames_dropped_total: IntCounter::new(
+                "reelgen_session_frames_dropped_total",
+                "Live frames skipped because the session had fallen a frame behind (their sound still went)",
+            )?,
             registry,
         };
         let r = &m.registry;
+        r.register(Box::new(m.sessions_open.clone()))?;
+        r.register(Box::new(m.session_speak_latency_seconds.clone()))?;
+        r.register(Box::new(m.session_frames_total.clone()))?;
+        r.register(Box::new(m.session_frames_late_total.clone()))?;
+        r.register(Box::new(m.session_frames_dropped_total.clone()))?;
         r.register(Box::new(m.http_requests_total.clone()))?;
         r.register(Box::new(m.http_request_duration_seconds.clone()))?;
         r.register(Box::new(m.http_requests_in_flight.clone()))?;

@@ -246,6 +246,9 @@ pub struct GeneratorOptions {
     pub color_path: Option<ColorPath>,
     /// The speech server of the catalog's `http` voices (`TTS_URL`).
     pub speech_server: Option<SpeechServer>,
+    /// Open the device from a lowered thread, so its worker threads (lavapipe's) yield to
+    /// the API: batch rendering. A live session's device runs at normal priority.
+    pub lowered: bool,
 }
 
 impl Default for GeneratorOptions {
@@ -259,6 +262,7 @@ impl Default for GeneratorOptions {
             stats: Arc::default(),
             color_path: None,
             speech_server: None,
+            lowered: true,
         }
     }
 }
@@ -282,8 +286,11 @@ impl Generator {
     /// Opens the device, starts the GPU scheduler on it and probes the encoder.
     pub fn with_options(catalog: Arc<Catalog>, o: GeneratorOptions) -> Result<Self, GenerateError> {
         // Opened from a lowered thread: the device's worker threads (lavapipe's) inherit it.
-        let gpu = std::thread::spawn(|| {
-            crate::render::priority::lower_this_thread();
+        let lowered = o.lowered;
+        let gpu = std::thread::spawn(move || {
+            if lowered {
+                crate::render::priority::lower_this_thread();
+            }
             Gpu::new()
         })
         .join()
@@ -313,7 +320,7 @@ impl Generator {
         let color = o.color_path.unwrap_or_else(|| ColorPath::choose(&gpu));
         Ok(Self {
             color,
-            scheduler: GpuScheduler::start(gpu, config, o.busy_ns, o.stats),
+            scheduler: GpuScheduler::start(gpu, config, o.busy_ns, o.stats, o.lowered),
             tts: Arc::new(Voices::new(catalog.clone(), o.speech_server)),
             catalog,
             encoder,
@@ -335,6 +342,34 @@ impl Generator {
 
     pub fn encoder(&self) -> &EncoderChoice {
         &self.encoder
+    }
+
+    /// The voices (TTS back-ends), for what is spoken outside a job (a live session's
+    /// utterances).
+    pub fn voices(&self) -> Arc<dyn TtsBackend> {
+        self.tts.clone()
+    }
+
+    /// A live session's renderer for `params`' look and size, resting in pose `rest`.
+    pub fn live(
+        &self,
+        params: &VideoParams,
+        rest: crate::render::timeline::script::FrameParams,
+    ) -> Result<LiveRenderer<'_>, GenerateError> {
+        let renderer = self.scheduler.open(OpenJob {
+            style: self.style(params)?,
+            width: params.dimension.width,
+            height: params.dimension.height,
+            rest,
+            captions: None,
+        })?;
+        let (w, h) = (params.dimension.width, params.dimension.height);
+        let frames = FrameMaker::new(self.gpu(), &renderer, self.color, w, h);
+        Ok(LiveRenderer {
+            patches: FramePool::new(renderer.patch_bytes()),
+            renderer,
+            frames,
+        })
     }
 
     pub fn timeline(&self, params: &VideoParams) -> Result<Timeline, GenerateError> {
@@ -795,6 +830,35 @@ impl Generator {
         JobHandle::spawn(cancel, move |flag| {
             me.run(&spec, flag, &mut on_progress, &mut on_live)
         })
+    }
+}
+
+/// A live session's renderer: one frame at a time, as soon as it is asked for (one frame per
+/// submission: a live frame waits for no batch).
+pub struct LiveRenderer<'a> {
+    renderer: JobRenderer,
+    patches: FramePool,
+    frames: FrameMaker<'a>,
+}
+
+impl LiveRenderer<'_> {
+    /// The frame of `params`, I420.
+    pub fn render(
+        &mut self,
+        params: crate::render::timeline::script::FrameParams,
+    ) -> Result<Arc<[u8]>, GenerateError> {
+        let request = FrameRequest {
+            params,
+            caption: None,
+            line: None,
+        };
+        for patch in self
+            .renderer
+            .render(vec![request], vec![self.patches.get()])?
+        {
+            self.frames.apply(patch.as_ref());
+        }
+        Ok(Arc::from(self.frames.i420()?.as_ref()))
     }
 }
 

@@ -17,6 +17,7 @@ mod performance;
 mod prometheus;
 mod queue;
 mod scenes;
+mod sessions;
 mod shutdown;
 mod speech_server;
 mod tenancy;

@@ -190,6 +190,7 @@ impl GpuScheduler {
         config: SchedulerConfig,
         busy_ns: Arc<AtomicU64>,
         stats: Arc<SchedulerStats>,
+        lowered: bool,
     ) -> Self {
         let (tx, rx) = mpsc::channel();
         let initial = if config.auto_tune {
@@ -212,6 +213,9 @@ impl GpuScheduler {
         let spawned = std::thread::Builder::new()
             .name("reelgen-gpu".into())
             .spawn(move || {
+                if lowered {
+                    crate::render::priority::lower_this_thread();
+                }
                 core.run(&rx);
                 // Every handle is gone: the device closes with the core; nothing is resident.
                 for gauge in [&core.stats.jobs_open, &core.stats.models_resident] {
@@ -353,7 +357,6 @@ struct Core {
 
 impl Core {
     fn run(&mut self, rx: &mpsc::Receiver<Command>) {
-        crate::render::priority::lower_this_thread();
         while let Ok(cmd) = rx.recv() {
             self.handle(cmd);
             // Take everything that arrived meanwhile, so one round sees every ready job.

@@ -8,7 +8,9 @@
 //! place on success (a reader never sees a half-written MP4), the other (when asked) into
 //! `mp4mux fragment-duration=1000` whose output is cut into an init segment and `moof`
 //! fragments for live preview. Audio is AAC (`voaacenc`, else `avenc_aac`): GStreamer 1.22's
-//! mp4mux writes a broken Opus box. Every exit path sets the pipeline to `Null`.
+//! mp4mux writes a broken Opus box. Every exit path sets the pipeline to `Null`. A live
+//! session's streams ([`live`]: MSE fMP4, and WebRTC peers on `webrtcbin`: [`webrtc`]) take
+//! the frames as the session renders them.
 
 use std::path::PathBuf;
 use std::sync::Once;
@@ -24,7 +26,9 @@ mod fmp4;
 mod frames;
 pub mod i420;
 mod image;
+pub mod live;
 mod mp4;
+pub mod webrtc;
 
 pub use decode::resample;
 pub use encoder::{EncoderChoice, probe_encoder, probe_encoder_except};

@@ -210,72 +210,17 @@ pub fn build_with(
     let n = ((duration_s * f64::from(fps)).round() as usize).max(1);
     let visemes = VisemeTrack::new(&phonemes, duration_s * 1000.0);
 
-    // Each expression reads at a glance: friendly smiles with raised brows and smiling eyes,
-    // serious frowns with lowered, drawn brows and lower lids; neutral rests in between.
-    let (base_smile, base_brow) = match params.avatar.expression.as_str() {
-        "friendly" => (0.85, 0.45),
-        "serious" => (-0.5, -0.6),
-        _ => (0.1, 0.0),
-    };
     let mut rng = Rng::new(params.seed);
-    let blinks = schedule(&mut rng, duration_s, 1.8, 5.2);
-    let saccades = schedule(&mut rng, duration_s, 0.9, 3.2);
-    let gaze_targets: Vec<(f64, f64)> = saccades
-        .iter()
-        .map(|_| (rng.range(-0.35, 0.35), rng.range(-0.2, 0.15)))
-        .collect();
-    let phase: Vec<f64> = (0..6)
-        .map(|_| rng.range(0.0, std::f64::consts::TAU))
-        .collect();
-
+    let motion = Motion::new(&mut rng, duration_s, &params.avatar.expression);
     let frames = (0..n)
         .map(|i| {
             let t = i as f64 / f64::from(fps);
             let t_ms = t * 1000.0;
-            let m = visemes.shape_at(t_ms);
-            // Speaking energy from the mouth shape itself (not from the audio samples, which
-            // espeak does not reproduce bit for bit).
-            let loud = (m[0] * 1.6).min(1.0);
-            let blink = blinks
-                .iter()
-                .map(|b| blink_curve(t - b))
-                .fold(0.0, f64::max);
-            let (gx, gy) = gaze_at(&saccades, &gaze_targets, t);
             let word = words
                 .iter()
                 .rposition(|w| f64::from(w.start_ms) <= t_ms)
                 .map_or(-1.0, |w| w as f32);
-            let nod = words
-                .iter()
-                .filter(|w| w.text.chars().count() > 5)
-                .map(|w| {
-                    let dt = t - f64::from(w.start_ms) / 1000.0;
-                    if (0.0..0.6).contains(&dt) {
-                        (dt / 0.6 * std::f64::consts::PI).sin()
-                    } else {
-                        0.0
-                    }
-                })
-                .fold(0.0, f64::max);
-            let s = |k: usize, f: f64| (std::f64::consts::TAU * f * t + phase[k]).sin();
-            FrameParams {
-                mouth_open: m[0] as f32,
-                mouth_wide: m[1] as f32,
-                mouth_round: m[2] as f32,
-                teeth: m[3] as f32,
-                tongue: m[4] as f32,
-                blink: blink as f32,
-                gaze_x: gx as f32,
-                gaze_y: gy as f32,
-                yaw: (0.045 * s(0, 0.11) + 0.02 * s(1, 0.29) + 0.01 * loud * s(5, 1.3)) as f32,
-                pitch: (0.025 * s(2, 0.17) + 0.03 * nod) as f32,
-                roll: (0.018 * s(3, 0.13)) as f32,
-                breath: (0.5 + 0.5 * (std::f64::consts::TAU * t / 4.2 + phase[4]).sin()) as f32,
-                smile: (base_smile + 0.1 * loud * 0.5) as f32,
-                brow: (base_brow + 0.35 * nod) as f32,
-                time: t as f32,
-                word,
-            }
+            motion.frame(t, visemes.shape_at(t_ms), word, nod(&words, t))
         })
         .collect();
     Ok(Timeline {
@@ -365,6 +310,157 @@ fn speak(
         }
     }
     Ok((out, words))
+}
+
+/// A nod on each long word (more than five letters): up over 0.6 s from its start.
+pub fn nod(words: &[WordAt], t: f64) -> f64 {
+    words
+        .iter()
+        .filter(|w| w.text.chars().count() > 5)
+        .map(|w| {
+            let dt = t - f64::from(w.start_ms) / 1000.0;
+            if (0.0..0.6).contains(&dt) {
+                (dt / 0.6 * std::f64::consts::PI).sin()
+            } else {
+                0.0
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The face's life apart from the mouth: blinks and glances scheduled from the seed, head
+/// sway, breathing and the expression. A video's is laid out for its length at once; a live
+/// session's is [`extend`](Self::extend)ed as it runs and [`forget`](Self::forget)s what has
+/// passed.
+#[derive(Debug, Clone)]
+pub struct Motion {
+    blinks: Vec<f64>,
+    saccades: Vec<f64>,
+    gaze: Vec<(f64, f64)>,
+    phase: Vec<f64>,
+    smile: f64,
+    brow: f64,
+    /// Where the schedules end.
+    until: f64,
+}
+
+const BLINK_GAPS: (f64, f64) = (1.8, 5.2);
+const SACCADE_GAPS: (f64, f64) = (0.9, 3.2);
+
+fn glance(rng: &mut Rng) -> (f64, f64) {
+    (rng.range(-0.35, 0.35), rng.range(-0.2, 0.15))
+}
+
+impl Motion {
+    /// The schedules for `duration` seconds (drawn from `rng` in a fixed order: blinks,
+    /// glances, their targets, the sway phases).
+    pub fn new(rng: &mut Rng, duration: f64, expression: &str) -> Self {
+        // Each expression reads at a glance: friendly smiles with raised brows and smiling
+        // eyes, serious frowns with lowered, drawn brows and lower lids; neutral rests between.
+        let (smile, brow) = match expression {
+            "friendly" => (0.85, 0.45),
+            "serious" => (-0.5, -0.6),
+            _ => (0.1, 0.0),
+        };
+        let blinks = schedule(rng, duration, BLINK_GAPS.0, BLINK_GAPS.1);
+        let saccades = schedule(rng, duration, SACCADE_GAPS.0, SACCADE_GAPS.1);
+        let gaze = saccades.iter().map(|_| glance(rng)).collect();
+        let phase = (0..6)
+            .map(|_| rng.range(0.0, std::f64::consts::TAU))
+            .collect();
+        Self {
+            blinks,
+            saccades,
+            gaze,
+            phase,
+            smile,
+            brow,
+            until: duration,
+        }
+    }
+
+    /// Schedules blinks and glances on to `until` seconds.
+    pub fn extend(&mut self, rng: &mut Rng, until: f64) {
+        let next = |times: &Vec<f64>, rng: &mut Rng, (lo, hi): (f64, f64)| {
+            times.last().copied().unwrap_or(0.0) + rng.range(lo, hi)
+        };
+        loop {
+            let t = next(&self.blinks, rng, BLINK_GAPS);
+            if t >= until {
+                break;
+            }
+            self.blinks.push(t);
+        }
+        loop {
+            let t = next(&self.saccades, rng, SACCADE_GAPS);
+            if t >= until {
+                break;
+            }
+            self.saccades.push(t);
+            self.gaze.push(glance(rng));
+        }
+        self.until = self.until.max(until);
+    }
+
+    /// Where the schedules end.
+    pub fn until(&self) -> f64 {
+        self.until
+    }
+
+    /// Drops blinks and glances over before `t` (the last glance and the one before it stay:
+    /// the gaze moves from one target to the next).
+    pub fn forget(&mut self, t: f64) {
+        let done = self.blinks.iter().take_while(|b| **b + 1.0 < t).count();
+        self.blinks.drain(..done);
+        let past = self.saccades.iter().take_while(|s| **s < t).count();
+        let drop = past.saturating_sub(2);
+        self.saccades.drain(..drop);
+        self.gaze.drain(..drop);
+    }
+
+    /// The frame at `t` seconds with mouth shape `m` (open, wide, round, teeth, tongue), the
+    /// spoken word's index `word` (−1: none) and a nod of `nod` (0–1).
+    pub fn frame(&self, t: f64, m: [f64; 5], word: f32, nod: f64) -> FrameParams {
+        // Speaking energy from the mouth shape itself (not from the audio samples, which
+        // espeak does not reproduce bit for bit).
+        let loud = (m[0] * 1.6).min(1.0);
+        let blink = self
+            .blinks
+            .iter()
+            .map(|b| blink_curve(t - b))
+            .fold(0.0, f64::max);
+        let (gx, gy) = gaze_at(&self.saccades, &self.gaze, t);
+        let phase = &self.phase;
+        let s = |k: usize, f: f64| (std::f64::consts::TAU * f * t + phase[k]).sin();
+        FrameParams {
+            mouth_open: m[0] as f32,
+            mouth_wide: m[1] as f32,
+            mouth_round: m[2] as f32,
+            teeth: m[3] as f32,
+            tongue: m[4] as f32,
+            blink: blink as f32,
+            gaze_x: gx as f32,
+            gaze_y: gy as f32,
+            yaw: (0.045 * s(0, 0.11) + 0.02 * s(1, 0.29) + 0.01 * loud * s(5, 1.3)) as f32,
+            pitch: (0.025 * s(2, 0.17) + 0.03 * nod) as f32,
+            roll: (0.018 * s(3, 0.13)) as f32,
+            breath: (0.5 + 0.5 * (std::f64::consts::TAU * t / 4.2 + phase[4]).sin()) as f32,
+            smile: (self.smile + 0.1 * loud * 0.5) as f32,
+            brow: (self.brow + 0.35 * nod) as f32,
+            time: t as f32,
+            word,
+        }
+    }
+}
+
+/// Text as a voice says it, with its words timed: the script markup (`<break/>`) honoured,
+/// as a video's script is spoken. What a live session's `speak` turns into sound.
+pub fn say(
+    text: &str,
+    voice: &crate::render::params::VoiceParams,
+    tts: &dyn TtsBackend,
+) -> Result<(Speech, Vec<WordAt>), TimelineError> {
+    speak(&text::parse(text)?, voice, tts)
 }
 
 /// Event times spaced by uniform gaps in [min_gap, max_gap).
