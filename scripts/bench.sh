@@ -13,6 +13,9 @@
 #                               API replica and a worker, a worker's peak RSS and CPU over two
 #                               720p renders and one 1080p render, the API under wrk
 #                               (scripts/measure-resources.sh; PostgreSQL and redis-server)
+#   scripts/bench.sh sessions   live sessions over WebRTC with a real peer (aiortc from the test
+#                               tools' virtualenv): speak → first decoded mouth frame, p50/p95;
+#                               sessions at once without dropped frames; CPU per session-second
 #   scripts/bench.sh http|ratelimit|generate|memory [args]   reelgen-bench's subcommands
 #   (scripts/gpu-check.sh: generate on a real GPU, with the I420 kernel checked there)
 set -euo pipefail
@@ -26,5 +29,7 @@ case "${1:-}" in
   cluster) shift; cargo bench -p reelgen-bench --bench cluster "$@" ;;
   resources) bash scripts/measure-resources.sh ;;
   http|ratelimit|generate|memory) cargo run --release -q -p reelgen-bench -- "$@" ;;
+  sessions)
+    REELGEN_PYTOOLS_BIN="$(bash scripts/pytools.sh)" cargo run --release -q -p reelgen-bench -- "$@" ;;
   *) cargo bench -p reelgen-bench --bench live "$@" ;;
 esac

@@ -8,6 +8,7 @@ import * as create from "./js/pages/create.js";
 import * as watch from "./js/pages/watch.js";
 import * as library from "./js/pages/library.js";
 import * as dashboard from "./js/pages/dashboard.js";
+import * as live from "./js/pages/live.js";
 
 const ROUTES = [
   { re: /^\/?$/, page: create, nav: "create", title: "Create" },
@@ -15,6 +16,7 @@ const ROUTES = [
   { re: /^\/watch\/([^/?#]+)\/?$/, page: watch, nav: "library", title: "Watch" },
   { re: /^\/library\/?$/, page: library, nav: "library", title: "Library" },
   { re: /^\/dashboard\/?$/, page: dashboard, nav: "dashboard", title: "Dashboard" },
+  { re: /^\/live\/?$/, page: live, nav: "live", title: "Live" },
 ];
 
 let cleanup = null;

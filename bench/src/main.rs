@@ -12,6 +12,12 @@
 //! * `generate`: end-to-end generation versus the floor (x264 alone on I420 frames from
 //!   memory), CPU per frame of each stage, whole-frame conversion costs, PSNR; 1080p RSS.
 //!
+//! * `sessions`: live sessions over WebRTC with a real peer (aiortc, `tests/sessions/peer.py`
+//!   from the test tools' virtualenv) on loopback: speak → first decoded frame whose mouth
+//!   differs from the idle mouth, p50/p95 over `--utterances`; then N sessions at once, each
+//!   with its own peer speaking sentence after sentence, with the server's late and dropped
+//!   frames and its CPU per session-second.
+//!
 //! `cargo bench -p reelgen-bench --bench live|soak` runs the live-path and soak benchmarks.
 
 use std::io::{Read, Write};
@@ -47,6 +53,8 @@ enum Which {
     /// `serve`'s resident memory: idle, 4 concurrent 720p jobs, a minute after them, one
     /// 1080p job
     Memory(MemoryBenchArgs),
+    /// Live sessions over WebRTC: speak → first decoded mouth frame; sessions at once
+    Sessions(SessionsBenchArgs),
 }
 
 #[allow(unsafe_code)]
@@ -63,6 +71,7 @@ fn main() -> std::process::ExitCode {
         Which::Ratelimit => actix_web::rt::System::new().block_on(ratelimit()),
         Which::Generate(args) => generate(args),
         Which::Memory(args) => memory(args),
+        Which::Sessions(args) => sessions(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -542,7 +551,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// User + system CPU seconds of this process so far.
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_seconds_of("self")
+}
+
+/// CPU seconds (user + system) process `pid` (or `self`) has used.
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
     let after = stat.rsplit(')').next().unwrap_or("");
@@ -937,5 +951,214 @@ pub fn memory(args: MemoryBenchArgs) -> Result<(), String> {
     std::thread::sleep(Duration::from_secs(idle_wait));
     let peak = jobs_peak_rss(&server, 1, 1920, 1080, args.seconds)?;
     println!("one 1080p job: peak {:.1} MiB (target <= 200)", mib(peak));
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SessionsBenchArgs {
+    /// Utterances timed for the latency figures
+    #[arg(long, default_value_t = 30)]
+    pub utterances: usize,
+    /// Sessions at once, comma separated
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+    pub concurrent: Vec<usize>,
+    /// Seconds each concurrency level speaks
+    #[arg(long, default_value_t = 20.0)]
+    pub seconds: f64,
+    /// Videos queued (rendering on the embedded worker) during a last one-session row
+    #[arg(long, default_value_t = 4)]
+    pub backlog: usize,
+    /// The aiortc interpreter (default: the test tools' virtualenv)
+    #[arg(long)]
+    pub python: Option<std::path::PathBuf>,
+}
+
+/// The test tools' Python (`REELGEN_PYTOOLS_BIN`, else `~/.cache/reelgen/pytools/bin`).
+fn pytools_python() -> std::path::PathBuf {
+    std::env::var_os("REELGEN_PYTOOLS_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            std::path::PathBuf::from(home).join(".cache/reelgen/pytools/bin")
+        })
+        .join("python")
+}
+
+/// `POST /api/v1/sessions`: the new session's id.
+fn create_session(port: u16) -> Result<String, String> {
+    let (status, out) = request(port, "POST", "/api/v1/sessions", Some("{}"))?;
+    if status != 201 {
+        return Err(format!(
+            "session create: {status} {}",
+            String::from_utf8_lossy(&out)
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| e.to_string())?;
+    v["id"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| "no session id".into())
+}
+
+/// Starts the WebRTC peer for a session.
+fn peer(
+    python: &std::path::Path,
+    port: u16,
+    session: &str,
+    args: &[&str],
+) -> Result<Child, String> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/sessions/peer.py");
+    Command::new(python)
+        .arg(script)
+        .args([
+            "--base",
+            &format!("http://127.0.0.1:{port}"),
+            "--session",
+            session,
+        ])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start the peer ({}): {e}", python.display()))
+}
+
+fn peer_result(child: Child) -> Result<serde_json::Value, String> {
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).map_err(|e| format!("peer printed {text:?}: {e}"))
+}
+
+/// A Prometheus sample of the server.
+fn metric(port: u16, name: &str) -> f64 {
+    request(port, "GET", "/metrics", None)
+        .ok()
+        .and_then(|(_, body)| {
+            String::from_utf8_lossy(&body)
+                .lines()
+                .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+pub fn sessions(args: SessionsBenchArgs) -> Result<(), String> {
+    let python = args.python.clone().unwrap_or_else(pytools_python);
+    let max = args.concurrent.iter().copied().max().unwrap_or(1).max(1);
+    // The embedded worker is on: the last row renders a backlog of videos meanwhile.
+    let server = start_server_with(
+        true,
+        &[
+            ("MAX_SESSIONS", &max.to_string()),
+            ("SESSION_IDLE_TIMEOUT", "600"),
+        ],
+    )?;
+    let port = server.port;
+    println!(
+        "machine: {} CPUs; server: reelgen serve, sessions at 640x360@25",
+        num_cpus()
+    );
+
+    // Latency: one session, one peer, `utterances` sentences.
+    let id = create_session(port)?;
+    let n = args.utterances.to_string();
+    let r = peer_result(peer(
+        &python,
+        port,
+        &id,
+        &["--mode", "bench", "--count", &n],
+    )?)?;
+    let count = metric(port, "reelgen_session_speak_latency_seconds_count");
+    let sum = metric(port, "reelgen_session_speak_latency_seconds_sum");
+    println!(
+        "\nspeak -> first decoded frame whose mouth differs from the idle mouth (WebRTC, loopback)"
+    );
+    println!(
+        "codec {}  utterances {}  timed {}  p50 {} ms  p95 {} ms",
+        r["codec"],
+        args.utterances,
+        r["latencies_ms"].as_array().map_or(0, Vec::len),
+        r["p50_ms"],
+        r["p95_ms"]
+    );
+    println!(
+        "server side: speak request -> first frame handed to the stream, mean {:.1} ms over {count}",
+        sum / count * 1000.0
+    );
+    let _ = request(port, "DELETE", &format!("/api/v1/sessions/{id}"), None);
+    std::thread::sleep(Duration::from_secs(1));
+
+    println!(
+        "\nsessions at once, each with its own aiortc peer speaking for {} s",
+        args.seconds
+    );
+    println!(
+        "| sessions | frames streamed | late | dropped | peer video fps (min) | server CPU s per session-second |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let secs = args.seconds.to_string();
+    let levels: Vec<(usize, usize)> = args
+        .concurrent
+        .iter()
+        .map(|n| (*n, 0))
+        .chain(std::iter::once((1, args.backlog)))
+        .filter(|(n, _)| *n > 0)
+        .collect();
+    for (n, backlog) in levels {
+        // Videos queued behind the session: 720p, long enough to render throughout.
+        for i in 0..backlog {
+            create_video(
+                port,
+                &serde_json::json!({
+                    "title": format!("backlog {i}"),
+                    "script": script_of(args.seconds * 3.0),
+                    "dimension": {"width": 1280, "height": 720},
+                    "quality": "draft",
+                }),
+            )?;
+        }
+        let ids = (0..n)
+            .map(|_| create_session(port))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (f0, l0, d0) = (
+            metric(port, "reelgen_session_frames_total"),
+            metric(port, "reelgen_session_frames_late_total"),
+            metric(port, "reelgen_session_frames_dropped_total"),
+        );
+        let cpu0 = cpu_seconds_of(&server.child.id().to_string());
+        let t0 = Instant::now();
+        let peers = ids
+            .iter()
+            .map(|id| peer(&python, port, id, &["--mode", "soak", "--seconds", &secs]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = peers
+            .into_iter()
+            .map(peer_result)
+            .collect::<Result<Vec<_>, _>>()?;
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds_of(&server.child.id().to_string()) - cpu0;
+        let min_fps = results
+            .iter()
+            .filter_map(|r| r["video_fps"].as_f64())
+            .fold(f64::INFINITY, f64::min);
+        let label = if backlog > 0 {
+            format!("{n}, {backlog} 720p videos rendering")
+        } else {
+            n.to_string()
+        };
+        println!(
+            "| {label} | {} | {} | {} | {min_fps:.1} | {:.3} |",
+            metric(port, "reelgen_session_frames_total") - f0,
+            metric(port, "reelgen_session_frames_late_total") - l0,
+            metric(port, "reelgen_session_frames_dropped_total") - d0,
+            cpu / (n as f64 * wall)
+        );
+        for id in &ids {
+            let _ = request(port, "DELETE", &format!("/api/v1/sessions/{id}"), None);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    println!("\n(the peers decode on the same machine: their CPU competes with the server's; the");
+    println!(" server's CPU includes the embedded worker's renders in the backlog row)");
     Ok(())
 }

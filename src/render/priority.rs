@@ -28,6 +28,18 @@ pub fn lower_this_thread() {
     let _ = unsafe { setpriority(PRIO_PROCESS, 0, GENERATION_NICE) };
 }
 
+/// Puts the calling thread back at normal priority (nice 0), for the threads of a live
+/// session's streams: GStreamer's streaming threads come from a shared pool whose threads may
+/// have been lowered by generation work. Raising a nice value needs `CAP_SYS_NICE` (root has
+/// it); without it the thread stays as it was. Returns whether it is at 0 now.
+pub fn normal_this_thread() -> bool {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain system call on the calling thread (`who` 0), no memory involved.
+    return unsafe { setpriority(PRIO_PROCESS, 0, 0) } == 0;
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -52,5 +64,28 @@ mod tests {
         assert_eq!(own, i64::from(super::GENERATION_NICE));
         assert_eq!(child, own, "threads it starts inherit it");
         assert!(nice_of_this_thread() < own, "other threads are untouched");
+    }
+
+    #[test]
+    fn a_live_stream_thread_goes_back_to_normal_where_it_may() {
+        let nice = std::thread::spawn(|| {
+            super::lower_this_thread();
+            let raised = super::normal_this_thread();
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+            let nice: i64 = stat
+                .rsplit(')')
+                .next()
+                .and_then(|a| a.split_whitespace().nth(16))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1);
+            (raised, nice)
+        })
+        .join()
+        .unwrap_or((false, -1));
+        match nice {
+            (true, n) => assert_eq!(n, 0),
+            // Without CAP_SYS_NICE the thread keeps the generation priority.
+            (false, n) => assert_eq!(n, i64::from(super::GENERATION_NICE)),
+        }
     }
 }

@@ -11,6 +11,36 @@ use serde_json::Value;
 
 use crate::helpers::{Backend, spawn_app_with};
 
+/// Runs `tests/browser/{script}` with `env` in Node (headless Chromium through
+/// playwright-core); asserts it succeeded and returns its JSON summary line.
+async fn browse(script: &str, env: &[(&str, &str)]) -> Value {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        repo.join("tests/browser/node_modules/playwright-core")
+            .is_dir(),
+        "run `npm ci` in tests/browser (scripts/test.sh does)"
+    );
+    let run = tokio::process::Command::new("node")
+        .arg(repo.join("tests/browser").join(script))
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("the browser run finishes within 4 minutes")
+        .expect("node runs (Node.js is on the machine)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    let summary: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("a JSON summary line");
+    assert_eq!(summary["ok"], true, "{summary}");
+    summary
+}
+
 #[actix_web::test]
 async fn a_user_watches_a_video_generate_live_in_chromium_and_downloads_it() {
     let app = spawn_app_with(
@@ -23,36 +53,17 @@ async fn a_user_watches_a_video_generate_live_in_chromium_and_downloads_it() {
     std::fs::create_dir_all(&shots).expect("target/browser");
     let screenshot = shots.join("watch.png");
     let _ = std::fs::remove_file(&screenshot);
-    assert!(
-        repo.join("tests/browser/node_modules/playwright-core")
-            .is_dir(),
-        "run `npm ci` in tests/browser (scripts/test.sh does)"
-    );
     let recording = shots.join("recording.wav");
     crate::helpers::espeak_wav(&recording, "A recording made for the browser test.");
-    let run = tokio::process::Command::new("node")
-        .arg(repo.join("tests/browser/watch.mjs"))
-        .env("BASE_URL", &app.address)
-        .env("AUDIO_FILE", &recording)
-        .env("SCREENSHOT", &screenshot)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("the browser run finishes within 4 minutes")
-        .expect("node runs (Node.js is on the machine)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "watch.mjs failed:\n{stdout}\n{stderr}"
-    );
-    let summary: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .expect("a JSON summary line");
-    assert_eq!(summary["ok"], true, "{summary}");
+    let summary = browse(
+        "watch.mjs",
+        &[
+            ("BASE_URL", app.address.as_str()),
+            ("AUDIO_FILE", &recording.display().to_string()),
+            ("SCREENSHOT", &screenshot.display().to_string()),
+        ],
+    )
+    .await;
     assert_eq!(
         summary["csp_violations"], 0,
         "the app broke its own CSP: {summary}"
@@ -94,4 +105,29 @@ async fn a_user_watches_a_video_generate_live_in_chromium_and_downloads_it() {
         .await
         .expect("json");
     assert_eq!(v["status"], "completed");
+}
+
+/// The Live page: a session over WebRTC in Chromium (`tests/browser/live.mjs`): the browser's
+/// own `RTCPeerConnection` decodes the avatar and its voice, the words of what was typed
+/// arrive over the data channel, an interrupt cuts a long sentence.
+#[actix_web::test]
+async fn a_user_talks_to_a_live_avatar_over_webrtc_in_chromium() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let shots = repo.join("target/browser");
+    std::fs::create_dir_all(&shots).expect("target/browser");
+    let screenshot = shots.join("live.png");
+    let summary = browse(
+        "live.mjs",
+        &[
+            ("BASE_URL", app.address.as_str()),
+            ("SCREENSHOT", &screenshot.display().to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(summary["transport"], "webrtc", "{summary}");
+    assert!(summary["frames_decoded"].as_u64() > Some(10), "{summary}");
+    // The session the page ended is gone.
+    let left = app.get_json("/api/v1/sessions").await;
+    assert_eq!(left["sessions"], serde_json::json!([]), "{left}");
 }

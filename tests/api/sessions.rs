@@ -11,7 +11,9 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Backend, TestApp, assert_problem, pytool, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, assert_problem, problem_body, pytool, spawn_app, spawn_app_with,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -68,17 +70,17 @@ async fn until(ws: &mut Ws, mut done: impl FnMut(&Value) -> bool) -> Vec<Value> 
     }
 }
 
-/// A problem+json refusal with `status`, whatever its code.
-async fn refused(res: reqwest::Response, status: u16) -> Value {
-    assert_eq!(res.status().as_u16(), status);
-    let ct = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    assert!(ct.starts_with("application/problem+json"), "{ct}");
-    res.json().await.expect("problem json")
+/// The socket hears `closed` with `reason`; the session is gone and no longer counted.
+async fn assert_closed(app: &TestApp, ws: &mut Ws, id: &str, reason: &str) {
+    let seen = until(ws, |e| e["type"] == "closed").await;
+    assert_eq!(seen.last().expect("closed")["reason"], reason);
+    assert_problem(
+        app.get(&format!("/api/v1/sessions/{id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(app.metric("reelgen_sessions_open").await, Some(0.0));
 }
 
 async fn speak(app: &TestApp, id: &str, text: &str) -> String {
@@ -165,15 +167,7 @@ async fn a_session_idles_speaks_every_word_in_order_and_closes_when_deleted() {
         .await
         .expect("delete");
     assert_eq!(res.status(), 204);
-    let closed = until(&mut ws, |e| e["type"] == "closed").await;
-    assert_eq!(closed.last().expect("closed")["reason"], "deleted");
-    assert_problem(
-        app.get(&format!("/api/v1/sessions/{id}")).await,
-        404,
-        "not_found",
-    )
-    .await;
-    assert_eq!(app.metric("reelgen_sessions_open").await, Some(0.0));
+    assert_closed(&app, &mut ws, id, "deleted").await;
 }
 
 #[actix_web::test]
@@ -233,7 +227,7 @@ async fn bad_requests_and_limits_are_problems_never_crashes() {
         (json!({"script": "hello"}), "script"),
     ] {
         let res = app.post_json("/api/v1/sessions", &body).await;
-        let p = refused(res, 422).await;
+        let p = problem_body(res, 422).await;
         let fields: Vec<&str> = p["errors"]
             .as_array()
             .expect("errors")
@@ -263,7 +257,7 @@ async fn bad_requests_and_limits_are_problems_never_crashes() {
         json!({"text": "an <unknown/> tag"}),
     ] {
         let res = app.post_json(&speak_path, &body).await;
-        refused(res, 422).await;
+        problem_body(res, 422).await;
     }
     // The queue holds at most 4000 characters waiting to be said.
     let thousand = format!("{} ", "word ".repeat(199)).trim_end().to_string() + ".";
@@ -369,15 +363,7 @@ async fn a_session_nobody_speaks_to_closes_after_the_idle_timeout() {
     let s = open(&app, json!({})).await;
     let id = s["id"].as_str().expect("id");
     let mut ws = events(&app, id, "").await;
-    let seen = until(&mut ws, |e| e["type"] == "closed").await;
-    assert_eq!(seen.last().expect("closed")["reason"], "idle_timeout");
-    assert_problem(
-        app.get(&format!("/api/v1/sessions/{id}")).await,
-        404,
-        "not_found",
-    )
-    .await;
-    assert_eq!(app.metric("reelgen_sessions_open").await, Some(0.0));
+    assert_closed(&app, &mut ws, id, "idle_timeout").await;
 }
 
 #[actix_web::test]
@@ -415,16 +401,17 @@ async fn the_websocket_fallback_streams_fragmented_mp4_as_the_avatar_speaks() {
     assert!(mime.contains("mp4a.40.2"), "{mime}");
 }
 
-#[actix_web::test]
-async fn a_real_webrtc_peer_decodes_the_avatar_and_its_voice_and_hears_the_events() {
-    let app = spawn_app().await;
-    let s = open(&app, json!({})).await;
+/// Runs the aiortc peer (`tests/sessions/peer.py --mode check`) against a new session;
+/// returns its JSON report.
+async fn webrtc_peer(app: &TestApp, extra: &[&str]) -> Value {
+    let s = open(app, json!({})).await;
     let id = s["id"].as_str().expect("id").to_string();
     let python = pytool("python");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sessions/peer.py");
     let out = tokio::process::Command::new(python)
         .arg(script)
         .args(["--base", &app.address, "--session", &id, "--mode", "check"])
+        .args(extra)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(240), out)
@@ -438,7 +425,6 @@ async fn a_real_webrtc_peer_decodes_the_avatar_and_its_voice_and_hears_the_event
         String::from_utf8_lossy(&out.stderr)
     );
     let r: Value = serde_json::from_str(stdout.trim()).expect("peer json");
-    assert_eq!(r["codec"], "H264", "{r}");
     assert_eq!(r["size"], json!([640, 360]), "{r}");
     assert!(r["video_frames"].as_u64() >= Some(100), "{r}");
     assert!(r["audio_frames"].as_u64() >= Some(50), "{r}");
@@ -451,5 +437,21 @@ async fn a_real_webrtc_peer_decodes_the_avatar_and_its_voice_and_hears_the_event
         );
     }
     assert_eq!(r["words"][0], "Hello", "{r}");
+    // The mouth visibly moved in the decoded pictures after the timed speak.
     assert_eq!(r["latencies_ms"].as_array().map(Vec::len), Some(1), "{r}");
+    r
+}
+
+#[actix_web::test]
+async fn a_real_webrtc_peer_decodes_the_avatar_and_its_voice_and_hears_the_events() {
+    let app = spawn_app().await;
+    let r = webrtc_peer(&app, &[]).await;
+    assert_eq!(r["codec"], "H264", "H.264 is chosen when offered: {r}");
+}
+
+#[actix_web::test]
+async fn a_peer_without_h264_gets_vp8() {
+    let app = spawn_app().await;
+    let r = webrtc_peer(&app, &["--codec", "vp8"]).await;
+    assert_eq!(r["codec"], "VP8", "{r}");
 }

@@ -8,6 +8,8 @@ It offers to receive video and audio (and opens an `events` data channel), posts
            `speaking_started` / `word` / `speaking_ended` events over the data channel, and
            times speak → first decoded frame whose mouth differs from the idle mouth.
   bench  — the same timing over --count utterances; prints p50 and p95.
+  soak   — speaks sentence after sentence for --seconds and counts what it decoded (the
+           concurrency benchmark runs one per session).
 
 The mouth is found without knowing the layout: while the avatar idles, the frames' luma is
 recorded; the box that changes least while idle but is where speech changes the picture
@@ -27,7 +29,9 @@ import urllib.request
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-GRID = 12  # the picture is split into GRID x GRID cells
+GRID = 24  # the picture is split into GRID x GRID cells
+MOUTH_MIN = 4  # dark pixels (of those counted) beyond idling that make a mouth "speaking"
+DARK = bytes(1 if v < 70 else 0 for v in range(256))  # luma → 1 where dark
 
 
 def http(method, url, body=None, key=None):
@@ -42,21 +46,18 @@ def http(method, url, body=None, key=None):
 
 
 def cells(frame):
-    """Mean luma of each grid cell (a coarse fingerprint of the picture)."""
+    """Dark pixels in each grid cell (every second row): an open mouth is dark inside a
+    bright face, and a count does not change when the head sways a pixel or two."""
     plane = frame.planes[0]
     w, h, stride = frame.width, frame.height, plane.line_size
-    y = bytes(plane)
+    dark = bytes(plane).translate(DARK)
     out = []
     for gy in range(GRID):
         y0, y1 = gy * h // GRID, (gy + 1) * h // GRID
+        rows = range(y0, y1, 2)
         for gx in range(GRID):
             x0, x1 = gx * w // GRID, (gx + 1) * w // GRID
-            total, n = 0, 0
-            for row in range(y0, y1, 2):
-                seg = y[row * stride + x0: row * stride + x1: 2]
-                total += sum(seg)
-                n += len(seg)
-            out.append(total / max(n, 1))
+            out.append(sum(sum(dark[r * stride + x0: r * stride + x1]) for r in rows))
     return out
 
 
@@ -78,7 +79,12 @@ class Peer:
         return f"{self.base}/api/v1/sessions/{self.args.session}{path}"
 
     async def connect(self):
-        self.pc.addTransceiver("video", direction="recvonly")
+        video = self.pc.addTransceiver("video", direction="recvonly")
+        if self.args.codec:
+            from aiortc.rtcrtpsender import RTCRtpSender
+            wanted = [c for c in RTCRtpSender.getCapabilities("video").codecs
+                      if c.mimeType.lower() == f"video/{self.args.codec}"]
+            video.setCodecPreferences(wanted)
         self.pc.addTransceiver("audio", direction="recvonly")
         channel = self.pc.createDataChannel("events")
 
@@ -151,8 +157,9 @@ class Peer:
         return t0, body["utterance_id"]
 
 
-def diff(a, b, idx):
-    return sum(abs(a[i] - b[i]) for i in idx) / len(idx)
+def beyond_idle(frame, reference, spread, idx):
+    """Dark pixels in the mouth cells beyond anything idling produced there."""
+    return sum(max(0, abs(frame[i] - reference[i]) - spread[i]) for i in idx)
 
 
 async def main():
@@ -160,7 +167,9 @@ async def main():
     ap.add_argument("--base", required=True)
     ap.add_argument("--session", required=True)
     ap.add_argument("--api-key")
-    ap.add_argument("--mode", choices=["check", "bench"], default="check")
+    ap.add_argument("--mode", choices=["check", "bench", "soak"], default="check")
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--codec", choices=["h264", "vp8"], help="offer only this video codec")
     ap.add_argument("--count", type=int, default=30)
     ap.add_argument("--timeout", type=float, default=60)
     args = ap.parse_args()
@@ -175,8 +184,26 @@ async def main():
         result["error"] = "no media within the timeout"
         print(json.dumps(result))
         return 1
-    idle = [fp for _, fp in peer.frames[-50:]]
-    reference = [statistics.mean(c[i] for c in idle) for i in range(GRID * GRID)]
+    if args.mode == "soak":
+        texts = ["Hello there, welcome to the live session.", "This sentence keeps the avatar busy.",
+                 "We measure how many sessions run at once."]
+        v0, a0, t0 = peer.video_frames, peer.audio_frames, time.monotonic()
+        k = 0
+        while time.monotonic() - t0 < args.seconds:
+            _, uid = await peer.speak(texts[k % len(texts)])
+            await peer.event("speaking_ended", uid, 30)
+            k += 1
+        spent = time.monotonic() - t0
+        result.update(seconds=round(spent, 2), utterances=k,
+                      video_fps=round((peer.video_frames - v0) / spent, 2),
+                      audio_fps=round((peer.audio_frames - a0) / spent, 2))
+        await peer.pc.close()
+        print(json.dumps(result))
+        return 0
+    # Four seconds of idling: the reference and how far idling alone moves each cell.
+    await peer.wait_for(lambda: len(peer.frames) >= 100, args.timeout)
+    idle = [fp for _, fp in peer.frames[-100:]]
+    reference = [statistics.median(c[i] for c in idle) for i in range(GRID * GRID)]
     idle_spread = [max(abs(c[i] - reference[i]) for c in idle) for i in range(GRID * GRID)]
 
     # Learn where speech shows: the cells that change most while speaking, against idling.
@@ -185,8 +212,11 @@ async def main():
     got = await peer.event("speaking_ended", uid, args.timeout)
     spoken = [fp for _, fp in peer.frames[start_n:]]
     gain = [max((abs(c[i] - reference[i]) for c in spoken), default=0) - idle_spread[i] for i in range(GRID * GRID)]
-    mouth = sorted(range(GRID * GRID), key=lambda i: -gain[i])[:2]
-    threshold = max(idle_spread[i] for i in mouth) + 2.0
+    mouth = [i for i in sorted(range(GRID * GRID), key=lambda i: -gain[i])[:4] if gain[i] > 0]
+    if not mouth:
+        result["error"] = "speech changed nothing in the picture"
+        print(json.dumps(result))
+        return 1
     result["events"] = sorted({e["type"] for e in peer.events})
     result["words"] = [e["text"] for e in peer.events if e["type"] == "word" and e.get("utterance_id") == uid]
     result["first_utterance_ended"] = got
@@ -199,7 +229,7 @@ async def main():
              "We can do that right now.", "Hello again."]
     for k in range(count):
         # Back to idle first: the mouth box must read idle before the request.
-        await peer.wait_for(lambda: diff(peer.frames[-1][1], reference, mouth) <= threshold, 5)
+        await peer.wait_for(lambda: beyond_idle(peer.frames[-1][1], reference, idle_spread, mouth) == 0, 5)
         before = len(peer.frames)
         t0, uid = await peer.speak(texts[k % len(texts)])
         seen = None
@@ -211,7 +241,7 @@ async def main():
                 except asyncio.TimeoutError:
                     pass
             for at, fp in peer.frames[before:]:
-                if at >= t0 and diff(fp, reference, mouth) > threshold:
+                if at >= t0 and beyond_idle(fp, reference, idle_spread, mouth) >= MOUTH_MIN:
                     seen = at
                     break
         if seen is not None:

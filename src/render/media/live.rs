@@ -83,6 +83,19 @@ pub(super) struct LiveInput {
 
 impl LiveInput {
     pub fn new(pipeline: gst::Pipeline, fps: u32) -> Result<Self, MediaError> {
+        // Each streaming thread posts `stream-status: enter` from itself as it starts: a live
+        // stream's run at normal priority (x264's threads, started from them, inherit it),
+        // where a video's are lowered; see `render::priority`.
+        if let Some(bus) = pipeline.bus() {
+            bus.set_sync_handler(|_, msg| {
+                if let gst::MessageView::StreamStatus(s) = msg.view()
+                    && s.type_() == gst::StreamStatusType::Enter
+                {
+                    crate::render::priority::normal_this_thread();
+                }
+                gst::BusSyncReply::Pass
+            });
+        }
         let appsrc = |name: &str| -> Result<gst_app::AppSrc, MediaError> {
             pipeline
                 .by_name(name)

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
+use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
@@ -317,8 +318,6 @@ fn wait(promise: &gst::Promise, what: &str) -> Result<Option<gst::Structure>, We
     }
 }
 
-use gstreamer::glib;
-
 impl Outlet for WebRtcPeer {
     fn push(
         &mut self,
@@ -341,5 +340,64 @@ impl Outlet for WebRtcPeer {
     fn closed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
             || (!self.connected() && self.created.elapsed() > CONNECT_WITHIN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(video: &str, audio: &str) -> gst_sdp::SDPMessage {
+        let text = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n{video}{audio}");
+        gst_sdp::SDPMessage::parse_buffer(text.as_bytes()).expect("sdp")
+    }
+
+    const OPUS: &str = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
+
+    #[test]
+    fn the_offer_decides_the_codec_and_its_payload_types() {
+        let _ = init();
+        let both = "m=video 9 UDP/TLS/RTP/SAVPF 96 97 98\r\na=rtpmap:96 VP8/90000\r\n\
+            a=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1;profile-level-id=42001f\r\n\
+            a=rtpmap:98 H264/90000\r\na=fmtp:98 packetization-mode=1;profile-level-id=42e01f\r\n";
+        let n = negotiate(&offer(both, OPUS)).expect("negotiated");
+        assert_eq!(
+            n.video,
+            VideoCodec::H264(98),
+            "constrained baseline preferred"
+        );
+        assert_eq!(n.audio, 111);
+        let vp8 = "m=video 9 UDP/TLS/RTP/SAVPF 100 101\r\na=rtpmap:100 VP8/90000\r\n\
+            a=rtpmap:101 H264/90000\r\na=fmtp:101 packetization-mode=0\r\n";
+        let n = negotiate(&offer(vp8, OPUS)).expect("negotiated");
+        assert_eq!(
+            n.video,
+            VideoCodec::Vp8(100),
+            "H.264 without mode 1 is not usable"
+        );
+        assert!(matches!(
+            negotiate(&offer("", OPUS)),
+            Err(WebRtcError::BadOffer(_))
+        ));
+        let no_opus = "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        assert!(matches!(
+            negotiate(&offer(vp8, no_opus)),
+            Err(WebRtcError::BadOffer(_))
+        ));
+    }
+
+    #[test]
+    fn ice_servers_are_given_to_browsers_in_their_own_form() {
+        let ice = IceServers(vec![
+            "stun://stun.example.com:3478".into(),
+            "turn://alice:secret@turn.example.com:3478".into(),
+        ]);
+        assert_eq!(
+            ice.browser_urls(),
+            vec![
+                serde_json::json!({"urls": "stun:stun.example.com:3478"}),
+                serde_json::json!({"urls": "turn:turn.example.com:3478", "username": "alice", "credential": "secret"}),
+            ]
+        );
     }
 }
