@@ -15,13 +15,11 @@
 pub mod session;
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 use serde_json::Value;
 use uuid::Uuid;
@@ -29,55 +27,17 @@ use uuid::Uuid;
 use crate::platform::error::FieldError;
 use crate::platform::telemetry::Metrics;
 use crate::render::assets::Catalog;
-use crate::render::media::EncoderChoice;
-use crate::render::media::live::LiveFormat;
 use crate::render::media::webrtc::IceServers;
-use crate::render::params::VideoParams;
-use crate::render::timeline::voice::TtsBackend;
 use crate::videos::device::OnDemand;
-pub use session::{Command, Interrupted};
+pub use session::{
+    Command, Interrupted, QUEUE_MAX_CHARS, SPEAK_BURST, SPEAK_MAX_CHARS, SPEAK_PER_SECOND,
+    SessionEvent, SessionSpec, Shared,
+};
 
 /// Largest live picture.
 pub const MAX_WIDTH: u32 = 1280;
 pub const MAX_HEIGHT: u32 = 720;
 pub const FPS_RANGE: (u32, u32) = (5, 30);
-/// Characters one `speak` may carry.
-pub const SPEAK_MAX_CHARS: usize = 1000;
-/// Characters waiting to be said (queued and being said) per session.
-pub const QUEUE_MAX_CHARS: usize = 4000;
-/// `speak` requests per second per session, with a burst of [`SPEAK_BURST`].
-pub const SPEAK_PER_SECOND: u32 = 5;
-pub const SPEAK_BURST: u32 = 10;
-
-/// What a session publishes.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SessionEvent {
-    /// An utterance's first frame: `latency_ms` from its `speak` request to that frame.
-    SpeakingStarted {
-        utterance_id: Uuid,
-        text: String,
-        frame: u64,
-        latency_ms: f64,
-    },
-    /// A word begins on this frame (`time_s` on the session's clock).
-    Word {
-        utterance_id: Uuid,
-        index: usize,
-        text: String,
-        frame: u64,
-        time_s: f64,
-    },
-    /// The utterance is over: said to its end, or cut by an interrupt.
-    SpeakingEnded {
-        utterance_id: Uuid,
-        interrupted: bool,
-        frame: u64,
-    },
-    /// The session has closed (`deleted`, `idle_timeout`, `shutting_down`, …).
-    Closed { reason: String },
-}
-
 /// How sessions are limited.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -85,107 +45,19 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
-/// What a session shows: its look and voice, picture size and rate (`VideoParams` with an
-/// empty script).
-pub type SessionSpec = VideoParams;
-
-/// A session as its handles see it.
-pub struct Shared {
-    pub id: Uuid,
-    pub tenant: String,
-    pub params: SessionSpec,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    /// The audio encoder family and the voices, for the streams and utterances.
-    pub encoder: EncoderChoice,
-    pub voices: Arc<dyn TtsBackend>,
-    commands: mpsc::Sender<Command>,
-    events: tokio::sync::broadcast::Sender<SessionEvent>,
-    pub speaking: AtomicBool,
-    pub closed: AtomicBool,
-    pub frames: AtomicU64,
-    pub viewers: AtomicUsize,
-    /// Interrupts so far: a speak accepted before the latest is dropped.
-    pub epoch: AtomicU64,
-    /// Characters of each utterance not yet said to its end.
-    waiting: Mutex<HashMap<Uuid, usize>>,
-    speak_rate: DefaultDirectRateLimiter,
-    /// One speak prepared at a time, so utterances queue in the order they were sent.
-    pub speak_order: tokio::sync::Mutex<()>,
-}
-
-impl Shared {
-    /// Sends the session thread a command; `false` once it has ended.
-    pub fn send(&self, cmd: Command) -> bool {
-        self.commands.send(cmd).is_ok()
-    }
-
-    /// The session's events from now on.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
-        self.events.subscribe()
-    }
-
-    /// Publishes an event; returns its JSON.
-    fn publish(&self, e: &SessionEvent) -> String {
-        let _ = self.events.send(e.clone());
-        serde_json::to_string(e).unwrap_or_default()
-    }
-
-    /// The picture the streams carry.
-    pub fn format(&self) -> LiveFormat {
-        LiveFormat {
-            width: self.params.dimension.width,
-            height: self.params.dimension.height,
-            fps: self.params.fps,
-        }
-    }
-
-    /// Whether one more `speak` may come now (per-session rate).
-    pub fn may_speak(&self) -> bool {
-        self.speak_rate.check().is_ok()
-    }
-
-    /// Reserves room for `chars` more characters in the queue; `false` when it is full.
-    pub fn reserve(&self, id: Uuid, chars: usize) -> bool {
-        let mut w = self.waiting.lock();
-        if w.values().sum::<usize>() + chars > QUEUE_MAX_CHARS {
-            return false;
-        }
-        w.insert(id, chars);
-        true
-    }
-
-    /// Frees an utterance's room in the queue (said, dropped or never queued).
-    pub fn release(&self, id: Uuid) {
-        self.waiting.lock().remove(&id);
-    }
-
-    /// Characters waiting to be said.
-    pub fn queued_chars(&self) -> usize {
-        self.waiting.lock().values().sum()
-    }
-
-    /// `idle`, `speaking` or `closed`.
-    pub fn status(&self) -> &'static str {
-        if self.closed.load(Ordering::Relaxed) {
-            "closed"
-        } else if self.speaking.load(Ordering::Relaxed) {
-            "speaking"
-        } else {
-            "idle"
-        }
-    }
-}
-
 /// The sessions of this process.
-pub struct Registry {
+struct Registry {
     sessions: Mutex<HashMap<Uuid, Arc<Shared>>>,
-    pub limits: Limits,
-    pub metrics: Arc<Metrics>,
-    pub ice: IceServers,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    ice: IceServers,
     device: Arc<OnDemand>,
+    /// Sessions being opened (counted against the limit).
+    opening: AtomicUsize,
 }
 
 impl Registry {
+    /// A session has ended (or never started): it is no longer one of ours.
     fn forget(&self, id: Uuid) {
         if self.sessions.lock().remove(&id).is_some() {
             self.metrics.sessions_open.dec();
@@ -221,6 +93,7 @@ impl Sessions {
                 metrics,
                 ice,
                 device,
+                opening: AtomicUsize::new(0),
             }),
         }
     }
@@ -234,57 +107,61 @@ impl Sessions {
     /// call it off the async workers). Returns once its first frame can be made.
     pub fn open(&self, tenant: &str, params: SessionSpec) -> Result<Arc<Shared>, OpenError> {
         let r = &self.registry;
-        let id = Uuid::now_v7();
-        let (tx, rx) = mpsc::channel();
         {
-            let mut all = r.sessions.lock();
-            if all.len() >= r.limits.max_sessions {
+            // A place is taken before the device opens, so two opens at the limit cannot both
+            // pass; it is given back if the open fails.
+            let all = r.sessions.lock();
+            let opening = r.opening.load(Ordering::Relaxed);
+            if all.len() + opening >= r.limits.max_sessions {
                 return Err(OpenError::Full(r.limits.max_sessions));
             }
-            // Held in the count from here, so two opens at the limit cannot both pass.
-            let lease = match r.device.acquire() {
-                Ok(l) => l,
-                Err(e) => return Err(OpenError::Device(e.to_string())),
-            };
-            let quota =
-                Quota::per_second(NonZeroU32::new(SPEAK_PER_SECOND).unwrap_or(NonZeroU32::MIN))
-                    .allow_burst(NonZeroU32::new(SPEAK_BURST).unwrap_or(NonZeroU32::MIN));
-            let shared = Arc::new(Shared {
-                id,
-                tenant: tenant.to_string(),
-                params,
-                created_at: chrono::Utc::now(),
-                encoder: lease.encoder().clone(),
-                voices: lease.voices(),
-                commands: tx,
-                events: tokio::sync::broadcast::channel(256).0,
-                speaking: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
-                frames: AtomicU64::new(0),
-                viewers: AtomicUsize::new(0),
-                epoch: AtomicU64::new(0),
-                waiting: Mutex::default(),
-                speak_rate: RateLimiter::direct(quota),
-                speak_order: tokio::sync::Mutex::new(()),
-            });
-            all.insert(id, shared.clone());
-            r.metrics.sessions_open.inc();
-            let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-            let (me, registry) = (shared.clone(), r.clone());
-            let spawned = std::thread::Builder::new()
-                .name("reelgen-session".into())
-                .spawn(move || session::run(me, registry, lease, rx, ready_tx));
-            if let Err(e) = spawned {
-                all.remove(&id);
-                r.metrics.sessions_open.dec();
-                return Err(OpenError::Device(format!("no session thread: {e}")));
-            }
-            drop(all);
-            match ready_rx.recv() {
-                Ok(Ok(())) => Ok(shared),
-                Ok(Err(e)) => Err(OpenError::Device(e)),
-                Err(_) => Err(OpenError::Device("the session thread ended".into())),
-            }
+            r.opening.fetch_add(1, Ordering::Relaxed);
+        }
+        let opened = self.start(tenant, params);
+        r.opening.fetch_sub(1, Ordering::Relaxed);
+        opened
+    }
+
+    fn start(&self, tenant: &str, params: SessionSpec) -> Result<Arc<Shared>, OpenError> {
+        let r = &self.registry;
+        let lease = r
+            .device
+            .acquire()
+            .map_err(|e| OpenError::Device(e.to_string()))?;
+        let id = Uuid::now_v7();
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared::new(
+            id,
+            tenant,
+            params,
+            lease.encoder().clone(),
+            lease.voices(),
+            tx,
+        ));
+        r.sessions.lock().insert(id, shared.clone());
+        r.metrics.sessions_open.inc();
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let registry = r.clone();
+        let start = session::Start {
+            shared: shared.clone(),
+            lease,
+            commands: rx,
+            ready: ready_tx,
+            idle_timeout: r.limits.idle_timeout,
+            metrics: r.metrics.clone(),
+            on_end: Box::new(move || registry.forget(id)),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("reelgen-session".into())
+            .spawn(move || session::run(start));
+        if let Err(e) = spawned {
+            r.forget(id);
+            return Err(OpenError::Device(format!("no session thread: {e}")));
+        }
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(shared),
+            Ok(Err(e)) => Err(OpenError::Device(e)),
+            Err(_) => Err(OpenError::Device("the session thread ended".into())),
         }
     }
 

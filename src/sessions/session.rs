@@ -1,4 +1,5 @@
-//! One live session: a thread that owns its [`LiveTimeline`], its renderer and its streams,
+//! One live session: what its handles share ([`Shared`]: status, the command channel, the
+//! events, the queue's room and the speak rate) and a thread that owns its [`LiveTimeline`], its renderer and its streams,
 //! and is the only thing that changes them. It runs in the hub style (state behind a command
 //! channel, as the GPU scheduler does; not an actix actor: it blocks on the device every
 //! frame and must keep real time on a thread of its own, at normal priority). Each frame
@@ -15,11 +16,180 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::{Registry, SessionEvent, Shared};
-use crate::render::media::live::Outlet;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use parking_lot::Mutex;
+
+use crate::platform::telemetry::Metrics;
+use crate::render::media::EncoderChoice;
+use crate::render::media::live::{LiveFormat, Outlet};
+use crate::render::params::VideoParams;
 use crate::render::pipeline::LiveRenderer;
 use crate::render::timeline::live::{LiveEvent, LiveTimeline, Utterance};
+use crate::render::timeline::voice::TtsBackend;
 use crate::videos::device::Lease;
+
+/// Characters one `speak` may carry.
+pub const SPEAK_MAX_CHARS: usize = 1000;
+/// Characters waiting to be said (queued and being said) per session.
+pub const QUEUE_MAX_CHARS: usize = 4000;
+/// `speak` requests per second per session, with a burst of [`SPEAK_BURST`].
+pub const SPEAK_PER_SECOND: u32 = 5;
+pub const SPEAK_BURST: u32 = 10;
+
+/// What a session publishes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SessionEvent {
+    /// An utterance's first frame: `latency_ms` from its `speak` request to that frame.
+    SpeakingStarted {
+        utterance_id: Uuid,
+        text: String,
+        frame: u64,
+        latency_ms: f64,
+    },
+    /// A word begins on this frame (`time_s` on the session's clock).
+    Word {
+        utterance_id: Uuid,
+        index: usize,
+        text: String,
+        frame: u64,
+        time_s: f64,
+    },
+    /// The utterance is over: said to its end, or cut by an interrupt.
+    SpeakingEnded {
+        utterance_id: Uuid,
+        interrupted: bool,
+        frame: u64,
+    },
+    /// The session has closed (`deleted`, `idle_timeout`, `shutting_down`, …).
+    Closed { reason: String },
+}
+
+/// What a session shows: its look and voice, picture size and rate (`VideoParams` with an
+/// empty script).
+pub type SessionSpec = VideoParams;
+
+/// A session as its handles see it.
+pub struct Shared {
+    pub id: Uuid,
+    pub tenant: String,
+    pub params: SessionSpec,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The audio encoder family and the voices, for the streams and utterances.
+    pub encoder: EncoderChoice,
+    pub voices: Arc<dyn TtsBackend>,
+    commands: mpsc::Sender<Command>,
+    events: tokio::sync::broadcast::Sender<SessionEvent>,
+    pub speaking: AtomicBool,
+    pub closed: AtomicBool,
+    pub frames: AtomicU64,
+    pub viewers: AtomicUsize,
+    /// Interrupts so far: a speak accepted before the latest is dropped.
+    pub epoch: AtomicU64,
+    /// Characters of each utterance not yet said to its end.
+    waiting: Mutex<HashMap<Uuid, usize>>,
+    speak_rate: DefaultDirectRateLimiter,
+    /// One speak prepared at a time, so utterances queue in the order they were sent.
+    pub speak_order: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    /// A new session's shared side; `commands` reaches its thread.
+    pub fn new(
+        id: Uuid,
+        tenant: &str,
+        params: SessionSpec,
+        encoder: EncoderChoice,
+        voices: Arc<dyn TtsBackend>,
+        commands: mpsc::Sender<Command>,
+    ) -> Self {
+        let quota = Quota::per_second(NonZeroU32::new(SPEAK_PER_SECOND).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(SPEAK_BURST).unwrap_or(NonZeroU32::MIN));
+        Self {
+            id,
+            tenant: tenant.to_string(),
+            params,
+            created_at: chrono::Utc::now(),
+            encoder,
+            voices,
+            commands,
+            events: tokio::sync::broadcast::channel(256).0,
+            speaking: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            frames: AtomicU64::new(0),
+            viewers: AtomicUsize::new(0),
+            epoch: AtomicU64::new(0),
+            waiting: Mutex::default(),
+            speak_rate: RateLimiter::direct(quota),
+            speak_order: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Sends the session thread a command; `false` once it has ended.
+    pub fn send(&self, cmd: Command) -> bool {
+        self.commands.send(cmd).is_ok()
+    }
+
+    /// The session's events from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
+        self.events.subscribe()
+    }
+
+    /// Publishes an event; returns its JSON.
+    pub(super) fn publish(&self, e: &SessionEvent) -> String {
+        let _ = self.events.send(e.clone());
+        serde_json::to_string(e).unwrap_or_default()
+    }
+
+    /// The picture the streams carry.
+    pub fn format(&self) -> LiveFormat {
+        LiveFormat {
+            width: self.params.dimension.width,
+            height: self.params.dimension.height,
+            fps: self.params.fps,
+        }
+    }
+
+    /// Whether one more `speak` may come now (per-session rate).
+    pub fn may_speak(&self) -> bool {
+        self.speak_rate.check().is_ok()
+    }
+
+    /// Reserves room for `chars` more characters in the queue; `false` when it is full.
+    pub fn reserve(&self, id: Uuid, chars: usize) -> bool {
+        let mut w = self.waiting.lock();
+        if w.values().sum::<usize>() + chars > QUEUE_MAX_CHARS {
+            return false;
+        }
+        w.insert(id, chars);
+        true
+    }
+
+    /// Frees an utterance's room in the queue (said, dropped or never queued).
+    pub fn release(&self, id: Uuid) {
+        self.waiting.lock().remove(&id);
+    }
+
+    /// Characters waiting to be said.
+    pub fn queued_chars(&self) -> usize {
+        self.waiting.lock().values().sum()
+    }
+
+    /// `idle`, `speaking` or `closed`.
+    pub fn status(&self) -> &'static str {
+        if self.closed.load(Ordering::Relaxed) {
+            "closed"
+        } else if self.speaking.load(Ordering::Relaxed) {
+            "speaking"
+        } else {
+            "idle"
+        }
+    }
+}
 
 /// What the session thread is asked to do.
 pub enum Command {
@@ -48,14 +218,31 @@ pub struct Interrupted {
     pub frame: u64,
 }
 
-/// Runs the session until it closes; `ready` hears whether it could start.
-pub(super) fn run(
-    shared: Arc<Shared>,
-    registry: Arc<Registry>,
-    lease: Lease,
-    commands: mpsc::Receiver<Command>,
-    ready: mpsc::SyncSender<Result<(), String>>,
-) {
+/// What a session thread starts from.
+pub(super) struct Start {
+    pub shared: Arc<Shared>,
+    /// The device it renders on, held while it runs.
+    pub lease: Lease,
+    pub commands: mpsc::Receiver<Command>,
+    /// Hears whether it could start (its renderer opened).
+    pub ready: mpsc::SyncSender<Result<(), String>>,
+    pub idle_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+    /// Called once the thread ends, after `closed` is published.
+    pub on_end: Box<dyn FnOnce() + Send>,
+}
+
+/// Runs the session until it closes.
+pub(super) fn run(start: Start) {
+    let Start {
+        shared,
+        lease,
+        commands,
+        ready,
+        idle_timeout,
+        metrics,
+        on_end,
+    } = start;
     let params = &shared.params;
     let fps = params.fps.max(1);
     let mut timeline = LiveTimeline::new(fps, params.seed, &params.avatar.expression);
@@ -64,14 +251,15 @@ pub(super) fn run(
         Ok(r) => r,
         Err(e) => {
             let _ = ready.send(Err(e.to_string()));
-            registry.forget(shared.id);
+            on_end();
             return;
         }
     };
     let _ = ready.send(Ok(()));
     let reason = Loop {
         shared: &shared,
-        registry: &registry,
+        metrics: &metrics,
+        idle_timeout,
         renderer,
         outlets: Vec::new(),
         epoch: 0,
@@ -83,13 +271,14 @@ pub(super) fn run(
         reason: reason.to_string(),
     });
     shared.closed.store(true, Ordering::Relaxed);
-    registry.forget(shared.id);
+    on_end();
     tracing::info!(session = %shared.id, reason, "live session closed");
 }
 
 struct Loop<'a> {
     shared: &'a Shared,
-    registry: &'a Registry,
+    metrics: &'a Metrics,
+    idle_timeout: Duration,
     renderer: LiveRenderer<'a>,
     outlets: Vec<Box<dyn Outlet>>,
     epoch: u64,
@@ -104,7 +293,7 @@ impl Loop<'_> {
         commands: &mpsc::Receiver<Command>,
     ) -> &'static str {
         let start = Instant::now();
-        let metrics = &self.registry.metrics;
+        let metrics = self.metrics;
         loop {
             let index = timeline.position();
             let due = start + self.frame * u32::try_from(index).unwrap_or(u32::MAX);
@@ -190,7 +379,7 @@ impl Loop<'_> {
             if !timeline.speaking() {
                 self.shared.speaking.store(false, Ordering::Relaxed);
                 if timeline.queued().next().is_none()
-                    && self.last_spoken.elapsed() >= self.registry.limits.idle_timeout
+                    && self.last_spoken.elapsed() >= self.idle_timeout
                 {
                     return "idle_timeout";
                 }
