@@ -228,7 +228,7 @@ pub(super) struct Start {
     pub ready: mpsc::SyncSender<Result<(), String>>,
     pub idle_timeout: Duration,
     pub metrics: Arc<Metrics>,
-    /// Called once the thread ends, after `closed` is published.
+    /// Called once the thread ends, before `closed` is published.
     pub on_end: Box<dyn FnOnce() + Send>,
 }
 
@@ -267,11 +267,13 @@ pub(super) fn run(start: Start) {
         last_spoken: Instant::now(),
     }
     .run(&mut timeline, &commands);
+    // Gone from the registry before anyone hears `closed`: a client that reacts to it finds
+    // the session 404 and the gauge down.
+    shared.closed.store(true, Ordering::Relaxed);
+    on_end();
     shared.publish(&SessionEvent::Closed {
         reason: reason.to_string(),
     });
-    shared.closed.store(true, Ordering::Relaxed);
-    on_end();
     tracing::info!(session = %shared.id, reason, "live session closed");
 }
 
