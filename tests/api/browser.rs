@@ -109,7 +109,8 @@ async fn a_user_watches_a_video_generate_live_in_chromium_and_downloads_it() {
 
 /// The Live page: a session over WebRTC in Chromium (`tests/browser/live.mjs`): the browser's
 /// own `RTCPeerConnection` decodes the avatar and its voice, the words of what was typed
-/// arrive over the data channel, an interrupt cuts a long sentence.
+/// arrive over the data channel, an interrupt cuts a long sentence; then the WebSocket + MSE
+/// fallback plays.
 #[actix_web::test]
 async fn a_user_talks_to_a_live_avatar_over_webrtc_in_chromium() {
     let app = spawn_app_with(Backend::Sqlite, &[]).await;
@@ -127,6 +128,8 @@ async fn a_user_talks_to_a_live_avatar_over_webrtc_in_chromium() {
     .await;
     assert_eq!(summary["transport"], "webrtc", "{summary}");
     assert!(summary["frames_decoded"].as_u64() > Some(10), "{summary}");
+    // The fallback played the WebSocket's fMP4 through MSE.
+    assert!(summary["mse_played_s"].as_f64() > Some(0.5), "{summary}");
     // The session the page ended is gone.
     let left = app.get_json("/api/v1/sessions").await;
     assert_eq!(left["sessions"], serde_json::json!([]), "{left}");

@@ -6,7 +6,9 @@
 // Opens #/live, starts a session, checks it went over WebRTC on the app's own origin and that
 // the browser's RTCPeerConnection decodes video (getStats(): framesDecoded > 0), types a
 // sentence and presses Speak, waits for its words to appear (the data channel's `word`
-// events) and for the latency readout, interrupts a long sentence, and ends the session.
+// events) and for the latency readout, interrupts a long sentence, and ends the session. Then
+// the fallback (#/live?transport=mse): the same page over the WebSocket, the <video> playing
+// the fragmented MP4 through Media Source Extensions while the avatar speaks.
 // Prints one JSON line and exits 0, or prints "live.mjs: FAIL: …" and exits 1.
 //
 // Env: BASE_URL (required), SCREENSHOT (png path, optional), CHROMIUM (default
@@ -119,6 +121,27 @@ async function main() {
     await page.waitForFunction(() => document.querySelector("[data-testid=live-status]").textContent.includes("ended"),
       null, { timeout: WAIT_MS });
 
+    // The fallback: the WebSocket stream through MSE.
+    await page.goto(`${BASE_URL}/#/live?transport=mse`, { waitUntil: "domcontentloaded" });
+    await page.waitForFunction(() => document.querySelectorAll("#live-voice option[value]").length > 0, null, { timeout: WAIT_MS });
+    await page.click("[data-testid=live-start]");
+    await page.waitForFunction(() => {
+      const s = document.querySelector("[data-testid=live-status]");
+      return s && s.dataset.transport;
+    }, null, { timeout: WAIT_MS });
+    const fallback = await page.getAttribute("[data-testid=live-status]", "data-transport");
+    if (fallback !== "mse") fail(`the fallback was not used: ${fallback}`);
+    await page.fill("#live-text", "Now over the WebSocket stream.");
+    await page.click("[data-testid=live-speak]");
+    await page.waitForFunction(() => document.querySelector("[data-testid=live-words]").textContent.includes("WebSocket"),
+      null, { timeout: WAIT_MS });
+    await page.waitForFunction(() => {
+      const v = document.querySelector("[data-testid=live-video]");
+      return v && v.currentTime > 0.5 && v.readyState >= 2;
+    }, null, { timeout: WAIT_MS });
+    const mseTime = await page.evaluate(() => document.querySelector("[data-testid=live-video]").currentTime);
+    await page.click("[data-testid=live-stop]");
+
     if (pageErrors.length) fail(`uncaught errors in the page: ${pageErrors.join(" | ")}`);
     const violations = await page.evaluate(() => window.__cspViolations || []);
     if (violations.length) fail(`Content-Security-Policy violations: ${violations.join(" | ")}`);
@@ -129,6 +152,7 @@ async function main() {
       frames_decoded: after.framesDecoded,
       audio_packets: after.audioPackets,
       latency_ms: latencyMs,
+      mse_played_s: Number(mseTime.toFixed(2)),
       screenshot: SCREENSHOT || null,
     }));
   } finally {

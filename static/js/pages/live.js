@@ -1,6 +1,7 @@
 // Live page: pick an avatar and a voice, start a live session (WebRTC; a WebSocket with
-// fragmented MP4 through Media Source Extensions where WebRTC is missing or fails), type
-// and send, interrupt, and see the word events and the measured latency.
+// fragmented MP4 through Media Source Extensions where WebRTC is missing or fails, or with
+// #/live?transport=mse), type and send, interrupt, and see the word events and the measured
+// latency.
 
 import { api, wsUrl } from "../api.js";
 import { h } from "../dom.js";
@@ -190,7 +191,9 @@ export function mount(view) {
         body: { avatar: { id: avatar.value }, voice: { id: voice.value }, dimension: { width: w, height: hgt } },
       });
       let transport;
+      const forced = new URLSearchParams(location.hash.split("?")[1] || "").get("transport");
       try {
+        if (forced === "mse") throw new Error("the WebSocket stream was asked for");
         transport = await viaWebRtc(session);
       } catch (e) {
         note(`WebRTC unavailable (${e.message || e}); using the WebSocket stream`);
