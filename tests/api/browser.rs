@@ -132,7 +132,7 @@ async fn a_user_talks_to_a_live_avatar_over_webrtc_in_chromium() {
     assert_eq!(summary["transport"], "webrtc", "{summary}");
     assert!(summary["frames_decoded"].as_u64() > Some(10), "{summary}");
     // The fallback played the WebSocket's fMP4 through MSE.
-    assert!(summary["mse_played_s"].as_f64() > Some(0.5), "{summary}");
+    assert!(summary["mse_played_s"].as_f64() >= Some(0.5), "{summary}");
     // The session the page ended is gone.
     let left = app.get_json("/api/v1/sessions").await;
     assert_eq!(left["sessions"], serde_json::json!([]), "{left}");

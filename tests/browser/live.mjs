@@ -152,7 +152,7 @@ async function main() {
       frames_decoded: after.framesDecoded,
       audio_packets: after.audioPackets,
       latency_ms: latencyMs,
-      mse_played_s: Number(mseTime.toFixed(2)),
+      mse_played_s: Number(mseTime.toFixed(3)),
       screenshot: SCREENSHOT || null,
     }));
   } finally {

@@ -34,8 +34,21 @@ export function mount(view) {
   let socket = null;
   let player = null;
   let disposed = false;
+  // The speak → speaking_started readout: the event can arrive before the speak's response
+  // (the avatar starts on the next frame), so whichever comes second shows it.
   const sentAt = new Map(); // utterance id → when its speak was sent (performance.now())
-  let lastSent = null;
+  const startedAt = new Map(); // utterance id → [when speaking_started arrived, server ms]
+
+  function showLatency(id) {
+    const sent = sentAt.get(id);
+    const started = startedAt.get(id);
+    if (sent === undefined || !started) return;
+    const seen = Math.max(1, Math.round(started[0] - sent));
+    latency.textContent = `Latency: ${seen} ms from Speak to the first frame's event (server: ${Math.round(started[1])} ms to the first frame)`;
+    latency.dataset.ms = seen;
+    sentAt.delete(id);
+    startedAt.delete(id);
+  }
 
   const avatar = h("select", { id: "live-avatar", name: "avatar" }, h("option", {}, "Loading…"));
   const voice = h("select", { id: "live-voice", name: "voice" }, h("option", {}, "Loading…"));
@@ -83,10 +96,8 @@ export function mount(view) {
   function onEvent(e) {
     if (e.type === "speaking_started") {
       words.replaceChildren();
-      const sent = sentAt.get(e.utterance_id);
-      const seen = sent ? Math.round(performance.now() - sent) : null;
-      latency.textContent = `Latency: ${seen !== null ? `${seen} ms from Speak to the first frame's event` : "—"} (server: ${Math.round(e.latency_ms)} ms to the first frame)`;
-      latency.dataset.ms = seen ?? "";
+      startedAt.set(e.utterance_id, [performance.now(), e.latency_ms]);
+      showLatency(e.utterance_id);
       note(`speaking: “${e.text}”`);
     } else if (e.type === "word") {
       const w = h("span.live-word", {}, `${e.text} `);
@@ -215,10 +226,11 @@ export function mount(view) {
     ev.preventDefault();
     const said = text.value.trim();
     if (!said || !session) return;
-    lastSent = performance.now();
+    const sent = performance.now();
     try {
       const r = await api(`/api/v1/sessions/${session.id}/speak`, { method: "POST", body: { text: said } });
-      sentAt.set(r.utterance_id, lastSent);
+      sentAt.set(r.utterance_id, sent);
+      showLatency(r.utterance_id);
       text.value = "";
     } catch (e) {
       note(`speak refused: ${e.detail || e.message || e}`);
