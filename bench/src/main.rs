@@ -1042,6 +1042,14 @@ fn metric(port: u16, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Waits (at most 30 s) until the server has no session open, so the next row starts clean.
+fn sessions_closed(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(port, "reelgen_sessions_open") != 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn sessions(args: SessionsBenchArgs) -> Result<(), String> {
     let python = args.python.clone().unwrap_or_else(pytools_python);
     let max = args.concurrent.iter().copied().max().unwrap_or(1).max(1);
@@ -1086,7 +1094,7 @@ pub fn sessions(args: SessionsBenchArgs) -> Result<(), String> {
         sum / count * 1000.0
     );
     let _ = request(port, "DELETE", &format!("/api/v1/sessions/{id}"), None);
-    std::thread::sleep(Duration::from_secs(1));
+    sessions_closed(port);
 
     println!(
         "\nsessions at once, each with its own aiortc peer speaking for {} s",
@@ -1156,7 +1164,7 @@ pub fn sessions(args: SessionsBenchArgs) -> Result<(), String> {
         for id in &ids {
             let _ = request(port, "DELETE", &format!("/api/v1/sessions/{id}"), None);
         }
-        std::thread::sleep(Duration::from_secs(1));
+        sessions_closed(port);
     }
     println!("\n(the peers decode on the same machine: their CPU competes with the server's; the");
     println!(" server's CPU includes the embedded worker's renders in the backlog row)");

@@ -226,7 +226,7 @@ pub async fn speak(
             )]),
         })?;
     let (uid, chars) = (utterance.id, utterance.text.chars().count());
-    let duration_s = utterance.samples.len() as f64 / f64::from(live::SAMPLE_RATE);
+    let duration_s = utterance.duration_s();
     if !s.reserve(uid, chars) {
         return Err(ApiError::conflict(
             "speak_queue_full",

@@ -842,11 +842,11 @@ pub struct LiveRenderer<'a> {
 }
 
 impl LiveRenderer<'_> {
-    /// The frame of `params`, I420.
+    /// The frame of `params`, I420, in a pooled buffer the streams share.
     pub fn render(
         &mut self,
         params: crate::render::timeline::script::FrameParams,
-    ) -> Result<Arc<[u8]>, GenerateError> {
+    ) -> Result<media::live::SharedFrame, GenerateError> {
         let request = FrameRequest {
             params,
             caption: None,
@@ -858,7 +858,7 @@ impl LiveRenderer<'_> {
         {
             self.frames.apply(patch.as_ref());
         }
-        Ok(Arc::from(self.frames.i420()?.as_ref()))
+        Ok(Arc::new(self.frames.i420()?))
     }
 }
 

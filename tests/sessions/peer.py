@@ -221,7 +221,6 @@ async def main():
     result["words"] = [e["text"] for e in peer.events if e["type"] == "word" and e.get("utterance_id") == uid]
     result["first_utterance_ended"] = got
     result["mouth_cells"] = mouth
-    await asyncio.sleep(1.0)
 
     count = 1 if args.mode == "check" else args.count
     latencies = []
@@ -247,7 +246,6 @@ async def main():
         if seen is not None:
             latencies.append((seen - t0) * 1000)
         await peer.event("speaking_ended", uid, 30)
-        await asyncio.sleep(0.3)
 
     result.update(
         video_frames=peer.video_frames,

@@ -53,6 +53,10 @@ impl LiveFormat {
     }
 }
 
+/// A rendered live frame (I420), shared by every outlet without a copy; its buffer goes back
+/// to the renderer's pool once the last encoder is done with it.
+pub type SharedFrame = Arc<PooledFrame>;
+
 /// Where a session's frames go.
 pub trait Outlet: Send {
     /// Frame `index` (I420, or `None` when the session had no time to render it: its sound
@@ -60,7 +64,7 @@ pub trait Outlet: Send {
     /// finished and the session drops it.
     fn push(
         &mut self,
-        frame: Option<&Arc<[u8]>>,
+        frame: Option<&SharedFrame>,
         audio: &[i16],
         index: u64,
     ) -> Result<(), MediaError>;
@@ -113,7 +117,7 @@ impl LiveInput {
 
     pub fn push(
         &mut self,
-        frame: Option<&Arc<[u8]>>,
+        frame: Option<&SharedFrame>,
         audio: &[i16],
         index: u64,
     ) -> Result<(), MediaError> {
@@ -128,7 +132,7 @@ impl LiveInput {
                 index.saturating_sub(first) * 1_000_000_000 / u64::from(self.fps),
             );
         if let Some(f) = frame {
-            let mut buf = gst::Buffer::from_slice(ArcBytes(f.clone()));
+            let mut buf = gst::Buffer::from_slice(Handed(f.clone()));
             if let Some(b) = buf.get_mut() {
                 b.set_pts(pts);
                 b.set_duration(dur);
@@ -170,11 +174,11 @@ impl Drop for LiveInput {
 }
 
 /// A shared frame handed to GStreamer without a copy.
-struct ArcBytes(Arc<[u8]>);
+struct Handed(SharedFrame);
 
-impl AsRef<[u8]> for ArcBytes {
+impl AsRef<[u8]> for Handed {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.0.as_ref().as_ref()
     }
 }
 
@@ -257,7 +261,7 @@ impl Fmp4Stream {
 impl Outlet for Fmp4Stream {
     fn push(
         &mut self,
-        frame: Option<&Arc<[u8]>>,
+        frame: Option<&SharedFrame>,
         audio: &[i16],
         index: u64,
     ) -> Result<(), MediaError> {

@@ -19,7 +19,7 @@ use gstreamer::prelude::*;
 use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 
-use super::live::{LiveFormat, LiveInput, Outlet, launch, live_x264};
+use super::live::{LiveFormat, LiveInput, Outlet, SharedFrame, launch, live_x264};
 use super::*;
 
 /// How long a peer may take to connect before the session gives up on it.
@@ -235,17 +235,26 @@ impl WebRtcPeer {
             .ok_or_else(|| {
                 WebRtcError::BadOffer("no answer could be made for it (no common media)".into())
             })?;
+        // Non-trickle: the answer carries the candidates, so gathering must finish first; the
+        // state change is heard, not polled.
+        let (gathered, done) = std::sync::mpsc::sync_channel::<()>(1);
+        let watch = webrtc.connect_notify(Some("ice-gathering-state"), move |w, _| {
+            if w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
+                == gst_webrtc::WebRTCICEGatheringState::Complete
+            {
+                let _ = gathered.try_send(());
+            }
+        });
         let promise = gst::Promise::new();
         webrtc.emit_by_name::<()>("set-local-description", &[&answer, &Some(promise.clone())]);
         wait(&promise, "set-local-description")?;
-        // Non-trickle: the answer carries the candidates, so wait for gathering to finish.
-        let deadline = Instant::now() + GATHER_WITHIN;
-        while webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
+        if webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
             != gst_webrtc::WebRTCICEGatheringState::Complete
-            && Instant::now() < deadline
         {
-            std::thread::sleep(Duration::from_millis(5));
+            // Past the deadline the answer goes with the candidates found so far.
+            let _ = done.recv_timeout(GATHER_WITHIN);
         }
+        webrtc.disconnect(watch);
         let local = webrtc
             .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
             .ok_or_else(|| MediaError::Pipeline("webrtcbin kept no local description".into()))?;
@@ -321,7 +330,7 @@ fn wait(promise: &gst::Promise, what: &str) -> Result<Option<gst::Structure>, We
 impl Outlet for WebRtcPeer {
     fn push(
         &mut self,
-        frame: Option<&Arc<[u8]>>,
+        frame: Option<&SharedFrame>,
         audio: &[i16],
         index: u64,
     ) -> Result<(), MediaError> {

@@ -33,6 +33,11 @@ pub struct Utterance {
 }
 
 impl Utterance {
+    /// How long it takes to say, in seconds.
+    pub fn duration_s(&self) -> f64 {
+        self.samples.len() as f64 / f64::from(SAMPLE_RATE)
+    }
+
     /// Its length in frames at `fps` (at least one).
     pub fn frames(&self, fps: u32) -> u64 {
         let n = self.samples.len() as u64 * u64::from(fps);
