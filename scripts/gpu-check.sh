@@ -9,12 +9,19 @@
 #     converter on this device (at most one level apart).
 # Without a GPU it runs the same on lavapipe and says so. Release build first; a few minutes.
 #   scripts/gpu-check.sh [seconds of video, default 20]
+# On a machine without the toolchain (a GPU box you copied a release build to), point
+# REELGEN_BENCH at that `reelgen-bench` binary: nothing is installed or built then, and the
+# GStreamer, Vulkan and espeak-ng libraries are whatever the environment provides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh >/dev/null
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/reelgen/target}"
 seconds="${1:-20}"
-cargo build --release -q -p reelgen -p reelgen-bench --bins
+bench="${REELGEN_BENCH:-}"
+if [ -z "$bench" ]; then
+  bash scripts/bootstrap.sh >/dev/null
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/reelgen/target}"
+  cargo build --release -q -p reelgen -p reelgen-bench --bins
+  bench="$CARGO_TARGET_DIR/release/reelgen-bench"
+fi
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 {
@@ -24,10 +31,12 @@ trap 'rm -f "$log"' EXIT
   else
     echo "gpu: no nvidia-smi here: this run is on whatever Vulkan device there is (lavapipe on a CPU-only machine)"
   fi
-  for e in nvh264enc nvcudah264enc x264enc; do
-    if gst-inspect-1.0 "$e" >/dev/null 2>&1; then echo "gstreamer: $e present"; else echo "gstreamer: $e absent"; fi
-  done
-  "$CARGO_TARGET_DIR/release/reelgen-bench" generate --runs 1 --seconds "$seconds" --rss-seconds 5
+  if command -v gst-inspect-1.0 >/dev/null 2>&1; then
+    for e in nvh264enc nvcudah264enc x264enc; do
+      if gst-inspect-1.0 "$e" >/dev/null 2>&1; then echo "gstreamer: $e present"; else echo "gstreamer: $e absent"; fi
+    done
+  fi
+  "$bench" generate --runs 1 --seconds "$seconds" --rss-seconds 5
 } 2>&1 | tee "$log"
 grep -q "I420 kernel vs CPU converter: .*ok" "$log" || { echo "gpu-check: the I420 kernel check failed" >&2; exit 1; }
 echo "== gpu-check done"

@@ -828,7 +828,8 @@ pub fn generate(args: GenerateBenchArgs) -> Result<(), String> {
         if kernel_diff <= 1 { "ok" } else { "MISMATCH" }
     );
     println!(
-        "  floor (x264 alone, I420 from memory): {floor_wall:.2} s wall, {floor_cpu:.2} s CPU"
+        "  floor ({} alone, I420 from memory): {floor_wall:.2} s wall, {floor_cpu:.2} s CPU",
+        generator.encoder().element
     );
     println!(
         "  end to end: {wall:.2} s wall, {cpu:.2} s CPU; {:.1}x real time",

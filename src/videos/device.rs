@@ -169,7 +169,7 @@ fn close_when_idle(inner: &Weak<Inner>, idle: Duration) {
         }
         if let Some(generator) = closing {
             trim_again = true;
-            // The scheduler thread ends and the device closes with the last handle.
+            // The scheduler thread is stopped and joined: the device is closed on return.
             drop(generator);
             crate::platform::memory::release_free_memory();
             tracing::info!(

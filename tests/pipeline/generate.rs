@@ -1044,3 +1044,43 @@ fn the_device_opens_for_a_job_and_closes_after_the_idle_period() {
     assert_eq!(device.times_opened(), 2);
     wait_closed("after the job");
 }
+
+#[test]
+fn dropping_a_generator_destroys_its_device_before_it_returns() {
+    // The scheduler thread owns the device; it must be gone once `drop` returns, or a
+    // process exiting right after (the CLI, the bench) races the driver's own teardown.
+    if generator().is_none() {
+        return;
+    }
+    let g = Generator::new(catalog()).expect("a second generator");
+    let out = tmp("dropped.mp4");
+    let spec = JobSpec {
+        params: params(json!({"script": "Then it closes.", "voice": null,
+            "dimension": {"width": 320, "height": 180}, "fps": 15, "quality": "draft"})),
+        output: out.clone(),
+        thumbnail: None,
+        transcript: None,
+        recording: None,
+        live: false,
+    };
+    let outcome = g
+        .run(&spec, &AtomicBool::new(false), &mut |_| {}, &mut |_| {})
+        .expect("renders");
+    assert!(outcome.frames > 0 && out.exists());
+    // Threads named `reelgen-gpu`: this generator's and the shared one's.
+    let scheduler_threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "reelgen-gpu")
+            .count()
+    };
+    let before = scheduler_threads();
+    assert!(before >= 1, "the scheduler thread runs");
+    drop(g);
+    assert_eq!(
+        scheduler_threads(),
+        before - 1,
+        "the scheduler thread (and the device it owns) outlived the generator's drop"
+    );
+}

@@ -70,8 +70,9 @@ pub fn probe_encoder_except(deny: &[&str]) -> Result<EncoderChoice, MediaError> 
             continue;
         }
         tried.push(*name);
+        // 256×144: above the smallest frame hardware encoders take (NVENC has a minimum).
         let desc = format!(
-            "videotestsrc num-buffers=2 ! video/x-raw,format=I420,width=64,height=64,framerate=30/1 ! {} ! h264parse ! fakesink",
+            "videotestsrc num-buffers=2 ! video/x-raw,format=I420,width=256,height=144,framerate=30/1 ! {} ! h264parse ! fakesink",
             encoder_props(name, 30, Quality::Draft)
         );
         let Ok(p) = gst::parse::launch(&desc) else {
