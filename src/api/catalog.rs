@@ -23,12 +23,8 @@ fn listing(
 ) -> Arc<Cached> {
     cell.get_or_init(|| {
         // A list of plain structs always serialises; an empty body would be the only fallback.
-        to_cached(&CatalogList { data: items() }).unwrap_or_else(|_| {
-            Arc::new(Cached {
-                body: bytes::Bytes::from_static(b"{\"data\":[]}"),
-                etag: String::new(),
-            })
-        })
+        to_cached(&CatalogList { data: items() })
+            .unwrap_or_else(|_| Arc::new(Cached::new(bytes::Bytes::from_static(b"{\"data\":[]}"))))
     })
     .clone()
 }

@@ -11,7 +11,6 @@
 //! * [`api_guard`] wraps `/api`: authentication into a [`Principal`] and the GCRA rate limit
 //!   with `RateLimit-*` headers on every response (429 + `Retry-After` when exhausted).
 
-use std::hash::{Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -417,13 +416,6 @@ pub async fn json_body(
     Ok((value, body))
 }
 
-/// A strong ETag of a body.
-pub fn etag_of(body: &[u8]) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    body.hash(&mut h);
-    format!("\"{:016x}{:08x}\"", h.finish(), body.len())
-}
-
 fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
@@ -440,26 +432,31 @@ pub fn json_with_etag(req: &HttpRequest, cached: &Cached) -> HttpResponse {
 
 /// A response of `content_type` with ETag, answering 304 when `If-None-Match` matches.
 pub fn with_etag(req: &HttpRequest, content_type: &'static str, cached: &Cached) -> HttpResponse {
-    let etag = HeaderValue::from_str(&cached.etag).unwrap_or(HeaderValue::from_static("\"0\""));
-    if if_none_match(req, &cached.etag) {
-        return HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag))
-            .insert_header((header::CACHE_CONTROL, "private, no-cache"))
-            .finish();
-    }
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, content_type))
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
-        .insert_header((header::VARY, "X-Api-Key, Authorization"))
-        .body(cached.body.clone())
+    // Static values and the ETag's bytes shared with the cache entry: nothing is parsed or
+    // allocated per response (this is the hot path of every cached read).
+    let etag = HeaderValue::from_maybe_shared(cached.etag_bytes.clone())
+        .unwrap_or(HeaderValue::from_static("\"0\""));
+    let private = HeaderValue::from_static("private, no-cache");
+    let mut res = if if_none_match(req, &cached.etag) {
+        HttpResponse::NotModified().finish()
+    } else {
+        let mut res = HttpResponse::Ok().body(cached.body.clone());
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        h.insert(
+            header::VARY,
+            HeaderValue::from_static("X-Api-Key, Authorization"),
+        );
+        res
+    };
+    let h = res.headers_mut();
+    h.insert(header::ETAG, etag);
+    h.insert(header::CACHE_CONTROL, private);
+    res
 }
 
 /// Serialises a value into a cacheable response body with its ETag.
 pub fn to_cached(value: &impl serde::Serialize) -> Result<Arc<Cached>, ApiError> {
     let body = Bytes::from(serde_json::to_vec(value).map_err(ApiError::internal)?);
-    Ok(Arc::new(Cached {
-        etag: etag_of(&body),
-        body,
-    }))
+    Ok(Arc::new(Cached::new(body)))
 }

@@ -25,9 +25,9 @@ use crate::platform::db::{Db, StoreError, now};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// Owner of the videos this caller may see.
-    pub tenant: String,
+    pub tenant: Arc<str>,
     /// Key of the rate-limit bucket: the API key id, or the client IP in open mode.
-    pub rate_key: String,
+    pub rate_key: Arc<str>,
 }
 
 impl FromRequest for Principal {
@@ -116,10 +116,10 @@ impl Authenticator {
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
         match self.mode {
             AuthMode::Open => Ok(Principal {
-                tenant: OPEN_TENANT.to_string(),
+                tenant: open_tenant(),
                 rate_key: req
                     .peer_addr()
-                    .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string()),
+                    .map_or_else(|| "unknown".into(), |a| a.ip().to_string().into()),
             }),
             AuthMode::ApiKey => {
                 let key = Self::presented_key(req).ok_or(ApiError::Unauthorized)?;
@@ -135,8 +135,8 @@ impl Authenticator {
                     .map_err(|e: StoreError| ApiError::Unavailable(e.to_string()))?
                     .map(|k| {
                         Arc::new(Principal {
-                            tenant: k.tenant,
-                            rate_key: k.id.to_string(),
+                            tenant: k.tenant.into(),
+                            rate_key: k.id.to_string().into(),
                         })
                     });
                 self.cache.insert(hash, found.clone());
@@ -144,6 +144,12 @@ impl Authenticator {
             }
         }
     }
+}
+
+/// The open mode's tenant, shared: no allocation per request.
+fn open_tenant() -> Arc<str> {
+    static TENANT: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    TENANT.get_or_init(|| OPEN_TENANT.into()).clone()
 }
 
 /// Stores the principal for the handlers.

@@ -38,11 +38,32 @@ use parking_lot::RwLock;
 
 use crate::platform::telemetry::Metrics;
 
-/// A cached response.
+/// A cached response: its body and strong ETag, the ETag also as the header's bytes so
+/// that serving it allocates nothing.
 #[derive(Debug, Clone)]
 pub struct Cached {
     pub body: Bytes,
     pub etag: String,
+    pub etag_bytes: Bytes,
+}
+
+impl Cached {
+    pub fn new(body: Bytes) -> Self {
+        let etag = etag_of(&body);
+        Self {
+            etag_bytes: Bytes::from(etag.clone()),
+            etag,
+            body,
+        }
+    }
+}
+
+/// A strong ETag of a body.
+pub fn etag_of(body: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    format!("\"{:016x}{:08x}\"", h.finish(), body.len())
 }
 
 #[derive(Clone)]
@@ -263,10 +284,7 @@ impl CacheHandle {
             return true;
         };
         let key = "\u{0}probe".to_string();
-        let value = Arc::new(Cached {
-            body: Bytes::from_static(b"ok"),
-            etag: String::new(),
-        });
+        let value = Arc::new(Cached::new(Bytes::from_static(b"ok")));
         c.insert(key.clone(), value).await;
         let ok = c.get(&key).await.is_some_and(|v| v.body.as_ref() == b"ok");
         c.invalidate(&key).await;
@@ -345,10 +363,7 @@ mod tests {
     use super::*;
 
     fn cached(s: &str) -> Arc<Cached> {
-        Arc::new(Cached {
-            body: Bytes::from(s.to_string()),
-            etag: format!("\"{s}\""),
-        })
+        Arc::new(Cached::new(Bytes::from(s.to_string())))
     }
 
     #[tokio::test]

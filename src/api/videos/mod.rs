@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::api::edge::{etag_of, json_body, json_with_etag, to_cached, with_etag};
+use crate::api::edge::{json_body, json_with_etag, to_cached, with_etag};
 use crate::context::Context;
 use crate::platform::auth::Principal;
 use crate::platform::cache::Cached;
@@ -488,10 +488,7 @@ pub async fn transcript(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let body = stored_transcript(&state, &who, id.into_inner()).await?;
-    let cached = Cached {
-        etag: etag_of(&body),
-        body,
-    };
+    let cached = Cached::new(body);
     Ok(with_etag(&req, "application/json", &cached))
 }
 
@@ -507,10 +504,7 @@ async fn caption_file(
     let stored = stored_transcript(state, who, id).await?;
     let transcript: Transcript = serde_json::from_slice(&stored).map_err(ApiError::internal)?;
     let body = bytes::Bytes::from(render(&transcript));
-    let cached = Cached {
-        etag: etag_of(&body),
-        body,
-    };
+    let cached = Cached::new(body);
     Ok(with_etag(req, content_type, &cached))
 }
 
