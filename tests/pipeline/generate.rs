@@ -1000,6 +1000,19 @@ fn frames_born_i420_equal_whole_frame_conversions_and_match_videoconvert_above_4
     }
 }
 
+/// A short 320×180 draft video of `script`, written to `out`.
+fn small_job(script: &str, out: &Path) -> JobSpec {
+    JobSpec {
+        params: params(json!({"script": script, "voice": null,
+            "dimension": {"width": 320, "height": 180}, "fps": 15, "quality": "draft"})),
+        output: out.to_path_buf(),
+        thumbnail: None,
+        transcript: None,
+        recording: None,
+        live: false,
+    }
+}
+
 #[test]
 fn the_device_opens_for_a_job_and_closes_after_the_idle_period() {
     use reelgen::videos::device::OnDemand;
@@ -1027,15 +1040,7 @@ fn the_device_opens_for_a_job_and_closes_after_the_idle_period() {
     wait_closed("after the last lease");
     // A job after the close opens it again and renders a whole video.
     let out = tmp("reopened.mp4");
-    let spec = JobSpec {
-        params: params(json!({"script": "Opened again.", "voice": null,
-            "dimension": {"width": 320, "height": 180}, "fps": 15, "quality": "draft"})),
-        output: out.clone(),
-        thumbnail: None,
-        transcript: None,
-        recording: None,
-        live: false,
-    };
+    let spec = small_job("Opened again.", &out);
     let outcome = device
         .spawn_with(spec, Arc::default(), |_| {}, |_| {})
         .join()
@@ -1054,15 +1059,7 @@ fn dropping_a_generator_destroys_its_device_before_it_returns() {
     }
     let g = Generator::new(catalog()).expect("a second generator");
     let out = tmp("dropped.mp4");
-    let spec = JobSpec {
-        params: params(json!({"script": "Then it closes.", "voice": null,
-            "dimension": {"width": 320, "height": 180}, "fps": 15, "quality": "draft"})),
-        output: out.clone(),
-        thumbnail: None,
-        transcript: None,
-        recording: None,
-        live: false,
-    };
+    let spec = small_job("Then it closes.", &out);
     let outcome = g
         .run(&spec, &AtomicBool::new(false), &mut |_| {}, &mut |_| {})
         .expect("renders");
