@@ -432,12 +432,11 @@ pub fn json_with_etag(req: &HttpRequest, cached: &Cached) -> HttpResponse {
 
 /// A response of `content_type` with ETag, answering 304 when `If-None-Match` matches.
 pub fn with_etag(req: &HttpRequest, content_type: &'static str, cached: &Cached) -> HttpResponse {
-    // Static values and the ETag's bytes shared with the cache entry: nothing is parsed or
+    // Static values and the ETag's value shared with the cache entry: nothing is parsed or
     // allocated per response (this is the hot path of every cached read).
-    let etag = HeaderValue::from_maybe_shared(cached.etag_bytes.clone())
-        .unwrap_or(HeaderValue::from_static("\"0\""));
+    let etag = cached.etag.clone();
     let private = HeaderValue::from_static("private, no-cache");
-    let mut res = if if_none_match(req, &cached.etag) {
+    let mut res = if if_none_match(req, cached.etag.to_str().unwrap_or_default()) {
         HttpResponse::NotModified().finish()
     } else {
         let mut res = HttpResponse::Ok().body(cached.body.clone());

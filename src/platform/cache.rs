@@ -32,29 +32,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
 use moka::future::Cache;
 use parking_lot::RwLock;
 
 use crate::platform::telemetry::Metrics;
 
-/// A cached response: its body and strong ETag, the ETag also as the header's bytes so
-/// that serving it allocates nothing.
+/// A cached response: its body and its strong ETag, kept as the header's value so that
+/// serving it parses and allocates nothing.
 #[derive(Debug, Clone)]
 pub struct Cached {
     pub body: Bytes,
-    pub etag: String,
-    pub etag_bytes: Bytes,
+    pub etag: HeaderValue,
 }
 
 impl Cached {
     pub fn new(body: Bytes) -> Self {
-        let etag = etag_of(&body);
-        Self {
-            etag_bytes: Bytes::from(etag.clone()),
-            etag,
-            body,
-        }
+        // Quotes and hex digits: always a valid header value.
+        let etag =
+            HeaderValue::try_from(etag_of(&body)).unwrap_or(HeaderValue::from_static("\"0\""));
+        Self { body, etag }
     }
 }
 

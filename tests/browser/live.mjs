@@ -47,6 +47,24 @@ async function stats(page) {
   });
 }
 
+/**
+ * Opens the Live page at `route`, starts a session and returns the transport it chose. A
+ * `fresh` load must answer; a change of the hash alone loads nothing (no response).
+ */
+async function startSession(page, route, fresh) {
+  const res = await page.goto(`${BASE_URL}/${route}`, { waitUntil: "domcontentloaded" });
+  if (fresh ? !res || !res.ok() : res && !res.ok()) {
+    fail(`GET ${BASE_URL}/${route} answered ${res ? res.status() : "nothing"}`);
+  }
+  await page.waitForFunction(() => document.querySelectorAll("#live-voice option[value]").length > 0, null, { timeout: WAIT_MS });
+  await page.click("[data-testid=live-start]");
+  await page.waitForFunction(() => {
+    const s = document.querySelector("[data-testid=live-status]");
+    return s && s.dataset.transport;
+  }, null, { timeout: WAIT_MS });
+  return page.getAttribute("[data-testid=live-status]", "data-transport");
+}
+
 async function main() {
   if (!BASE_URL) fail("BASE_URL is required");
   const browser = await chromium.launch({
@@ -66,15 +84,7 @@ async function main() {
     const page = await context.newPage();
     page.on("pageerror", (e) => pageErrors.push(`pageerror: ${e.message}`));
 
-    const res = await page.goto(`${BASE_URL}/#/live`, { waitUntil: "domcontentloaded" });
-    if (!res || !res.ok()) fail(`GET ${BASE_URL} answered ${res ? res.status() : "nothing"}`);
-    await page.waitForFunction(() => document.querySelectorAll("#live-voice option[value]").length > 0, null, { timeout: WAIT_MS });
-    await page.click("[data-testid=live-start]");
-    await page.waitForFunction(() => {
-      const s = document.querySelector("[data-testid=live-status]");
-      return s && s.dataset.transport;
-    }, null, { timeout: WAIT_MS });
-    const transport = await page.getAttribute("[data-testid=live-status]", "data-transport");
+    const transport = await startSession(page, "#/live", true);
     if (transport !== "webrtc") {
       const why = await page.textContent("[data-testid=live-log]");
       fail(`the session did not go over WebRTC (${transport}): ${why}`);
@@ -122,14 +132,7 @@ async function main() {
       null, { timeout: WAIT_MS });
 
     // The fallback: the WebSocket stream through MSE.
-    await page.goto(`${BASE_URL}/#/live?transport=mse`, { waitUntil: "domcontentloaded" });
-    await page.waitForFunction(() => document.querySelectorAll("#live-voice option[value]").length > 0, null, { timeout: WAIT_MS });
-    await page.click("[data-testid=live-start]");
-    await page.waitForFunction(() => {
-      const s = document.querySelector("[data-testid=live-status]");
-      return s && s.dataset.transport;
-    }, null, { timeout: WAIT_MS });
-    const fallback = await page.getAttribute("[data-testid=live-status]", "data-transport");
+    const fallback = await startSession(page, "#/live?transport=mse", false);
     if (fallback !== "mse") fail(`the fallback was not used: ${fallback}`);
     await page.fill("#live-text", "Now over the WebSocket stream.");
     await page.click("[data-testid=live-speak]");
