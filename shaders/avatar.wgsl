@@ -9,10 +9,10 @@
 //          Nothing else of a frame changes, so only the patch is read back and applied to a
 //          copy of the static frame on the CPU.
 //          @binding(3) storage `layer`: premultiplied RGBA8 head without moving parts,
-//          head-box sized, then per row the span of columns the moving head can reach,
-//          then the list of 8×8 tiles those spans meet.
+//          head-box sized, then per row the span of columns the moving head can reach.
 //          @binding(5) storage `head`: the composited head (head-box sized), kept between
-//          frames: recomposited only when the pose has moved it by a quarter pixel.
+//          frames: each 8×8 tile recomposited only once the pose has moved it by its step
+//          (a quarter pixel where it is sharp, more where it is smooth; chosen on the CPU).
 //          @binding(6) texture `layer_tex` and @binding(7) its linear, clamp-to-edge
 //          sampler: the head layer's pixels again, which the composite samples bilinearly
 //          (the texture unit's filter: hardware on a GPU, lavapipe's 8-bit fast path on a
@@ -22,8 +22,8 @@
 //   render_head_layer — head box, once per job: hair, ears, shaded face, nose, at rest.
 //   composite_head    — head box, a job's first frame: the layer moved by the pose over
 //                       `base`, into `head`.
-//   composite_tiles   — the tiles of the head box the head can reach, whenever the pose
-//                       has moved it.
+//   composite_tiles   — the frame's list of tiles the pose has moved by their step
+//                       (@binding(8) `tiles`, packed x | y << 16).
 //   render_eyes       — a small box, every frame: eyes and brows over `head`, into the patch.
 //   render_mouth      — a small box, every frame: lips, teeth, tongue over `head`.
 //   render_captions   — the caption box, every frame when captions are on: a translucent
@@ -46,7 +46,7 @@ struct U {
     size: vec4f,
     // head centre x, y (pixels), box origin x, y
     center: vec4f,
-    // head box width, height, unused, unused
+    // head box width, height, where this frame's tile list starts in `tiles`, unused
     boxsz: vec4u,
     // eyes box and mouth box: x, y, width, height (pixels)
     ebox: vec4u,
@@ -69,6 +69,7 @@ struct U {
 @group(0) @binding(5) var<storage, read_write> head: array<u32>;
 @group(0) @binding(6) var layer_tex: texture_2d<f32>;
 @group(0) @binding(7) var layer_smp: sampler;
+@group(0) @binding(8) var<storage, read> tiles: array<u32>;
 
 fn cover(d: f32) -> f32 {
     // d in avatar units; one pixel is u.size.w units.
@@ -377,11 +378,11 @@ fn composite_head(@builtin(global_invocation_id) gid: vec3u) {
     composite_at(gid.xy);
 }
 
-// Whenever the pose has moved the head: only the 8×8 tiles of the head box that meet the
-// spans, one workgroup each (their list, packed x | y << 16, follows the spans in `layer`).
+// The 8×8 tiles of the head box the pose has moved by their step since they were last
+// composited, one workgroup each: the frame's list of them starts at `tiles[u.boxsz.z]`.
 @compute @workgroup_size(8, 8, 1)
 fn composite_tiles(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-    let t = layer[u.boxsz.x * u.boxsz.y + 2u * u.boxsz.y + wg.x];
+    let t = tiles[u.boxsz.z + wg.x];
     let g = vec2u((t & 0xffffu) * 8u + lid.x, (t >> 16u) * 8u + lid.y);
     if (g.x >= u.boxsz.x || g.y >= u.boxsz.y) { return; }
     composite_at(g);

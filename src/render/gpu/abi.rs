@@ -80,18 +80,10 @@ impl Uniforms {
     /// `posed(px) = M · px + t`, computed once here instead of per pixel.
     pub(super) fn set_frame(&mut self, frame: FrameParams) {
         self.frame = frame;
-        let (s, cx, cy) = (self.size[2].max(1e-6), self.center[0], self.center[1]);
-        let (sr, cr) = (-frame.roll).sin_cos();
-        let (m00, m01, m10, m11) = (cr / s, -sr / s, sr / s, cr / s);
-        // R · ((px − c)/s + (0, 0.006·breath − 0.45)) + (−0.06·yaw, 0.45 − 0.05·pitch)
-        let (qx, qy) = (-cx / s, -cy / s + 0.006 * frame.breath - 0.45);
-        self.pose_m = [m00, m01, m10, m11];
-        self.pose_t = [
-            cr * qx - sr * qy - 0.06 * frame.yaw,
-            sr * qx + cr * qy + 0.45 - 0.05 * frame.pitch,
-            0.0,
-            0.0,
-        ];
+        let pose = [frame.yaw, frame.pitch, frame.roll, frame.breath];
+        let map = PoseMap::around(pose, self.size[2], self.center[0], self.center[1]);
+        self.pose_m = map.m;
+        self.pose_t = [map.t[0], map.t[1], 0.0, 0.0];
     }
 }
 

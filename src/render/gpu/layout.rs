@@ -1,7 +1,8 @@
 //! Where things are in a frame: the avatar's [`Layout`] (head, eyes and mouth boxes), the
-//! 8×8 tiles and row spans the moving head can reach, the pose step below which the head is
-//! not recomposited ([`HEAD_STEP_PX`]), and the [`PatchGeometry`] that writes a read-back
-//! patch into a whole frame.
+//! 8×8 tiles ([`HeadTile`]) and row spans the moving head can reach, the pose as an affine
+//! map ([`PoseMap`]) and how far a tile may move before it is recomposited
+//! ([`tile_step_px`]), and the [`PatchGeometry`] that writes a read-back patch into a whole
+//! frame.
 
 use super::WG;
 
@@ -113,34 +114,160 @@ impl PatchGeometry {
     }
 }
 
-/// The head is recomposited once the pose would move some pixel of it by this much; until
-/// then frames reuse the composite (and draw eyes and mouth at the same pose, so they stay
-/// exactly on the face). Idle motion moves ~0.1 px per frame at 720p, so this halves or
-/// better the per-frame composite while no motion step is ever visible.
+/// A sharp tile of the head is recomposited once the pose would move some pixel of it by
+/// this much; until then frames reuse its composite. Idle motion moves ~0.1 px per frame at
+/// 720p, so this halves or better the per-frame composite while no motion step is ever
+/// visible.
 pub const HEAD_STEP_PX: f32 = 0.25;
 
-/// How far (pixels) going from pose `a` to pose `b` moves the farthest corner of the head
-/// box, by the kernel's `posed` mapping.
-pub(super) fn pose_shift_px(a: [f32; 4], b: [f32; 4], layout: &Layout) -> f32 {
-    let posed = |[yaw, pitch, roll, breath]: [f32; 4], (x, y): (f32, f32)| {
-        let y = y + 0.006 * breath - 0.45;
-        let (s, c) = (-roll).sin_cos();
-        let (rx, ry) = (c * x - s * y, s * x + c * y + 0.45);
-        (rx - yaw * 0.06, ry - pitch * 0.05)
+/// How far the pose may move a tile of the head before it is recomposited, by how sharp the
+/// tile is (`detail`: the largest step in levels between neighbouring pixels around it,
+/// [`tile_detail`]): a pixel there changes by at most `detail` levels per pixel of motion,
+/// so a smooth tile (the skin's soft shading) held for 1 px is within 2 levels of its exact
+/// pose and a flat one for 2 px is exact; edges and strands keep [`HEAD_STEP_PX`].
+pub fn tile_step_px(detail: u32) -> f32 {
+    match detail {
+        0 => 2.0,
+        1..=2 => 1.0,
+        _ => HEAD_STEP_PX,
+    }
+}
+
+/// How far around a tile its detail is measured: a bilinear sample up to the largest step
+/// away reads pixels one further.
+const DETAIL_REACH: usize = 3;
+
+/// The `posed` mapping of a pose (yaw, pitch, roll, breath) as an affine map of frame
+/// pixels to head units: breathing bob, roll about the neck (0.45 below the head centre), a
+/// small shift for yaw and pitch — `posed(px) = m · px + t`. The kernels get it in their
+/// uniforms; the head's tiles compare two of them to learn how far a pose change moves them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoseMap {
+    /// Rows of the matrix: m00, m01, m10, m11.
+    pub m: [f32; 4],
+    pub t: [f32; 2],
+}
+
+impl PoseMap {
+    pub fn new(pose: [f32; 4], layout: &Layout) -> Self {
+        Self::around(pose, layout.scale, layout.cx, layout.cy)
+    }
+
+    /// The map for a head of `scale` pixels per unit centred at (`cx`, `cy`).
+    pub fn around([yaw, pitch, roll, breath]: [f32; 4], scale: f32, cx: f32, cy: f32) -> Self {
+        let s = scale.max(1e-6);
+        let (sr, cr) = (-roll).sin_cos();
+        // R · ((px − c)/s + (0, 0.006·breath − 0.45)) + (−0.06·yaw, 0.45 − 0.05·pitch)
+        let (qx, qy) = (-cx / s, -cy / s + 0.006 * breath - 0.45);
+        Self {
+            m: [cr / s, -sr / s, sr / s, cr / s],
+            t: [
+                cr * qx - sr * qy - 0.06 * yaw,
+                sr * qx + cr * qy + 0.45 - 0.05 * pitch,
+            ],
+        }
+    }
+
+    /// How far (layer pixels) going from `self` to `other` moves the sample of the farthest
+    /// corner of the box `[x, y, w, h]` (frame pixels), squared.
+    pub fn shift2(&self, other: &Self, [x, y, w, h]: [f32; 4], layout: &Layout) -> f32 {
+        let dm = [0, 1, 2, 3].map(|k| other.m[k] - self.m[k]);
+        let (dx, dy) = (
+            dm[0] * x + dm[1] * y + other.t[0] - self.t[0],
+            dm[2] * x + dm[3] * y + other.t[1] - self.t[1],
+        );
+        let corner = |(a, b): (f32, f32)| {
+            let (ex, ey) = (dx + dm[0] * a + dm[1] * b, dy + dm[2] * a + dm[3] * b);
+            ex * ex + ey * ey
+        };
+        let far = [(0.0, 0.0), (w, 0.0), (0.0, h), (w, h)]
+            .into_iter()
+            .map(corner)
+            .fold(0.0, f32::max);
+        far * layout.scale * layout.scale
+    }
+
+    /// [`Self::shift2`] over the whole head box, in pixels.
+    pub fn head_shift_px(&self, other: &Self, layout: &Layout) -> f32 {
+        self.shift2(other, layout.head_box.map(|v| v as f32), layout)
+            .sqrt()
+    }
+}
+
+/// An 8×8 tile of the head box the moving head can reach: where it is (packed `x | y << 16`,
+/// in tiles), its top-left corner in frame pixels and its step squared ([`tile_step_px`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadTile {
+    pub at: u32,
+    pub corner: [f32; 2],
+    pub step2: f32,
+}
+
+impl HeadTile {
+    /// `tiles` (from [`span_tiles`]) with their steps, judged on the head `layer`'s pixels
+    /// (premultiplied RGBA, head-box sized; without them every tile is sharp).
+    pub fn judge(tiles: &[u32], layer: &[u8], layout: &Layout) -> Vec<Self> {
+        let [hx, hy, bw, bh] = layout.head_box;
+        let have = layer.len() >= bw as usize * bh as usize * 4;
+        tiles
+            .iter()
+            .map(|&at| {
+                let step = if have {
+                    tile_step_px(tile_detail(layer, at, layout))
+                } else {
+                    HEAD_STEP_PX
+                };
+                Self {
+                    at,
+                    corner: [
+                        (hx + (at & 0xffff) * WG) as f32,
+                        (hy + (at >> 16) * WG) as f32,
+                    ],
+                    step2: step * step,
+                }
+            })
+            .collect()
+    }
+
+    /// The tile as a box in frame pixels.
+    pub fn frame_box(&self) -> [f32; 4] {
+        [self.corner[0], self.corner[1], WG as f32, WG as f32]
+    }
+}
+
+/// How sharp the tile `at` is: the largest change, in levels, between two neighbouring
+/// pixels (across or down) of the head layer within [`DETAIL_REACH`] pixels of it — the
+/// most a pixel there can change per pixel the head moves (colour and coverage changes
+/// added: over `base`, a coverage step of k levels changes the result by at most k).
+fn tile_detail(layer: &[u8], at: u32, layout: &Layout) -> u32 {
+    let [_, _, bw, bh] = layout.head_box;
+    let (bw, bh, wg, r) = (bw as usize, bh as usize, WG as usize, DETAIL_REACH);
+    let px = |x: usize, y: usize| -> [i32; 4] {
+        let i = (y * bw + x) * 4;
+        layer
+            .get(i..i + 4)
+            .map_or([0; 4], |p| [p[0], p[1], p[2], p[3]].map(i32::from))
     };
-    let [x, y, w, h] = layout.head_box.map(|v| v as f32);
-    [(x, y), (x + w, y), (x, y + h), (x + w, y + h)]
-        .into_iter()
-        .map(|(px, py)| {
-            let p = (
-                (px - layout.cx) / layout.scale,
-                (py - layout.cy) / layout.scale,
-            );
-            let (ax, ay) = posed(a, p);
-            let (bx, by) = posed(b, p);
-            (ax - bx).hypot(ay - by) * layout.scale
-        })
-        .fold(0.0, f32::max)
+    let step = |a: [i32; 4], b: [i32; 4]| {
+        let rgb = (0..3).map(|k| (a[k] - b[k]).abs()).max().unwrap_or(0);
+        (rgb + (a[3] - b[3]).abs()) as u32
+    };
+    let (tx, ty) = ((at & 0xffff) as usize * wg, (at >> 16) as usize * wg);
+    let (x0, y0) = (tx.saturating_sub(r), ty.saturating_sub(r));
+    let (x1, y1) = ((tx + wg + r).min(bw), (ty + wg + r).min(bh));
+    let mut d = 0;
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let p = px(x, y);
+            if x + 1 < x1 {
+                d = d.max(step(p, px(x + 1, y)));
+            }
+            if y + 1 < y1 {
+                d = d.max(step(p, px(x, y + 1)));
+            }
+        }
+    }
+    d
 }
 
 /// The 8×8 tiles of the head box that meet `spans` (two per row), packed `x | y << 16`.

@@ -7,9 +7,10 @@
 //! every job that uses the same look (with a CPU copy of the static frame); a [`Target`] (one
 //! per job) holds the job's own buffers and records a batch of frames into one submission,
 //! each frame with its own uniform slot and staging buffer. Per frame only what changes is
-//! drawn: the head is recomposited (the layer moved by the pose, over the 8×8 tiles it can
-//! reach) only once the pose has moved it by [`HEAD_STEP_PX`]; eyes, brows and mouth are SDF
-//! shaded in two small boxes; captions in theirs. Only that patch (head box + caption box)
+//! drawn: each 8×8 tile the head can reach is recomposited (the layer moved by the pose)
+//! only once the pose has moved it by its step ([`tile_step_px`]: [`HEAD_STEP_PX`] where it
+//! is sharp, more where it is smooth); eyes, brows and mouth are SDF shaded at the exact
+//! pose in two small boxes; captions in theirs. Only that patch (head box + caption box)
 //! is read back; [`PatchGeometry::apply`] writes it into a reused copy of the static frame.
 //! Only the [`scheduler`] thread touches these; jobs talk to it.
 
@@ -23,13 +24,13 @@ pub mod scheduler;
 pub mod target;
 
 pub use abi::{Style, hex_rgba};
-pub use layout::{HEAD_STEP_PX, Layout, PatchGeometry};
+pub use layout::{HEAD_STEP_PX, Layout, PatchGeometry, tile_step_px};
 pub use model::{Model, ModelKey};
 pub use target::{FrameRequest, Target};
 
 const SHADER: &str = include_str!("../../../shaders/avatar.wgsl");
 
-/// What the avatar kernels' bind group holds (`shaders/avatar.wgsl`, bindings 0–7; the
+/// What the avatar kernels' bind group holds (`shaders/avatar.wgsl`, bindings 0–8; the
 /// sampler is the device's).
 struct Bindings<'a> {
     uniforms: &'a wgpu::Buffer,
@@ -39,6 +40,7 @@ struct Bindings<'a> {
     caps: &'a wgpu::Buffer,
     head: &'a wgpu::Buffer,
     layer_tex: &'a wgpu::TextureView,
+    tiles: &'a wgpu::Buffer,
 }
 
 /// Environment a headless process sets before its first thread (the binaries' `main` do):
@@ -152,6 +154,7 @@ impl Gpu {
                     ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
                     count: None,
                 },
+                storage(8, true),
             ],
         });
         // The head layer is sampled bilinearly where the pose moves it: the texture unit's
@@ -263,6 +266,7 @@ impl Gpu {
             caps,
             head,
             layer_tex,
+            tiles,
         } = b;
         fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
             wgpu::BindGroupEntry {
@@ -295,6 +299,7 @@ impl Gpu {
                     binding: 7,
                     resource: wgpu::BindingResource::Sampler(&self.sampler),
                 },
+                entry(8, tiles),
             ],
         })
     }
@@ -309,7 +314,7 @@ impl Gpu {
 
 #[cfg(test)]
 mod tests {
-    use super::layout::{pose_shift_px, span_tiles};
+    use super::layout::{PoseMap, span_tiles};
     use super::*;
 
     #[test]
@@ -355,19 +360,59 @@ mod tests {
     #[test]
     fn pose_shift_grows_with_the_pose_change_and_is_zero_for_none() {
         let layout = Layout::new(1280, 720, false);
+        let shift = |a: [f32; 4], b: [f32; 4]| {
+            PoseMap::new(a, &layout).head_shift_px(&PoseMap::new(b, &layout), &layout)
+        };
         let rest = [0.0, 0.0, 0.0, 0.5];
-        assert_eq!(pose_shift_px(rest, rest, &layout), 0.0);
+        assert_eq!(shift(rest, rest), 0.0);
         // Breathing moves the head 0.006 units per unit of breath: 0.36 px at full breath.
-        let breath = pose_shift_px(rest, [0.0, 0.0, 0.0, 1.5], &layout);
+        let breath = shift(rest, [0.0, 0.0, 0.0, 1.5]);
         assert!((breath - 0.006 * layout.scale).abs() < 1e-3, "{breath}");
-        let small = pose_shift_px(rest, [0.001, 0.0, 0.0, 0.5], &layout);
-        let large = pose_shift_px(rest, [0.01, 0.0, 0.0, 0.5], &layout);
+        let small = shift(rest, [0.001, 0.0, 0.0, 0.5]);
+        let large = shift(rest, [0.01, 0.0, 0.0, 0.5]);
         assert!(small < HEAD_STEP_PX && large > small * 5.0);
-        let roll = pose_shift_px(rest, [0.0, 0.0, 0.01, 0.5], &layout);
+        let roll = shift(rest, [0.0, 0.0, 0.01, 0.5]);
         assert!(
             roll > 1.0,
             "a 0.01 rad roll moves the top of the box by pixels: {roll}"
         );
+        // Roll turns about the neck: a tile at the chin moves much less than one at the top.
+        let [hx, hy, bw, _] = layout.head_box.map(|v| v as f32);
+        let (a, b) = (
+            PoseMap::new(rest, &layout),
+            PoseMap::new([0.0, 0.0, 0.01, 0.5], &layout),
+        );
+        let top = a.shift2(&b, [hx + bw / 2.0, hy, 8.0, 8.0], &layout).sqrt();
+        let chin = a.shift2(
+            &b,
+            [hx + bw / 2.0, layout.cy + 0.4 * layout.scale, 8.0, 8.0],
+            &layout,
+        );
+        assert!(chin.sqrt() < top / 4.0, "chin {} top {top}", chin.sqrt());
+    }
+
+    #[test]
+    fn smooth_tiles_get_longer_steps_than_sharp_ones() {
+        assert_eq!(tile_step_px(0), 2.0);
+        assert_eq!(tile_step_px(2), 1.0);
+        assert_eq!(tile_step_px(3), HEAD_STEP_PX);
+        // A layer that is flat on the left and has a hard edge on the right.
+        let layout = Layout::new(1280, 720, false);
+        let [_, _, bw, bh] = layout.head_box;
+        let mut layer = vec![0u8; (bw * bh * 4) as usize];
+        for y in 0..bh {
+            for x in bw / 2..bw {
+                let i = ((y * bw + x) * 4) as usize;
+                layer[i..i + 4].copy_from_slice(&[200, 150, 120, 255]);
+            }
+        }
+        let (left, edge) = (1u32 | 5 << 16, (bw / 2 / WG) | 5 << 16);
+        let judged = layout::HeadTile::judge(&[left, edge], &layer, &layout);
+        assert_eq!(judged[0].step2, 4.0, "flat");
+        assert_eq!(judged[1].step2, HEAD_STEP_PX * HEAD_STEP_PX, "edge");
+        // Without the layer's pixels every tile is sharp.
+        let blind = layout::HeadTile::judge(&[left], &[], &layout);
+        assert_eq!(blind[0].step2, HEAD_STEP_PX * HEAD_STEP_PX);
     }
 
     #[test]

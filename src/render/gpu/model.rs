@@ -20,8 +20,8 @@ pub struct Model {
     pub(super) layer: wgpu::Buffer,
     /// The head layer's pixels again, as a texture the composite samples.
     pub(super) layer_tex: wgpu::TextureView,
-    /// 8×8 tiles of the head box the moving head can reach (listed in `layer`).
-    pub(super) tiles: u32,
+    /// 8×8 tiles of the head box the moving head can reach, each with its step.
+    pub(super) tiles: Vec<HeadTile>,
     pub layout: Layout,
     /// The static frame (RGBA, width × height) on the CPU: what every frame of the look is
     /// outside its patch, so a job's frame buffers start as copies of it.
@@ -72,9 +72,7 @@ impl Model {
         });
         // The head layer, then one [start, end) span per row of the head box.
         let layer_px = u64::from(layout.head_box[2]) * u64::from(layout.head_box[3]);
-        let max_tiles =
-            u64::from(layout.head_box[2].div_ceil(WG)) * u64::from(layout.head_box[3].div_ceil(WG));
-        let layer_bytes = ((layer_px + 2 * u64::from(layout.head_box[3]) + max_tiles) * 4).max(8);
+        let layer_bytes = ((layer_px + 2 * u64::from(layout.head_box[3])) * 4).max(8);
         let layer = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("head layer"),
             size: layer_bytes,
@@ -104,6 +102,7 @@ impl Model {
             caps: &caps,
             head: &no_head,
             layer_tex: &no_tex,
+            tiles: &caps,
         });
 
         // The static layer: render it into `out`, keep a copy in `base` for the head kernel.
@@ -131,16 +130,14 @@ impl Model {
         let idx = gpu.queue.submit([enc.finish()]);
         let (frame, spans, layer_px_bytes) = read_static(gpu, &probe, idx, fb as usize, &layout);
         let layer_tex = gpu.layer_texture(layout.head_box[2], layout.head_box[3], &layer_px_bytes);
-        let tiles = span_tiles(&spans, &layout);
-        let mut tail = spans;
-        tail.extend_from_slice(&tiles);
+        let tiles = HeadTile::judge(&span_tiles(&spans, &layout), &layer_px_bytes, &layout);
         gpu.queue
-            .write_buffer(&layer, layer_px * 4, bytemuck::cast_slice(&tail));
+            .write_buffer(&layer, layer_px * 4, bytemuck::cast_slice(&spans));
         Self {
             base,
             layer,
             layer_tex,
-            tiles: tiles.len() as u32,
+            tiles,
             layout,
             bytes: 2 * frame_bytes + layer_bytes + layer_px * 4,
             frame,

@@ -20,6 +20,19 @@ pub struct FrameRequest {
     pub line: Option<Arc<[u32]>>,
 }
 
+/// What of the head a frame recomposites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Composite {
+    None,
+    /// The whole head box (a job's first frame).
+    Whole,
+    /// `n` tiles, listed from `base` on in the batch's tile list.
+    Tiles {
+        base: u32,
+        n: u32,
+    },
+}
+
 /// A job's own buffers over a shared [`Model`]: one uniform slot and one staging buffer per
 /// frame of a batch (so a batch is one submission), the patch and the caption line.
 pub struct Target {
@@ -30,8 +43,11 @@ pub struct Target {
     pub(super) patch: wgpu::Buffer,
     /// The composited head (head-box sized), kept from frame to frame.
     pub(super) head: wgpu::Buffer,
-    /// The pose (yaw, pitch, roll, breath) `head` was composited at; `None` before the first.
-    pub(super) held: Option<[f32; 4]>,
+    /// Per tile of the model, the pose its part of `head` was composited at; `None` before
+    /// the first frame.
+    pub(super) held: Option<Vec<PoseMap>>,
+    /// The batch's tile lists (each frame's tiles to recomposite, one after the other).
+    pub(super) tile_list: wgpu::Buffer,
     pub(super) caption_buf: wgpu::Buffer,
     pub(super) captions: Option<[u32; 4]>,
     pub(super) bind_group: wgpu::BindGroup,
@@ -81,6 +97,7 @@ impl Target {
             mapped_at_creation: false,
         });
         let uniform_buf = gpu.uniform_slots(1);
+        let tile_list = tile_list_buffer(gpu, 1);
         let bind_group = gpu.bind_group(Bindings {
             uniforms: &uniform_buf,
             base: &model.base,
@@ -89,6 +106,7 @@ impl Target {
             caps: &caption_buf,
             head: &head,
             layer_tex: &model.layer_tex,
+            tiles: &tile_list,
         });
         Self {
             model,
@@ -98,6 +116,7 @@ impl Target {
             patch,
             head,
             held: None,
+            tile_list,
             caption_buf,
             captions: geometry.caption,
             bind_group,
@@ -129,14 +148,22 @@ impl Target {
             + self.patch.size()
             + self.head.size()
             + self.caption_buf.size()
+            + self.tile_list.size()
             + self.staging.iter().map(wgpu::Buffer::size).sum::<u64>()
     }
 
-    /// Grows the uniform slots and staging buffers to hold `n` frames per submission.
-    pub(super) fn reserve(&mut self, gpu: &Gpu, n: usize) {
+    /// Grows the uniform slots and staging buffers to hold `n` frames per submission, and
+    /// the tile list to hold `tiles` entries.
+    pub(super) fn reserve(&mut self, gpu: &Gpu, n: usize, tiles: usize) {
         let slots = (self.uniform_buf.size() / gpu.uniform_stride) as usize;
-        if slots < n {
-            self.uniform_buf = gpu.uniform_slots(n);
+        let listed = (self.tile_list.size() / 4) as usize;
+        if slots < n || listed < tiles {
+            if slots < n {
+                self.uniform_buf = gpu.uniform_slots(n);
+            }
+            if listed < tiles {
+                self.tile_list = tile_list_buffer(gpu, tiles);
+            }
             self.bind_group = gpu.bind_group(Bindings {
                 uniforms: &self.uniform_buf,
                 base: &self.model.base,
@@ -145,6 +172,7 @@ impl Target {
                 caps: &self.caption_buf,
                 head: &self.head,
                 layer_tex: &self.model.layer_tex,
+                tiles: &self.tile_list,
             });
         }
         while self.staging.len() < n {
@@ -166,44 +194,66 @@ impl Target {
         }
     }
 
-    /// Records `frames` into `enc`: per frame the head composite over the head box, the
-    /// features box, the caption box (all into the patch), then a copy of the patch to that
-    /// frame's staging buffer. Uniform
-    /// slots and the caption line are written now, so they land before the submission.
+    /// What of the head to recomposite for a frame at `pose`: all of it on the first frame;
+    /// later, each tile the pose has moved by its step since it was composited (appended to
+    /// `list`). Updates the held poses.
+    fn hold(&mut self, pose: &PoseMap, list: &mut Vec<u32>) -> Composite {
+        let layout = self.model.layout;
+        let Some(held) = &mut self.held else {
+            self.held = Some(vec![*pose; self.model.tiles.len()]);
+            return Composite::Whole;
+        };
+        let base = list.len();
+        for (tile, at) in self.model.tiles.iter().zip(held.iter_mut()) {
+            if at.shift2(pose, tile.frame_box(), &layout) >= tile.step2 {
+                *at = *pose;
+                list.push(tile.at);
+            }
+        }
+        match list.len() - base {
+            0 => Composite::None,
+            n => Composite::Tiles {
+                base: base as u32,
+                n: n as u32,
+            },
+        }
+    }
+
+    /// Records `frames` into `enc`: per frame the head's moved tiles, the eyes and mouth
+    /// boxes, the caption box (all into the patch), then a copy of the patch to that frame's
+    /// staging buffer. Uniform slots, tile lists and the caption line are written now, so
+    /// they land before the submission.
     pub fn encode(&mut self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, frames: &[FrameRequest]) {
-        self.reserve(gpu, frames.len());
         let layout = self.model.layout;
         let mut slots = vec![0u8; frames.len() * gpu.uniform_stride as usize];
-        // Per frame: 0 none, 1 the whole head box (the first), 2 the head's tiles.
-        let mut composite = vec![0u8; frames.len()];
+        let mut composite = vec![Composite::None; frames.len()];
+        let mut list = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             if let Some(line) = &f.line {
                 gpu.queue
                     .write_buffer(&self.caption_buf, 0, bytemuck::cast_slice(line));
             }
             let p = f.params;
-            let pose = [p.yaw, p.pitch, p.roll, p.breath];
-            let held = match self.held {
-                Some(h) if pose_shift_px(h, pose, &layout) < HEAD_STEP_PX => h,
-                held => {
-                    composite[i] = if held.is_some() { 2 } else { 1 };
-                    self.held = Some(pose);
-                    pose
-                }
+            let pose = PoseMap::new([p.yaw, p.pitch, p.roll, p.breath], &layout);
+            composite[i] = self.hold(&pose, &mut list);
+            // Eyes and mouth are drawn at the exact pose: the tiles under them are within
+            // their step of it.
+            self.uniforms.set_frame(p);
+            self.uniforms.boxsz[2] = match composite[i] {
+                Composite::Tiles { base, .. } => base,
+                _ => 0,
             };
-            self.uniforms.set_frame(FrameParams {
-                yaw: held[0],
-                pitch: held[1],
-                roll: held[2],
-                breath: held[3],
-                ..p
-            });
             self.uniforms.cword = f.caption.map_or([0.0; 4], |(a, b)| [1.0, a, b, 0.0]);
             let at = i * gpu.uniform_stride as usize;
             slots[at..at + size_of::<Uniforms>()]
                 .copy_from_slice(bytemuck::bytes_of(&self.uniforms));
         }
+        self.reserve(gpu, frames.len(), list.len());
         gpu.queue.write_buffer(&self.uniform_buf, 0, &slots);
+        if !list.is_empty() {
+            gpu.queue
+                .write_buffer(&self.tile_list, 0, bytemuck::cast_slice(&list));
+        }
         let dispatch = |enc: &mut wgpu::CommandEncoder,
                         pipelines: &[(&wgpu::ComputePipeline, [u32; 4])],
                         offset: &[u32]| {
@@ -219,16 +269,23 @@ impl Target {
             let offset = [(i as u64 * gpu.uniform_stride) as u32];
             // Separate passes where one reads what the previous wrote.
             match recomposite {
-                1 => dispatch(enc, &[(&gpu.composite_pipeline, layout.head_box)], &offset),
-                2 => {
+                Composite::Whole => {
+                    dispatch(enc, &[(&gpu.composite_pipeline, layout.head_box)], &offset)
+                }
+                Composite::Tiles { n, .. } => {
                     let mut pass = enc.begin_compute_pass(&Default::default());
                     pass.set_bind_group(0, &self.bind_group, &offset);
                     pass.set_pipeline(&gpu.tiles_pipeline);
-                    pass.dispatch_workgroups(self.model.tiles, 1, 1);
+                    pass.dispatch_workgroups(n, 1, 1);
                 }
-                _ => {}
+                Composite::None => {}
             }
-            enc.copy_buffer_to_buffer(&self.head, 0, &self.patch, 0, head_bytes);
+            // A held head is in the patch already (copied when it was composited); the
+            // eyes and mouth below overwrite their whole boxes, so nothing of the last
+            // frame's features survives.
+            if recomposite != Composite::None {
+                enc.copy_buffer_to_buffer(&self.head, 0, &self.patch, 0, head_bytes);
+            }
             dispatch(
                 enc,
                 &[
@@ -279,5 +336,17 @@ impl Target {
     pub fn abandon(&mut self) {
         self.encoded = 0;
         self.staging.clear();
+        // The patch may not hold the head any more: composite the next frame afresh.
+        self.held = None;
     }
+}
+
+/// A buffer for `n` tile-list entries.
+fn tile_list_buffer(gpu: &Gpu, n: usize) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("tile lists"),
+        size: (n.max(1) * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
 }
