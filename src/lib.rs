@@ -176,6 +176,7 @@ async fn start_worker(ctx: &Context) -> Option<actix::Addr<JobDispatcher>> {
         color_path: None,
         lowered: true,
         speech_server: config.speech_server.clone(),
+        whole_feature_boxes: false,
     };
     let device = Arc::new(OnDemand::new(
         move || Generator::with_options(cat.clone(), options.clone()),

@@ -249,6 +249,9 @@ pub struct GeneratorOptions {
     /// Open the device from a lowered thread, so its worker threads (lavapipe's) yield to
     /// the API: batch rendering. A live session's device runs at normal priority.
     pub lowered: bool,
+    /// Draw eyes and mouth over their whole boxes instead of only where they can touch:
+    /// the same pixels with more work, the reference a test holds the extents to.
+    pub whole_feature_boxes: bool,
 }
 
 impl Default for GeneratorOptions {
@@ -263,6 +266,7 @@ impl Default for GeneratorOptions {
             color_path: None,
             speech_server: None,
             lowered: true,
+            whole_feature_boxes: false,
         }
     }
 }
@@ -317,6 +321,7 @@ impl Generator {
         if !o.batch_size_auto_tune {
             config.batch_size = o.batch_size;
         }
+        config.whole_feature_boxes = o.whole_feature_boxes;
         let color = o.color_path.unwrap_or_else(|| ColorPath::choose(&gpu));
         Ok(Self {
             color,

@@ -1088,3 +1088,37 @@ fn dropping_a_generator_destroys_its_device_before_it_returns() {
         "the scheduler thread (and the device it owns) outlived the generator's drop"
     );
 }
+
+#[test]
+fn eyes_and_mouth_drawn_only_where_they_can_touch_give_the_whole_boxes_pixels() {
+    let Some(g) = generator() else { return };
+    let whole = Generator::with_options(
+        catalog(),
+        GeneratorOptions {
+            whole_feature_boxes: true,
+            ..GeneratorOptions::default()
+        },
+    )
+    .expect("generator");
+    // Small frames (wide anti-aliasing reach), a smile, a stern face with the crease between
+    // the brows; wide-open vowels and closed lips; a moving head.
+    for (w, h, avatar, expression) in [
+        (320u32, 180u32, "ava", "friendly"),
+        (640, 360, "marcus", "serious"),
+        (1280, 720, "lena", "neutral"),
+    ] {
+        let p = params(
+            json!({"script": "Oh wow, a big open mouth! Then a quiet smile, and mmm.",
+            "avatar": {"id": avatar, "expression": expression},
+            "dimension": {"width": w, "height": h}, "fps": 30, "seed": 5}),
+        );
+        let t = g.timeline(&p).expect("timeline");
+        let all: Vec<usize> = (0..t.frames.len()).collect();
+        let tight = g.still_frames(&p, &t, &all).expect("frames");
+        let reference = whole.still_frames(&p, &t, &all).expect("frames");
+        assert_eq!(tight.len(), reference.len());
+        for (i, (a, b)) in tight.iter().zip(&reference).enumerate() {
+            assert!(a == b, "{w}x{h} {expression}: frame {i} differs");
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! frame.
 
 use super::WG;
+use crate::render::timeline::script::FrameParams;
 
 /// Where the avatar sits in a frame, in pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,6 +59,125 @@ impl Layout {
             mouth_box: pixels([-0.18, 0.075, 0.18, 0.36]),
         }
     }
+}
+
+impl Layout {
+    /// The part of the mouth box the mouth of `frame` can touch at `pose` (its pose map):
+    /// outside it every shape of the kernel's `mouth` has zero coverage, so drawing only
+    /// there gives the same pixels as the whole box. A closed or half-open mouth is a
+    /// fraction of the box, which is sized for the widest, most open, turned mouth.
+    pub fn mouth_extent(&self, frame: &FrameParams, pose: &PoseMap) -> [u32; 4] {
+        // As `mouth` in shaders/avatar.wgsl: widths, heights and centre in face units.
+        let smile = frame.smile;
+        let (joy, stern) = (smile.max(0.0), (-smile).max(0.0));
+        let mw = 0.085
+            * (1.0 + 0.28 * frame.mouth_wide - 0.3 * frame.mouth_round)
+            * (1.0 + 0.14 * joy - 0.08 * stern);
+        let mh = 0.004 + 0.07 * frame.mouth_open;
+        let mc = 0.205 + 0.02 * frame.mouth_open;
+        // Coverage is clamp(0.5 − d / pixel): an ellipse (radii r) covers nothing where its
+        // distance (k − 1)·min(r) reaches half a pixel, so nothing beyond k = 1 + h / min(r).
+        let h = 0.5 / self.scale.max(1e-6);
+        let reach = |rx: f32, ry: f32| {
+            let k = 1.0 + h / rx.min(ry).max(1e-6);
+            (k * rx, k * ry)
+        };
+        let (ix, iy) = reach(mw, mh);
+        let lips_ry = mh + 0.016 - 0.007 * stern + 0.004 * frame.mouth_round;
+        let (lx, ly) = reach(mw + 0.012, lips_ry);
+        // The closed-lip line: |m.x| < mw, |m.y| < 0.0022, each plus half a pixel.
+        let x = ix.max(lx).max(mw + h);
+        let (y0, y1) = ((-iy).min(0.002 - ly), iy.max(0.002 + ly).max(0.0022 + h));
+        // The smile bends m.y by smile·(0.05·x²/mw² − 0.008) (face.y = m.y + mc − that).
+        let bend = [
+            -0.008 * smile,
+            smile * (0.05 * x * x / (mw * mw).max(1e-6) - 0.008),
+        ];
+        let (b0, b1) = (bend[0].min(bend[1]), bend[0].max(bend[1]));
+        let face = [-x, mc + y0 - b1, x, mc + y1 - b0];
+        self.clip_face_box(face, frame, pose, self.mouth_box)
+    }
+
+    /// The part of the eyes box the eyes and brows of `frame` can touch at `pose`, as
+    /// [`Self::mouth_extent`] (from `eyes` in shaders/avatar.wgsl): the box is sized for
+    /// raised brows, a turned head and a stern crease; one frame's eyes need about half.
+    pub fn eyes_extent(&self, frame: &FrameParams, pose: &PoseMap) -> [u32; 4] {
+        let h = 0.5 / self.scale.max(1e-6);
+        // Each eye (centre ±0.115, −0.03): its ellipse, with lids and lashes up to 0.006
+        // outside it; the crease's ellipse (centre y −0.036) up to 0.002 outside.
+        let (ex, ey) = (0.062f32, 0.034 - 0.004 * frame.smile);
+        let k = 1.0 + (0.006 + h) / ex.min(ey).max(1e-6);
+        let kc = 1.0 + (0.002 + h) / 0.046;
+        let mut x = 0.115 + (k * ex).max(kc * 0.066);
+        let mut y0 = (-0.03 - k * ey).min(-0.036 - kc * 0.046);
+        let mut y1 = (-0.03 + k * ey).max(-0.036 + kc * 0.046);
+        // Brows: capsules (radius 0.013) through a, their middle and b.
+        let (up, down) = (frame.brow.max(0.0), (-frame.brow).max(0.0));
+        let by = -0.105 - 0.03 * frame.brow;
+        let a = (0.065 - 0.01 * down, by - 0.01 * up + 0.024 * down);
+        let b = (0.165, by - 0.008 - 0.012 * up + 0.004 * down);
+        let mid = ((a.0 + b.0) * 0.5, (a.1 + b.1) * 0.5 - 0.008 * up);
+        let r = 0.013 + h;
+        for (px, py) in [a, b, mid] {
+            x = x.max(px + r);
+            y0 = y0.min(py - r);
+            y1 = y1.max(py + r);
+        }
+        // The crease between lowered brows (drawn from 0.15 down on).
+        if down > 0.15 {
+            x = x.max(0.028 + 0.0025 + h);
+            y0 = y0.min(-0.085 - 0.0025 - h);
+            y1 = y1.max(-0.05 + 0.0025 + h);
+        }
+        self.clip_face_box([-x, y0, x, y1], frame, pose, self.eyes_box)
+    }
+
+    /// The frame pixels of a box in face units (`[x0, y0, x1, y1]`) at `pose`, one pixel
+    /// wider all round, within `limit` (`[x, y, w, h]`).
+    fn clip_face_box(
+        &self,
+        [fx0, fy0, fx1, fy1]: [f32; 4],
+        frame: &FrameParams,
+        pose: &PoseMap,
+        limit: [u32; 4],
+    ) -> [u32; 4] {
+        // face = posed(px) − (0.1·yaw, 0.12·pitch); posed(px) = m·px + t.
+        let (ox, oy) = (0.1 * frame.yaw, 0.12 * frame.pitch);
+        let [a, b, c, d] = pose.m;
+        let det = a * d - b * c;
+        if det.abs() < 1e-12 {
+            return limit;
+        }
+        let to_px = |(fx, fy): (f32, f32)| {
+            let (u, v) = (fx + ox - pose.t[0], fy + oy - pose.t[1]);
+            ((d * u - b * v) / det, (a * v - c * u) / det)
+        };
+        let corners = [(fx0, fy0), (fx1, fy0), (fx0, fy1), (fx1, fy1)].map(to_px);
+        let lo = |k: fn(&(f32, f32)) -> f32| corners.iter().map(k).fold(f32::MAX, f32::min);
+        let hi = |k: fn(&(f32, f32)) -> f32| corners.iter().map(k).fold(f32::MIN, f32::max);
+        let [lx, ly, lw, lh] = limit;
+        let x0 = ((lo(|p| p.0) - 1.0).floor().max(lx as f32) as u32).min(lx + lw);
+        let y0 = ((lo(|p| p.1) - 1.0).floor().max(ly as f32) as u32).min(ly + lh);
+        let x1 = ((hi(|p| p.0) + 1.0).ceil().max(0.0) as u32).clamp(x0, lx + lw);
+        let y1 = ((hi(|p| p.1) + 1.0).ceil().max(0.0) as u32).clamp(y0, ly + lh);
+        [x0, y0, x1 - x0, y1 - y0]
+    }
+}
+
+/// The smallest box holding both `a` and `b` (`[x, y, w, h]`; an empty one adds nothing).
+pub fn union_box(a: [u32; 4], b: [u32; 4]) -> [u32; 4] {
+    if a[2] == 0 || a[3] == 0 {
+        return b;
+    }
+    if b[2] == 0 || b[3] == 0 {
+        return a;
+    }
+    let (x0, y0) = (a[0].min(b[0]), a[1].min(b[1]));
+    let (x1, y1) = (
+        (a[0] + a[2]).max(b[0] + b[2]),
+        (a[1] + a[3]).max(b[1] + b[3]),
+    );
+    [x0, y0, x1 - x0, y1 - y0]
 }
 
 /// Where a frame's patch goes: the head box, then the caption box, each row-major.

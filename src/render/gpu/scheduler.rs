@@ -48,6 +48,9 @@ pub struct SchedulerConfig {
     pub auto_tune: bool,
     /// Frames per batch when not tuning (and the ceiling when tuning).
     pub batch_size: usize,
+    /// Draw eyes and mouth over their whole boxes instead of where they can touch (the
+    /// same pixels, more work: the reference a test checks the extents against).
+    pub whole_feature_boxes: bool,
 }
 
 impl SchedulerConfig {
@@ -71,6 +74,7 @@ impl SchedulerConfig {
             model_cache_size: model_cache_size.max(1),
             auto_tune,
             batch_size: MAX_BATCH,
+            whole_feature_boxes: false,
         }
     }
 }
@@ -436,7 +440,7 @@ impl Core {
                     .store(self.models.len(), Ordering::Relaxed);
                 let layout = model.layout;
                 let static_frame = model.frame.clone();
-                let target = Target::new(
+                let mut target = Target::new(
                     &self.gpu,
                     model,
                     job.style,
@@ -445,6 +449,7 @@ impl Core {
                     &job.rest,
                     job.captions,
                 );
+                target.whole_boxes = self.config.whole_feature_boxes;
                 let geometry = target.geometry();
                 let id = self.next_id;
                 self.next_id += 1;

@@ -48,6 +48,12 @@ pub struct Target {
     pub(super) held: Option<Vec<PoseMap>>,
     /// The batch's tile lists (each frame's tiles to recomposite, one after the other).
     pub(super) tile_list: wgpu::Buffer,
+    /// Where the last frame's eyes and mouth could touch ([`Layout::eyes_extent`],
+    /// [`Layout::mouth_extent`]).
+    pub(super) features: [[u32; 4]; 2],
+    /// Draw eyes and mouth over their whole boxes (the reference the extents are checked
+    /// against).
+    pub(super) whole_boxes: bool,
     pub(super) caption_buf: wgpu::Buffer,
     pub(super) captions: Option<[u32; 4]>,
     pub(super) bind_group: wgpu::BindGroup,
@@ -117,6 +123,8 @@ impl Target {
             head,
             held: None,
             tile_list,
+            features: [[0; 4]; 2],
+            whole_boxes: false,
             caption_buf,
             captions: geometry.caption,
             bind_group,
@@ -228,6 +236,7 @@ impl Target {
         let mut slots = vec![0u8; frames.len() * gpu.uniform_stride as usize];
         let mut composite = vec![Composite::None; frames.len()];
         let mut list = Vec::new();
+        let mut features = vec![[[0; 4]; 2]; frames.len()];
         for (i, f) in frames.iter().enumerate() {
             if let Some(line) = &f.line {
                 gpu.queue
@@ -239,6 +248,27 @@ impl Target {
             // Eyes and mouth are drawn at the exact pose: the tiles under them are within
             // their step of it.
             self.uniforms.set_frame(p);
+            // Eyes and mouth only where they can touch; where the last frame's could too
+            // unless the head is copied over the patch again (the kernels write the head's
+            // pixels where no shape covers).
+            let (eyes, mouth) = if self.whole_boxes {
+                (layout.eyes_box, layout.mouth_box)
+            } else {
+                (
+                    layout.eyes_extent(&p, &pose),
+                    layout.mouth_extent(&p, &pose),
+                )
+            };
+            features[i] = match composite[i] {
+                Composite::None => [
+                    union_box(eyes, self.features[0]),
+                    union_box(mouth, self.features[1]),
+                ],
+                _ => [eyes, mouth],
+            };
+            self.features = [eyes, mouth];
+            self.uniforms.ebox = features[i][0];
+            self.uniforms.mbox = features[i][1];
             self.uniforms.boxsz[2] = match composite[i] {
                 Composite::Tiles { base, .. } => base,
                 _ => 0,
@@ -289,8 +319,8 @@ impl Target {
             dispatch(
                 enc,
                 &[
-                    (&gpu.eyes_pipeline, layout.eyes_box),
-                    (&gpu.mouth_pipeline, layout.mouth_box),
+                    (&gpu.eyes_pipeline, features[i][0]),
+                    (&gpu.mouth_pipeline, features[i][1]),
                 ],
                 &offset,
             );
