@@ -20,7 +20,9 @@ use crate::render::gpu::i420::{ColorPath, I420Converter};
 use crate::render::gpu::scheduler::{
     GpuScheduler, JobRenderer, OpenJob, SchedulerConfig, SchedulerStats,
 };
-use crate::render::gpu::{FrameRequest, Gpu, GpuError, PatchGeometry, Style, hex_rgba};
+use crate::render::gpu::{
+    Changed, FrameRequest, Gpu, GpuError, PatchGeometry, Rendered, Style, hex_rgba,
+};
 use crate::render::media::{
     self, EncodeSettings, EncoderChoice, FramePool, LiveChunk, MediaError, Mp4Writer, PooledFrame,
 };
@@ -564,8 +566,8 @@ impl Generator {
         let mut in_flight = submit();
         while let Some(ticket) = in_flight.take() {
             in_flight = submit();
-            for patch in ticket.wait()? {
-                frames.apply(patch.as_ref());
+            for rendered in ticket.wait()? {
+                frames.apply(rendered);
                 each(&mut frames)?;
             }
         }
@@ -783,8 +785,7 @@ impl Generator {
             times.readback += t.elapsed();
             for patch in rendered {
                 let t = Instant::now();
-                frames.apply(patch.as_ref());
-                drop(patch);
+                frames.apply(patch);
                 if run.done == run.thumb_at {
                     run.thumb = Some(frames.rgba().to_vec());
                 }
@@ -857,11 +858,11 @@ impl LiveRenderer<'_> {
             caption: None,
             line: None,
         };
-        for patch in self
+        for rendered in self
             .renderer
             .render(vec![request], vec![self.patches.get()])?
         {
-            self.frames.apply(patch.as_ref());
+            self.frames.apply(rendered);
         }
         Ok(Arc::new(self.frames.i420()?))
     }
@@ -869,11 +870,12 @@ impl LiveRenderer<'_> {
 
 /// A job's frames, made from its read-back patches: the RGBA frame of the moment (the
 /// look's static frame with the latest patch applied) and, from it, each I420 frame for the
-/// encoder. On the `Boxes` path only the patch's boxes (widened to whole chroma samples) are
-/// converted, into a pooled buffer: a new buffer starts as the static frame converted once,
-/// and one coming back from the encoder holds an earlier frame of the same job, which
-/// differs from this one only inside those boxes. On the `Kernel` path the whole frame is
-/// converted on the device (sizes the kernel cannot take use the boxes).
+/// encoder. On the `Boxes` path only what changed is converted, into a pooled buffer: a new
+/// buffer starts as the static frame converted once (and gets the whole patch), and one
+/// coming back from the encoder is tagged with the frame it holds, so only what changed since
+/// (the head's recomposited tiles, the eyes and mouth boxes, the caption box) is converted
+/// again. On the `Kernel` path the whole frame is converted on the device (sizes the kernel
+/// cannot take use the boxes).
 struct FrameMaker<'a> {
     gpu: &'a Gpu,
     geometry: PatchGeometry,
@@ -882,7 +884,14 @@ struct FrameMaker<'a> {
     rgba: Vec<u8>,
     pool: FramePool,
     kernel: Option<I420Converter>,
+    /// Frames applied so far (frame n is tagged n; 0 is the static frame).
+    made: u64,
+    /// What changed in each of the latest frames, oldest first: (frame, change).
+    recent: std::collections::VecDeque<(u64, Changed)>,
 }
+
+/// Frames whose changes are remembered; a pooled buffer older than that is converted whole.
+const RECENT: usize = 16;
 
 impl<'a> FrameMaker<'a> {
     fn new(gpu: &'a Gpu, renderer: &JobRenderer, path: ColorPath, width: u32, height: u32) -> Self {
@@ -900,12 +909,19 @@ impl<'a> FrameMaker<'a> {
             rgba,
             pool,
             kernel,
+            made: 0,
+            recent: std::collections::VecDeque::with_capacity(RECENT),
         }
     }
 
-    /// Applies the next frame's patch.
-    fn apply(&mut self, patch: &[u8]) {
-        self.geometry.apply(patch, &mut self.rgba);
+    /// Applies the next frame's patch (and notes what changed in it).
+    fn apply(&mut self, rendered: Rendered) {
+        self.geometry.apply(rendered.patch.as_ref(), &mut self.rgba);
+        self.made += 1;
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((self.made, rendered.changed));
     }
 
     /// The current frame, RGBA.
@@ -921,12 +937,50 @@ impl<'a> FrameMaker<'a> {
                 .convert_into(self.gpu, &self.rgba, out.as_mut())
                 .map_err(|e| MediaError::Pipeline(e.to_string()))?,
             None => {
-                for b in self.geometry.boxes() {
-                    media::i420::convert_box(&self.rgba, self.width, self.height, b, out.as_mut());
+                let (w, h) = (self.width, self.height);
+                let convert = |b: [u32; 4], out: &mut PooledFrame| {
+                    media::i420::convert_box(&self.rgba, w, h, b, out.as_mut());
+                };
+                for b in self.changed_since(out.tag()) {
+                    convert(b, &mut out);
+                }
+                if let Some(c) = self.geometry.caption {
+                    convert(c, &mut out);
                 }
             }
         }
+        out.set_tag(self.made);
         Ok(out)
+    }
+
+    /// The boxes of the head that changed after frame `tag` up to the current one: the whole
+    /// head box when that is not remembered (or `tag` is the static frame).
+    fn changed_since(&self, tag: u64) -> Vec<[u32; 4]> {
+        let remembered = self.recent.front().map_or(u64::MAX, |(first, _)| *first);
+        if tag == 0 || tag + 1 < remembered {
+            return vec![self.geometry.head];
+        }
+        let mut tiles = Vec::new();
+        let mut boxes = Vec::new();
+        for (_, changed) in self.recent.iter().filter(|(n, _)| *n > tag) {
+            match changed {
+                Changed::Whole => return vec![self.geometry.head],
+                Changed::Parts { tiles: t, boxes: b } => {
+                    tiles.extend_from_slice(t);
+                    boxes.extend(b.iter().copied().filter(|b| b[2] > 0 && b[3] > 0));
+                }
+            }
+        }
+        tiles.sort_unstable();
+        tiles.dedup();
+        let [hx, hy, ..] = self.geometry.head;
+        let wg = 8;
+        boxes.extend(
+            tiles
+                .iter()
+                .map(|t| [hx + (t & 0xffff) * wg, hy + (t >> 16) * wg, wg, wg]),
+        );
+        boxes
     }
 }
 

@@ -26,7 +26,7 @@ pub mod target;
 pub use abi::{Style, hex_rgba};
 pub use layout::{HEAD_STEP_PX, Layout, PatchGeometry, tile_step_px};
 pub use model::{Model, ModelKey};
-pub use target::{FrameRequest, Target};
+pub use target::{Changed, FrameRequest, Rendered, Target};
 
 const SHADER: &str = include_str!("../../../shaders/avatar.wgsl");
 

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::target::Rendered;
 use super::{FrameRequest, Gpu, GpuError, Layout, Model, ModelKey, PatchGeometry, Style, Target};
 use crate::render::media::PooledFrame;
 use crate::render::timeline::script::FrameParams;
@@ -164,7 +165,7 @@ pub struct Opened {
     static_frame: Arc<[u8]>,
     batch: Arc<AtomicUsize>,
 }
-type Frames = Result<Vec<PooledFrame>, GpuError>;
+type Frames = Result<Vec<Rendered>, GpuError>;
 
 /// The scheduler's messages.
 pub enum Command {
@@ -578,10 +579,10 @@ impl Core {
                     }
                     Err(GpuError::Readback(e.to_string()))
                 }
-                (Ok(_), Some(j)) => j.target.read(&mut out[..n]).map(|()| {
+                (Ok(_), Some(j)) => {
                     out.truncate(n);
-                    out
-                }),
+                    j.target.read(out)
+                }
                 (Ok(_), None) => Err(GpuError::Device("job closed".into())),
             };
             frames += n as u64;

@@ -20,6 +20,25 @@ pub struct FrameRequest {
     pub line: Option<Arc<[u32]>>,
 }
 
+/// What of a frame's patch differs from the frame before it: all of it (a job's first
+/// frame), or some tiles of the head (packed `x | y << 16`, head-box relative) and the eyes
+/// and mouth boxes (each this frame's with the last one's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    Whole,
+    Parts {
+        tiles: Vec<u32>,
+        boxes: [[u32; 4]; 2],
+    },
+}
+
+/// A rendered frame: its patch ([`PatchGeometry::apply`] puts it into a frame) and what of
+/// it changed since the frame before.
+pub struct Rendered {
+    pub patch: crate::render::media::PooledFrame,
+    pub changed: Changed,
+}
+
 /// What of the head a frame recomposites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Composite {
@@ -58,8 +77,9 @@ pub struct Target {
     pub(super) captions: Option<[u32; 4]>,
     pub(super) bind_group: wgpu::BindGroup,
     pub(super) staging: Vec<wgpu::Buffer>,
-    /// Frames encoded into the current submission, waiting to be read back.
-    pub(super) encoded: usize,
+    /// Frames encoded into the current submission, waiting to be read back: what changed
+    /// in each.
+    pub(super) encoded: Vec<Changed>,
 }
 
 impl Target {
@@ -129,7 +149,7 @@ impl Target {
             captions: geometry.caption,
             bind_group,
             staging: Vec::new(),
-            encoded: 0,
+            encoded: Vec::new(),
         }
     }
 
@@ -197,7 +217,7 @@ impl Target {
     /// Lets go of staging buffers beyond `n` frames per submission (a batch that size or
     /// smaller is all this job gets now; a larger one would grow them again).
     pub fn trim(&mut self, n: usize) {
-        if self.encoded == 0 {
+        if self.encoded.is_empty() {
             self.staging.truncate(n.max(1));
         }
     }
@@ -237,6 +257,7 @@ impl Target {
         let mut composite = vec![Composite::None; frames.len()];
         let mut list = Vec::new();
         let mut features = vec![[[0; 4]; 2]; frames.len()];
+        let mut changed = Vec::with_capacity(frames.len());
         for (i, f) in frames.iter().enumerate() {
             if let Some(line) = &f.line {
                 gpu.queue
@@ -259,14 +280,26 @@ impl Target {
                     layout.mouth_extent(&p, &pose),
                 )
             };
+            let both = [
+                union_box(eyes, self.features[0]),
+                union_box(mouth, self.features[1]),
+            ];
             features[i] = match composite[i] {
-                Composite::None => [
-                    union_box(eyes, self.features[0]),
-                    union_box(mouth, self.features[1]),
-                ],
+                Composite::None => both,
                 _ => [eyes, mouth],
             };
             self.features = [eyes, mouth];
+            changed.push(match composite[i] {
+                Composite::Whole => Changed::Whole,
+                Composite::Tiles { base, n } => Changed::Parts {
+                    tiles: list[base as usize..(base + n) as usize].to_vec(),
+                    boxes: both,
+                },
+                Composite::None => Changed::Parts {
+                    tiles: Vec::new(),
+                    boxes: both,
+                },
+            });
             self.uniforms.ebox = features[i][0];
             self.uniforms.mbox = features[i][1];
             self.uniforms.boxsz[2] = match composite[i] {
@@ -329,21 +362,25 @@ impl Target {
             }
             enc.copy_buffer_to_buffer(&self.patch, 0, &self.staging[i], 0, self.patch.size());
         }
-        self.encoded = frames.len();
+        self.encoded = changed;
     }
 
     /// After the submission: maps the staging buffers of the encoded frames.
     pub fn map(&self) {
-        for buf in &self.staging[..self.encoded] {
+        for buf in &self.staging[..self.encoded.len()] {
             buf.slice(..).map_async(wgpu::MapMode::Read, |_| {});
         }
     }
 
-    /// After the device finished: copies the encoded frames' patches into `dst`, in order
-    /// ([`PatchGeometry::apply`] puts one into a frame).
-    pub fn read(&mut self, dst: &mut [crate::render::media::PooledFrame]) -> Result<(), GpuError> {
-        let n = std::mem::take(&mut self.encoded);
-        for (buf, frame) in self.staging[..n].iter().zip(dst.iter_mut()) {
+    /// After the device finished: copies the encoded frames' patches into `out` (one buffer
+    /// per frame, in order) and says what changed in each.
+    pub fn read(
+        &mut self,
+        out: Vec<crate::render::media::PooledFrame>,
+    ) -> Result<Vec<Rendered>, GpuError> {
+        let changed = std::mem::take(&mut self.encoded);
+        let mut rendered = Vec::with_capacity(changed.len());
+        for ((buf, mut frame), changed) in self.staging.iter().zip(out).zip(changed) {
             let view = match buf.get_mapped_range(..) {
                 Ok(view) => view,
                 Err(e) => {
@@ -357,14 +394,18 @@ impl Target {
             dst[..k].copy_from_slice(&view[..k]);
             drop(view);
             buf.unmap();
+            rendered.push(Rendered {
+                patch: frame,
+                changed,
+            });
         }
-        Ok(())
+        Ok(rendered)
     }
 
     /// After a failed submission: forgets the encoded frames and their staging buffers
     /// (mapped or waiting to be), so the next batch starts on fresh ones.
     pub fn abandon(&mut self) {
-        self.encoded = 0;
+        self.encoded.clear();
         self.staging.clear();
         // The patch may not hold the head any more: composite the next frame afresh.
         self.held = None;

@@ -5,16 +5,21 @@
 /// done with it, so no frame allocation (and no fresh pages to fault in) per frame.
 #[derive(Clone)]
 pub struct FramePool {
-    free: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    free: Free,
     size: usize,
     /// What a new buffer starts as (zeros when `None`).
     initial: Option<std::sync::Arc<[u8]>>,
 }
 
-/// A frame borrowed from a [`FramePool`]; returns to it when dropped.
+/// Idle buffers, each with its tag.
+type Free = std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, u64)>>>;
+
+/// A frame borrowed from a [`FramePool`]; returns to it when dropped, with its tag (what the
+/// user wrote there last, e.g. which frame it holds; 0 for a new buffer).
 pub struct PooledFrame {
     data: Vec<u8>,
-    free: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    tag: u64,
+    free: Free,
 }
 
 impl FramePool {
@@ -46,19 +51,31 @@ impl FramePool {
     }
 
     pub fn get(&self) -> PooledFrame {
-        let data = self
+        let (data, tag) = self
             .free
             .lock()
             .ok()
             .and_then(|mut f| f.pop())
             .unwrap_or_else(|| match &self.initial {
-                Some(init) => init.to_vec(),
-                None => vec![0u8; self.size],
+                Some(init) => (init.to_vec(), 0),
+                None => (vec![0u8; self.size], 0),
             });
         PooledFrame {
             data,
+            tag,
             free: self.free.clone(),
         }
+    }
+}
+
+impl PooledFrame {
+    /// The tag this buffer came back with (0 when new).
+    pub fn tag(&self) -> u64 {
+        self.tag
+    }
+
+    pub fn set_tag(&mut self, tag: u64) {
+        self.tag = tag;
     }
 }
 
@@ -79,7 +96,7 @@ impl Drop for PooledFrame {
         if let Ok(mut free) = self.free.lock()
             && free.len() < 16
         {
-            free.push(std::mem::take(&mut self.data));
+            free.push((std::mem::take(&mut self.data), self.tag));
         }
     }
 }
