@@ -21,7 +21,7 @@ use crate::render::gpu::scheduler::{
     GpuScheduler, JobRenderer, OpenJob, SchedulerConfig, SchedulerStats,
 };
 use crate::render::gpu::{
-    Changed, FrameRequest, Gpu, GpuError, PatchGeometry, Rendered, Style, hex_rgba,
+    Changed, FrameRequest, Gpu, GpuError, PatchGeometry, Rendered, Style, hex_rgba, tile_box,
 };
 use crate::render::media::{
     self, EncodeSettings, EncoderChoice, FramePool, LiveChunk, MediaError, Mp4Writer, PooledFrame,
@@ -974,12 +974,7 @@ impl<'a> FrameMaker<'a> {
         tiles.sort_unstable();
         tiles.dedup();
         let [hx, hy, ..] = self.geometry.head;
-        let wg = 8;
-        boxes.extend(
-            tiles
-                .iter()
-                .map(|t| [hx + (t & 0xffff) * wg, hy + (t >> 16) * wg, wg, wg]),
-        );
+        boxes.extend(tiles.iter().map(|&t| tile_box([hx, hy], t)));
         boxes
     }
 }

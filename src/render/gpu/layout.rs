@@ -306,12 +306,6 @@ impl PoseMap {
             .fold(0.0, f32::max);
         far * layout.scale * layout.scale
     }
-
-    /// [`Self::shift2`] over the whole head box, in pixels.
-    pub fn head_shift_px(&self, other: &Self, layout: &Layout) -> f32 {
-        self.shift2(other, layout.head_box.map(|v| v as f32), layout)
-            .sqrt()
-    }
 }
 
 /// An 8×8 tile of the head box the moving head can reach: where it is (packed `x | y << 16`,
@@ -337,12 +331,10 @@ impl HeadTile {
                 } else {
                     HEAD_STEP_PX
                 };
+                let [x, y, ..] = tile_box([hx, hy], at);
                 Self {
                     at,
-                    corner: [
-                        (hx + (at & 0xffff) * WG) as f32,
-                        (hy + (at >> 16) * WG) as f32,
-                    ],
+                    corner: [x as f32, y as f32],
                     step2: step * step,
                 }
             })
@@ -353,6 +345,17 @@ impl HeadTile {
     pub fn frame_box(&self) -> [f32; 4] {
         [self.corner[0], self.corner[1], WG as f32, WG as f32]
     }
+}
+
+/// The frame pixels (`[x, y, w, h]`) of the head tile `at` (packed `x | y << 16`, in tiles)
+/// of a head box whose top-left corner is `origin`.
+pub fn tile_box(origin: [u32; 2], at: u32) -> [u32; 4] {
+    [
+        origin[0] + (at & 0xffff) * WG,
+        origin[1] + (at >> 16) * WG,
+        WG,
+        WG,
+    ]
 }
 
 /// How sharp the tile `at` is: the largest change, in levels, between two neighbouring

@@ -24,7 +24,7 @@ pub mod scheduler;
 pub mod target;
 
 pub use abi::{Style, hex_rgba};
-pub use layout::{HEAD_STEP_PX, Layout, PatchGeometry, tile_step_px};
+pub use layout::{HEAD_STEP_PX, Layout, PatchGeometry, tile_box, tile_step_px};
 pub use model::{Model, ModelKey};
 pub use target::{Changed, FrameRequest, Rendered, Target};
 
@@ -360,8 +360,11 @@ mod tests {
     #[test]
     fn pose_shift_grows_with_the_pose_change_and_is_zero_for_none() {
         let layout = Layout::new(1280, 720, false);
+        let head = layout.head_box.map(|v| v as f32);
         let shift = |a: [f32; 4], b: [f32; 4]| {
-            PoseMap::new(a, &layout).head_shift_px(&PoseMap::new(b, &layout), &layout)
+            PoseMap::new(a, &layout)
+                .shift2(&PoseMap::new(b, &layout), head, &layout)
+                .sqrt()
         };
         let rest = [0.0, 0.0, 0.0, 0.5];
         assert_eq!(shift(rest, rest), 0.0);
