@@ -25,7 +25,7 @@ use crate::platform::auth::Authenticator;
 use crate::platform::cache::CacheHandle;
 use crate::platform::config::Config;
 use crate::platform::db::{self, Db, StoreError};
-use crate::platform::limiter::{GcraTable, InFlight, Limiter};
+use crate::platform::limiter::{GcraTable, Limiter};
 use crate::platform::redis::Redis;
 use crate::platform::shutdown::Shutdown;
 use crate::platform::storage::BlobStore;
@@ -78,7 +78,6 @@ pub struct Context {
     pub events: EventBus,
     pub cache: CacheHandle,
     pub limiter: Limiter,
-    pub in_flight: InFlight,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
     /// Records each measurement into Prometheus and the analytics windows at once.
@@ -109,7 +108,7 @@ impl Context {
     /// Needs the actix runtime.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new()?);
-        let recorder = Recorder::new(metrics.clone(), Analytics::new());
+        let recorder = Recorder::new(metrics.clone(), Analytics::new())?;
         let mut db = db::connect(&config).await?;
         db::migrate(&db).await?;
         {
@@ -272,7 +271,6 @@ impl Context {
             events,
             cache,
             limiter,
-            in_flight: InFlight::default(),
             auth,
             metrics,
             recorder,

@@ -138,7 +138,7 @@ fn serve(ctx: &web::Data<Context>, role: Role) -> Result<(Server, u16), StartErr
         App::new()
             .app_data(app_state.clone())
             .app_data(web::PathConfig::default().error_handler(error::extractors::path))
-            .wrap(middleware::from_fn(api::edge::edge))
+            .wrap(api::edge::Edge::new(&app_state))
             .wrap(middleware::Compress::default())
             .configure(|cfg| match role {
                 Role::Serve => api::configure(cfg, test_hooks, &static_dir),

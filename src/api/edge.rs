@@ -1,44 +1,44 @@
-//! HTTP plumbing shared by every route: the two middlewares and the body/ETag helpers.
+//! HTTP plumbing shared by every route: the one middleware and the body/ETag helpers.
 //!
-//! * [`edge`] wraps the whole app and is the one place every response leaves through:
-//!   admission (`MAX_CONCURRENT_REQUESTS`, else 503), catching a panicking handler (500, the
-//!   worker and the process go on), rewriting any error that is not problem+json yet
-//!   (routing 404/405, payload errors, errors raised by middleware) into one, CORS
-//!   (`CORS_ALLOWED_ORIGINS`: preflights answered before authentication, only listed origins
-//!   echoed), the browser-facing headers on every response (`nosniff`, frame and referrer
-//!   policy, the app's Content-Security-Policy), and the HTTP metrics labelled by route
-//!   *pattern*.
-//! * [`api_guard`] wraps `/api`: authentication into a [`Principal`] and the GCRA rate limit
-//!   with `RateLimit-*` headers on every response (429 + `Retry-After` when exhausted).
+//! [`Edge`] wraps the whole app and is the one place every request enters and every response
+//! leaves through: admission (`MAX_CONCURRENT_REQUESTS`, else 503), catching a panicking
+//! handler (500, the worker and the process go on), under `/api/v1` and `/performance`
+//! authentication into a [`Principal`] and the GCRA rate limit with `RateLimit-*` headers on
+//! every response (429 + `Retry-After` when exhausted), rewriting any error that is not
+//! problem+json yet (routing 404/405, payload errors, errors raised by middleware) into one,
+//! CORS (`CORS_ALLOWED_ORIGINS`: preflights answered before authentication, only listed
+//! origins echoed), the browser-facing headers on every response (`nosniff`, frame and
+//! referrer policy, the app's Content-Security-Policy), and the request's one measurement,
+//! labelled by route *pattern*, into its worker's shard of the request log
+//! (`platform::analytics::requests`).
+//!
+//! It is one hand-written middleware rather than two `from_fn` layers because it runs on every
+//! request: per worker it holds the context, its shard and a cache of route labels, so a
+//! request costs one boxed future and no shared lock (the `reelgen-bench http` figures in
+//! README.md are what it is measured by).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 
 use crate::context::Context;
+use crate::platform::analytics::requests::ShardHandle;
 use crate::platform::auth::{self, Principal};
 use crate::platform::cache::Cached;
 use crate::platform::error::{ApiError, PROBLEM_JSON, problem_for_status};
-
-struct InFlightGuard<'a>(&'a AtomicUsize, &'a prometheus::IntGauge);
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-        self.1.dec();
-    }
-}
 
 fn method_label(m: &Method) -> &'static str {
     match *m {
@@ -59,97 +59,247 @@ fn is_problem(res: &HttpResponse<impl MessageBody>) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
 }
 
-/// App-wide middleware: admission, panic catching, problem+json, metrics.
-pub async fn edge(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(state) = req.app_data::<web::Data<Context>>().cloned() else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    };
-    let started = Instant::now();
-    let method = method_label(req.method());
-    // Computed before the call: the request must stay uniquely owned while it is routed.
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
-    let observe = |status: u16| {
-        let elapsed = started.elapsed();
-        state.recorder.request(method, &route, status, elapsed);
-        if state.config.enable_tracing {
-            tracing::info!(
-                method,
-                route,
-                status,
-                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                "request"
-            );
+/// The app-wide middleware (see the module doc), built in the app factory so that each HTTP
+/// worker has its own: its request-log shard (a lock no other worker takes) and its cache of
+/// route labels, with the context cloned once per worker rather than once per request.
+pub struct Edge {
+    worker: Rc<Worker>,
+}
+
+impl Edge {
+    pub fn new(ctx: &web::Data<Context>) -> Self {
+        Self {
+            worker: Rc::new(Worker {
+                shard: ctx.recorder.analytics().requests_log().shard(),
+                ctx: ctx.clone(),
+                routes: RefCell::default(),
+            }),
         }
-    };
+    }
+}
 
-    let in_flight = state.in_flight.0.fetch_add(1, Ordering::Relaxed) + 1;
-    state.metrics.http_requests_in_flight.inc();
-    let _guard = InFlightGuard(&state.in_flight.0, &state.metrics.http_requests_in_flight);
+impl<S, B> Transform<S, ServiceRequest> for Edge
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = actix_web::Error;
+    type Transform = EdgeService<S>;
+    type InitError = ();
+    type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
 
-    let cors = cors_origin(&req, &state.config.cors_allowed_origins);
-    let page = page_kind(req.path());
-    if is_preflight(&req) {
-        // Answered before authentication: a browser sends no credentials on a preflight.
-        let mut res = HttpResponse::NoContent().finish();
-        preflight_headers(res.headers_mut(), &cors);
-        decorate(res.headers_mut(), &cors, page);
-        observe(204);
-        return Ok(req.into_response(res));
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(EdgeService {
+            service: Rc::new(service),
+            worker: self.worker.clone(),
+        }))
+    }
+}
+
+pub struct EdgeService<S> {
+    service: Rc<S>,
+    worker: Rc<Worker>,
+}
+
+impl<S, B> Service<ServiceRequest> for EdgeService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = self.service.clone();
+        let worker = self.worker.clone();
+        Box::pin(async move { worker.handle(req, &*service).await })
+    }
+}
+
+/// Paths under these prefixes are authenticated and rate limited.
+const GUARDED: [&str; 2] = ["/api/v1", "/performance"];
+
+fn is_guarded(path: &str) -> bool {
+    GUARDED.iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Paths whose route label a worker remembers, at most (then it starts again); longer paths
+/// are matched each time.
+const ROUTE_CACHE: usize = 512;
+const ROUTE_CACHE_PATH: usize = 256;
+
+struct Worker {
+    ctx: web::Data<Context>,
+    shard: ShardHandle,
+    /// Request path → its route pattern: matching a path against every pattern again for
+    /// each request's label is the costliest thing the edge did.
+    routes: RefCell<HashMap<Box<str>, Rc<str>>>,
+}
+
+impl Worker {
+    /// The route pattern a path matches (`unmatched` when none): the metrics' bounded label.
+    fn route(&self, req: &ServiceRequest) -> Rc<str> {
+        let path = req.path();
+        if let Some(route) = self.routes.borrow().get(path) {
+            return route.clone();
+        }
+        let route: Rc<str> = match req.match_pattern() {
+            Some(pattern) => {
+                // Paths with ids share one label: reuse it rather than copy it per path.
+                let routes = self.routes.borrow();
+                routes
+                    .values()
+                    .find(|known| ***known == *pattern)
+                    .cloned()
+                    .unwrap_or_else(|| pattern.into())
+            }
+            None => "unmatched".into(),
+        };
+        if path.len() <= ROUTE_CACHE_PATH {
+            let mut routes = self.routes.borrow_mut();
+            if routes.len() >= ROUTE_CACHE {
+                routes.clear();
+            }
+            routes.insert(path.into(), route.clone());
+        }
+        route
     }
 
-    let res: ServiceResponse<BoxBody> = if in_flight > state.config.max_concurrent_requests {
-        req.into_response(ApiError::Overloaded.error_response())
-    } else {
-        let outcome = match AssertUnwindSafe(next.call(req)).catch_unwind().await {
-            Ok(outcome) => outcome,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(ApiError::internal(format!("handler panicked: {what}")).into())
+    /// Admission, panic catching, problem+json, headers, metrics — and, under [`GUARDED`],
+    /// authentication and the rate limit.
+    async fn handle<S, B>(
+        &self,
+        req: ServiceRequest,
+        service: &S,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error>
+    where
+        S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+        B: MessageBody + 'static,
+    {
+        let ctx = &*self.ctx;
+        let started = Instant::now();
+        let method = method_label(req.method());
+        let route = self.route(&req);
+        let observe = |status: u16| {
+            let took = started.elapsed();
+            self.shard.record(method, &route, status, took);
+            if ctx.config.enable_tracing {
+                tracing::info!(
+                    method,
+                    route = &*route,
+                    status,
+                    elapsed_ms = took.as_secs_f64() * 1e3,
+                    "request"
+                );
             }
         };
-        match outcome {
-            Ok(res) => res.map_into_boxed_body(),
-            // An error raised by a middleware (or a panic) has no request left to answer
-            // with: render it here, decorated like any response, and hand the finished
-            // response to the server inside the error.
-            Err(err) => {
-                let mut res = problem_of(err.as_response_error());
-                decorate(res.headers_mut(), &cors, page);
-                observe(res.status().as_u16());
-                let cause = err.to_string();
-                return Err(actix_web::error::InternalError::from_response(cause, res).into());
+
+        let (in_flight, _counted) = ctx.recorder.analytics().requests_log().begin();
+        let cors = cors_origin(&req, &ctx.config.cors_allowed_origins);
+        let page = page_kind(req.path());
+        if is_preflight(&req) {
+            // Answered before authentication: a browser sends no credentials on a preflight.
+            let mut res = HttpResponse::NoContent().finish();
+            preflight_headers(res.headers_mut(), &cors);
+            decorate(res.headers_mut(), &cors, page);
+            observe(204);
+            return Ok(req.into_response(res));
+        }
+
+        let res: ServiceResponse<BoxBody> = if in_flight > ctx.config.max_concurrent_requests {
+            req.into_response(ApiError::Overloaded.error_response())
+        } else {
+            let outcome = match AssertUnwindSafe(self.guard(req, service))
+                .catch_unwind()
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(ApiError::internal(format!("handler panicked: {what}")).into())
+                }
+            };
+            match outcome {
+                Ok(res) => res,
+                // An error raised by a middleware (or a panic) has no request left to answer
+                // with: render it here, decorated like any response, and hand the finished
+                // response to the server inside the error.
+                Err(err) => {
+                    let mut res = problem_of(err.as_response_error());
+                    decorate(res.headers_mut(), &cors, page);
+                    observe(res.status().as_u16());
+                    let cause = err.to_string();
+                    return Err(actix_web::error::InternalError::from_response(cause, res).into());
+                }
             }
-        }
-    };
+        };
 
-    let mut res = if res.status().as_u16() >= 400 && !is_problem(res.response()) {
-        let status = res.status();
-        let mut problem = problem_for_status(status).error_response();
-        // Keep headers such as Allow and Retry-After that the original response carried.
-        copy_headers(res.response(), &mut problem);
-        if status == StatusCode::METHOD_NOT_ALLOWED
-            && !problem.headers().contains_key(header::ALLOW)
-            && let Some(allow) = allowed_methods(res.request())
-        {
-            problem.headers_mut().insert(header::ALLOW, allow);
-        }
-        res.into_response(problem)
-    } else {
-        res
-    };
-    decorate(res.headers_mut(), &cors, page);
+        let mut res = if res.status().as_u16() >= 400 && !is_problem(res.response()) {
+            let status = res.status();
+            let mut problem = problem_for_status(status).error_response();
+            // Keep headers such as Allow and Retry-After that the original response carried.
+            copy_headers(res.response(), &mut problem);
+            if status == StatusCode::METHOD_NOT_ALLOWED
+                && !problem.headers().contains_key(header::ALLOW)
+                && let Some(allow) = allowed_methods(res.request())
+            {
+                problem.headers_mut().insert(header::ALLOW, allow);
+            }
+            res.into_response(problem)
+        } else {
+            res
+        };
+        decorate(res.headers_mut(), &cors, page);
 
-    observe(res.status().as_u16());
-    Ok(res)
+        observe(res.status().as_u16());
+        Ok(res)
+    }
+
+    /// Under [`GUARDED`]: authentication into a [`Principal`] and the GCRA rate limit, with
+    /// `RateLimit-*` headers on every response (429 + `Retry-After` when exhausted).
+    async fn guard<S, B>(
+        &self,
+        req: ServiceRequest,
+        service: &S,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error>
+    where
+        S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+        B: MessageBody + 'static,
+    {
+        if !is_guarded(req.path()) {
+            return Ok(service.call(req).await?.map_into_boxed_body());
+        }
+        let ctx = &*self.ctx;
+        let principal: Principal = match ctx.auth.authenticate(req.request()).await {
+            Ok(p) => p,
+            Err(e) => return Ok(req.into_response(e.error_response())),
+        };
+        let decision = ctx.limiter.check(&principal.rate_key).await;
+        if !decision.allowed {
+            ctx.metrics.rate_limited_total.inc();
+            let mut res = ApiError::RateLimited {
+                retry_after_s: decision.retry_after_s,
+            }
+            .error_response();
+            set_rate_headers(res.headers_mut(), &decision);
+            return Ok(req.into_response(res));
+        }
+        auth::attach(req.request(), principal);
+        let mut res = service.call(req).await?.map_into_boxed_body();
+        set_rate_headers(res.headers_mut(), &decision);
+        Ok(res)
+    }
 }
 
 /// Headers of a response being replaced by a problem (all values of each, but its body's own).
@@ -335,34 +485,6 @@ fn set_rate_headers(
         header::HeaderName::from_static("ratelimit-reset"),
         HeaderValue::from(d.reset_s),
     );
-}
-
-/// `/api` middleware: authentication and rate limiting.
-pub async fn api_guard(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(state) = req.app_data::<web::Data<Context>>().cloned() else {
-        return Err(ApiError::internal("application state missing").into());
-    };
-    let principal: Principal = match state.auth.authenticate(req.request()).await {
-        Ok(p) => p,
-        Err(e) => return Ok(req.into_response(e.error_response())),
-    };
-    let decision = state.limiter.check(&principal.rate_key).await;
-    if !decision.allowed {
-        state.metrics.rate_limited_total.inc();
-        let mut res = ApiError::RateLimited {
-            retry_after_s: decision.retry_after_s,
-        }
-        .error_response();
-        set_rate_headers(res.headers_mut(), &decision);
-        return Ok(req.into_response(res));
-    }
-    auth::attach(req.request(), principal);
-    let mut res = next.call(req).await?.map_into_boxed_body();
-    set_rate_headers(res.headers_mut(), &decision);
-    Ok(res)
 }
 
 /// The body's declared `Content-Length`, or 413 before a byte is read when it is over `limit`.

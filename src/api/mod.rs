@@ -255,8 +255,8 @@ pub async fn index(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, test_hooks: bool, static_dir: &std::path::Path) {
+    // Both scopes are authenticated and rate limited by the edge (`edge::GUARDED`).
     let api = web::scope("/api/v1")
-        .wrap(actix_web::middleware::from_fn(edge::api_guard))
         .configure(videos::routes)
         .configure(live::routes)
         .configure(catalog::routes)
@@ -270,11 +270,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, test_hooks: bool, static_dir: &st
             }
         });
     cfg.service(api)
-        .service(
-            web::scope("/performance")
-                .wrap(actix_web::middleware::from_fn(edge::api_guard))
-                .configure(performance::routes),
-        )
+        .service(web::scope("/performance").configure(performance::routes))
         .configure(ops::routes)
         .service(get("/openapi.json", openapi_json))
         .service(get("/docs", docs))

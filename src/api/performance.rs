@@ -95,7 +95,7 @@ pub async fn metrics(state: web::Data<Context>) -> HttpResponse {
         },
         throughput: Throughput {
             rps: round3(req.rate),
-            concurrent: state.metrics.http_requests_in_flight.get(),
+            concurrent: state.recorder.analytics().requests_log().in_flight() as i64,
         },
         resource_usage: ResourceUsage {
             cpu_percent: round3(sample.map_or(0.0, |s| s.process_cpu_percent)),

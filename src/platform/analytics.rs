@@ -4,9 +4,11 @@
 //!
 //! Recording happens on the hot path (every request, every database statement), so it goes
 //! into [`Analytics`] — a shared table behind short locks, like the rate limiter's — rather
-//! than through an actor's mailbox. The [`actor::AnalyticsActor`] owns everything periodic:
+//! than through an actor's mailbox; HTTP requests, the hottest, into a shard per HTTP worker
+//! that readers merge ([`requests`]), which is also where Prometheus reads them from. The [`actor::AnalyticsActor`] owns everything periodic:
 //! sampling GPU busy time, disk and queue, the Holt forecasts, and the alert rule engine.
 
+pub mod requests;
 pub mod window;
 
 use std::collections::HashMap;
@@ -90,8 +92,8 @@ pub struct Analytics {
 
 struct Inner {
     epoch: Instant,
-    /// method → route pattern → series.
-    routes: Mutex<HashMap<&'static str, HashMap<String, Series>>>,
+    /// Every HTTP request, recorded per worker (see [`requests`]).
+    requests: Arc<requests::RequestLog>,
     stages: Mutex<HashMap<Stage, Series>>,
     /// Per-frame render + readback time, weighted by frames (the "inference" time).
     frame_ms: Mutex<Series>,
@@ -101,8 +103,6 @@ struct Inner {
     gpu_busy_ns: Arc<AtomicU64>,
     /// The GPU scheduler's counters, once the worker has a device.
     scheduler: parking_lot::RwLock<Option<Arc<crate::render::gpu::scheduler::SchedulerStats>>>,
-    rate_limited: AtomicU64,
-    overloaded: AtomicU64,
     jobs_completed: Mutex<Series>,
 }
 
@@ -212,15 +212,13 @@ impl Analytics {
         Self {
             inner: Arc::new(Inner {
                 epoch,
-                routes: Mutex::new(HashMap::new()),
+                requests: Arc::new(requests::RequestLog::new(epoch)),
                 stages: Mutex::new(HashMap::new()),
                 frame_ms: Mutex::new(Series::new(epoch)),
                 statements: Mutex::new(HashMap::new()),
                 slow: Mutex::new(Vec::new()),
                 gpu_busy_ns: Arc::new(AtomicU64::new(0)),
                 scheduler: parking_lot::RwLock::new(None),
-                rate_limited: AtomicU64::new(0),
-                overloaded: AtomicU64::new(0),
                 jobs_completed: Mutex::new(Series::new(epoch)),
             }),
         }
@@ -230,30 +228,15 @@ impl Analytics {
         self.inner.epoch
     }
 
-    /// One HTTP request (5xx counts as an error).
+    /// One HTTP request (5xx counts as an error), from a thread that is not an HTTP worker
+    /// (the edge records into its worker's shard: [`Analytics::requests_log`]).
     pub fn record_request(&self, method: &'static str, route: &str, status: u16, d: Duration) {
-        let now = Instant::now();
-        let error = status >= 500;
-        let mut routes = self.inner.routes.lock();
-        let by_route = routes.entry(method).or_default();
-        match by_route.get_mut(route) {
-            Some(s) => s.record(now, d, error),
-            None => {
-                let mut s = Series::new(self.inner.epoch);
-                s.record(now, d, error);
-                by_route.insert(route.to_string(), s);
-            }
-        }
-        drop(routes);
-        match status {
-            429 => {
-                self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
-            }
-            503 => {
-                self.inner.overloaded.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
+        self.inner.requests.record(method, route, status, d);
+    }
+
+    /// The HTTP requests' log: per-worker shards, requests in flight, the Prometheus view.
+    pub fn requests_log(&self) -> &Arc<requests::RequestLog> {
+        &self.inner.requests
     }
 
     /// One stage of one job took `d`.
@@ -339,52 +322,30 @@ impl Analytics {
 
     /// Requests answered 429 / 503 (admission) since start.
     pub fn rejected(&self) -> (u64, u64) {
-        (
-            self.inner.rate_limited.load(Ordering::Relaxed),
-            self.inner.overloaded.load(Ordering::Relaxed),
-        )
+        let log = &self.inner.requests;
+        (log.with_status(429), log.with_status(503))
     }
 
     /// Every route's summary over the window.
     pub fn routes(&self, secs: u64) -> Vec<RouteSummary> {
-        let now = Instant::now();
-        let routes = self.inner.routes.lock();
-        let mut out: Vec<RouteSummary> = routes
-            .iter()
-            .flat_map(|(method, by_route)| {
-                by_route.iter().map(move |(route, s)| RouteSummary {
-                    method,
-                    route: route.clone(),
-                    summary: s.summary(now, secs),
-                })
+        self.inner
+            .requests
+            .routes(secs)
+            .into_iter()
+            .map(|(method, route, summary)| RouteSummary {
+                method,
+                route,
+                summary,
             })
-            .filter(|r| r.summary.count > 0)
-            .collect();
-        out.sort_by_key(|r| std::cmp::Reverse(r.summary.count));
-        out
+            .collect()
     }
 
     /// All requests together over the window, excluding long-lived WebSocket routes
     /// (whose "duration" is the connection's lifetime).
     pub fn requests(&self, secs: u64) -> Summary {
-        let now = Instant::now();
-        let routes = self.inner.routes.lock();
-        let mut merged = Series::new(self.inner.epoch);
-        let mut any = false;
-        for by_route in routes.values() {
-            for (route, s) in by_route {
-                if is_streaming_route(route) {
-                    continue;
-                }
-                merged.merge_from(s);
-                any = true;
-            }
-        }
-        if any {
-            merged.summary(now, secs)
-        } else {
-            Summary::default()
-        }
+        self.inner
+            .requests
+            .overall(secs, |route| !is_streaming_route(route))
     }
 
     pub fn stages(&self, secs: u64) -> Vec<StageSummary> {

@@ -130,7 +130,8 @@ impl Authenticator {
                 if let Some(hit) = self.cache.get(&hash) {
                     return hit.map(|p| (*p).clone()).ok_or(ApiError::Unauthorized);
                 }
-                let found = find_active_key(&self.db, &hash)
+                // Boxed: the query's state would otherwise ride in every request's future.
+                let found = Box::pin(find_active_key(&self.db, &hash))
                     .await
                     .map_err(|e: StoreError| ApiError::Unavailable(e.to_string()))?
                     .map(|k| {

@@ -73,8 +73,6 @@ struct Inner {
     cache: Option<Cache<String, Arc<Cached>>>,
     tenant_gen: RwLock<HashMap<String, u64>>,
     queue_gen: AtomicU64,
-    hits: AtomicU64,
-    misses: AtomicU64,
     metrics: Arc<Metrics>,
     /// The cluster's generations (see the module doc).
     cluster: Option<crate::platform::redis::Redis>,
@@ -126,8 +124,6 @@ impl CacheHandle {
                 cache,
                 tenant_gen: RwLock::new(HashMap::new()),
                 queue_gen: AtomicU64::new(0),
-                hits: AtomicU64::new(0),
-                misses: AtomicU64::new(0),
                 metrics,
                 cluster,
             }),
@@ -146,51 +142,59 @@ impl CacheHandle {
     /// generations; `None` when they cannot be known (the cluster's Redis is down): the
     /// caller reads the database.
     pub async fn key(&self, tenant: &str, resource: &str) -> Option<String> {
-        let (tgen, qgen) = match &self.inner.cluster {
-            None => (
-                self.inner
+        match &self.inner.cluster {
+            None => {
+                let tgen = self
+                    .inner
                     .tenant_gen
                     .read()
                     .get(tenant)
                     .copied()
-                    .unwrap_or(0),
-                self.inner.queue_gen.load(Ordering::Acquire),
-            ),
-            Some(redis) => {
-                let tkey = Self::tenant_key(tenant);
-                let got = redis
-                    .mget(&[Self::BOOT_KEY, &tkey, Self::QUEUE_KEY])
-                    .await?;
-                let Some(boot) = &got[0] else {
-                    // A Redis that lost its data (restarted empty): its counters start again,
-                    // so entries keyed by the old ones must never match. A new boot id
-                    // scopes every key from now on; this lookup reads the database.
-                    redis
-                        .set_nx(Self::BOOT_KEY, &uuid::Uuid::new_v4().to_string())
-                        .await;
-                    return None;
-                };
-                let number = |v: &Option<String>| {
-                    v.as_deref()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .unwrap_or(0)
-                };
-                return Some(format!(
-                    "{tenant}\u{1f}{boot}.{}\u{1f}{}\u{1f}{resource}",
-                    number(&got[1]),
-                    number(&got[2])
-                ));
+                    .unwrap_or(0);
+                let qgen = self.inner.queue_gen.load(Ordering::Acquire);
+                Some(format!("{tenant}\u{1f}{tgen}\u{1f}{qgen}\u{1f}{resource}"))
             }
-        };
-        Some(format!("{tenant}\u{1f}{tgen}\u{1f}{qgen}\u{1f}{resource}"))
+            // Boxed: every cached read awaits `key`, and the Redis round trip's state would
+            // otherwise make each of their futures as large as a fred command's.
+            Some(redis) => Box::pin(Self::cluster_key(redis, tenant, resource)).await,
+        }
     }
 
+    async fn cluster_key(
+        redis: &crate::platform::redis::Redis,
+        tenant: &str,
+        resource: &str,
+    ) -> Option<String> {
+        let tkey = Self::tenant_key(tenant);
+        let got = redis
+            .mget(&[Self::BOOT_KEY, &tkey, Self::QUEUE_KEY])
+            .await?;
+        let Some(boot) = &got[0] else {
+            // A Redis that lost its data (restarted empty): its counters start again,
+            // so entries keyed by the old ones must never match. A new boot id
+            // scopes every key from now on; this lookup reads the database.
+            redis
+                .set_nx(Self::BOOT_KEY, &uuid::Uuid::new_v4().to_string())
+                .await;
+            return None;
+        };
+        let number = |v: &Option<String>| {
+            v.as_deref()
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Some(format!(
+            "{tenant}\u{1f}{boot}.{}\u{1f}{}\u{1f}{resource}",
+            number(&got[1]),
+            number(&got[2])
+        ))
+    }
+
+    /// Counted once, in the Prometheus counters ([`CacheHandle::stats`] reads them back).
     fn count(&self, hit: bool) {
         if hit {
-            self.inner.hits.fetch_add(1, Ordering::Relaxed);
             self.inner.metrics.cache_hits_total.inc();
         } else {
-            self.inner.misses.fetch_add(1, Ordering::Relaxed);
             self.inner.metrics.cache_misses_total.inc();
         }
     }
@@ -217,16 +221,18 @@ impl CacheHandle {
         Fut: std::future::Future<Output = Result<Arc<Cached>, E>>,
         E: Clone + Send + Sync + 'static,
     {
+        // The misses are boxed: a hit's future stays small (it is what every cached read
+        // polls), not as large as the computation's database queries.
         let (Some(c), Some(key)) = (&self.inner.cache, key) else {
             self.count(false);
-            return compute().await;
+            return Box::pin(compute()).await;
         };
         if let Some(hit) = c.get(&key).await {
             self.count(true);
             return Ok(hit);
         }
         self.count(false);
-        c.try_get_with(key, compute())
+        Box::pin(c.try_get_with(key, compute()))
             .await
             .map_err(|e| E::clone(&e))
     }
@@ -290,8 +296,8 @@ impl CacheHandle {
     }
 
     pub fn stats(&self) -> CacheStats {
-        let hits = self.inner.hits.load(Ordering::Relaxed);
-        let misses = self.inner.misses.load(Ordering::Relaxed);
+        let hits = self.inner.metrics.cache_hits_total.get();
+        let misses = self.inner.metrics.cache_misses_total.get();
         let (entries, weighted_bytes) = self
             .inner
             .cache

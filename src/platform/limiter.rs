@@ -50,6 +50,8 @@ pub enum Limiter {
 }
 
 impl Limiter {
+    /// The cluster's round trip is boxed, so that the local check — every request's — keeps a
+    /// small future.
     pub async fn check(&self, key: &str) -> Decision {
         match self {
             Self::Local(table) => table.check(key),
@@ -57,7 +59,7 @@ impl Limiter {
                 redis,
                 local,
                 fallbacks,
-            } => match redis.gcra(key, local.interval, local.limit).await {
+            } => match Box::pin(redis.gcra(key, local.interval, local.limit)).await {
                 Some(v) => local.counted(Decision {
                     allowed: v.allowed,
                     limit: local.limit,
@@ -281,7 +283,3 @@ mod tests {
         assert_eq!(t.stats().keys, 0);
     }
 }
-
-/// Requests in flight, for admission control (the HTTP edge counts them).
-#[derive(Default)]
-pub struct InFlight(pub std::sync::atomic::AtomicUsize);

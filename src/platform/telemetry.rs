@@ -1,6 +1,8 @@
-//! Tracing set-up and every Prometheus metric reelgen exports, defined in one place. The
-//! registry is per [`Metrics`] instance (not global) so several servers in one test process
-//! never share counters.
+//! Tracing set-up and every Prometheus metric reelgen exports, defined in one place — but
+//! the HTTP request families, which `platform::analytics::requests` builds at each scrape from
+//! the per-worker request log ([`Recorder::new`] registers them). The registry is per
+//! [`Metrics`] instance (not global) so several servers in one test process never share
+//! counters.
 
 use std::time::Duration;
 
@@ -11,9 +13,6 @@ use prometheus::{
 
 pub struct Metrics {
     pub registry: Registry,
-    pub http_requests_total: IntCounterVec,
-    pub http_request_duration_seconds: HistogramVec,
-    pub http_requests_in_flight: IntGauge,
     pub jobs_total: IntCounterVec,
     pub jobs_in_flight: IntGauge,
     pub queue_depth: IntGauge,
@@ -63,29 +62,7 @@ pub struct MetricsError(#[from] prometheus::Error);
 impl Metrics {
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new();
-        let latency_buckets = vec![
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ];
         let m = Self {
-            http_requests_total: IntCounterVec::new(
-                Opts::new(
-                    "http_requests_total",
-                    "HTTP requests by method, route pattern and status",
-                ),
-                &["method", "route", "status"],
-            )?,
-            http_request_duration_seconds: HistogramVec::new(
-                HistogramOpts::new(
-                    "http_request_duration_seconds",
-                    "HTTP request latency by route pattern",
-                )
-                .buckets(latency_buckets),
-                &["method", "route"],
-            )?,
-            http_requests_in_flight: IntGauge::new(
-                "http_requests_in_flight",
-                "HTTP requests being served",
-            )?,
             jobs_total: IntCounterVec::new(
                 Opts::new(
                     "reelgen_jobs_total",
@@ -276,9 +253,6 @@ impl Metrics {
         r.register(Box::new(m.session_frames_total.clone()))?;
         r.register(Box::new(m.session_frames_late_total.clone()))?;
         r.register(Box::new(m.session_frames_dropped_total.clone()))?;
-        r.register(Box::new(m.http_requests_total.clone()))?;
-        r.register(Box::new(m.http_request_duration_seconds.clone()))?;
-        r.register(Box::new(m.http_requests_in_flight.clone()))?;
         r.register(Box::new(m.jobs_total.clone()))?;
         r.register(Box::new(m.jobs_in_flight.clone()))?;
         r.register(Box::new(m.queue_depth.clone()))?;
@@ -358,11 +332,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Also registers the HTTP request families, which the analytics' request log holds
+    /// (recorded once per request, per worker; see `platform::analytics::requests`).
     pub fn new(
         metrics: std::sync::Arc<Metrics>,
         analytics: crate::platform::analytics::Analytics,
-    ) -> Self {
-        Self { metrics, analytics }
+    ) -> Result<Self, MetricsError> {
+        metrics.registry.register(Box::new(
+            crate::platform::analytics::requests::RequestMetrics::new(
+                analytics.requests_log().clone(),
+            )?,
+        ))?;
+        Ok(Self { metrics, analytics })
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -371,19 +352,6 @@ impl Recorder {
 
     pub fn analytics(&self) -> &crate::platform::analytics::Analytics {
         &self.analytics
-    }
-
-    /// An HTTP response: `route` is the matched pattern (bounded cardinality).
-    pub fn request(&self, method: &'static str, route: &str, status: u16, took: Duration) {
-        self.metrics
-            .http_requests_total
-            .with_label_values(&[method, route, status_label(status).as_ref()])
-            .inc();
-        self.metrics
-            .http_request_duration_seconds
-            .with_label_values(&[method, route])
-            .observe(took.as_secs_f64());
-        self.analytics.record_request(method, route, status, took);
     }
 
     /// One stage of a job (queue wait, timeline, render, …, webhook delivery).
@@ -402,32 +370,6 @@ impl Recorder {
             .with_label_values(&[crate::platform::analytics::statement_kind(sql)])
             .observe(took.as_secs_f64());
         self.analytics.record_statement(sql, took, failed);
-    }
-}
-
-/// A status code as a label: the common codes' static text, no formatting per request.
-fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
-    const COMMON: [(u16, &str); 16] = [
-        (200, "200"),
-        (201, "201"),
-        (202, "202"),
-        (204, "204"),
-        (206, "206"),
-        (304, "304"),
-        (400, "400"),
-        (401, "401"),
-        (403, "403"),
-        (404, "404"),
-        (409, "409"),
-        (413, "413"),
-        (422, "422"),
-        (429, "429"),
-        (500, "500"),
-        (503, "503"),
-    ];
-    match COMMON.iter().find(|(code, _)| *code == status) {
-        Some((_, text)) => std::borrow::Cow::Borrowed(text),
-        None => std::borrow::Cow::Owned(status.to_string()),
     }
 }
 
