@@ -227,7 +227,9 @@ impl CacheHandle {
             self.count(false);
             return Box::pin(compute()).await;
         };
-        if let Some(hit) = c.get(&key).await {
+        // moka's `get` is a ~800-byte future: boxed apart, it keeps the handler futures that
+        // actix boxes under glibc's small-allocation cache (1 KB) instead of the slow path.
+        if let Some(hit) = Box::pin(c.get(&key)).await {
             self.count(true);
             return Ok(hit);
         }
