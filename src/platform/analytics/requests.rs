@@ -65,6 +65,22 @@ impl RouteStats {
         self.count += 1;
         self.series.record(now, took, status >= 500);
     }
+
+    /// Adds another shard's stats of the same (method, route).
+    fn add(&mut self, other: &RouteStats) {
+        for &(status, n) in &other.statuses {
+            match self.statuses.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, mine)) => *mine += n,
+                None => self.statuses.push((status, n)),
+            }
+        }
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+        self.sum_s += other.sum_s;
+        self.count += other.count;
+        self.series.merge_from(&other.series);
+    }
 }
 
 /// One worker's measurements: method → route pattern → stats.
@@ -149,8 +165,8 @@ impl RequestLog {
     }
 
     /// Calls `f` with each (method, route) and its stats, merged over the shards.
-    fn merged<T>(&self, f: impl FnOnce(&HashMap<(&'static str, Box<str>), Merged>) -> T) -> T {
-        let mut merged: HashMap<(&'static str, Box<str>), Merged> = HashMap::new();
+    fn merged<T>(&self, f: impl FnOnce(&HashMap<(&'static str, Box<str>), RouteStats>) -> T) -> T {
+        let mut merged: HashMap<(&'static str, Box<str>), RouteStats> = HashMap::new();
         let shards = self.shards.lock().clone();
         for shard in shards {
             let shard = shard.0.lock();
@@ -158,7 +174,7 @@ impl RequestLog {
                 for (route, stats) in by_route {
                     merged
                         .entry((*method, route.clone()))
-                        .or_insert_with(|| Merged::new(self.epoch))
+                        .or_insert_with(|| RouteStats::new(self.epoch))
                         .add(stats);
                 }
             }
@@ -206,7 +222,7 @@ impl RequestLog {
         self.merged(|m| {
             m.values()
                 .flat_map(|s| &s.statuses)
-                .filter(|(s, _)| **s == status)
+                .filter(|(s, _)| *s == status)
                 .map(|(_, n)| n)
                 .sum()
         })
@@ -219,39 +235,6 @@ pub struct InFlightGuard<'a>(&'a AtomicUsize);
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// One (method, route) over every shard.
-struct Merged {
-    statuses: HashMap<u16, u64>,
-    buckets: [u64; LATENCY_BUCKETS.len() + 1],
-    sum_s: f64,
-    count: u64,
-    series: Series,
-}
-
-impl Merged {
-    fn new(epoch: Instant) -> Self {
-        Self {
-            statuses: HashMap::new(),
-            buckets: [0; LATENCY_BUCKETS.len() + 1],
-            sum_s: 0.0,
-            count: 0,
-            series: Series::new(epoch),
-        }
-    }
-
-    fn add(&mut self, s: &RouteStats) {
-        for (status, n) in &s.statuses {
-            *self.statuses.entry(*status).or_default() += n;
-        }
-        for (mine, theirs) in self.buckets.iter_mut().zip(s.buckets) {
-            *mine += theirs;
-        }
-        self.sum_s += s.sum_s;
-        self.count += s.count;
-        self.series.merge_from(&s.series);
     }
 }
 
