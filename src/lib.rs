@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{App, HttpServer, middleware, web};
+use actix_web::{App, HttpServer, web};
 
 pub use context::{Context, StartError};
 use ops::health::{RegisterCheck, StaticCheck};
@@ -139,7 +139,6 @@ fn serve(ctx: &web::Data<Context>, role: Role) -> Result<(Server, u16), StartErr
             .app_data(app_state.clone())
             .app_data(web::PathConfig::default().error_handler(error::extractors::path))
             .wrap(api::edge::Edge::new(&app_state))
-            .wrap(middleware::Compress::default())
             .configure(|cfg| match role {
                 Role::Serve => api::configure(cfg, test_hooks, &static_dir),
                 Role::Worker => api::configure_worker(cfg),

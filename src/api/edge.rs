@@ -12,13 +12,19 @@
 //! labelled by route *pattern*, into its worker's shard of the request log
 //! (`platform::analytics::requests`).
 //!
+//! Two shortcuts keep what a request costs close to what actix itself costs. A GET this worker
+//! answered before from the response cache is answered again from the worker's own copy
+//! ([`WorkerCache`]) once authentication and the rate limit have passed, without routing or a
+//! handler; the copies follow the cache's invalidations and TTL. And actix's `Compress` sits
+//! behind the edge on the way of requests that sent `Accept-Encoding` only: a response nobody
+//! asked to encode is not passed through an encoder.
+//!
 //! It is one hand-written middleware rather than two `from_fn` layers because it runs on every
 //! request: per worker it holds the context, its shard and a cache of route labels, so a
 //! request costs one boxed future and no shared lock (the `reelgen-bench http` figures in
 //! README.md are what it is measured by).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,6 +34,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Compress;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
@@ -37,7 +44,7 @@ use serde_json::Value;
 use crate::context::Context;
 use crate::platform::analytics::requests::ShardHandle;
 use crate::platform::auth::{self, Principal};
-use crate::platform::cache::Cached;
+use crate::platform::cache::{Cached, Replayable, WorkerCache};
 use crate::platform::error::{ApiError, PROBLEM_JSON, problem_for_status};
 
 fn method_label(m: &Method) -> &'static str {
@@ -73,6 +80,7 @@ impl Edge {
                 shard: ctx.recorder.analytics().requests_log().shard(),
                 ctx: ctx.clone(),
                 routes: RefCell::default(),
+                copies: WorkerCache::default(),
             }),
         }
     }
@@ -87,18 +95,28 @@ where
     type Error = actix_web::Error;
     type Transform = EdgeService<S>;
     type InitError = ();
-    type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
+    type Future = LocalBoxFuture<'static, Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        std::future::ready(Ok(EdgeService {
-            service: Rc::new(service),
-            worker: self.worker.clone(),
-        }))
+        let plain = Rc::new(service);
+        let worker = self.worker.clone();
+        Box::pin(async move {
+            let compressed = Compress::default()
+                .new_transform(Shared(plain.clone()))
+                .await?;
+            Ok(EdgeService {
+                inner: Rc::new(Downstream { plain, compressed }),
+                worker,
+            })
+        })
     }
 }
 
-pub struct EdgeService<S> {
-    service: Rc<S>,
+pub struct EdgeService<S>
+where
+    Compress: Transform<Shared<S>, ServiceRequest>,
+{
+    inner: Rc<Downstream<S>>,
     worker: Rc<Worker>,
 }
 
@@ -111,13 +129,73 @@ where
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    actix_web::dev::forward_ready!(service);
+    fn poll_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.plain.poll_ready(cx)
+    }
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let service = self.service.clone();
+        let inner = self.inner.clone();
         let worker = self.worker.clone();
-        Box::pin(async move { worker.handle(req, &*service).await })
+        Box::pin(async move { worker.handle(req, &inner).await })
     }
+}
+
+/// The app behind the edge, shared by its two ways in.
+pub struct Shared<S>(Rc<S>);
+
+impl<S: Service<ServiceRequest>> Service<ServiceRequest> for Shared<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        self.0.call(req)
+    }
+}
+
+/// The app, reached through actix's `Compress` when the client sent `Accept-Encoding` and
+/// directly when it did not: a response no client asked to encode is not handed through an
+/// encoder (nor its `Content-Type` parsed to decide that) on its way out.
+pub struct Downstream<S>
+where
+    Compress: Transform<Shared<S>, ServiceRequest>,
+{
+    plain: Rc<S>,
+    compressed: Compressed<S>,
+}
+
+/// actix's compressing service around the app (its type is not exported by name).
+type Compressed<S> = <Compress as Transform<Shared<S>, ServiceRequest>>::Transform;
+
+impl<S, B> Downstream<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    async fn call(
+        &self,
+        req: ServiceRequest,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+        if wants_encoding(&req) {
+            Ok(self.compressed.call(req).await?.map_into_boxed_body())
+        } else {
+            Ok(self.plain.call(req).await?.map_into_boxed_body())
+        }
+    }
+}
+
+fn wants_encoding(req: &ServiceRequest) -> bool {
+    req.headers().contains_key(header::ACCEPT_ENCODING)
 }
 
 /// Paths under these prefixes are authenticated and rate limited.
@@ -140,7 +218,9 @@ struct Worker {
     shard: ShardHandle,
     /// Request path → its route pattern: matching a path against every pattern again for
     /// each request's label is the costliest thing the edge did.
-    routes: RefCell<HashMap<Box<str>, Rc<str>>>,
+    routes: RefCell<foldhash::HashMap<Box<str>, Rc<str>>>,
+    /// This worker's copies of cached GET responses, answered before routing.
+    copies: WorkerCache,
 }
 
 impl Worker {
@@ -177,10 +257,11 @@ impl Worker {
     async fn handle<S, B>(
         &self,
         req: ServiceRequest,
-        service: &S,
+        service: &Downstream<S>,
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error>
     where
-        S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+        S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>
+            + 'static,
         B: MessageBody + 'static,
     {
         let ctx = &*self.ctx;
@@ -188,8 +269,7 @@ impl Worker {
         let method = method_label(req.method());
         let route = self.route(&req);
         let observe = |status: u16| {
-            let took = started.elapsed();
-            self.shard.record(method, &route, status, took);
+            let took = self.shard.record_since(method, &route, status, started);
             if ctx.config.enable_tracing {
                 tracing::info!(
                     method,
@@ -216,7 +296,7 @@ impl Worker {
         let res: ServiceResponse<BoxBody> = if in_flight > ctx.config.max_concurrent_requests {
             req.into_response(ApiError::Overloaded.error_response())
         } else {
-            let outcome = match AssertUnwindSafe(self.guard(req, service))
+            let outcome = match AssertUnwindSafe(self.guard(req, service, started))
                 .catch_unwind()
                 .await
             {
@@ -267,18 +347,22 @@ impl Worker {
     }
 
     /// Under [`GUARDED`]: authentication into a [`Principal`] and the GCRA rate limit, with
-    /// `RateLimit-*` headers on every response (429 + `Retry-After` when exhausted).
+    /// `RateLimit-*` headers on every response (429 + `Retry-After` when exhausted); then a
+    /// GET this worker has a valid copy of a cached response for is answered from it, without
+    /// routing, and a GET answered by a [`Replayable`] response leaves one.
     async fn guard<S, B>(
         &self,
         req: ServiceRequest,
-        service: &S,
+        service: &Downstream<S>,
+        now: Instant,
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error>
     where
-        S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+        S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>
+            + 'static,
         B: MessageBody + 'static,
     {
         if !is_guarded(req.path()) {
-            return Ok(service.call(req).await?.map_into_boxed_body());
+            return service.call(req).await;
         }
         let ctx = &*self.ctx;
         let principal: Principal = match ctx.auth.authenticate(req.request()).await {
@@ -295,17 +379,57 @@ impl Worker {
             set_rate_headers(res.headers_mut(), &decision);
             return Ok(req.into_response(res));
         }
+        let mut copy_at = None;
+        // A client that asked for an encoding is answered through the compressor.
+        if req.method() == Method::GET
+            && !wants_encoding(&req)
+            && let Some(epoch) = ctx.cache.local_epoch()
+        {
+            if let Some(copy) = self.copies.get(
+                &ctx.cache,
+                epoch,
+                now,
+                &principal.tenant,
+                uri_of(req.request()),
+            ) {
+                ctx.cache.count_hit();
+                let mut res = with_etag(req.request(), copy.content_type, &copy.cached);
+                set_rate_headers(res.headers_mut(), &decision);
+                return Ok(req.into_response(res));
+            }
+            copy_at = Some((epoch, principal.tenant.clone()));
+        }
         auth::attach(req.request(), principal);
-        let mut res = service.call(req).await?.map_into_boxed_body();
+        let mut res = service.call(req).await?;
+        if let Some((epoch, tenant)) = copy_at
+            && res.status() == StatusCode::OK
+        {
+            let copy = res.response().extensions().get::<Replayable>().cloned();
+            if let Some(copy) = copy {
+                self.copies
+                    .put(epoch, &tenant, uri_of(res.request()), &copy);
+            }
+        }
         set_rate_headers(res.headers_mut(), &decision);
         Ok(res)
     }
 }
 
+/// A request's path and query, as sent: what a worker's copies are found by.
+fn uri_of(req: &HttpRequest) -> &str {
+    req.uri()
+        .path_and_query()
+        .map_or_else(|| req.path(), |pq| pq.as_str())
+}
+
 /// Headers of a response being replaced by a problem (all values of each, but its body's own).
 fn copy_headers<B>(from: &HttpResponse<B>, to: &mut HttpResponse) {
     for name in from.headers().keys() {
-        if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
+        // The problem's body is its own: not the replaced body's type, length or encoding.
+        if name == header::CONTENT_TYPE
+            || name == header::CONTENT_LENGTH
+            || name == header::CONTENT_ENCODING
+        {
             continue;
         }
         to.headers_mut().remove(name);
@@ -448,20 +572,27 @@ fn decorate(h: &mut header::HeaderMap, cors: &Cors, page: Page) {
 }
 
 fn append_vary(h: &mut header::HeaderMap, value: &'static str) {
-    match h.get(header::VARY).and_then(|v| v.to_str().ok()) {
-        Some(existing)
-            if existing
-                .split(',')
-                .any(|v| v.trim().eq_ignore_ascii_case(value)) => {}
-        Some(existing) => {
-            if let Ok(v) = HeaderValue::from_str(&format!("{existing}, {value}")) {
-                h.insert(header::VARY, v);
-            }
-        }
-        None => {
-            h.insert(header::VARY, HeaderValue::from_static(value));
-        }
+    // All of its values, one line or several (the compressor appends its own): kept in one.
+    let existing: Vec<&str> = h
+        .get_all(header::VARY)
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if existing
+        .iter()
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case(value))
+    {
+        return;
     }
+    let joined = if existing.is_empty() {
+        HeaderValue::from_static(value)
+    } else {
+        match HeaderValue::from_str(&format!("{}, {value}", existing.join(", "))) {
+            Ok(v) => v,
+            Err(_) => return,
+        }
+    };
+    h.insert(header::VARY, joined);
 }
 
 /// The `Allow` header of a route, from the OpenAPI document.
@@ -473,18 +604,12 @@ fn set_rate_headers(
     headers: &mut actix_web::http::header::HeaderMap,
     d: &crate::platform::limiter::Decision,
 ) {
-    headers.insert(
-        header::HeaderName::from_static("ratelimit-limit"),
-        HeaderValue::from(d.limit),
-    );
-    headers.insert(
-        header::HeaderName::from_static("ratelimit-remaining"),
-        HeaderValue::from(d.remaining),
-    );
-    headers.insert(
-        header::HeaderName::from_static("ratelimit-reset"),
-        HeaderValue::from(d.reset_s),
-    );
+    const LIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit-limit");
+    const REMAINING: header::HeaderName = header::HeaderName::from_static("ratelimit-remaining");
+    const RESET: header::HeaderName = header::HeaderName::from_static("ratelimit-reset");
+    headers.insert(LIMIT, HeaderValue::from(d.limit));
+    headers.insert(REMAINING, HeaderValue::from(d.remaining));
+    headers.insert(RESET, HeaderValue::from(d.reset_s));
 }
 
 /// The body's declared `Content-Length`, or 413 before a byte is read when it is over `limit`.
@@ -547,9 +672,16 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
         .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
 }
 
-/// A JSON response with ETag, answering 304 when `If-None-Match` matches.
-pub fn json_with_etag(req: &HttpRequest, cached: &Cached) -> HttpResponse {
-    with_etag(req, "application/json", cached)
+/// A JSON response with ETag, answering 304 when `If-None-Match` matches, from the response
+/// cache: [`Replayable`], so the worker keeps a copy to answer the same GET with (which
+/// `cached` must depend on no more than its tenant, path and query).
+pub fn json_with_etag(req: &HttpRequest, cached: &Arc<Cached>) -> HttpResponse {
+    let mut res = with_etag(req, "application/json", cached);
+    res.extensions_mut().insert(Replayable {
+        cached: cached.clone(),
+        content_type: "application/json",
+    });
+    res
 }
 
 /// A response of `content_type` with ETag, answering 304 when `If-None-Match` matches.

@@ -21,15 +21,24 @@
 //! request, could not promise. When Redis does not answer, lookups bypass the cache and
 //! read the database.
 //!
+//! In front of it, each HTTP worker keeps its own copies of the responses it served from it
+//! ([`WorkerCache`]: no lock, no atomic shared with the other workers), which the edge answers
+//! a repeated GET from before routing. They obey the same invalidations through one
+//! process-wide epoch that every generation bump also moves ([`CacheHandle::local_epoch`]),
+//! and the same TTL, counted from when the response was made. In a cluster there are no
+//! worker copies: only Redis knows whether another replica has written.
+//!
 //! The [`CacheManager`] actor owns the handle: it runs moka's maintenance on a timer, exports
 //! the entry gauge, and answers [`GetStats`]. Handlers use the handle directly — moka is
 //! concurrent, and a mailbox hop per GET would cost more than the lookup (see
 //! `reelgen-bench ratelimit`, which measures the same trade-off).
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::http::header::HeaderValue;
@@ -45,6 +54,8 @@ use crate::platform::telemetry::Metrics;
 pub struct Cached {
     pub body: Bytes,
     pub etag: HeaderValue,
+    /// When the response was made: a copy of it lives no longer than `CACHE_TTL` from here.
+    pub born: Instant,
 }
 
 impl Cached {
@@ -52,7 +63,11 @@ impl Cached {
         // Quotes and hex digits: always a valid header value.
         let etag =
             HeaderValue::try_from(etag_of(&body)).unwrap_or(HeaderValue::from_static("\"0\""));
-        Self { body, etag }
+        Self {
+            body,
+            etag,
+            born: Instant::now(),
+        }
     }
 }
 
@@ -73,6 +88,9 @@ struct Inner {
     cache: Option<Cache<String, Arc<Cached>>>,
     tenant_gen: RwLock<HashMap<String, u64>>,
     queue_gen: AtomicU64,
+    /// Moves with every generation bump (after it): the worker copies' one validity check.
+    epoch: AtomicU64,
+    ttl: Duration,
     metrics: Arc<Metrics>,
     /// The cluster's generations (see the module doc).
     cluster: Option<crate::platform::redis::Redis>,
@@ -124,6 +142,8 @@ impl CacheHandle {
                 cache,
                 tenant_gen: RwLock::new(HashMap::new()),
                 queue_gen: AtomicU64::new(0),
+                epoch: AtomicU64::new(0),
+                ttl,
                 metrics,
                 cluster,
             }),
@@ -188,6 +208,24 @@ impl CacheHandle {
             number(&got[1]),
             number(&got[2])
         ))
+    }
+
+    /// The epoch the worker copies of responses are valid at, read before the request that
+    /// may fill them (a bump after the read makes what it stores stale at once); `None` when
+    /// workers keep no copies: caching is off, or the generations live in the cluster's Redis.
+    pub fn local_epoch(&self) -> Option<u64> {
+        (self.inner.cache.is_some() && self.inner.cluster.is_none())
+            .then(|| self.inner.epoch.load(Ordering::Acquire))
+    }
+
+    /// Whether a response made at `born` may still be served at `now` (`CACHE_TTL`).
+    pub fn fresh(&self, cached: &Cached, now: Instant) -> bool {
+        now.saturating_duration_since(cached.born) < self.inner.ttl
+    }
+
+    /// A response served from a worker's copy: a hit like any other.
+    pub fn count_hit(&self) {
+        self.count(true);
     }
 
     /// Counted once, in the Prometheus counters ([`CacheHandle::stats`] reads them back).
@@ -259,6 +297,7 @@ impl CacheHandle {
             let mut gens = self.inner.tenant_gen.write();
             *gens.entry(tenant.to_string()).or_insert(0) += 1;
         }
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(c) = &self.inner.cache {
             let prefix = format!("{tenant}\u{1f}");
             if let Err(e) = c.invalidate_entries_if(move |k, _| k.starts_with(&prefix)) {
@@ -278,6 +317,7 @@ impl CacheHandle {
             );
         }
         self.inner.queue_gen.fetch_add(1, Ordering::AcqRel);
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(c) = &self.inner.cache {
             c.invalidate_all();
         }
@@ -326,6 +366,110 @@ impl CacheHandle {
                 .cache_entries
                 .set(i64::try_from(c.entry_count()).unwrap_or(i64::MAX));
         }
+    }
+}
+
+/// A response a handler made from the cache, which a worker may keep a copy of and answer
+/// the same GET with, for the same tenant, until the epoch moves or the TTL passes. It may
+/// depend only on the tenant and the request's path and query (and `If-None-Match`, which
+/// the answer evaluates again), as the shared cache's keys do.
+#[derive(Clone)]
+pub struct Replayable {
+    pub cached: Arc<Cached>,
+    pub content_type: &'static str,
+}
+
+/// Copies a worker may keep, at most (then it starts again), and of at most this size each.
+const WORKER_ENTRIES: usize = 256;
+const WORKER_BODY: usize = 64 * 1024;
+const WORKER_BYTES: usize = 4 * 1024 * 1024;
+
+/// A worker's own copy of a response: its bytes are its own (not shared with the cache or the
+/// other workers), so answering from it touches nothing another thread writes.
+pub struct WorkerCopy {
+    pub cached: Cached,
+    pub content_type: &'static str,
+}
+
+/// A tenant's copies, by request path and query.
+type CopiesByUri = foldhash::HashMap<Box<str>, Rc<WorkerCopy>>;
+
+/// One HTTP worker's copies of responses, by tenant and then by path and query (see the
+/// module doc). Only its worker touches it, so it needs no lock; the epoch it holds its copies
+/// at is the only thing it compares with the shared state.
+#[derive(Default)]
+pub struct WorkerCache {
+    epoch: Cell<u64>,
+    bytes: Cell<usize>,
+    len: Cell<usize>,
+    entries: RefCell<foldhash::HashMap<Box<str>, CopiesByUri>>,
+}
+
+impl WorkerCache {
+    /// The copy of `uri` for `tenant`, when it is still valid at `epoch` and `now`.
+    pub fn get(
+        &self,
+        handle: &CacheHandle,
+        epoch: u64,
+        now: Instant,
+        tenant: &str,
+        uri: &str,
+    ) -> Option<Rc<WorkerCopy>> {
+        if epoch != self.epoch.get() {
+            self.restart(epoch);
+            return None;
+        }
+        let entries = self.entries.borrow();
+        let found = entries.get(tenant)?.get(uri)?;
+        handle.fresh(&found.cached, now).then(|| found.clone())
+    }
+
+    /// Keeps a copy of a response made by a request that began at `epoch`.
+    pub fn put(&self, epoch: u64, tenant: &str, uri: &str, value: &Replayable) {
+        let size = value.cached.body.len();
+        if size > WORKER_BODY || uri.len() > WORKER_BODY {
+            return;
+        }
+        match epoch.cmp(&self.epoch.get()) {
+            // Made before a change this worker has already seen: it may be stale.
+            std::cmp::Ordering::Less => return,
+            std::cmp::Ordering::Greater => self.restart(epoch),
+            std::cmp::Ordering::Equal => {}
+        }
+        if self.len.get() >= WORKER_ENTRIES || self.bytes.get() + size > WORKER_BYTES {
+            self.restart(epoch);
+        }
+        let cached = &value.cached;
+        let copy = Rc::new(WorkerCopy {
+            cached: Cached {
+                body: Bytes::copy_from_slice(&cached.body),
+                etag: HeaderValue::from_bytes(cached.etag.as_bytes())
+                    .unwrap_or_else(|_| cached.etag.clone()),
+                born: cached.born,
+            },
+            content_type: value.content_type,
+        });
+        let mut entries = self.entries.borrow_mut();
+        let by_uri = match entries.get_mut(tenant) {
+            Some(by_uri) => by_uri,
+            None => entries.entry(tenant.into()).or_default(),
+        };
+        match by_uri.insert(uri.into(), copy) {
+            Some(old) => self
+                .bytes
+                .set(self.bytes.get() + size - old.cached.body.len()),
+            None => {
+                self.len.set(self.len.get() + 1);
+                self.bytes.set(self.bytes.get() + size);
+            }
+        }
+    }
+
+    fn restart(&self, epoch: u64) {
+        self.entries.borrow_mut().clear();
+        self.epoch.set(epoch);
+        self.len.set(0);
+        self.bytes.set(0);
     }
 }
 
@@ -422,5 +566,79 @@ mod tests {
             assert_eq!(v.body.as_ref(), b"v");
         }
         assert_eq!(computed.load(Ordering::SeqCst), 1);
+    }
+    fn copy(body: &str) -> Replayable {
+        Replayable {
+            cached: cached(body),
+            content_type: "application/json",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_copy_lives_until_the_epoch_moves_or_the_ttl_passes() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let c = CacheHandle::new(1, Duration::from_secs(60), metrics);
+        let w = WorkerCache::default();
+        let epoch = c.local_epoch().expect("a local cache keeps worker copies");
+        let now = Instant::now();
+        w.put(epoch, "a", "/v?l=1", &copy("one"));
+        let got = w.get(&c, epoch, now, "a", "/v?l=1").expect("copy");
+        assert_eq!(got.cached.body.as_ref(), b"one");
+        assert!(
+            w.get(&c, epoch, now, "b", "/v?l=1").is_none(),
+            "other tenant"
+        );
+        assert!(
+            w.get(&c, epoch, now, "a", "/v?l=2").is_none(),
+            "other query"
+        );
+        // The TTL counts from when the response was made.
+        assert!(
+            w.get(&c, epoch, now + Duration::from_secs(61), "a", "/v?l=1")
+                .is_none()
+        );
+
+        // Any invalidation moves the epoch: the copies are gone, and a response made by a
+        // request that began before the move is never kept.
+        c.invalidate_tenant("b").await;
+        let moved = c.local_epoch().expect("epoch");
+        assert!(moved > epoch);
+        assert!(w.get(&c, moved, now, "a", "/v?l=1").is_none());
+        w.put(epoch, "a", "/v?l=1", &copy("stale"));
+        assert!(w.get(&c, moved, now, "a", "/v?l=1").is_none());
+        w.put(moved, "a", "/v?l=1", &copy("two"));
+        let got = w.get(&c, moved, now, "a", "/v?l=1").expect("copy");
+        assert_eq!(got.cached.body.as_ref(), b"two");
+        c.invalidate_all().await;
+        assert!(c.local_epoch().expect("epoch") > moved);
+    }
+
+    #[tokio::test]
+    async fn a_worker_keeps_a_bounded_number_of_copies() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let c = CacheHandle::new(1, Duration::from_secs(60), metrics);
+        let w = WorkerCache::default();
+        let now = Instant::now();
+        for i in 0..WORKER_ENTRIES * 3 {
+            w.put(0, "a", &format!("/v/{i}"), &copy("x"));
+            assert!(w.len.get() <= WORKER_ENTRIES);
+        }
+        let big = "x".repeat(WORKER_BODY + 1);
+        w.put(0, "a", "/big", &copy(&big));
+        assert!(
+            w.get(&c, 0, now, "a", "/big").is_none(),
+            "too large to copy"
+        );
+        assert!(w.bytes.get() <= WORKER_BYTES);
+    }
+
+    #[tokio::test]
+    async fn without_a_local_cache_workers_keep_no_copies() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        assert!(
+            CacheHandle::new(0, Duration::from_secs(60), metrics)
+                .local_epoch()
+                .is_none()
+        );
     }
 }

@@ -14,6 +14,7 @@ on_both_backends!(
     batch_is_all_or_nothing,
     idempotency_key_replays_and_conflicts,
     etag_gives_304_until_something_changes,
+    a_repeated_get_is_answered_alike_and_a_write_reaches_every_worker,
     an_expired_idempotency_key_can_be_used_again,
 );
 
@@ -388,4 +389,85 @@ async fn an_expired_idempotency_key_can_be_used_again(b: Backend) {
     assert_eq!(res.status(), 202);
     let v: Value = res.json().await.expect("json");
     assert_eq!(v["params"]["script"], "A new request with a recycled key.");
+}
+
+/// Headers a repeated GET answers alike (the date and the rate budget move on).
+fn stable_headers(res: &reqwest::Response) -> Vec<(String, String)> {
+    let mut h: Vec<(String, String)> = res
+        .headers()
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "date" | "ratelimit-remaining" | "ratelimit-reset"
+            )
+        })
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_string()))
+        .collect();
+    h.sort();
+    h
+}
+
+async fn a_repeated_get_is_answered_alike_and_a_write_reaches_every_worker(b: Backend) {
+    let app = spawn_app_with(b, &[]).await;
+    let id = app.create_script("Copy me.").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // One connection per client: the server spreads them over its two workers, and each
+    // worker keeps its own copy of what it answered.
+    let clients: Vec<reqwest::Client> = (0..6)
+        .map(|_| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client")
+        })
+        .collect();
+    for path in ["/api/v1/videos", &format!("/api/v1/videos/{id}")] {
+        let first = clients[0].get(app.url(path)).send().await.expect("get");
+        assert_eq!(first.status(), 200);
+        let headers = stable_headers(&first);
+        assert!(
+            headers.iter().any(|(k, _)| k == "ratelimit-limit"),
+            "{headers:?}"
+        );
+        let body = first.bytes().await.expect("body");
+        for client in &clients {
+            for _ in 0..3 {
+                let again = client.get(app.url(path)).send().await.expect("get");
+                assert_eq!(again.status(), 200, "{path}");
+                assert_eq!(stable_headers(&again), headers, "{path}");
+                assert!(again.headers().contains_key("ratelimit-remaining"));
+                assert_eq!(again.bytes().await.expect("body"), body, "{path}");
+            }
+        }
+    }
+    // A write through one connection is seen through every other at once.
+    let cancel = clients[0]
+        .post(app.url(&format!("/api/v1/videos/{id}/cancel")))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(cancel.status(), 200);
+    for client in &clients {
+        let list: Value = client
+            .get(app.url("/api/v1/videos"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(list["data"][0]["status"], "cancelled", "{list}");
+        let one: Value = client
+            .get(app.url(&format!("/api/v1/videos/{id}")))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(one["status"], "cancelled", "{one}");
+    }
 }
