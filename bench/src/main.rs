@@ -484,15 +484,10 @@ pub async fn ratelimit() -> Result<(), String> {
     let handles: Vec<_> = (0..2)
         .map(|t| {
             let table = table.clone();
+            let (other, own): (Arc<str>, Arc<str>) = ("other".into(), ["a", "b"][t].into());
             std::thread::spawn(move || {
                 for i in 0..N / 2 {
-                    std::hint::black_box(table.check(if i % 8 == 0 {
-                        "other"
-                    } else if t == 0 {
-                        "a"
-                    } else {
-                        "b"
-                    }));
+                    std::hint::black_box(table.check(if i % 8 == 0 { &other } else { &own }));
                 }
             })
         })
@@ -506,8 +501,9 @@ pub async fn ratelimit() -> Result<(), String> {
     let addr = RateLimiter::new(table.clone()).start();
     let started = Instant::now();
     let mut done = 0;
+    let key: Arc<str> = "a".into();
     while done < N {
-        let batch: Vec<_> = (0..64).map(|_| addr.send(Check("a".into()))).collect();
+        let batch: Vec<_> = (0..64).map(|_| addr.send(Check(key.clone()))).collect();
         for r in futures_util::future::join_all(batch).await {
             r.map_err(|e| e.to_string())?;
         }

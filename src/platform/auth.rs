@@ -115,12 +115,7 @@ impl Authenticator {
 
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
         match self.mode {
-            AuthMode::Open => Ok(Principal {
-                tenant: open_tenant(),
-                rate_key: req
-                    .peer_addr()
-                    .map_or_else(|| "unknown".into(), |a| a.ip().to_string().into()),
-            }),
+            AuthMode::Open => Ok(open_principal(req.peer_addr().map(|a| a.ip()))),
             AuthMode::ApiKey => {
                 let key = Self::presented_key(req).ok_or(ApiError::Unauthorized)?;
                 if key.is_empty() || key.len() > 256 {
@@ -147,10 +142,38 @@ impl Authenticator {
     }
 }
 
-/// The open mode's tenant, shared: no allocation per request.
-fn open_tenant() -> Arc<str> {
-    static TENANT: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
-    TENANT.get_or_init(|| OPEN_TENANT.into()).clone()
+/// Client addresses whose rate keys a thread remembers, at most (then it starts again).
+const OPEN_PEERS: usize = 1024;
+
+/// The open mode's principal for a client address: the open tenant, keyed by the address.
+/// Each HTTP worker thread keeps its own tenant and the keys of the addresses it has seen, so
+/// a request formats no address and touches no reference count another worker also touches.
+fn open_principal(peer: Option<std::net::IpAddr>) -> Principal {
+    use std::cell::RefCell;
+    thread_local! {
+        static TENANT: Arc<str> = OPEN_TENANT.into();
+        static UNKNOWN: Arc<str> = "unknown".into();
+        static PEERS: RefCell<foldhash::HashMap<std::net::IpAddr, Arc<str>>> = RefCell::default();
+    }
+    let rate_key = match peer {
+        None => UNKNOWN.with(Arc::clone),
+        Some(ip) => PEERS.with_borrow_mut(|peers| {
+            if let Some(key) = peers.get(&ip) {
+                return key.clone();
+            }
+            if peers.len() >= OPEN_PEERS {
+                peers.clear();
+            }
+            peers
+                .entry(ip)
+                .or_insert_with(|| ip.to_string().into())
+                .clone()
+        }),
+    };
+    Principal {
+        tenant: TENANT.with(Arc::clone),
+        rate_key,
+    }
 }
 
 /// Stores the principal for the handlers.

@@ -52,7 +52,7 @@ pub enum Limiter {
 impl Limiter {
     /// The cluster's round trip is boxed, so that the local check — every request's — keeps a
     /// small future.
-    pub async fn check(&self, key: &str) -> Decision {
+    pub async fn check(&self, key: &Arc<str>) -> Decision {
         match self {
             Self::Local(table) => table.check(key),
             Self::Shared {
@@ -82,7 +82,7 @@ impl Limiter {
 
 /// Per-key GCRA state with counters; `C` is the clock (a fake one in tests).
 pub struct GcraTable<C: Clock = DefaultClock> {
-    gcra: Gcra<String, DashMapStateStore<String>, C, StateInformationMiddleware>,
+    gcra: Gcra<Arc<str>, DashMapStateStore<Arc<str>>, C, StateInformationMiddleware>,
     clock: C,
     limit: u32,
     interval: Duration,
@@ -126,8 +126,9 @@ impl<C: Clock + Clone> GcraTable<C> {
         d
     }
 
-    pub fn check(&self, key: &str) -> Decision {
-        match self.gcra.check_key(&key.to_string()) {
+    /// The verdict on one request by `key` (shared, so that a known key costs no allocation).
+    pub fn check(&self, key: &Arc<str>) -> Decision {
+        match self.gcra.check_key(key) {
             Ok(state) => {
                 self.allowed.fetch_add(1, Ordering::Relaxed);
                 let remaining = state.remaining_burst_capacity();
@@ -211,7 +212,7 @@ impl Supervised for RateLimiter {}
 /// Asks for a verdict on one request by `key` (mailbox path; the hot path uses the table).
 #[derive(Message)]
 #[rtype(result = "Decision")]
-pub struct Check(pub String);
+pub struct Check(pub Arc<str>);
 
 impl Handler<Check> for RateLimiter {
     type Result = MessageResult<Check>;
@@ -255,20 +256,20 @@ mod tests {
         let clock = FakeRelativeClock::default();
         let t = GcraTable::with_clock(60, clock.clone()); // one per second, burst 60
         for i in 0..60 {
-            let d = t.check("k");
+            let d = t.check(&"k".into());
             assert!(d.allowed, "request {i}");
             assert_eq!(d.remaining, 59 - i);
         }
-        let d = t.check("k");
+        let d = t.check(&"k".into());
         assert!(!d.allowed);
         assert_eq!(d.retry_after_s, 1);
         assert_eq!(d.reset_s, 60);
         // One interval later exactly one more is allowed.
         clock.advance(Duration::from_secs(1));
-        assert!(t.check("k").allowed);
-        assert!(!t.check("k").allowed);
+        assert!(t.check(&"k".into()).allowed);
+        assert!(!t.check(&"k".into()).allowed);
         // Other keys are independent.
-        assert!(t.check("other").allowed);
+        assert!(t.check(&"other".into()).allowed);
         assert_eq!(t.stats().rejected, 2);
     }
 
@@ -276,7 +277,7 @@ mod tests {
     fn a_full_bucket_is_purged() {
         let clock = FakeRelativeClock::default();
         let t = GcraTable::with_clock(600, clock.clone());
-        t.check("a");
+        t.check(&"a".into());
         assert_eq!(t.stats().keys, 1);
         clock.advance(Duration::from_secs(1));
         assert_eq!(t.purge(), 1);

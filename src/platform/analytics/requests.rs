@@ -86,12 +86,18 @@ impl RouteStats {
 /// One worker's measurements: method → route pattern → stats.
 pub struct Shard {
     epoch: Instant,
-    routes: HashMap<&'static str, HashMap<Box<str>, RouteStats>>,
+    routes: foldhash::HashMap<&'static str, foldhash::HashMap<Box<str>, RouteStats>>,
 }
 
 impl Shard {
-    fn record(&mut self, method: &'static str, route: &str, status: u16, took: Duration) {
-        let now = Instant::now();
+    fn record(
+        &mut self,
+        now: Instant,
+        method: &'static str,
+        route: &str,
+        status: u16,
+        took: Duration,
+    ) {
         let by_route = self.routes.entry(method).or_default();
         match by_route.get_mut(route) {
             Some(stats) => stats.record(now, status, took),
@@ -111,7 +117,24 @@ pub struct ShardHandle(Arc<Mutex<Shard>>);
 impl ShardHandle {
     /// One answered request: `route` is the matched pattern (bounded cardinality).
     pub fn record(&self, method: &'static str, route: &str, status: u16, took: Duration) {
-        self.0.lock().record(method, route, status, took);
+        self.0
+            .lock()
+            .record(Instant::now(), method, route, status, took);
+    }
+
+    /// One answered request that began at `started` (one clock read for both its duration
+    /// and its time); how long it took.
+    pub fn record_since(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: u16,
+        started: Instant,
+    ) -> Duration {
+        let now = Instant::now();
+        let took = now.saturating_duration_since(started);
+        self.0.lock().record(now, method, route, status, took);
+        took
     }
 }
 
@@ -128,7 +151,7 @@ impl RequestLog {
     pub fn new(epoch: Instant) -> Self {
         let common = ShardHandle(Arc::new(Mutex::new(Shard {
             epoch,
-            routes: HashMap::new(),
+            routes: Default::default(),
         })));
         Self {
             epoch,
@@ -142,7 +165,7 @@ impl RequestLog {
     pub fn shard(&self) -> ShardHandle {
         let shard = ShardHandle(Arc::new(Mutex::new(Shard {
             epoch: self.epoch,
-            routes: HashMap::new(),
+            routes: Default::default(),
         })));
         self.shards.lock().push(shard.clone());
         shard
