@@ -15,9 +15,10 @@
 //! Two shortcuts keep what a request costs close to what actix itself costs. A GET this worker
 //! answered before from the response cache is answered again from the worker's own copy
 //! ([`WorkerCache`]) once authentication and the rate limit have passed, without routing or a
-//! handler; the copies follow the cache's invalidations and TTL. And actix's `Compress` sits
-//! behind the edge on the way of requests that sent `Accept-Encoding` only: a response nobody
-//! asked to encode is not passed through an encoder.
+//! handler; the copies follow the cache's invalidations and TTL, and keep their body in each
+//! encoding a client negotiated, made once rather than compressed again per request. And
+//! actix's `Compress` sits behind the edge on the way of requests that sent `Accept-Encoding`
+//! only: a response nobody asked to encode is not passed through an encoder.
 //!
 //! It is one hand-written middleware rather than two `from_fn` layers because it runs on every
 //! request: per worker it holds the context, its shard and a cache of route labels, so a
@@ -32,10 +33,10 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, AcceptEncoding, ContentEncoding, Encoding, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Compress;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use futures_util::{FutureExt, StreamExt};
@@ -44,7 +45,7 @@ use serde_json::Value;
 use crate::context::Context;
 use crate::platform::analytics::requests::ShardHandle;
 use crate::platform::auth::{self, Principal};
-use crate::platform::cache::{Cached, Replayable, WorkerCache};
+use crate::platform::cache::{Cached, Replayable, WorkerCache, WorkerCopy};
 use crate::platform::error::{ApiError, PROBLEM_JSON, problem_for_status};
 
 fn method_label(m: &Method) -> &'static str {
@@ -380,20 +381,20 @@ impl Worker {
             return Ok(req.into_response(res));
         }
         let mut copy_at = None;
-        // A client that asked for an encoding is answered through the compressor.
         if req.method() == Method::GET
-            && !wants_encoding(&req)
             && let Some(epoch) = ctx.cache.local_epoch()
         {
-            if let Some(copy) = self.copies.get(
+            let copy = self.copies.get(
                 &ctx.cache,
                 epoch,
                 now,
                 &principal.tenant,
                 uri_of(req.request()),
-            ) {
+            );
+            if let Some(copy) = copy
+                && let Some(mut res) = answer_from_copy(req.request(), &copy).await
+            {
                 ctx.cache.count_hit();
-                let mut res = with_etag(req.request(), copy.content_type, &copy.cached);
                 set_rate_headers(res.headers_mut(), &decision);
                 return Ok(req.into_response(res));
             }
@@ -413,6 +414,68 @@ impl Worker {
         set_rate_headers(res.headers_mut(), &decision);
         Ok(res)
     }
+}
+
+/// The encodings actix's `Compress` offers, in its order of preference.
+const ENCODINGS: [Encoding; 5] = [
+    Encoding::identity(),
+    Encoding::brotli(),
+    Encoding::gzip(),
+    Encoding::deflate(),
+    Encoding::zstd(),
+];
+
+/// The encoding a client is answered in, negotiated from `Accept-Encoding` as `Compress`
+/// does (no header, or one it cannot parse: identity); `None` when none of ours is
+/// acceptable, which the compressor answers (406).
+fn negotiated(req: &HttpRequest) -> Option<ContentEncoding> {
+    if !req.headers().contains_key(header::ACCEPT_ENCODING) {
+        return Some(ContentEncoding::Identity);
+    }
+    let Some(accept) = req.get_header::<AcceptEncoding>() else {
+        return Some(ContentEncoding::Identity);
+    };
+    match accept.negotiate(ENCODINGS.iter())? {
+        Encoding::Known(encoding) => Some(encoding),
+        Encoding::Unknown(_) => None,
+    }
+}
+
+/// The response a worker's copy gives this request, as the handler and `Compress` would have
+/// given it: 304 when `If-None-Match` matches, else the body in the negotiated encoding, made
+/// once per copy with actix's own encoder; `None` when the compressor must answer instead.
+async fn answer_from_copy(req: &HttpRequest, copy: &WorkerCopy) -> Option<HttpResponse> {
+    let encoding = negotiated(req)?;
+    let mut res = with_etag(req, copy.content_type, &copy.cached);
+    if encoding == ContentEncoding::Identity || res.status() != StatusCode::OK {
+        return Some(res);
+    }
+    let body = match copy.encoded(encoding) {
+        Some(body) => body,
+        None => {
+            let body = encode(copy.cached.body.clone(), encoding).await;
+            copy.keep_encoded(encoding, body.clone());
+            body
+        }
+    };
+    let Some(body) = body else {
+        return Some(res);
+    };
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_ENCODING, encoding.to_header_value());
+    h.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    Some(res.set_body(body).map_into_boxed_body())
+}
+
+/// `body` in `encoding` by actix's encoder (what `Compress` streams), or `None` when it does
+/// not encode it.
+async fn encode(body: Bytes, encoding: ContentEncoding) -> Option<Bytes> {
+    let mut head = actix_http::ResponseHead::new(StatusCode::OK);
+    let encoder = actix_http::encoding::Encoder::response(encoding, &mut head, body);
+    if !head.headers().contains_key(header::CONTENT_ENCODING) {
+        return None;
+    }
+    actix_web::body::to_bytes(encoder).await.ok()
 }
 
 /// A request's path and query, as sent: what a worker's copies are found by.

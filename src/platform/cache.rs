@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{ContentEncoding, HeaderValue};
 use bytes::Bytes;
 use moka::future::Cache;
 use parking_lot::RwLock;
@@ -389,6 +389,27 @@ const WORKER_BYTES: usize = 4 * 1024 * 1024;
 pub struct WorkerCopy {
     pub cached: Cached,
     pub content_type: &'static str,
+    /// The body in each encoding a client asked for, made once (`None`: it cannot be).
+    encoded: RefCell<Vec<(ContentEncoding, Option<Bytes>)>>,
+}
+
+impl WorkerCopy {
+    /// The body in `encoding`, when it has been made (`Some(None)`: it cannot be).
+    pub fn encoded(&self, encoding: ContentEncoding) -> Option<Option<Bytes>> {
+        self.encoded
+            .borrow()
+            .iter()
+            .find(|(e, _)| *e == encoding)
+            .map(|(_, body)| body.clone())
+    }
+
+    /// Keeps the body made in `encoding` (compressed, it is smaller than the body it encodes).
+    pub fn keep_encoded(&self, encoding: ContentEncoding, body: Option<Bytes>) {
+        let mut encoded = self.encoded.borrow_mut();
+        if !encoded.iter().any(|(e, _)| *e == encoding) {
+            encoded.push((encoding, body));
+        }
+    }
 }
 
 /// A tenant's copies, by request path and query.
@@ -448,6 +469,7 @@ impl WorkerCache {
                 born: cached.born,
             },
             content_type: value.content_type,
+            encoded: RefCell::default(),
         });
         let mut entries = self.entries.borrow_mut();
         let by_uri = match entries.get_mut(tenant) {
