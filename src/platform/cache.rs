@@ -422,7 +422,6 @@ type CopiesByUri = foldhash::HashMap<Box<str>, Rc<WorkerCopy>>;
 pub struct WorkerCache {
     epoch: Cell<u64>,
     bytes: Cell<usize>,
-    len: Cell<usize>,
     entries: RefCell<foldhash::HashMap<Box<str>, CopiesByUri>>,
 }
 
@@ -457,7 +456,7 @@ impl WorkerCache {
             std::cmp::Ordering::Greater => self.restart(epoch),
             std::cmp::Ordering::Equal => {}
         }
-        if self.len.get() >= WORKER_ENTRIES || self.bytes.get() + size > WORKER_BYTES {
+        if self.len() >= WORKER_ENTRIES || self.bytes.get() + size > WORKER_BYTES {
             self.restart(epoch);
         }
         let cached = &value.cached;
@@ -480,17 +479,22 @@ impl WorkerCache {
             Some(old) => self
                 .bytes
                 .set(self.bytes.get() + size - old.cached.body.len()),
-            None => {
-                self.len.set(self.len.get() + 1);
-                self.bytes.set(self.bytes.get() + size);
-            }
+            None => self.bytes.set(self.bytes.get() + size),
         }
+    }
+
+    /// How many copies it holds (counted when one is added, not per answer).
+    fn len(&self) -> usize {
+        self.entries
+            .borrow()
+            .values()
+            .map(|by_uri| by_uri.len())
+            .sum()
     }
 
     fn restart(&self, epoch: u64) {
         self.entries.borrow_mut().clear();
         self.epoch.set(epoch);
-        self.len.set(0);
         self.bytes.set(0);
     }
 }
@@ -643,7 +647,7 @@ mod tests {
         let now = Instant::now();
         for i in 0..WORKER_ENTRIES * 3 {
             w.put(0, "a", &format!("/v/{i}"), &copy("x"));
-            assert!(w.len.get() <= WORKER_ENTRIES);
+            assert!(w.len() <= WORKER_ENTRIES);
         }
         let big = "x".repeat(WORKER_BODY + 1);
         w.put(0, "a", "/big", &copy(&big));
