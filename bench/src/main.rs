@@ -55,6 +55,14 @@ enum Which {
     Memory(MemoryBenchArgs),
     /// Live sessions over WebRTC: speak → first decoded mouth frame; sessions at once
     Sessions(SessionsBenchArgs),
+    /// The HTTP benchmark's baseline alone, for profiling: a bare actix-web server on `port`
+    /// answering `GET /api/v1/videos` with the bytes a running `serve` on `from` answers it with
+    Bare {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        from: u16,
+    },
 }
 
 #[allow(unsafe_code)]
@@ -72,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Which::Generate(args) => generate(args),
         Which::Memory(args) => memory(args),
         Which::Sessions(args) => sessions(args),
+        Which::Bare { port, from } => bare(port, from),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -340,7 +349,7 @@ pub fn http(args: HttpBenchArgs) -> Result<(), String> {
         "{:>6} {:>6} {:>6} {:>12} {:>10} {:>10} {:>8}",
         "conns", "round", "server", "req/s", "p50 ms", "p99 ms", "non-2xx"
     );
-    let bare = BareServer::start(Bytes::from(list_body), workers)?;
+    let bare = BareServer::start(Bytes::from(list_body), workers, free_port()?)?;
     let mut loaded_peak = 0u64;
     for &c in &args.connections {
         let (mut list_sum, mut bare_sum) = (0.0, 0.0);
@@ -415,9 +424,8 @@ struct BareServer {
 }
 
 impl BareServer {
-    fn start(body: Bytes, workers: usize) -> Result<Self, String> {
+    fn start(body: Bytes, workers: usize, port: u16) -> Result<Self, String> {
         use actix_web::{App, HttpResponse, HttpServer, web};
-        let port = free_port()?;
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
@@ -466,6 +474,19 @@ impl Drop for BareServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// `reelgen-bench bare`: runs until killed.
+fn bare(port: u16, from: u16) -> Result<(), String> {
+    let (status, body) = request(from, "GET", BARE_PATH, None)?;
+    if status != 200 {
+        return Err(format!("GET {BARE_PATH} on port {from} answered {status}"));
+    }
+    let _server = BareServer::start(Bytes::from(body), num_cpus(), port)?;
+    println!("bare server on 127.0.0.1:{port}{BARE_PATH}");
+    loop {
+        std::thread::park();
     }
 }
 
