@@ -38,15 +38,16 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Compress;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
 use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 
 use crate::context::Context;
 use crate::platform::analytics::requests::ShardHandle;
 use crate::platform::auth::{self, Principal};
-use crate::platform::cache::{Cached, Replayable, WorkerCache, WorkerCopy};
+use crate::platform::cache::{Cached, Head, Replayable, WorkerCache, WorkerCopy};
 use crate::platform::error::{ApiError, PROBLEM_JSON, problem_for_status};
+use crate::platform::limiter::Decision;
 
 fn method_label(m: &Method) -> &'static str {
     match *m {
@@ -82,6 +83,9 @@ impl Edge {
                 ctx: ctx.clone(),
                 routes: RefCell::default(),
                 copies: WorkerCache::default(),
+                remaining: LastValue::default(),
+                reset: LastValue::default(),
+                limit: LastValue::default(),
             }),
         }
     }
@@ -128,7 +132,10 @@ where
 {
     type Response = ServiceResponse<BoxBody>;
     type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = Either<
+        Ready<Result<Self::Response, Self::Error>>,
+        LocalBoxFuture<'static, Result<Self::Response, Self::Error>>,
+    >;
 
     fn poll_ready(
         &self,
@@ -138,9 +145,19 @@ where
     }
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        let started = Instant::now();
+        let admitted = match self.worker.front(&req, started) {
+            Front::Answered(res) => {
+                return Either::Left(ready(Ok(self.worker.answered(req, res, started))));
+            }
+            Front::Admitted(principal, decision) => Some((principal, decision)),
+            Front::Undecided => None,
+        };
         let inner = self.inner.clone();
         let worker = self.worker.clone();
-        Box::pin(async move { worker.handle(req, &inner).await })
+        Either::Right(Box::pin(async move {
+            worker.handle(req, &inner, started, admitted).await
+        }))
     }
 }
 
@@ -222,6 +239,46 @@ struct Worker {
     routes: RefCell<foldhash::HashMap<Box<str>, Rc<str>>>,
     /// This worker's copies of cached GET responses, answered before routing.
     copies: WorkerCache,
+    /// The `RateLimit-*` values last sent: under a steady load they repeat.
+    remaining: LastValue<u32>,
+    reset: LastValue<u64>,
+    limit: LastValue<u32>,
+}
+
+/// What the synchronous start of a request ([`Worker::front`]) decided.
+enum Front {
+    /// Answered from the worker's copy.
+    Answered(HttpResponse),
+    /// A guarded request, authenticated and through the rate limit (allowed or not).
+    Admitted(Principal, Decision),
+    /// Nothing yet: the asynchronous path does it all.
+    Undecided,
+}
+
+/// A header value for the number last given, made again only when the number changes.
+struct LastValue<T>(RefCell<Option<(T, HeaderValue)>>);
+
+impl<T> Default for LastValue<T> {
+    fn default() -> Self {
+        Self(RefCell::new(None))
+    }
+}
+
+impl<T: Copy + PartialEq> LastValue<T>
+where
+    HeaderValue: From<T>,
+{
+    fn of(&self, n: T) -> HeaderValue {
+        let mut last = self.0.borrow_mut();
+        match &*last {
+            Some((m, value)) if *m == n => value.clone(),
+            _ => {
+                let value = HeaderValue::from(n);
+                *last = Some((n, value.clone()));
+                value
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -259,6 +316,8 @@ impl Worker {
         &self,
         req: ServiceRequest,
         service: &Downstream<S>,
+        started: Instant,
+        admitted: Option<(Principal, Decision)>,
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error>
     where
         S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>
@@ -266,21 +325,9 @@ impl Worker {
         B: MessageBody + 'static,
     {
         let ctx = &*self.ctx;
-        let started = Instant::now();
         let method = method_label(req.method());
         let route = self.route(&req);
-        let observe = |status: u16| {
-            let took = self.shard.record_since(method, &route, status, started);
-            if ctx.config.enable_tracing {
-                tracing::info!(
-                    method,
-                    route = &*route,
-                    status,
-                    elapsed_ms = took.as_secs_f64() * 1e3,
-                    "request"
-                );
-            }
-        };
+        let observe = |status: u16| self.observe(method, &route, status, started);
 
         let (in_flight, _counted) = ctx.recorder.analytics().requests_log().begin();
         let cors = cors_origin(&req, &ctx.config.cors_allowed_origins);
@@ -297,7 +344,7 @@ impl Worker {
         let res: ServiceResponse<BoxBody> = if in_flight > ctx.config.max_concurrent_requests {
             req.into_response(ApiError::Overloaded.error_response())
         } else {
-            let outcome = match AssertUnwindSafe(self.guard(req, service, started))
+            let outcome = match AssertUnwindSafe(self.guard(req, service, started, admitted))
                 .catch_unwind()
                 .await
             {
@@ -356,6 +403,7 @@ impl Worker {
         req: ServiceRequest,
         service: &Downstream<S>,
         now: Instant,
+        admitted: Option<(Principal, Decision)>,
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error>
     where
         S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>
@@ -366,18 +414,24 @@ impl Worker {
             return service.call(req).await;
         }
         let ctx = &*self.ctx;
-        let principal: Principal = match ctx.auth.authenticate(req.request()).await {
-            Ok(p) => p,
-            Err(e) => return Ok(req.into_response(e.error_response())),
+        let (principal, decision) = match admitted {
+            Some(admitted) => admitted,
+            None => {
+                let principal = match ctx.auth.authenticate(req.request()).await {
+                    Ok(p) => p,
+                    Err(e) => return Ok(req.into_response(e.error_response())),
+                };
+                let decision = ctx.limiter.check(&principal.rate_key).await;
+                (principal, decision)
+            }
         };
-        let decision = ctx.limiter.check(&principal.rate_key).await;
         if !decision.allowed {
             ctx.metrics.rate_limited_total.inc();
             let mut res = ApiError::RateLimited {
                 retry_after_s: decision.retry_after_s,
             }
             .error_response();
-            set_rate_headers(res.headers_mut(), &decision);
+            self.rate_headers(res.headers_mut(), &decision);
             return Ok(req.into_response(res));
         }
         let mut copy_at = None;
@@ -395,7 +449,7 @@ impl Worker {
                 && let Some(mut res) = answer_from_copy(req.request(), &copy).await
             {
                 ctx.cache.count_hit();
-                set_rate_headers(res.headers_mut(), &decision);
+                self.rate_headers(res.headers_mut(), &decision);
                 return Ok(req.into_response(res));
             }
             copy_at = Some((epoch, principal.tenant.clone()));
@@ -408,13 +462,99 @@ impl Worker {
             let copy = res.response().extensions().get::<Replayable>().cloned();
             if let Some(copy) = copy {
                 self.copies
-                    .put(epoch, &tenant, uri_of(res.request()), &copy);
+                    .put(epoch, &tenant, uri_of(res.request()), &copy, copy_head);
             }
         }
-        set_rate_headers(res.headers_mut(), &decision);
+        self.rate_headers(res.headers_mut(), &decision);
         Ok(res)
     }
+
+    /// The synchronous start of a guarded GET, for what needs no I/O: authentication from
+    /// what is at hand, this process's rate limit, and an answer from the worker's copy —
+    /// so that a repeated read is answered without a boxed future or the app behind. Whatever
+    /// it cannot decide (a key to look up, Redis's budget, no copy, a body to encode, the
+    /// admission limit reached) is left to [`Worker::handle`], with what it did decide.
+    fn front(&self, req: &ServiceRequest, now: Instant) -> Front {
+        let ctx = &*self.ctx;
+        if req.method() != Method::GET
+            || !is_guarded(req.path())
+            || ctx.recorder.analytics().requests_log().in_flight()
+                >= ctx.config.max_concurrent_requests
+        {
+            return Front::Undecided;
+        }
+        let Some(Ok(principal)) = ctx.auth.authenticate_now(req.request()) else {
+            return Front::Undecided;
+        };
+        let Some(decision) = ctx.limiter.check_now(&principal.rate_key) else {
+            return Front::Undecided;
+        };
+        if decision.allowed
+            && let Some(epoch) = ctx.cache.local_epoch()
+            && let Some(copy) = self.copies.get(
+                &ctx.cache,
+                epoch,
+                now,
+                &principal.tenant,
+                uri_of(req.request()),
+            )
+            && let CopyAnswer::Ready(mut res) = copy_answer(req.request(), &copy)
+        {
+            ctx.cache.count_hit();
+            self.rate_headers(res.headers_mut(), &decision);
+            return Front::Answered(res);
+        }
+        Front::Admitted(principal, decision)
+    }
+
+    /// A response [`Worker::front`] made, finished as [`Worker::handle`] finishes any: the
+    /// browser-facing headers its copy's head does not carry, and the request's measurement.
+    fn answered(
+        &self,
+        req: ServiceRequest,
+        mut res: HttpResponse,
+        started: Instant,
+    ) -> ServiceResponse<BoxBody> {
+        let allowed = &self.ctx.config.cors_allowed_origins;
+        if !allowed.is_empty() || res.status() != StatusCode::OK {
+            decorate(res.headers_mut(), &cors_origin(&req, allowed), Page::Other);
+        }
+        let route = self.route(&req);
+        self.observe(
+            method_label(req.method()),
+            &route,
+            res.status().as_u16(),
+            started,
+        );
+        req.into_response(res)
+    }
+
+    /// The request's one measurement (and its trace line when `ENABLE_TRACING` is on).
+    fn observe(&self, method: &'static str, route: &Rc<str>, status: u16, started: Instant) {
+        let took = self.shard.record_since(method, route, status, started);
+        if self.ctx.config.enable_tracing {
+            tracing::info!(
+                method,
+                route = &**route,
+                status,
+                elapsed_ms = took.as_secs_f64() * 1e3,
+                "request"
+            );
+        }
+    }
+
+    /// `RateLimit-Limit`, `-Remaining` and `-Reset` from the verdict.
+    fn rate_headers(&self, h: &mut header::HeaderMap, d: &Decision) {
+        h.insert(RATELIMIT_LIMIT, self.limit.of(d.limit));
+        h.insert(RATELIMIT_REMAINING, self.remaining.of(d.remaining));
+        h.insert(RATELIMIT_RESET, self.reset.of(d.reset_s));
+    }
 }
+
+const RATELIMIT_LIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: header::HeaderName =
+    header::HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: header::HeaderName = header::HeaderName::from_static("ratelimit-reset");
 
 /// The encodings actix's `Compress` offers, in its order of preference.
 const ENCODINGS: [Encoding; 5] = [
@@ -441,30 +581,80 @@ fn negotiated(req: &HttpRequest) -> Option<ContentEncoding> {
     }
 }
 
-/// The response a worker's copy gives this request, as the handler and `Compress` would have
-/// given it: 304 when `If-None-Match` matches, else the body in the negotiated encoding, made
-/// once per copy with actix's own encoder; `None` when the compressor must answer instead.
-async fn answer_from_copy(req: &HttpRequest, copy: &WorkerCopy) -> Option<HttpResponse> {
-    let encoding = negotiated(req)?;
-    let mut res = with_etag(req, copy.content_type, &copy.cached);
-    if encoding == ContentEncoding::Identity || res.status() != StatusCode::OK {
-        return Some(res);
+/// What a worker's copy gives a request without encoding anything.
+enum CopyAnswer {
+    /// The response, as the handler and `Compress` would have given it (but `RateLimit-*`).
+    Ready(HttpResponse),
+    /// The body must first be made in this encoding.
+    Encode(ContentEncoding),
+    /// No encoding of ours is acceptable: the compressor answers (406).
+    Refused,
+}
+
+/// 304 when `If-None-Match` matches, else the copy's head and its body in the negotiated
+/// encoding when that has been made.
+fn copy_answer(req: &HttpRequest, copy: &WorkerCopy) -> CopyAnswer {
+    let Some(encoding) = negotiated(req) else {
+        return CopyAnswer::Refused;
+    };
+    if if_none_match(req, copy.cached.etag.to_str().unwrap_or_default()) {
+        return CopyAnswer::Ready(with_etag(req, copy.content_type, &copy.cached));
     }
-    let body = match copy.encoded(encoding) {
-        Some(body) => body,
-        None => {
-            let body = encode(copy.cached.body.clone(), encoding).await;
-            copy.keep_encoded(encoding, body.clone());
-            body
+    let encoded = if encoding == ContentEncoding::Identity {
+        None
+    } else {
+        match copy.encoded(encoding) {
+            Some(body) => body.map(|body| (encoding, body)),
+            None => return CopyAnswer::Encode(encoding),
         }
     };
-    let Some(body) = body else {
-        return Some(res);
-    };
+    let body = encoded
+        .as_ref()
+        .map_or_else(|| copy.cached.body.clone(), |(_, body)| body.clone());
+    let mut res = HttpResponse::with_body(StatusCode::OK, body);
     let h = res.headers_mut();
-    h.insert(header::CONTENT_ENCODING, encoding.to_header_value());
-    h.append(header::VARY, HeaderValue::from_static("accept-encoding"));
-    Some(res.set_body(body).map_into_boxed_body())
+    for (name, value) in &copy.head {
+        h.insert(name.clone(), value.clone());
+    }
+    if let Some((encoding, _)) = encoded {
+        h.insert(header::CONTENT_ENCODING, encoding.to_header_value());
+        h.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    CopyAnswer::Ready(res.map_into_boxed_body())
+}
+
+/// The response a worker's copy gives this request ([`copy_answer`]), its body encoded first
+/// when this is the copy's first request in that encoding (once per copy, with actix's own
+/// encoder); `None` when the compressor must answer instead.
+async fn answer_from_copy(req: &HttpRequest, copy: &WorkerCopy) -> Option<HttpResponse> {
+    match copy_answer(req, copy) {
+        CopyAnswer::Ready(res) => Some(res),
+        CopyAnswer::Refused => None,
+        CopyAnswer::Encode(encoding) => {
+            let body = encode(copy.cached.body.clone(), encoding).await;
+            copy.keep_encoded(encoding, body);
+            match copy_answer(req, copy) {
+                CopyAnswer::Ready(res) => Some(res),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// The head every answer from a copy of a `content_type` response carries: what
+/// [`with_etag`] and [`decorate`] (for an API path, no CORS origin) put on it, made once.
+fn copy_head(cached: &Cached, content_type: &'static str) -> Head {
+    let mut res = HttpResponse::Ok().finish();
+    etag_headers(res.headers_mut(), content_type, cached);
+    let cors = Cors {
+        enabled: false,
+        origin: None,
+    };
+    decorate(res.headers_mut(), &cors, Page::Other);
+    res.headers()
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
 }
 
 /// `body` in `encoding` by actix's encoder (what `Compress` streams), or `None` when it does
@@ -663,18 +853,6 @@ fn allowed_methods(req: &HttpRequest) -> Option<HeaderValue> {
     crate::api::allowed(&req.match_pattern()?)
 }
 
-fn set_rate_headers(
-    headers: &mut actix_web::http::header::HeaderMap,
-    d: &crate::platform::limiter::Decision,
-) {
-    const LIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit-limit");
-    const REMAINING: header::HeaderName = header::HeaderName::from_static("ratelimit-remaining");
-    const RESET: header::HeaderName = header::HeaderName::from_static("ratelimit-reset");
-    headers.insert(LIMIT, HeaderValue::from(d.limit));
-    headers.insert(REMAINING, HeaderValue::from(d.remaining));
-    headers.insert(RESET, HeaderValue::from(d.reset_s));
-}
-
 /// The body's declared `Content-Length`, or 413 before a byte is read when it is over `limit`.
 pub fn declared_length(req: &HttpRequest, limit: usize) -> Result<Option<usize>, ApiError> {
     let declared = req
@@ -751,24 +929,33 @@ pub fn json_with_etag(req: &HttpRequest, cached: &Arc<Cached>) -> HttpResponse {
 pub fn with_etag(req: &HttpRequest, content_type: &'static str, cached: &Cached) -> HttpResponse {
     // Static values and the ETag's value shared with the cache entry: nothing is parsed or
     // allocated per response (this is the hot path of every cached read).
-    let etag = cached.etag.clone();
-    let private = HeaderValue::from_static("private, no-cache");
-    let mut res = if if_none_match(req, cached.etag.to_str().unwrap_or_default()) {
-        HttpResponse::NotModified().finish()
-    } else {
-        let mut res = HttpResponse::Ok().body(cached.body.clone());
-        let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        h.insert(
-            header::VARY,
-            HeaderValue::from_static("X-Api-Key, Authorization"),
-        );
-        res
-    };
-    let h = res.headers_mut();
-    h.insert(header::ETAG, etag);
-    h.insert(header::CACHE_CONTROL, private);
+    if if_none_match(req, cached.etag.to_str().unwrap_or_default()) {
+        let mut res = HttpResponse::NotModified().finish();
+        validator_headers(res.headers_mut(), cached);
+        return res;
+    }
+    let mut res = HttpResponse::Ok().body(cached.body.clone());
+    etag_headers(res.headers_mut(), content_type, cached);
     res
+}
+
+/// A cached 200's headers: its type, what it varies by, and its validators.
+fn etag_headers(h: &mut header::HeaderMap, content_type: &'static str, cached: &Cached) {
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("X-Api-Key, Authorization"),
+    );
+    validator_headers(h, cached);
+}
+
+/// `ETag` and `Cache-Control` (stored privately, revalidated before each use).
+fn validator_headers(h: &mut header::HeaderMap, cached: &Cached) {
+    h.insert(header::ETAG, cached.etag.clone());
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
 }
 
 /// Serialises a value into a cacheable response body with its ETag.

@@ -113,32 +113,42 @@ impl Authenticator {
         None
     }
 
-    pub async fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+    /// The caller when that needs no I/O (open mode, or a key whose row is cached); `None`
+    /// when [`Auth::authenticate`] must read the key's row.
+    pub fn authenticate_now(&self, req: &HttpRequest) -> Option<Result<Principal, ApiError>> {
         match self.mode {
-            AuthMode::Open => Ok(open_principal(req.peer_addr().map(|a| a.ip()))),
+            AuthMode::Open => Some(Ok(open_principal(req.peer_addr().map(|a| a.ip())))),
             AuthMode::ApiKey => {
-                let key = Self::presented_key(req).ok_or(ApiError::Unauthorized)?;
+                let Some(key) = Self::presented_key(req) else {
+                    return Some(Err(ApiError::Unauthorized));
+                };
                 if key.is_empty() || key.len() > 256 {
-                    return Err(ApiError::Unauthorized);
+                    return Some(Err(ApiError::Unauthorized));
                 }
-                let hash = hash_key(key);
-                if let Some(hit) = self.cache.get(&hash) {
-                    return hit.map(|p| (*p).clone()).ok_or(ApiError::Unauthorized);
-                }
-                // Boxed: the query's state would otherwise ride in every request's future.
-                let found = Box::pin(find_active_key(&self.db, &hash))
-                    .await
-                    .map_err(|e: StoreError| ApiError::Unavailable(e.to_string()))?
-                    .map(|k| {
-                        Arc::new(Principal {
-                            tenant: k.tenant.into(),
-                            rate_key: k.id.to_string().into(),
-                        })
-                    });
-                self.cache.insert(hash, found.clone());
-                found.map(|p| (*p).clone()).ok_or(ApiError::Unauthorized)
+                let hit = self.cache.get(&hash_key(key))?;
+                Some(hit.map(|p| (*p).clone()).ok_or(ApiError::Unauthorized))
             }
         }
+    }
+
+    pub async fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+        if let Some(known) = self.authenticate_now(req) {
+            return known;
+        }
+        // A key of a valid length was presented and its row is not cached.
+        let hash = hash_key(Self::presented_key(req).ok_or(ApiError::Unauthorized)?);
+        // Boxed: the query's state would otherwise ride in every request's future.
+        let found = Box::pin(find_active_key(&self.db, &hash))
+            .await
+            .map_err(|e: StoreError| ApiError::Unavailable(e.to_string()))?
+            .map(|k| {
+                Arc::new(Principal {
+                    tenant: k.tenant.into(),
+                    rate_key: k.id.to_string().into(),
+                })
+            });
+        self.cache.insert(hash, found.clone());
+        found.map(|p| (*p).clone()).ok_or(ApiError::Unauthorized)
     }
 }
 

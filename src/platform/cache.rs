@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::http::header::{ContentEncoding, HeaderValue};
+use actix_web::http::header::{ContentEncoding, HeaderName, HeaderValue};
 use bytes::Bytes;
 use moka::future::Cache;
 use parking_lot::RwLock;
@@ -389,6 +389,8 @@ const WORKER_BYTES: usize = 4 * 1024 * 1024;
 pub struct WorkerCopy {
     pub cached: Cached,
     pub content_type: &'static str,
+    /// The headers each answer from it carries, made once by whoever keeps the copy.
+    pub head: Head,
     /// The body in each encoding a client asked for, made once (`None`: it cannot be).
     encoded: RefCell<Vec<(ContentEncoding, Option<Bytes>)>>,
 }
@@ -411,6 +413,9 @@ impl WorkerCopy {
         }
     }
 }
+
+/// Response headers, in the order they are set.
+pub type Head = Vec<(HeaderName, HeaderValue)>;
 
 /// A tenant's copies, by request path and query.
 type CopiesByUri = foldhash::HashMap<Box<str>, Rc<WorkerCopy>>;
@@ -444,8 +449,16 @@ impl WorkerCache {
         handle.fresh(&found.cached, now).then(|| found.clone())
     }
 
-    /// Keeps a copy of a response made by a request that began at `epoch`.
-    pub fn put(&self, epoch: u64, tenant: &str, uri: &str, value: &Replayable) {
+    /// Keeps a copy of a response made by a request that began at `epoch`, with the headers
+    /// `head` makes for it.
+    pub fn put(
+        &self,
+        epoch: u64,
+        tenant: &str,
+        uri: &str,
+        value: &Replayable,
+        head: impl FnOnce(&Cached, &'static str) -> Head,
+    ) {
         let size = value.cached.body.len();
         if size > WORKER_BODY || uri.len() > WORKER_BODY {
             return;
@@ -460,13 +473,15 @@ impl WorkerCache {
             self.restart(epoch);
         }
         let cached = &value.cached;
+        let cached = Cached {
+            body: Bytes::copy_from_slice(&cached.body),
+            etag: HeaderValue::from_bytes(cached.etag.as_bytes())
+                .unwrap_or_else(|_| cached.etag.clone()),
+            born: cached.born,
+        };
         let copy = Rc::new(WorkerCopy {
-            cached: Cached {
-                body: Bytes::copy_from_slice(&cached.body),
-                etag: HeaderValue::from_bytes(cached.etag.as_bytes())
-                    .unwrap_or_else(|_| cached.etag.clone()),
-                born: cached.born,
-            },
+            head: head(&cached, value.content_type),
+            cached,
             content_type: value.content_type,
             encoded: RefCell::default(),
         });
@@ -593,6 +608,11 @@ mod tests {
         }
         assert_eq!(computed.load(Ordering::SeqCst), 1);
     }
+
+    fn no_head(_: &Cached, _: &'static str) -> Head {
+        Head::new()
+    }
+
     fn copy(body: &str) -> Replayable {
         Replayable {
             cached: cached(body),
@@ -607,7 +627,7 @@ mod tests {
         let w = WorkerCache::default();
         let epoch = c.local_epoch().expect("a local cache keeps worker copies");
         let now = Instant::now();
-        w.put(epoch, "a", "/v?l=1", &copy("one"));
+        w.put(epoch, "a", "/v?l=1", &copy("one"), no_head);
         let got = w.get(&c, epoch, now, "a", "/v?l=1").expect("copy");
         assert_eq!(got.cached.body.as_ref(), b"one");
         assert!(
@@ -630,9 +650,9 @@ mod tests {
         let moved = c.local_epoch().expect("epoch");
         assert!(moved > epoch);
         assert!(w.get(&c, moved, now, "a", "/v?l=1").is_none());
-        w.put(epoch, "a", "/v?l=1", &copy("stale"));
+        w.put(epoch, "a", "/v?l=1", &copy("stale"), no_head);
         assert!(w.get(&c, moved, now, "a", "/v?l=1").is_none());
-        w.put(moved, "a", "/v?l=1", &copy("two"));
+        w.put(moved, "a", "/v?l=1", &copy("two"), no_head);
         let got = w.get(&c, moved, now, "a", "/v?l=1").expect("copy");
         assert_eq!(got.cached.body.as_ref(), b"two");
         c.invalidate_all().await;
@@ -646,11 +666,11 @@ mod tests {
         let w = WorkerCache::default();
         let now = Instant::now();
         for i in 0..WORKER_ENTRIES * 3 {
-            w.put(0, "a", &format!("/v/{i}"), &copy("x"));
+            w.put(0, "a", &format!("/v/{i}"), &copy("x"), no_head);
             assert!(w.len() <= WORKER_ENTRIES);
         }
         let big = "x".repeat(WORKER_BODY + 1);
-        w.put(0, "a", "/big", &copy(&big));
+        w.put(0, "a", "/big", &copy(&big), no_head);
         assert!(
             w.get(&c, 0, now, "a", "/big").is_none(),
             "too large to copy"

@@ -1,5 +1,6 @@
 //! Rate limiter: GCRA (generic cell rate algorithm) per API key, or per client IP in open mode,
-//! with `governor`'s keyed limiter (a sharded map of theoretical arrival times).
+//! with `governor`'s keyed limiter over [`Cells`] (a theoretical arrival time per key, which
+//! each worker thread finds again without a shared lock).
 //!
 //! [`Limiter`] is the seam the HTTP edge calls ([`Limiter::check`]). Alone, it is this
 //! process's [`GcraTable`]. In a cluster ([`Limiter::Shared`]) the same algorithm runs as one
@@ -13,16 +14,20 @@
 //!
 //! With limit `L` per minute: emission interval `T = 60 s / L`, burst `L`.
 
+use std::cell::RefCell;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
+use governor::nanos::Nanos;
+use governor::state::keyed::ShrinkableKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter as Gcra};
+use parking_lot::RwLock;
 
 /// The verdict for one request, with what the `RateLimit-*` headers report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +55,15 @@ pub enum Limiter {
 }
 
 impl Limiter {
+    /// The verdict when it needs no I/O (this process's table); `None` in a cluster, where
+    /// [`Limiter::check`] asks Redis.
+    pub fn check_now(&self, key: &Arc<str>) -> Option<Decision> {
+        match self {
+            Self::Local(table) => Some(table.check(key)),
+            Self::Shared { .. } => None,
+        }
+    }
+
     /// The cluster's round trip is boxed, so that the local check — every request's — keeps a
     /// small future.
     pub async fn check(&self, key: &Arc<str>) -> Decision {
@@ -82,7 +96,7 @@ impl Limiter {
 
 /// Per-key GCRA state with counters; `C` is the clock (a fake one in tests).
 pub struct GcraTable<C: Clock = DefaultClock> {
-    gcra: Gcra<Arc<str>, DashMapStateStore<Arc<str>>, C, StateInformationMiddleware>,
+    gcra: Gcra<Arc<str>, Cells, C, StateInformationMiddleware>,
     clock: C,
     limit: u32,
     interval: Duration,
@@ -105,8 +119,7 @@ impl<C: Clock + Clone> GcraTable<C> {
         let limit = NonZeroU32::new(limit_per_minute).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::per_minute(limit);
         Self {
-            gcra: Gcra::dashmap_with_clock(quota, clock.clone())
-                .with_middleware::<StateInformationMiddleware>(),
+            gcra: Gcra::new(quota, Cells::default(), clock.clone()),
             clock,
             limit: limit.get(),
             interval: Duration::from_secs(60) / limit.get(),
@@ -170,6 +183,110 @@ impl<C: Clock + Clone> GcraTable<C> {
             rejected: self.rejected.load(Ordering::Relaxed),
             limit_per_minute: self.limit,
         }
+    }
+}
+
+/// The table's keyed state for `governor`: one GCRA cell (an atomic arrival time) per key,
+/// shared by reference, and each thread's own map to the cells it has used. A known key's
+/// check is then a lookup in the thread's map and a compare-and-swap on its cell, with no lock
+/// and no reference count that another worker also writes (what `governor`'s sharded map costs
+/// per check). A purge bumps the generation, and each thread forgets its map when it sees that:
+/// a check racing the purge may land on a cell just dropped, which was at a full burst anyway.
+pub struct Cells {
+    /// Tells this table's cells apart from another table's in a thread's map.
+    id: usize,
+    generation: AtomicU64,
+    cells: RwLock<foldhash::HashMap<Arc<str>, Arc<InMemoryState>>>,
+}
+
+/// Keys whose cells a thread remembers, at most (then it starts again).
+const NEAR_CELLS: usize = 1024;
+
+/// A thread's cells: of the table `id`, as of `generation`.
+#[derive(Default)]
+struct Near {
+    id: usize,
+    generation: u64,
+    cells: foldhash::HashMap<Arc<str>, Arc<InMemoryState>>,
+}
+
+thread_local! {
+    static NEAR: RefCell<Near> = RefCell::default();
+}
+
+impl Default for Cells {
+    fn default() -> Self {
+        static IDS: AtomicUsize = AtomicUsize::new(1);
+        Self {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
+            cells: RwLock::default(),
+        }
+    }
+}
+
+impl Cells {
+    fn shared(&self, key: &Arc<str>) -> Arc<InMemoryState> {
+        if let Some(cell) = self.cells.read().get(key) {
+            return cell.clone();
+        }
+        self.cells.write().entry(key.clone()).or_default().clone()
+    }
+
+    /// The arrival time a cell holds (`None`: never used), read without changing it.
+    fn arrival(cell: &InMemoryState) -> Option<Nanos> {
+        cell.measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>)
+            .err()
+            .flatten()
+    }
+}
+
+impl StateStore for Cells {
+    type Key = Arc<str>;
+
+    fn measure_and_replace<T, F, E>(&self, key: &Arc<str>, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let generation = self.generation.load(Ordering::Acquire);
+        NEAR.with_borrow_mut(|near| {
+            if near.id != self.id || near.generation != generation {
+                near.cells.clear();
+                near.id = self.id;
+                near.generation = generation;
+            }
+            if let Some(cell) = near.cells.get(key) {
+                return cell.measure_and_replace(&NotKeyed::NonKey, f);
+            }
+            if near.cells.len() >= NEAR_CELLS {
+                near.cells.clear();
+            }
+            let cell = self.shared(key);
+            let verdict = cell.measure_and_replace(&NotKeyed::NonKey, f);
+            near.cells.insert(key.clone(), cell);
+            verdict
+        })
+    }
+}
+
+impl ShrinkableKeyedStateStore<Arc<str>> for Cells {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.cells
+            .write()
+            .retain(|_, cell| Self::arrival(cell).is_some_and(|t| t > drop_below));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.cells.write().shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.cells.read().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.cells.read().is_empty()
     }
 }
 
@@ -271,6 +388,26 @@ mod tests {
         // Other keys are independent.
         assert!(t.check(&"other".into()).allowed);
         assert_eq!(t.stats().rejected, 2);
+    }
+
+    #[test]
+    fn threads_spend_one_budget_per_key_before_and_after_a_purge() {
+        let clock = FakeRelativeClock::default();
+        let t = GcraTable::with_clock(4, clock.clone());
+        let key: Arc<str> = "k".into();
+        let elsewhere =
+            || std::thread::scope(|s| s.spawn(|| t.check(&key)).join().expect("thread"));
+        assert_eq!(t.check(&key).remaining, 3);
+        assert_eq!(elsewhere().remaining, 2);
+        // Idle for a whole window: the key goes, while this thread still knows its old cell.
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(t.purge(), 1);
+        assert_eq!(t.check(&key).remaining, 3);
+        assert_eq!(elsewhere().remaining, 2);
+        assert_eq!(t.check(&key).remaining, 1);
+        assert_eq!(t.check(&key).remaining, 0);
+        assert!(!elsewhere().allowed);
+        assert_eq!(t.stats().keys, 1);
     }
 
     #[test]

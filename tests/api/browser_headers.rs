@@ -161,3 +161,83 @@ async fn every_response_carries_the_security_headers_and_the_app_a_strict_csp() 
         "inline code in index.html"
     );
 }
+
+#[actix_web::test]
+async fn a_repeated_read_answered_from_a_worker_copy_keeps_cors_and_the_security_headers() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("AUTH_MODE", "api_key"),
+            ("CORS_ALLOWED_ORIGINS", FRONT_END),
+        ],
+    )
+    .await;
+    let key = app.api_key("t1").await;
+    // One connection per client, so that the repeats reach both workers, each of which
+    // answers from its own copy once it has answered the read itself.
+    let clients: Vec<reqwest::Client> = (0..4)
+        .map(|_| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client")
+        })
+        .collect();
+    for round in 0..3 {
+        for client in &clients {
+            let get = |origin: &'static str| {
+                client
+                    .get(app.url("/api/v1/videos"))
+                    .header("Origin", origin)
+                    .header("X-Api-Key", &key)
+                    .send()
+            };
+            let what = format!("round {round}");
+            let res = get(FRONT_END).await.expect("get");
+            assert_eq!(res.status(), 200, "{what}");
+            let h = res.headers();
+            assert_eq!(h["access-control-allow-origin"], FRONT_END, "{what}");
+            assert!(h.contains_key("access-control-expose-headers"), "{what}");
+            let vary: Vec<&str> = h
+                .get_all("vary")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            assert_eq!(vary, ["X-Api-Key, Authorization, Origin"], "{what}");
+            for name in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+                assert!(h.contains_key(name), "{name} in {what}");
+            }
+            let etag = h["etag"].to_str().expect("ascii").to_string();
+            assert_browser_headers(&res, &what);
+
+            let res = get("https://evil.example").await.expect("get");
+            assert_eq!(res.status(), 200, "{what}");
+            assert!(!res.headers().contains_key("access-control-allow-origin"));
+            assert_browser_headers(&res, &what);
+
+            // Revalidation: 304, with the same headers a browser relies on.
+            let res = client
+                .get(app.url("/api/v1/videos"))
+                .header("Origin", FRONT_END)
+                .header("X-Api-Key", &key)
+                .header("If-None-Match", &etag)
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(res.status(), 304, "{what}");
+            assert_eq!(res.headers()["access-control-allow-origin"], FRONT_END);
+            assert_eq!(res.headers()["etag"], etag.as_str());
+            assert!(res.headers().contains_key("ratelimit-remaining"), "{what}");
+            assert_browser_headers(&res, &what);
+        }
+    }
+    // Without its key the same read is refused, copies or not.
+    let res = clients[0]
+        .get(app.url("/api/v1/videos"))
+        .header("Origin", FRONT_END)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.headers()["access-control-allow-origin"], FRONT_END);
+    assert_problem(res, 401, "unauthorized").await;
+}
