@@ -500,7 +500,7 @@ pub async fn ratelimit() -> Result<(), String> {
     const N: u64 = 200_000;
     let table = Arc::new(GcraTable::new(1_000_000_000));
 
-    // Shared striped table from two OS threads (the two HTTP workers of this machine).
+    // The table from two OS threads (the two HTTP workers of this machine).
     let started = Instant::now();
     let handles: Vec<_> = (0..2)
         .map(|t| {
@@ -533,7 +533,7 @@ pub async fn ratelimit() -> Result<(), String> {
     let mailbox = done as f64 / started.elapsed().as_secs_f64();
     println!("reelgen-bench ratelimit — {N} GCRA checks");
     println!(
-        "striped table, 2 threads: {direct:>12.0} checks/s ({:.3} µs each)",
+        "table, 2 threads:         {direct:>12.0} checks/s ({:.3} µs each)",
         1e6 / direct
     );
     println!(
