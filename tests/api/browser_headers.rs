@@ -2,7 +2,9 @@
 //! answered before authentication, and the security headers on every response, with a
 //! Content-Security-Policy on the app that the Chromium test checks it satisfies.
 
-use crate::helpers::{Backend, assert_browser_headers, assert_problem, spawn_app_with};
+use crate::helpers::{
+    Backend, assert_browser_headers, assert_problem, clients_on_own_connections, spawn_app_with,
+};
 
 const FRONT_END: &str = "https://studio.example.com";
 
@@ -175,14 +177,7 @@ async fn a_repeated_read_answered_from_a_worker_copy_keeps_cors_and_the_security
     let key = app.api_key("t1").await;
     // One connection per client, so that the repeats reach both workers, each of which
     // answers from its own copy once it has answered the read itself.
-    let clients: Vec<reqwest::Client> = (0..4)
-        .map(|_| {
-            reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .expect("client")
-        })
-        .collect();
+    let clients = clients_on_own_connections(4);
     for round in 0..3 {
         for client in &clients {
             let get = |origin: &'static str| {

@@ -314,6 +314,19 @@ pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> 
 }
 
 /// The headers every response carries (SPEC §2): no sniffing, no framing, no referrer, a CSP.
+/// `n` clients, each on one connection of its own: the server spreads connections over its
+/// workers, so repeated requests through them reach each worker.
+pub fn clients_on_own_connections(n: usize) -> Vec<reqwest::Client> {
+    (0..n)
+        .map(|_| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client")
+        })
+        .collect()
+}
+
 pub fn assert_browser_headers(res: &reqwest::Response, what: &str) {
     let h = res.headers();
     let get = |name: &str| {

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, assert_problem, spawn_app_with};
+use crate::helpers::{Backend, assert_problem, clients_on_own_connections, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -416,14 +416,7 @@ async fn a_repeated_get_is_answered_alike_and_a_write_reaches_every_worker(b: Ba
         .to_string();
     // One connection per client: the server spreads them over its two workers, and each
     // worker keeps its own copy of what it answered.
-    let clients: Vec<reqwest::Client> = (0..6)
-        .map(|_| {
-            reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .expect("client")
-        })
-        .collect();
+    let clients = clients_on_own_connections(6);
     for path in ["/api/v1/videos", &format!("/api/v1/videos/{id}")] {
         let first = clients[0].get(app.url(path)).send().await.expect("get");
         assert_eq!(first.status(), 200);
