@@ -16,13 +16,15 @@
 //! answered before from the response cache is answered again from the worker's own copy
 //! ([`WorkerCache`]) once authentication and the rate limit have passed, without routing or a
 //! handler; the copies follow the cache's invalidations and TTL, and keep their body in each
-//! encoding a client negotiated, made once rather than compressed again per request. And
+//! encoding a client negotiated, made once rather than compressed again per request. When
+//! neither authentication nor the rate limit needs I/O, that answer is made synchronously in
+//! `call` ([`Worker::front`]), with no future boxed for it. And
 //! actix's `Compress` sits behind the edge on the way of requests that sent `Accept-Encoding`
 //! only: a response nobody asked to encode is not passed through an encoder.
 //!
 //! It is one hand-written middleware rather than two `from_fn` layers because it runs on every
 //! request: per worker it holds the context, its shard and a cache of route labels, so a
-//! request costs one boxed future and no shared lock (the `reelgen-bench http` figures in
+//! request costs at most one boxed future and no shared lock (the `reelgen-bench http` figures in
 //! README.md are what it is measured by).
 
 use std::cell::RefCell;
