@@ -437,16 +437,7 @@ impl Worker {
             return Ok(req.into_response(res));
         }
         let mut copy_at = None;
-        if req.method() == Method::GET
-            && let Some(epoch) = ctx.cache.local_epoch()
-        {
-            let copy = self.copies.get(
-                &ctx.cache,
-                epoch,
-                now,
-                &principal.tenant,
-                uri_of(req.request()),
-            );
+        if let Some((epoch, copy)) = self.copy_for(&req, &principal.tenant, now) {
             if let Some(copy) = copy
                 && let Some(mut res) = answer_from_copy(req.request(), &copy).await
             {
@@ -492,14 +483,7 @@ impl Worker {
             return Front::Undecided;
         };
         if decision.allowed
-            && let Some(epoch) = ctx.cache.local_epoch()
-            && let Some(copy) = self.copies.get(
-                &ctx.cache,
-                epoch,
-                now,
-                &principal.tenant,
-                uri_of(req.request()),
-            )
+            && let Some((_, Some(copy))) = self.copy_for(req, &principal.tenant, now)
             && let CopyAnswer::Ready(mut res) = copy_answer(req.request(), &copy)
         {
             ctx.cache.count_hit();
@@ -507,6 +491,25 @@ impl Worker {
             return Front::Answered(res);
         }
         Front::Admitted(principal, decision)
+    }
+
+    /// For a GET while this process keeps a response cache: the cache's epoch, and this
+    /// worker's copy of the response when it holds a valid one.
+    fn copy_for(
+        &self,
+        req: &ServiceRequest,
+        tenant: &str,
+        now: Instant,
+    ) -> Option<(u64, Option<Rc<WorkerCopy>>)> {
+        let cache = &self.ctx.cache;
+        if req.method() != Method::GET {
+            return None;
+        }
+        let epoch = cache.local_epoch()?;
+        let copy = self
+            .copies
+            .get(cache, epoch, now, tenant, uri_of(req.request()));
+        Some((epoch, copy))
     }
 
     /// A response [`Worker::front`] made, finished as [`Worker::handle`] finishes any: the
@@ -646,15 +649,14 @@ async fn answer_from_copy(req: &HttpRequest, copy: &WorkerCopy) -> Option<HttpRe
 /// The head every answer from a copy of a `content_type` response carries: what
 /// [`with_etag`] and [`decorate`] (for an API path, no CORS origin) put on it, made once.
 fn copy_head(cached: &Cached, content_type: &'static str) -> Head {
-    let mut res = HttpResponse::Ok().finish();
-    etag_headers(res.headers_mut(), content_type, cached);
+    let mut h = header::HeaderMap::new();
+    etag_headers(&mut h, content_type, cached);
     let cors = Cors {
         enabled: false,
         origin: None,
     };
-    decorate(res.headers_mut(), &cors, Page::Other);
-    res.headers()
-        .iter()
+    decorate(&mut h, &cors, Page::Other);
+    h.iter()
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect()
 }
